@@ -1,0 +1,27 @@
+use clap::Args;
+
+use crate::config::Config;
+use crate::content::{seed, Repository};
+use crate::db::{self, Db};
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// Also generate this many deterministic posts (for load tests).
+    #[arg(long, default_value_t = 0)]
+    pub posts: usize,
+}
+
+pub fn run(config: Config, args: SeedArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        db::migrate(&config.database_url).await?;
+        let repo = Repository::new(Db::connect(&config.database_url).await?);
+        let report = seed::seed_fixtures(&repo).await?;
+        println!("fixtures: {report}");
+        if args.posts > 0 {
+            let report = seed::seed_generated(&repo, args.posts).await?;
+            println!("generated: {report}");
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,260 @@
+//! Configuration from environment variables (a `.env` file is read first if present).
+//! Every value is validated here so start-up fails with one line naming the variable.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use rand::RngCore;
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError { var, reason: reason.into() }
+}
+
+/// Which database `DATABASE_URL` names.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A file path (diesel wants a plain path, not `sqlite://`).
+    Sqlite(String),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let raw = raw.trim();
+        if let Some(path) = raw.strip_prefix("sqlite://").or_else(|| raw.strip_prefix("sqlite:")) {
+            if path.is_empty() {
+                return Err(invalid("DATABASE_URL", "sqlite:// needs a file path"));
+            }
+            return Ok(DatabaseUrl::Sqlite(path.to_string()));
+        }
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            url::Url::parse(raw).map_err(|e| invalid("DATABASE_URL", e.to_string()))?;
+            return Ok(DatabaseUrl::Postgres(raw.to_string()));
+        }
+        let scheme = raw.split("://").next().unwrap_or(raw);
+        Err(invalid(
+            "DATABASE_URL",
+            format!("unsupported scheme '{scheme}' (expected sqlite://PATH or postgres://…)"),
+        ))
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    /// Never prints a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(p) => write!(f, "sqlite://{p}"),
+            DatabaseUrl::Postgres(u) => match url::Url::parse(u) {
+                Ok(mut url) => {
+                    if url.password().is_some() {
+                        let _ = url.set_password(Some("***"));
+                    }
+                    write!(f, "{url}")
+                }
+                Err(_) => write!(f, "postgres://…"),
+            },
+        }
+    }
+}
+
+/// Which cache `CACHE_URL` names. The cache layer itself is built on top of this.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CacheUrl {
+    Memory,
+    Redis(String),
+    None,
+}
+
+impl CacheUrl {
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let raw = raw.trim();
+        match raw {
+            "" | "memory" | "memory://" => Ok(CacheUrl::Memory),
+            "none" | "none://" => Ok(CacheUrl::None),
+            _ if raw.starts_with("redis://") || raw.starts_with("rediss://") => {
+                url::Url::parse(raw).map_err(|e| invalid("CACHE_URL", e.to_string()))?;
+                Ok(CacheUrl::Redis(raw.to_string()))
+            }
+            _ => Err(invalid(
+                "CACHE_URL",
+                format!("unsupported value '{raw}' (expected memory://, redis://HOST:PORT or none)"),
+            )),
+        }
+    }
+}
+
+/// The key that signs and encrypts cookies. Never printed.
+#[derive(Clone)]
+pub struct SecretKey(String);
+
+impl SecretKey {
+    pub fn new(value: String) -> Result<Self, ConfigError> {
+        if value.len() < 32 {
+            return Err(invalid("SECRET_KEY", "must be at least 32 characters"));
+        }
+        Ok(SecretKey(value))
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Reads `data_dir/secret_key`, or generates and persists a new random key there, so
+    /// sessions survive restarts without a hard-coded default.
+    pub fn load_or_generate(data_dir: &Path) -> Result<Self, ConfigError> {
+        let file = data_dir.join("secret_key");
+        if let Ok(existing) = std::fs::read_to_string(&file) {
+            return SecretKey::new(existing.trim().to_string());
+        }
+        let mut bytes = [0u8; 64];
+        rand::rng().fill_bytes(&mut bytes);
+        let key = hex::encode(bytes);
+        std::fs::create_dir_all(data_dir)
+            .and_then(|_| write_private(&file, &key))
+            .map_err(|e| invalid("SECRET_KEY", format!("unset, and cannot persist a generated one to {}: {e}", file.display())))?;
+        Ok(SecretKey(key))
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(contents.as_bytes())
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey([redacted])")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub database_url: DatabaseUrl,
+    pub cache_url: CacheUrl,
+    pub cache_key_prefix: String,
+    /// host:port to listen on; port 0 picks a free port (tests).
+    pub bind: String,
+    pub secret_key: SecretKey,
+    pub data_dir: PathBuf,
+    /// Load the fixtures when the database has no content yet (first run).
+    pub seed_on_empty: bool,
+    /// Debug mode: detailed error pages and cache debug panels.
+    pub debug: bool,
+    /// Public base URL used in the feed and sitemap (absolute links are required there).
+    pub site_url: String,
+    /// HTTP worker threads (default: one per core).
+    pub workers: usize,
+}
+
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+
+impl Config {
+    /// Reads the process environment (after loading `.env` if present).
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Config::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    /// Builds the configuration from any variable lookup (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "data".into()));
+        let database_url = match get("DATABASE_URL") {
+            Some(raw) => DatabaseUrl::parse(&raw)?,
+            None => DatabaseUrl::Sqlite(data_dir.join("folio.db").to_string_lossy().into_owned()),
+        };
+        let cache_url = CacheUrl::parse(&get("CACHE_URL").unwrap_or_default())?;
+        let cache_key_prefix = get("CACHE_KEY_PREFIX").unwrap_or_else(|| "folio".into());
+        if !cache_key_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(invalid("CACHE_KEY_PREFIX", "use only letters, digits, '_', '-' and '.'"));
+        }
+        let bind = get("BIND").unwrap_or_else(|| DEFAULT_BIND.into());
+        validate_bind(&bind)?;
+        let secret_key = match get("SECRET_KEY") {
+            Some(v) => SecretKey::new(v)?,
+            None => SecretKey::load_or_generate(&data_dir)?,
+        };
+        let debug = parse_bool("APP_DEBUG", get("APP_DEBUG"))?.unwrap_or(false);
+        let seed_on_empty = parse_bool("SEED_ON_EMPTY", get("SEED_ON_EMPTY"))?.unwrap_or(true);
+        let site_url = get("SITE_URL").unwrap_or_else(|| format!("http://{bind}"));
+        url::Url::parse(&site_url).map_err(|e| invalid("SITE_URL", e.to_string()))?;
+        let workers = match get("WORKERS") {
+            Some(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| invalid("WORKERS", format!("'{v}' is not a positive number")))?,
+            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        };
+        Ok(Config {
+            workers,
+            database_url,
+            cache_url,
+            cache_key_prefix,
+            bind,
+            secret_key,
+            data_dir,
+            seed_on_empty,
+            debug,
+            site_url: site_url.trim_end_matches('/').to_string(),
+        })
+    }
+}
+
+pub fn validate_bind(bind: &str) -> Result<(), ConfigError> {
+    let (host, port) = bind
+        .rsplit_once(':')
+        .ok_or_else(|| invalid("BIND", format!("'{bind}' is not host:port")))?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(invalid("BIND", format!("'{bind}' is not host:port")));
+    }
+    Ok(())
+}
+
+fn parse_bool(var: &'static str, value: Option<String>) -> Result<Option<bool>, ConfigError> {
+    match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(None),
+        Some("1" | "true" | "yes" | "on") => Ok(Some(true)),
+        Some("0" | "false" | "no" | "off") => Ok(Some(false)),
+        Some(other) => Err(invalid(var, format!("'{other}' is not a boolean (use true or false)"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_schemes() {
+        assert_eq!(DatabaseUrl::parse("sqlite://data/x.db").unwrap(), DatabaseUrl::Sqlite("data/x.db".into()));
+        assert!(matches!(DatabaseUrl::parse("postgres://u@h/db").unwrap(), DatabaseUrl::Postgres(_)));
+        let err = DatabaseUrl::parse("mysql://h/db").unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL");
+        assert!(err.to_string().contains("mysql"));
+    }
+
+    #[test]
+    fn postgres_password_is_not_printed() {
+        let url = DatabaseUrl::parse("postgres://user:hunter2@localhost/db").unwrap();
+        assert!(!format!("{url:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let err = CacheUrl::parse("memcached://x").unwrap_err();
+        assert_eq!(err.var, "CACHE_URL");
+        assert_eq!(validate_bind("localhost").unwrap_err().var, "BIND");
+        assert_eq!(SecretKey::new("short".into()).unwrap_err().var, "SECRET_KEY");
+    }
+}

@@ -1,0 +1,92 @@
+//! Markdown → sanitized HTML, and plain-text excerpts. Post bodies are rendered once on
+//! write and stored, so reads never parse Markdown.
+
+use pulldown_cmark::{html, Event, Options, Parser, Tag, TagEnd};
+
+fn options() -> Options {
+    Options::ENABLE_TABLES
+        | Options::ENABLE_FOOTNOTES
+        | Options::ENABLE_STRIKETHROUGH
+        | Options::ENABLE_TASKLISTS
+}
+
+/// Renders Markdown to HTML with anything unsafe (scripts, event handlers, `javascript:`
+/// links) removed by ammonia; authors' raw HTML is allowed only as far as ammonia allows.
+pub fn to_safe_html(markdown: &str) -> String {
+    let mut unsafe_html = String::with_capacity(markdown.len() * 3 / 2);
+    html::push_html(&mut unsafe_html, Parser::new_ext(markdown, options()));
+    ammonia::Builder::default()
+        .add_tag_attributes("code", &["class"])
+        .add_tag_attributes("span", &["class"])
+        .clean(&unsafe_html)
+        .to_string()
+}
+
+/// The first paragraph as plain text, cut at a word boundary near `max_chars`.
+pub fn excerpt(markdown: &str, max_chars: usize) -> String {
+    let mut text = String::new();
+    let mut in_paragraph = false;
+    for event in Parser::new_ext(markdown, options()) {
+        match event {
+            Event::Start(Tag::Paragraph) => in_paragraph = true,
+            Event::End(TagEnd::Paragraph) if !text.trim().is_empty() => break,
+            Event::End(TagEnd::Paragraph) => in_paragraph = false,
+            Event::Text(t) | Event::Code(t) if in_paragraph => text.push_str(&t),
+            Event::SoftBreak | Event::HardBreak if in_paragraph => text.push(' '),
+            _ => {}
+        }
+    }
+    truncate_words(text.trim(), max_chars)
+}
+
+pub fn truncate_words(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max_chars).collect();
+    let cut = match cut.rfind(char::is_whitespace) {
+        Some(i) if i > max_chars / 2 => &cut[..i],
+        _ => cut.as_str(),
+    };
+    format!("{}…", cut.trim_end_matches(|c: char| c.is_whitespace() || c.is_ascii_punctuation()))
+}
+
+/// A URL slug: lowercase ASCII letters and digits separated by single hyphens.
+pub fn slugify(text: &str) -> String {
+    let mut slug = String::with_capacity(text.len());
+    for c in text.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    slug.trim_end_matches('-').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_are_removed_and_markdown_rendered() {
+        let html = to_safe_html("# Hi\n\n<script>alert(1)</script>\n\n[x](javascript:alert(1)) **bold**");
+        assert!(html.contains("<h1>Hi</h1>"));
+        assert!(html.contains("<strong>bold</strong>"));
+        assert!(!html.contains("<script"));
+        assert!(!html.contains("javascript:"));
+    }
+
+    #[test]
+    fn excerpt_takes_first_paragraph_and_cuts_on_words() {
+        let md = "# Title\n\nFirst `code` paragraph\nwraps here.\n\nSecond.";
+        assert_eq!(excerpt(md, 200), "First code paragraph wraps here.");
+        assert_eq!(excerpt(md, 12), "First code…");
+    }
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slugify("Hello, World! Rust & Redis"), "hello-world-rust-redis");
+        assert_eq!(slugify("  --Caching 101--"), "caching-101");
+    }
+}

@@ -1,0 +1,10 @@
+//! Content: the schema, the models and the repository (the one read/write path).
+//! Seeding lives here too because it writes through the repository like any other caller.
+
+pub mod markdown;
+pub mod models;
+pub mod repository;
+pub mod schema;
+pub mod seed;
+
+pub use repository::Repository;

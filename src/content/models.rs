@@ -1,0 +1,313 @@
+//! Content models: rows as diesel reads them, the shapes pages and the API show, and the
+//! inputs the repository accepts. All are plain data (serde both ways) so the cache layer
+//! can store them.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::schema::*;
+
+#[derive(Debug, Clone, Serialize, Deserialize, Queryable, Selectable, PartialEq)]
+#[diesel(table_name = authors)]
+pub struct Author {
+    pub id: i32,
+    pub name: String,
+    pub slug: String,
+    pub bio: String,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Queryable, Selectable, PartialEq)]
+#[diesel(table_name = tags)]
+pub struct Tag {
+    pub id: i32,
+    pub name: String,
+    pub slug: String,
+    pub updated_at: NaiveDateTime,
+}
+
+/// A tag as shown next to a post.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TagRef {
+    pub name: String,
+    pub slug: String,
+}
+
+/// A tag with the number of published posts carrying it (the tag cloud).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TagCount {
+    pub name: String,
+    pub slug: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuthorRef {
+    pub name: String,
+    pub slug: String,
+}
+
+/// The posts row, as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = posts)]
+pub struct PostRow {
+    pub id: i32,
+    pub title: String,
+    pub slug: String,
+    pub body_markdown: String,
+    pub body_html: String,
+    pub excerpt: String,
+    pub author_id: i32,
+    pub published: bool,
+    pub published_at: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub view_count: i64,
+    pub featured: bool,
+}
+
+/// A post in a list: everything but the body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PostSummary {
+    pub id: i32,
+    pub title: String,
+    pub slug: String,
+    pub excerpt: String,
+    pub author: AuthorRef,
+    pub published: bool,
+    pub published_at: Option<NaiveDateTime>,
+    pub updated_at: NaiveDateTime,
+    pub view_count: i64,
+    pub featured: bool,
+    pub tags: Vec<TagRef>,
+}
+
+/// A post with its rendered body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PostDetail {
+    #[serde(flatten)]
+    pub summary: PostSummary,
+    pub body_html: String,
+    pub body_markdown: String,
+}
+
+impl PostSummary {
+    pub(crate) fn from_row(row: PostRow, author: AuthorRef, tags: Vec<TagRef>) -> Self {
+        PostSummary {
+            id: row.id,
+            title: row.title,
+            slug: row.slug,
+            excerpt: row.excerpt,
+            author,
+            published: row.published,
+            published_at: row.published_at,
+            updated_at: row.updated_at,
+            view_count: row.view_count,
+            featured: row.featured,
+            tags,
+        }
+    }
+}
+
+/// One page of a paginated list.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+impl<T> Page<T> {
+    pub fn num_pages(&self) -> i64 {
+        ((self.total + self.per_page - 1) / self.per_page).max(1)
+    }
+    pub fn has_next(&self) -> bool {
+        self.page < self.num_pages()
+    }
+    pub fn has_previous(&self) -> bool {
+        self.page > 1
+    }
+    /// A page past the last one (page 1 of an empty list exists).
+    pub fn is_out_of_range(&self) -> bool {
+        self.page > self.num_pages()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Queryable, Selectable, PartialEq)]
+#[diesel(table_name = personal_info)]
+pub struct PersonalInfoRow {
+    pub id: i32,
+    pub name: String,
+    pub headline: String,
+    pub bio: String,
+    pub location: String,
+    pub email: String,
+    pub avatar_url: String,
+    pub skills: String,
+    pub updated_at: NaiveDateTime,
+}
+
+/// The site owner's details; `skills` is stored comma-separated.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PersonalInfo {
+    pub name: String,
+    pub headline: String,
+    pub bio: String,
+    pub bio_html: String,
+    pub location: String,
+    pub email: String,
+    pub avatar_url: String,
+    pub skills: Vec<String>,
+    pub updated_at: NaiveDateTime,
+}
+
+impl From<PersonalInfoRow> for PersonalInfo {
+    fn from(row: PersonalInfoRow) -> Self {
+        PersonalInfo {
+            bio_html: super::markdown::to_safe_html(&row.bio),
+            skills: split_list(&row.skills),
+            name: row.name,
+            headline: row.headline,
+            bio: row.bio,
+            location: row.location,
+            email: row.email,
+            avatar_url: row.avatar_url,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+pub fn split_list(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Queryable, Selectable, PartialEq)]
+#[diesel(table_name = social_links)]
+pub struct SocialLink {
+    pub id: i32,
+    pub name: String,
+    pub url: String,
+    pub icon: String,
+    pub sort_order: i32,
+    pub visible: bool,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Queryable, Selectable, PartialEq)]
+#[diesel(table_name = ai_tools)]
+pub struct AiTool {
+    pub id: i32,
+    pub name: String,
+    pub slug: String,
+    pub url: String,
+    pub description: String,
+    pub category: String,
+    pub featured: bool,
+    pub sort_order: i32,
+    pub updated_at: NaiveDateTime,
+}
+
+/// Tools of one category, in display order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ToolCategory {
+    pub name: String,
+    pub tools: Vec<AiTool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolFilter {
+    pub category: Option<String>,
+    pub featured: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Queryable, Selectable, PartialEq)]
+#[diesel(table_name = contact_messages)]
+pub struct ContactMessage {
+    pub id: i32,
+    pub name: String,
+    pub email: String,
+    pub subject: String,
+    pub message: String,
+    pub created_at: NaiveDateTime,
+    pub is_read: bool,
+    pub sender_ip: Option<String>,
+}
+
+/// A validated contact message, ready to store (see `web::pages::contact` for validation).
+#[derive(Debug, Clone)]
+pub struct NewContactMessage {
+    pub name: String,
+    pub email: String,
+    pub subject: String,
+    pub message: String,
+    pub sender_ip: Option<String>,
+}
+
+/// Input for creating a post; the repository renders Markdown, derives the excerpt when
+/// none is given and creates missing tags.
+#[derive(Debug, Clone)]
+pub struct NewPost {
+    pub title: String,
+    pub slug: String,
+    pub body_markdown: String,
+    pub excerpt: Option<String>,
+    pub author_id: i32,
+    pub tags: Vec<String>,
+    pub published: bool,
+    pub published_at: Option<NaiveDateTime>,
+    pub featured: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewAuthor {
+    pub name: String,
+    pub slug: String,
+    #[serde(default)]
+    pub bio: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewPersonalInfo {
+    pub name: String,
+    pub headline: String,
+    pub bio: String,
+    pub location: String,
+    pub email: String,
+    pub avatar_url: String,
+    pub skills: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewSocialLink {
+    pub name: String,
+    pub url: String,
+    pub icon: String,
+    pub sort_order: i32,
+    #[serde(default = "yes")]
+    pub visible: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewAiTool {
+    pub name: String,
+    pub slug: String,
+    pub url: String,
+    pub description: String,
+    pub category: String,
+    #[serde(default)]
+    pub featured: bool,
+    pub sort_order: i32,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A published post's address and last change, for the sitemap.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SitemapEntry {
+    pub slug: String,
+    pub updated_at: NaiveDateTime,
+}

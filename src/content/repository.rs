@@ -1,0 +1,503 @@
+//! The repository: every read and every write of content goes through here, on either
+//! backend. It is the one write path, so later layers (query caching, invalidation) hook
+//! in at this one place. Handlers never touch tables.
+
+use chrono::{NaiveDateTime, Timelike, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+
+use super::markdown;
+use super::models::*;
+use super::schema::{ai_tools, authors, contact_messages, personal_info, post_tags, posts, social_links, tags};
+use crate::db::{Db, DbError};
+use crate::with_conn;
+
+pub type RepoResult<T> = Result<T, DbError>;
+
+/// Now, truncated to microseconds: PostgreSQL keeps microseconds and SQLite whatever it
+/// is given, so both backends must store the same value for ETags to agree.
+pub fn now() -> NaiveDateTime {
+    let now = Utc::now().naive_utc();
+    now.with_nanosecond(now.nanosecond() / 1_000 * 1_000).unwrap_or(now)
+}
+
+#[derive(Clone)]
+pub struct Repository {
+    db: Db,
+}
+
+impl Repository {
+    pub fn new(db: Db) -> Self {
+        Repository { db }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    // ----- reads -------------------------------------------------------------------
+
+    pub async fn personal_info(&self) -> RepoResult<Option<PersonalInfo>> {
+        let row = with_conn!(self.db, |conn| {
+            Ok(personal_info::table
+                .select(PersonalInfoRow::as_select())
+                .order_by(personal_info::id)
+                .first(conn)
+                .await
+                .optional()?)
+        })?;
+        Ok(row.map(PersonalInfo::from))
+    }
+
+    /// Social links in display order; hidden ones only when asked (admin).
+    pub async fn social_links(&self, include_hidden: bool) -> RepoResult<Vec<SocialLink>> {
+        with_conn!(self.db, |conn| {
+            let mut query = social_links::table.select(SocialLink::as_select()).into_boxed();
+            if !include_hidden {
+                query = query.filter(social_links::visible.eq(true));
+            }
+            Ok(query
+                .order_by((social_links::sort_order, social_links::id))
+                .load(conn)
+                .await?)
+        })
+    }
+
+    pub async fn ai_tools(&self, filter: &ToolFilter) -> RepoResult<Vec<AiTool>> {
+        with_conn!(self.db, |conn| {
+            let mut query = ai_tools::table.select(AiTool::as_select()).into_boxed();
+            if let Some(category) = &filter.category {
+                query = query.filter(ai_tools::category.eq(category.clone()));
+            }
+            if let Some(featured) = filter.featured {
+                query = query.filter(ai_tools::featured.eq(featured));
+            }
+            Ok(query
+                .order_by((ai_tools::category, ai_tools::sort_order, ai_tools::id))
+                .load(conn)
+                .await?)
+        })
+    }
+
+    /// All tools grouped by category (categories alphabetically, tools in display order).
+    pub async fn tools_by_category(&self) -> RepoResult<Vec<ToolCategory>> {
+        let tools = self.ai_tools(&ToolFilter::default()).await?;
+        let mut groups: Vec<ToolCategory> = Vec::new();
+        for tool in tools {
+            match groups.last_mut() {
+                Some(group) if group.name == tool.category => group.tools.push(tool),
+                _ => groups.push(ToolCategory { name: tool.category.clone(), tools: vec![tool] }),
+            }
+        }
+        Ok(groups)
+    }
+
+    /// The most recently published posts.
+    pub async fn recent_posts(&self, limit: i64) -> RepoResult<Vec<PostSummary>> {
+        let rows = with_conn!(self.db, |conn| {
+            Ok(posts::table
+                .inner_join(authors::table)
+                .filter(posts::published.eq(true))
+                .order_by((posts::published_at.desc(), posts::id.desc()))
+                .limit(limit)
+                .select((PostRow::as_select(), authors::name, authors::slug))
+                .load::<(PostRow, String, String)>(conn)
+                .await?)
+        })?;
+        self.with_tags(rows).await
+    }
+
+    /// The most viewed published posts.
+    pub async fn popular_posts(&self, limit: i64) -> RepoResult<Vec<PostSummary>> {
+        let rows = with_conn!(self.db, |conn| {
+            Ok(posts::table
+                .inner_join(authors::table)
+                .filter(posts::published.eq(true))
+                .order_by((posts::view_count.desc(), posts::published_at.desc(), posts::id.desc()))
+                .limit(limit)
+                .select((PostRow::as_select(), authors::name, authors::slug))
+                .load::<(PostRow, String, String)>(conn)
+                .await?)
+        })?;
+        self.with_tags(rows).await
+    }
+
+    /// One page of published posts, newest first, optionally only those with a tag.
+    /// `page` starts at 1; a page past the end comes back empty with `is_out_of_range`.
+    pub async fn published_posts(
+        &self,
+        page: i64,
+        per_page: i64,
+        tag_id: Option<i32>,
+    ) -> RepoResult<Page<PostSummary>> {
+        let offset = (page.max(1) - 1) * per_page;
+        let (total, rows) = with_conn!(self.db, |conn| {
+            let tagged = |tag: i32| post_tags::table.filter(post_tags::tag_id.eq(tag)).select(post_tags::post_id);
+            let mut count = posts::table.filter(posts::published.eq(true)).into_boxed();
+            let mut list = posts::table
+                .inner_join(authors::table)
+                .filter(posts::published.eq(true))
+                .into_boxed();
+            if let Some(tag) = tag_id {
+                count = count.filter(posts::id.eq_any(tagged(tag)));
+                list = list.filter(posts::id.eq_any(tagged(tag)));
+            }
+            let total: i64 = count.count().get_result(conn).await?;
+            let rows = list
+                .order_by((posts::published_at.desc(), posts::id.desc()))
+                .limit(per_page)
+                .offset(offset)
+                .select((PostRow::as_select(), authors::name, authors::slug))
+                .load::<(PostRow, String, String)>(conn)
+                .await?;
+            Ok((total, rows))
+        })?;
+        Ok(Page { items: self.with_tags(rows).await?, total, page, per_page })
+    }
+
+    /// A post by slug; drafts only when `include_drafts` (admin preview).
+    pub async fn post_by_slug(&self, slug: &str, include_drafts: bool) -> RepoResult<Option<PostDetail>> {
+        let row = with_conn!(self.db, |conn| {
+            let mut query = posts::table
+                .inner_join(authors::table)
+                .filter(posts::slug.eq(slug.to_string()))
+                .into_boxed();
+            if !include_drafts {
+                query = query.filter(posts::published.eq(true));
+            }
+            Ok(query
+                .select((PostRow::as_select(), authors::name, authors::slug))
+                .first::<(PostRow, String, String)>(conn)
+                .await
+                .optional()?)
+        })?;
+        let Some(row) = row else { return Ok(None) };
+        let (body_html, body_markdown) = (row.0.body_html.clone(), row.0.body_markdown.clone());
+        let summary = self.with_tags(vec![row]).await?.pop().expect("one row in, one out");
+        Ok(Some(PostDetail { summary, body_html, body_markdown }))
+    }
+
+    /// Newest published posts with their bodies (the feed).
+    pub async fn latest_posts_with_body(&self, limit: i64) -> RepoResult<Vec<PostDetail>> {
+        let rows = with_conn!(self.db, |conn| {
+            Ok(posts::table
+                .inner_join(authors::table)
+                .filter(posts::published.eq(true))
+                .order_by((posts::published_at.desc(), posts::id.desc()))
+                .limit(limit)
+                .select((PostRow::as_select(), authors::name, authors::slug))
+                .load::<(PostRow, String, String)>(conn)
+                .await?)
+        })?;
+        let bodies: Vec<(String, String)> =
+            rows.iter().map(|r| (r.0.body_html.clone(), r.0.body_markdown.clone())).collect();
+        let summaries = self.with_tags(rows).await?;
+        Ok(summaries
+            .into_iter()
+            .zip(bodies)
+            .map(|(summary, (body_html, body_markdown))| PostDetail { summary, body_html, body_markdown })
+            .collect())
+    }
+
+    pub async fn tag_by_slug(&self, slug: &str) -> RepoResult<Option<Tag>> {
+        with_conn!(self.db, |conn| {
+            Ok(tags::table
+                .filter(tags::slug.eq(slug.to_string()))
+                .select(Tag::as_select())
+                .first(conn)
+                .await
+                .optional()?)
+        })
+    }
+
+    /// Tags of published posts with their post counts, alphabetically.
+    pub async fn tag_cloud(&self) -> RepoResult<Vec<TagCount>> {
+        let rows = with_conn!(self.db, |conn| {
+            Ok(post_tags::table
+                .inner_join(tags::table)
+                .inner_join(posts::table)
+                .filter(posts::published.eq(true))
+                .group_by((tags::id, tags::name, tags::slug))
+                .select((tags::name, tags::slug, diesel::dsl::count(post_tags::post_id)))
+                .order_by(tags::name)
+                .load::<(String, String, i64)>(conn)
+                .await?)
+        })?;
+        Ok(rows.into_iter().map(|(name, slug, count)| TagCount { name, slug, count }).collect())
+    }
+
+    /// Every published post's slug and last change, and every used tag (the sitemap).
+    pub async fn sitemap(&self) -> RepoResult<(Vec<SitemapEntry>, Vec<TagCount>)> {
+        let posts = with_conn!(self.db, |conn| {
+            Ok(posts::table
+                .filter(posts::published.eq(true))
+                .order_by((posts::published_at.desc(), posts::id.desc()))
+                .select((posts::slug, posts::updated_at))
+                .load::<(String, NaiveDateTime)>(conn)
+                .await?)
+        })?;
+        let entries = posts.into_iter().map(|(slug, updated_at)| SitemapEntry { slug, updated_at }).collect();
+        Ok((entries, self.tag_cloud().await?))
+    }
+
+    pub async fn count_posts(&self) -> RepoResult<i64> {
+        with_conn!(self.db, |conn| Ok(posts::table.count().get_result(conn).await?))
+    }
+
+    pub async fn has_personal_info(&self) -> RepoResult<bool> {
+        with_conn!(self.db, |conn| {
+            Ok(personal_info::table.count().get_result::<i64>(conn).await? > 0)
+        })
+    }
+
+    pub async fn author_by_slug(&self, slug: &str) -> RepoResult<Option<Author>> {
+        with_conn!(self.db, |conn| {
+            Ok(authors::table
+                .filter(authors::slug.eq(slug.to_string()))
+                .select(Author::as_select())
+                .first(conn)
+                .await
+                .optional()?)
+        })
+    }
+
+    pub async fn contact_messages(&self) -> RepoResult<Vec<ContactMessage>> {
+        with_conn!(self.db, |conn| {
+            Ok(contact_messages::table
+                .select(ContactMessage::as_select())
+                .order_by((contact_messages::created_at.desc(), contact_messages::id.desc()))
+                .load(conn)
+                .await?)
+        })
+    }
+
+    /// Attaches each post's tags (one query for the whole list) and its author.
+    async fn with_tags(&self, rows: Vec<(PostRow, String, String)>) -> RepoResult<Vec<PostSummary>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i32> = rows.iter().map(|r| r.0.id).collect();
+        let pairs = with_conn!(self.db, |conn| {
+            Ok(post_tags::table
+                .inner_join(tags::table)
+                .filter(post_tags::post_id.eq_any(ids.clone()))
+                .order_by(tags::name)
+                .select((post_tags::post_id, tags::name, tags::slug))
+                .load::<(i32, String, String)>(conn)
+                .await?)
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(row, author_name, author_slug)| {
+                let tags = pairs
+                    .iter()
+                    .filter(|(post_id, _, _)| *post_id == row.id)
+                    .map(|(_, name, slug)| TagRef { name: name.clone(), slug: slug.clone() })
+                    .collect();
+                PostSummary::from_row(row, AuthorRef { name: author_name, slug: author_slug }, tags)
+            })
+            .collect())
+    }
+
+    // ----- writes ------------------------------------------------------------------
+
+    /// Counts one view. Near-real-time data: it deliberately does not count as a content
+    /// change (views would otherwise flush every cache on every read).
+    pub async fn record_view(&self, post_id: i32) -> RepoResult<()> {
+        with_conn!(self.db, |conn| {
+            diesel::update(posts::table.find(post_id))
+                .set(posts::view_count.eq(posts::view_count + 1))
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+    }
+
+    pub async fn create_contact_message(&self, msg: NewContactMessage) -> RepoResult<ContactMessage> {
+        with_conn!(self.db, |conn| {
+            Ok(diesel::insert_into(contact_messages::table)
+                .values((
+                    contact_messages::name.eq(msg.name),
+                    contact_messages::email.eq(msg.email),
+                    contact_messages::subject.eq(msg.subject),
+                    contact_messages::message.eq(msg.message),
+                    contact_messages::created_at.eq(now()),
+                    contact_messages::is_read.eq(false),
+                    contact_messages::sender_ip.eq(msg.sender_ip),
+                ))
+                .returning(ContactMessage::as_returning())
+                .get_result(conn)
+                .await?)
+        })
+    }
+
+    /// Inserts an author unless one with the slug exists; returns the stored one.
+    pub async fn ensure_author(&self, author: &NewAuthor) -> RepoResult<Author> {
+        with_conn!(self.db, |conn| {
+            diesel::insert_into(authors::table)
+                .values((
+                    authors::name.eq(&author.name),
+                    authors::slug.eq(&author.slug),
+                    authors::bio.eq(&author.bio),
+                    authors::updated_at.eq(now()),
+                ))
+                .on_conflict(authors::slug)
+                .do_nothing()
+                .execute(conn)
+                .await?;
+            Ok(authors::table
+                .filter(authors::slug.eq(&author.slug))
+                .select(Author::as_select())
+                .first(conn)
+                .await?)
+        })
+    }
+
+    /// Creates a post with its tags in one transaction, unless its slug is taken (then
+    /// nothing changes and `None` comes back), which makes seeding idempotent.
+    pub async fn create_post_if_absent(&self, post: NewPost) -> RepoResult<Option<i32>> {
+        let body_html = markdown::to_safe_html(&post.body_markdown);
+        let excerpt = post
+            .excerpt
+            .clone()
+            .filter(|e| !e.trim().is_empty())
+            .unwrap_or_else(|| markdown::excerpt(&post.body_markdown, 240));
+        let published_at = match (post.published, post.published_at) {
+            (true, None) => Some(now()),
+            (_, at) => at,
+        };
+        let tag_list: Vec<(String, String)> = dedup_tags(&post.tags);
+        with_conn!(self.db, |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+                {
+                    let stamp = now();
+                    let inserted: Option<i32> = diesel::insert_into(posts::table)
+                        .values((
+                            posts::title.eq(&post.title),
+                            posts::slug.eq(&post.slug),
+                            posts::body_markdown.eq(&post.body_markdown),
+                            posts::body_html.eq(&body_html),
+                            posts::excerpt.eq(&excerpt),
+                            posts::author_id.eq(post.author_id),
+                            posts::published.eq(post.published),
+                            posts::published_at.eq(published_at),
+                            posts::created_at.eq(stamp),
+                            posts::updated_at.eq(stamp),
+                            posts::view_count.eq(0i64),
+                            posts::featured.eq(post.featured),
+                        ))
+                        .on_conflict(posts::slug)
+                        .do_nothing()
+                        .returning(posts::id)
+                        .get_result(conn)
+                        .await
+                        .optional()?;
+                    let Some(post_id) = inserted else { return Ok(None) };
+                    for (name, slug) in &tag_list {
+                        diesel::insert_into(tags::table)
+                            .values((tags::name.eq(name), tags::slug.eq(slug), tags::updated_at.eq(stamp)))
+                            .on_conflict(tags::slug)
+                            .do_nothing()
+                            .execute(conn)
+                            .await?;
+                    }
+                    let slugs: Vec<&String> = tag_list.iter().map(|(_, slug)| slug).collect();
+                    let tag_ids: Vec<i32> = tags::table
+                        .filter(tags::slug.eq_any(slugs))
+                        .select(tags::id)
+                        .load(conn)
+                        .await?;
+                    // One row at a time: SQLite has no multi-row insert in diesel.
+                    for tag_id in tag_ids {
+                        diesel::insert_into(post_tags::table)
+                            .values((post_tags::post_id.eq(post_id), post_tags::tag_id.eq(tag_id)))
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok(Some(post_id))
+                }
+            })
+            .await
+            .map_err(DbError::from)
+        })
+    }
+
+    /// Stores the owner's details unless they are already there (seeding never
+    /// overwrites what an admin edited).
+    pub async fn ensure_personal_info(&self, info: &NewPersonalInfo) -> RepoResult<bool> {
+        if self.has_personal_info().await? {
+            return Ok(false);
+        }
+        with_conn!(self.db, |conn| {
+            diesel::insert_into(personal_info::table)
+                .values((
+                    personal_info::name.eq(&info.name),
+                    personal_info::headline.eq(&info.headline),
+                    personal_info::bio.eq(&info.bio),
+                    personal_info::location.eq(&info.location),
+                    personal_info::email.eq(&info.email),
+                    personal_info::avatar_url.eq(&info.avatar_url),
+                    personal_info::skills.eq(info.skills.join(", ")),
+                    personal_info::updated_at.eq(now()),
+                ))
+                .execute(conn)
+                .await?;
+            Ok(true)
+        })
+    }
+
+    /// Inserts a social link unless one with that name exists.
+    pub async fn ensure_social_link(&self, link: &NewSocialLink) -> RepoResult<bool> {
+        with_conn!(self.db, |conn| {
+            let n = diesel::insert_into(social_links::table)
+                .values((
+                    social_links::name.eq(&link.name),
+                    social_links::url.eq(&link.url),
+                    social_links::icon.eq(&link.icon),
+                    social_links::sort_order.eq(link.sort_order),
+                    social_links::visible.eq(link.visible),
+                    social_links::updated_at.eq(now()),
+                ))
+                .on_conflict(social_links::name)
+                .do_nothing()
+                .execute(conn)
+                .await?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Inserts an AI tool unless one with that slug exists.
+    pub async fn ensure_ai_tool(&self, tool: &NewAiTool) -> RepoResult<bool> {
+        with_conn!(self.db, |conn| {
+            let n = diesel::insert_into(ai_tools::table)
+                .values((
+                    ai_tools::name.eq(&tool.name),
+                    ai_tools::slug.eq(&tool.slug),
+                    ai_tools::url.eq(&tool.url),
+                    ai_tools::description.eq(&tool.description),
+                    ai_tools::category.eq(&tool.category),
+                    ai_tools::featured.eq(tool.featured),
+                    ai_tools::sort_order.eq(tool.sort_order),
+                    ai_tools::updated_at.eq(now()),
+                ))
+                .on_conflict(ai_tools::slug)
+                .do_nothing()
+                .execute(conn)
+                .await?;
+            Ok(n > 0)
+        })
+    }
+}
+
+/// Tag names → (name, slug), dropping empties and repeats (by slug).
+fn dedup_tags(names: &[String]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for name in names {
+        let name = name.trim();
+        let slug = markdown::slugify(name);
+        if !slug.is_empty() && !out.iter().any(|(_, s)| *s == slug) {
+            out.push((name.to_string(), slug));
+        }
+    }
+    out
+}

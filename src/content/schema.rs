@@ -1,0 +1,113 @@
+//! The diesel schema, one for both backends (see migrations/postgres and migrations/sqlite).
+
+diesel::table! {
+    authors (id) {
+        id -> Integer,
+        name -> Text,
+        slug -> Text,
+        bio -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    tags (id) {
+        id -> Integer,
+        name -> Text,
+        slug -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    posts (id) {
+        id -> Integer,
+        title -> Text,
+        slug -> Text,
+        body_markdown -> Text,
+        body_html -> Text,
+        excerpt -> Text,
+        author_id -> Integer,
+        published -> Bool,
+        published_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        view_count -> BigInt,
+        featured -> Bool,
+    }
+}
+
+diesel::table! {
+    post_tags (post_id, tag_id) {
+        post_id -> Integer,
+        tag_id -> Integer,
+    }
+}
+
+diesel::table! {
+    personal_info (id) {
+        id -> Integer,
+        name -> Text,
+        headline -> Text,
+        bio -> Text,
+        location -> Text,
+        email -> Text,
+        avatar_url -> Text,
+        skills -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    social_links (id) {
+        id -> Integer,
+        name -> Text,
+        url -> Text,
+        icon -> Text,
+        sort_order -> Integer,
+        visible -> Bool,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    ai_tools (id) {
+        id -> Integer,
+        name -> Text,
+        slug -> Text,
+        url -> Text,
+        description -> Text,
+        category -> Text,
+        featured -> Bool,
+        sort_order -> Integer,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    contact_messages (id) {
+        id -> Integer,
+        name -> Text,
+        email -> Text,
+        subject -> Text,
+        message -> Text,
+        created_at -> Timestamp,
+        is_read -> Bool,
+        sender_ip -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(posts -> authors (author_id));
+diesel::joinable!(post_tags -> posts (post_id));
+diesel::joinable!(post_tags -> tags (tag_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    authors,
+    tags,
+    posts,
+    post_tags,
+    personal_info,
+    social_links,
+    ai_tools,
+    contact_messages,
+);

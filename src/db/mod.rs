@@ -1,0 +1,209 @@
+//! Database access for both backends: the pool enum, the `with_conn!` macro that runs one
+//! query body on either, and the embedded migrations. Nothing above this module knows
+//! which backend it talks to; SQL that differs per backend belongs here and nowhere else.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::bb8::Pool;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::config::DatabaseUrl;
+
+pub type SqliteAsync = SyncConnectionWrapper<SqliteConnection>;
+
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// How long a request waits for a pooled connection before it fails.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+/// SQLite allows one writer at a time: a small pool makes writers queue (busy_timeout)
+/// instead of failing with "database is locked".
+const SQLITE_POOL_SIZE: u32 = 4;
+const PG_POOL_SIZE: u32 = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("could not get a database connection: {0}")]
+    Pool(String),
+    #[error("could not connect to the database: {0}")]
+    Connect(String),
+    #[error("migrations failed: {0}")]
+    Migration(String),
+}
+
+impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for DbError {
+    fn from(e: bb8::RunError<diesel_async::pooled_connection::PoolError>) -> Self {
+        DbError::Pool(e.to_string())
+    }
+}
+
+/// Counts every connection checkout (one query or one transaction) and the time spent
+/// in them, so tests can assert that a cached page runs no SQL and responses can report
+/// database time.
+#[derive(Debug, Default)]
+pub struct DbStats {
+    queries: AtomicU64,
+    micros: AtomicU64,
+}
+
+impl DbStats {
+    pub fn queries(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
+    }
+    pub fn time(&self) -> Duration {
+        Duration::from_micros(self.micros.load(Ordering::Relaxed))
+    }
+    #[doc(hidden)]
+    pub fn record(&self, started: Instant) {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        self.micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone)]
+pub enum Backend {
+    Pg(Pool<AsyncPgConnection>),
+    Sqlite(Pool<SqliteAsync>),
+}
+
+/// A cloneable handle on the pool of whichever backend `DATABASE_URL` chose.
+#[derive(Clone)]
+pub struct Db {
+    pub backend: Backend,
+    pub stats: Arc<DbStats>,
+}
+
+/// Runs `$body` with `$conn` bound to a `&mut` async connection of either backend. The
+/// body is compiled once per backend, so it must only use SQL both accept.
+#[macro_export]
+macro_rules! with_conn {
+    ($db:expr, |$conn:ident| $body:expr) => {{
+        let db: &$crate::db::Db = &$db;
+        let started = ::std::time::Instant::now();
+        let result: Result<_, $crate::db::DbError> = match &db.backend {
+            $crate::db::Backend::Pg(pool) => {
+                let mut guard = pool.get().await?;
+                let $conn = &mut *guard;
+                $body
+            }
+            $crate::db::Backend::Sqlite(pool) => {
+                let mut guard = pool.get().await?;
+                let $conn = &mut *guard;
+                $body
+            }
+        };
+        db.stats.record(started);
+        result
+    }};
+}
+
+impl Db {
+    /// Connects and checks that the database answers, so start-up fails fast.
+    pub async fn connect(url: &DatabaseUrl) -> Result<Db, DbError> {
+        let backend = match url {
+            DatabaseUrl::Postgres(url) => {
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.as_str());
+                let pool = Pool::builder()
+                    .max_size(PG_POOL_SIZE)
+                    .connection_timeout(CHECKOUT_TIMEOUT)
+                    .build(manager)
+                    .await
+                    .map_err(|e| DbError::Connect(e.to_string()))?;
+                Backend::Pg(pool)
+            }
+            DatabaseUrl::Sqlite(path) => {
+                let mut config = ManagerConfig::default();
+                config.custom_setup = Box::new(|url| {
+                    Box::pin(async move {
+                        let mut conn = SyncConnectionWrapper::<SqliteConnection>::establish(url).await?;
+                        conn.batch_execute(SQLITE_PRAGMAS)
+                            .await
+                            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                        Ok(conn)
+                    })
+                });
+                let manager =
+                    AsyncDieselConnectionManager::<SqliteAsync>::new_with_config(path.as_str(), config);
+                let pool = Pool::builder()
+                    .max_size(SQLITE_POOL_SIZE)
+                    .connection_timeout(CHECKOUT_TIMEOUT)
+                    .build(manager)
+                    .await
+                    .map_err(|e| DbError::Connect(e.to_string()))?;
+                Backend::Sqlite(pool)
+            }
+        };
+        let db = Db { backend, stats: Arc::default() };
+        db.ping().await?;
+        Ok(db)
+    }
+
+    async fn ping(&self) -> Result<(), DbError> {
+        let check = async {
+            match &self.backend {
+                Backend::Pg(p) => p.get().await?.batch_execute("SELECT 1").await?,
+                Backend::Sqlite(p) => p.get().await?.batch_execute("SELECT 1").await?,
+            }
+            Ok::<_, DbError>(())
+        };
+        check.await.map_err(|e| DbError::Connect(e.to_string()))
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Pg(_) => "postgres",
+            Backend::Sqlite(_) => "sqlite",
+        }
+    }
+}
+
+/// Applied on every new SQLite connection: WAL lets readers run beside the one writer,
+/// and the busy timeout makes a second writer wait instead of failing.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;";
+
+/// Applies pending migrations. Runs on a blocking thread with a synchronous connection:
+/// diesel-async's async harness panics on actix's current-thread runtime.
+pub async fn migrate(url: &DatabaseUrl) -> Result<usize, DbError> {
+    let url = url.clone();
+    tokio::task::spawn_blocking(move || -> Result<usize, DbError> {
+        let applied = match &url {
+            DatabaseUrl::Postgres(u) => {
+                let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(u.as_str())
+                    .map_err(|e| DbError::Connect(e.to_string()))?;
+                conn.run_pending_migrations(PG_MIGRATIONS)
+                    .map_err(|e| DbError::Migration(e.to_string()))?
+                    .len()
+            }
+            DatabaseUrl::Sqlite(path) => {
+                if let Some(dir) = std::path::Path::new(path).parent() {
+                    if !dir.as_os_str().is_empty() {
+                        std::fs::create_dir_all(dir).map_err(|e| {
+                            DbError::Connect(format!("cannot create {}: {e}", dir.display()))
+                        })?;
+                    }
+                }
+                let mut conn = <SqliteConnection as Connection>::establish(path)
+                    .map_err(|e| DbError::Connect(e.to_string()))?;
+                diesel::connection::SimpleConnection::batch_execute(&mut conn, SQLITE_PRAGMAS)?;
+                conn.run_pending_migrations(SQLITE_MIGRATIONS)
+                    .map_err(|e| DbError::Migration(e.to_string()))?
+                    .len()
+            }
+        };
+        Ok(applied)
+    })
+    .await
+    .map_err(|e| DbError::Migration(e.to_string()))?
+}

@@ -1,0 +1,116 @@
+//! Building and running the application: connect, migrate, seed an empty database, bind,
+//! and hand one `AppState` to every handler. Tests build it the same way on port 0.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_session::config::CookieContentSecurity;
+use actix_session::storage::CookieSessionStore;
+use actix_session::SessionMiddleware;
+use actix_web::cookie::{Key, SameSite};
+use actix_web::dev::Server;
+use actix_web::middleware::ErrorHandlers;
+use actix_web::{web, App, HttpServer};
+use sha2::{Digest, Sha512};
+use tera::Tera;
+use tracing_actix_web::TracingLogger;
+
+use crate::config::Config;
+use crate::content::{seed, Repository};
+use crate::db::{self, Db, DbError};
+use crate::web::templates::{self, Assets};
+
+/// Everything handlers need, passed explicitly as `web::Data<AppState>`.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub repo: Repository,
+    pub tera: Tera,
+    pub assets: Assets,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("DATABASE_URL: {0}")]
+    Database(#[from] DbError),
+    #[error("cannot seed the database: {0}")]
+    Seed(#[from] seed::SeedError),
+    #[error("templates: {0}")]
+    Templates(#[from] tera::Error),
+    #[error("BIND: cannot listen on {bind}: {source}")]
+    Bind { bind: String, source: std::io::Error },
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Application, StartupError> {
+        let state = web::Data::new(build_state(config).await?);
+        let listener = TcpListener::bind(&state.config.bind)
+            .map_err(|source| StartupError::Bind { bind: state.config.bind.clone(), source })?;
+        let port = listener.local_addr().map_err(|source| StartupError::Bind { bind: state.config.bind.clone(), source })?.port();
+        let server = run(listener, state.clone())
+            .map_err(|source| StartupError::Bind { bind: state.config.bind.clone(), source })?;
+        Ok(Application { port, server, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Migrates, connects, seeds a fresh database from the fixtures and compiles templates.
+pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
+    db::migrate(&config.database_url).await?;
+    let db = Db::connect(&config.database_url).await?;
+    let repo = Repository::new(db);
+    if config.seed_on_empty && repo.count_posts().await? == 0 && !repo.has_personal_info().await? {
+        let report = seed::seed_fixtures(&repo).await?;
+        tracing::info!(%report, "empty database seeded from fixtures");
+    }
+    Ok(AppState { config: Arc::new(config), repo, tera: templates::build()?, assets: Assets::new() })
+}
+
+/// The cookie key: 64 bytes derived from SECRET_KEY, whatever its length.
+fn cookie_key(config: &Config) -> Key {
+    Key::from(&Sha512::digest(config.secret_key.expose().as_bytes()))
+}
+
+fn run(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Server> {
+    let key = cookie_key(&state.config);
+    let secure = state.config.site_url.starts_with("https://");
+    let workers = state.config.workers;
+    let server = HttpServer::new(move || {
+        let session = SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
+            .cookie_name("folio_session".into())
+            .cookie_http_only(true)
+            .cookie_same_site(SameSite::Lax)
+            .cookie_secure(secure)
+            .cookie_content_security(CookieContentSecurity::Private)
+            .build();
+        App::new()
+            .wrap(ErrorHandlers::new().default_handler(crate::web::error::render_error_page))
+            .wrap(session)
+            .wrap(actix_web::middleware::from_fn(crate::web::middleware::request_id_header))
+            .wrap(TracingLogger::default())
+            .app_data(state.clone())
+            .configure(crate::web::configure)
+    })
+    .workers(workers)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

@@ -1,0 +1,78 @@
+//! The public JSON API under `/api/`. Field names and shapes are a contract with API
+//! consumers: they live in `dto.rs`, separate from the content models, and the OpenAPI
+//! description is generated from the same types so the two cannot drift.
+
+pub mod dto;
+mod posts;
+mod site;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use utoipa::OpenApi;
+
+use super::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/posts/", web::get().to(posts::list))
+        .route("/api/posts/{slug}/", web::get().to(posts::detail))
+        .route("/api/personal-info/", web::get().to(site::personal_info))
+        .route("/api/social-links/", web::get().to(site::social_links))
+        .route("/api/ai-tools/", web::get().to(site::ai_tools))
+        .route("/api/openapi.json", web::get().to(openapi));
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Folio public API", description = "Read-only access to the blog's posts, personal info, social links and AI tools."),
+    paths(posts::list, posts::detail, site::personal_info, site::social_links, site::ai_tools),
+    components(schemas(
+        dto::PostListItem, dto::PostDetailDto, dto::PostList, dto::AuthorDto, dto::TagDto,
+        dto::PersonalInfoDto, dto::SocialLinkDto, dto::SocialLinkList, dto::AiToolDto, dto::AiToolList,
+        super::error::ErrorBody, super::error::ErrorDetail
+    ))
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+/// Query parameters as given; each handler parses the ones it knows and names the one
+/// that is wrong.
+pub type RawQuery = web::Query<std::collections::HashMap<String, String>>;
+
+/// `scheme://host` of the request, for absolute `next`/`previous` links.
+fn origin(req: &HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
+}
+
+pub(crate) fn parse_page(query: &RawQuery) -> Result<i64, ApiError> {
+    match query.get("page") {
+        None => Ok(1),
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| ApiError::bad("page", format!("must be a positive integer, got '{raw}'"))),
+    }
+}
+
+pub(crate) fn parse_bool(query: &RawQuery, name: &'static str) -> Result<Option<bool>, ApiError> {
+    match query.get(name).map(|v| v.to_ascii_lowercase()) {
+        None => Ok(None),
+        Some(v) if v == "true" || v == "1" => Ok(Some(true)),
+        Some(v) if v == "false" || v == "0" => Ok(Some(false)),
+        Some(v) => Err(ApiError::bad(name, format!("must be true or false, got '{v}'"))),
+    }
+}
+
+/// A slug parameter: lowercase letters, digits and hyphens.
+pub(crate) fn parse_slug(query: &RawQuery, name: &'static str) -> Result<Option<String>, ApiError> {
+    match query.get(name) {
+        None => Ok(None),
+        Some(v) if !v.is_empty() && v.len() <= 100 && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') => {
+            Ok(Some(v.clone()))
+        }
+        Some(v) => Err(ApiError::bad(name, format!("must be a slug (lowercase letters, digits, '-'), got '{v}'"))),
+    }
+}

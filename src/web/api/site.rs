@@ -1,0 +1,52 @@
+use actix_web::{web, HttpResponse};
+use utoipa::IntoParams;
+
+use super::dto::{AiToolDto, AiToolList, PersonalInfoDto, SocialLinkDto, SocialLinkList};
+use super::{parse_bool, RawQuery};
+use crate::content::models::ToolFilter;
+use crate::startup::AppState;
+use crate::web::error::{ApiError, ErrorBody};
+
+/// The site owner's details.
+#[utoipa::path(get, path = "/api/personal-info/",
+    responses((status = 200, body = PersonalInfoDto), (status = 404, body = ErrorBody)))]
+pub async fn personal_info(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let info = state
+        .repo
+        .personal_info()
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no personal info has been set up".into()))?;
+    Ok(HttpResponse::Ok().json(PersonalInfoDto::from(info)))
+}
+
+/// Visible social links in display order.
+#[utoipa::path(get, path = "/api/social-links/", responses((status = 200, body = SocialLinkList)))]
+pub async fn social_links(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let links: Vec<SocialLinkDto> = state.repo.social_links(false).await?.into_iter().map(Into::into).collect();
+    Ok(HttpResponse::Ok().json(SocialLinkList { count: links.len(), results: links }))
+}
+
+/// Query parameters of `GET /api/ai-tools/` (documentation; parsing is in `ai_tools`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct AiToolParams {
+    /// Only tools of this category (exact name, e.g. `Coding`).
+    category: Option<String>,
+    /// `true` for featured tools only, `false` for the others.
+    featured: Option<bool>,
+}
+
+/// AI tools by category and display order.
+#[utoipa::path(get, path = "/api/ai-tools/", params(AiToolParams),
+    responses((status = 200, body = AiToolList), (status = 400, body = ErrorBody)))]
+pub async fn ai_tools(state: web::Data<AppState>, query: RawQuery) -> Result<HttpResponse, ApiError> {
+    let category = match query.get("category").map(|c| c.trim()) {
+        None => None,
+        Some(c) if !c.is_empty() && c.chars().count() <= 100 => Some(c.to_string()),
+        Some(_) => return Err(ApiError::bad("category", "must be a category name of 1 to 100 characters")),
+    };
+    let filter = ToolFilter { category, featured: parse_bool(&query, "featured")? };
+    let tools: Vec<AiToolDto> = state.repo.ai_tools(&filter).await?.into_iter().map(Into::into).collect();
+    Ok(HttpResponse::Ok().json(AiToolList { count: tools.len(), results: tools }))
+}

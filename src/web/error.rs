@@ -1,0 +1,130 @@
+//! The web layer's two error types: `PageError` for HTML pages (rendered as the 404/500
+//! templates by `render_error_page`) and `ApiError` for the JSON API (a JSON body that
+//! names the bad parameter). Database errors become 500s in one `From` impl each.
+
+use actix_web::dev::ServiceResponse;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::middleware::ErrorHandlerResponse;
+use actix_web::{web, HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::db::DbError;
+use crate::startup::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error("page not found")]
+    NotFound,
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("template error: {0:?}")]
+    Template(#[from] tera::Error),
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            PageError::NotFound => StatusCode::NOT_FOUND,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+    /// An empty body: `render_error_page` fills in the template, where it can reach the
+    /// app state.
+    fn error_response(&self) -> HttpResponse {
+        if self.status_code().is_server_error() {
+            tracing::error!(error = %self, "page failed");
+        }
+        HttpResponse::build(self.status_code()).finish()
+    }
+}
+
+/// The JSON error body of every API error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// The HTTP status code, repeated for clients that only see the body.
+    pub status: u16,
+    /// A stable machine-readable code: `bad_parameter`, `not_found` or `internal`.
+    pub code: &'static str,
+    /// The query parameter that was rejected, for `bad_parameter`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<&'static str>,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid parameter '{parameter}': {message}")]
+    BadParameter { parameter: &'static str, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl ApiError {
+    pub fn bad(parameter: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadParameter { parameter, message: message.into() }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let (code, parameter, message) = match self {
+            ApiError::BadParameter { parameter, message } => ("bad_parameter", Some(*parameter), message.clone()),
+            ApiError::NotFound(message) => ("not_found", None, message.clone()),
+            ApiError::Db(e) => {
+                tracing::error!(error = %e, "api request failed");
+                ("internal", None, "internal server error".to_string())
+            }
+        };
+        HttpResponse::build(status).json(ErrorBody {
+            error: ErrorDetail { status: status.as_u16(), code, parameter, message },
+        })
+    }
+}
+
+/// Replaces the empty body of a 404 or 5xx page response with the error template. JSON
+/// responses (the API) are left as they are.
+pub fn render_error_page<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let status = res.status();
+    if is_json || !(status == StatusCode::NOT_FOUND || status.is_server_error()) {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let template = if status == StatusCode::NOT_FOUND { "errors/404.html" } else { "errors/500.html" };
+    let html = res
+        .request()
+        .app_data::<web::Data<AppState>>()
+        .and_then(|state| {
+            let mut ctx = tera::Context::new();
+            ctx.insert("status", &status.as_u16());
+            ctx.insert("path", res.request().path());
+            ctx.insert("assets", &state.assets);
+            state.tera.render(template, &ctx).map_err(|e| tracing::error!(error = ?e, "error page failed")).ok()
+        })
+        .unwrap_or_else(|| format!("<h1>{}</h1>", status));
+    let (req, mut res) = res.into_parts();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    let res = res.set_body(html);
+    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, res).map_into_boxed_body().map_into_right_body()))
+}

@@ -1,0 +1,51 @@
+//! The web layer: HTML pages, the JSON API, static assets and the error pages. Handlers
+//! read through the repository and render; they never touch the database directly.
+
+pub mod api;
+pub mod csrf;
+pub mod error;
+pub mod middleware;
+pub mod pages;
+pub mod templates;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use self::error::{ApiError, PageError};
+
+/// The route table: each module registers its own routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.configure(api::configure)
+        .configure(pages::configure)
+        .route("/static/{file}", web::get().to(static_file))
+        .default_service(web::to(not_found));
+}
+
+/// Unknown paths: a JSON 404 under `/api/`, otherwise the 404 page. A GET for a page path
+/// without its trailing slash is redirected to it, as Django's APPEND_SLASH does.
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+    let path = req.path();
+    if path.starts_with("/api/") || path == "/api" {
+        return Err(ApiError::NotFound(format!("no API route at {path}")).into());
+    }
+    let last = path.rsplit('/').next().unwrap_or("");
+    if req.method() == actix_web::http::Method::GET && !path.ends_with('/') && !last.contains('.') {
+        let mut target = format!("{path}/");
+        if !req.query_string().is_empty() {
+            target = format!("{target}?{}", req.query_string());
+        }
+        return Ok(HttpResponse::PermanentRedirect().insert_header((header::LOCATION, target)).finish());
+    }
+    Err(PageError::NotFound.into())
+}
+
+async fn static_file(path: web::Path<String>) -> Result<HttpResponse, PageError> {
+    let (_, content_type, body) = templates::STATIC_FILES
+        .iter()
+        .find(|(name, _, _)| *name == path.as_str())
+        .ok_or(PageError::NotFound)?;
+    Ok(HttpResponse::Ok()
+        .content_type(*content_type)
+        .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
+        .body(*body))
+}

@@ -1,0 +1,47 @@
+use actix_web::{web, HttpResponse};
+
+use super::{base_context, render, PageQuery, PER_PAGE};
+use crate::startup::AppState;
+use crate::web::error::PageError;
+
+pub async fn list(state: web::Data<AppState>, query: web::Query<PageQuery>) -> Result<HttpResponse, PageError> {
+    let page = state.repo.published_posts(query.number()?, PER_PAGE, None).await?;
+    if page.is_out_of_range() {
+        return Err(PageError::NotFound);
+    }
+    let mut ctx = base_context(&state, "blog").await?;
+    ctx.insert("title", "Blog");
+    ctx.insert("base_path", "/blog/");
+    ctx.insert("num_pages", &page.num_pages());
+    ctx.insert("page", &page);
+    render(&state, "blog/list.html", &ctx)
+}
+
+pub async fn tag(
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, PageError> {
+    let tag = state.repo.tag_by_slug(&slug).await?.ok_or(PageError::NotFound)?;
+    let page = state.repo.published_posts(query.number()?, PER_PAGE, Some(tag.id)).await?;
+    if page.is_out_of_range() {
+        return Err(PageError::NotFound);
+    }
+    let mut ctx = base_context(&state, "blog").await?;
+    ctx.insert("title", &format!("Posts tagged “{}”", tag.name));
+    ctx.insert("tag", &tag);
+    ctx.insert("base_path", &format!("/blog/tag/{}/", tag.slug));
+    ctx.insert("num_pages", &page.num_pages());
+    ctx.insert("page", &page);
+    render(&state, "blog/list.html", &ctx)
+}
+
+/// A published post; showing it counts one view.
+pub async fn detail(state: web::Data<AppState>, slug: web::Path<String>) -> Result<HttpResponse, PageError> {
+    let mut post = state.repo.post_by_slug(&slug, false).await?.ok_or(PageError::NotFound)?;
+    state.repo.record_view(post.summary.id).await?;
+    post.summary.view_count += 1;
+    let mut ctx = base_context(&state, "blog").await?;
+    ctx.insert("post", &post);
+    render(&state, "blog/detail.html", &ctx)
+}

@@ -1,0 +1,68 @@
+//! Server-rendered HTML pages, one module per resource.
+
+mod about;
+mod blog;
+pub mod contact;
+mod feeds;
+mod home;
+mod tools;
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use tera::Context;
+
+use super::error::PageError;
+use crate::startup::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(home::index))
+        .route("/blog/", web::get().to(blog::list))
+        .route("/blog/tag/{slug}/", web::get().to(blog::tag))
+        .route("/blog/{slug}/", web::get().to(blog::detail))
+        .route("/about/", web::get().to(about::index))
+        .route("/tools/", web::get().to(tools::index))
+        .route("/contact/", web::get().to(contact::form))
+        .route("/contact/", web::post().to(contact::submit))
+        .route("/contact/thanks/", web::get().to(contact::thanks))
+        .route("/feed.xml", web::get().to(feeds::atom))
+        .route("/sitemap.xml", web::get().to(feeds::sitemap));
+}
+
+/// Posts per page on the blog and tag pages.
+pub const PER_PAGE: i64 = 20;
+
+/// What the base layout needs on every page: the owner's name for the header and the
+/// visible social links for the footer, plus asset URLs and the current section.
+pub async fn base_context(state: &AppState, section: &str) -> Result<Context, PageError> {
+    let mut ctx = Context::new();
+    let info = state.repo.personal_info().await?;
+    ctx.insert("site_name", &info.as_ref().map(|i| i.name.clone()).unwrap_or_else(|| "Folio".into()));
+    ctx.insert("site_headline", &info.as_ref().map(|i| i.headline.clone()).unwrap_or_default());
+    ctx.insert("personal_info", &info);
+    ctx.insert("social_links", &state.repo.social_links(false).await?);
+    ctx.insert("assets", &state.assets);
+    ctx.insert("section", section);
+    ctx.insert("year", &chrono::Utc::now().format("%Y").to_string());
+    Ok(ctx)
+}
+
+pub fn render(state: &AppState, template: &str, ctx: &Context) -> Result<HttpResponse, PageError> {
+    let html = state.tera.render(template, ctx)?;
+    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    page: Option<String>,
+}
+
+impl PageQuery {
+    /// The requested page number; anything but a positive integer is a 404, as an
+    /// out-of-range page is (there is no such page to show).
+    pub fn number(&self) -> Result<i64, PageError> {
+        match &self.page {
+            None => Ok(1),
+            Some(raw) => raw.parse::<i64>().ok().filter(|n| *n >= 1).ok_or(PageError::NotFound),
+        }
+    }
+}

@@ -1,0 +1,11 @@
+use actix_web::{web, HttpResponse};
+
+use super::{base_context, render};
+use crate::startup::AppState;
+use crate::web::error::PageError;
+
+pub async fn index(state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+    let mut ctx = base_context(&state, "tools").await?;
+    ctx.insert("categories", &state.repo.tools_by_category().await?);
+    render(&state, "tools/index.html", &ctx)
+}

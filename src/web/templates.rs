@@ -1,0 +1,81 @@
+//! Templates and static assets, embedded in the binary so it runs from any directory.
+//! Tera is built without its `builtins` feature (chrono-tz and friends cost build time);
+//! the few filters the templates need are defined here.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tera::{Tera, Value};
+
+macro_rules! embed {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../templates/", $name)))),*]
+    };
+}
+
+pub const TEMPLATES: &[(&str, &str)] = embed![
+    "base.html",
+    "components/header.html",
+    "components/footer.html",
+    "components/post_card.html",
+    "components/pagination.html",
+    "home/index.html",
+    "blog/list.html",
+    "blog/detail.html",
+    "about/index.html",
+    "tools/index.html",
+    "contact/form.html",
+    "contact/thanks.html",
+    "errors/404.html",
+    "errors/500.html",
+    "feeds/atom.xml",
+    "feeds/sitemap.xml",
+];
+
+/// Static files: (name, content type, bytes).
+pub const STATIC_FILES: &[(&str, &str, &str)] = &[
+    ("site.css", "text/css; charset=utf-8", include_str!("../../static/site.css")),
+    ("avatar.svg", "image/svg+xml", include_str!("../../static/avatar.svg")),
+];
+
+/// Content-hashed static URLs (`/static/site.css?v=…`) so browsers may cache them for a
+/// year and still see a new version after a deploy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Assets {
+    pub css: String,
+}
+
+impl Assets {
+    pub fn new() -> Self {
+        Assets { css: format!("/static/site.css?v={}", short_hash(STATIC_FILES[0].2)) }
+    }
+}
+
+impl Default for Assets {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn short_hash(content: &str) -> String {
+    hex::encode(&Sha256::digest(content.as_bytes())[..6])
+}
+
+pub fn build() -> tera::Result<Tera> {
+    let mut tera = Tera::default();
+    tera.add_raw_templates(TEMPLATES.iter().copied())?;
+    tera.autoescape_on(vec![".html", ".xml"]);
+    tera.register_filter("date", date_filter);
+    Ok(tera)
+}
+
+/// `{{ post.published_at | date(format="%B %-d, %Y") }}` over the ISO strings serde
+/// writes for `NaiveDateTime`. The default format is ISO-8601 UTC (`…Z`), as feeds need.
+fn date_filter(value: &Value, args: &HashMap<String, Value>) -> tera::Result<Value> {
+    let Some(raw) = value.as_str() else { return Ok(Value::String(String::new())) };
+    let parsed = chrono::NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%.f")
+        .map_err(|e| tera::Error::msg(format!("date filter: '{raw}': {e}")))?;
+    let format = args.get("format").and_then(Value::as_str).unwrap_or("%Y-%m-%dT%H:%M:%SZ");
+    Ok(Value::String(parsed.format(format).to_string()))
+}
