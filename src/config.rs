@@ -14,7 +14,10 @@ pub struct ConfigError {
 }
 
 fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError { var, reason: reason.into() }
+    ConfigError {
+        var,
+        reason: reason.into(),
+    }
 }
 
 /// Which database `DATABASE_URL` names.
@@ -28,7 +31,10 @@ pub enum DatabaseUrl {
 impl DatabaseUrl {
     pub fn parse(raw: &str) -> Result<Self, ConfigError> {
         let raw = raw.trim();
-        if let Some(path) = raw.strip_prefix("sqlite://").or_else(|| raw.strip_prefix("sqlite:")) {
+        if let Some(path) = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+        {
             if path.is_empty() {
                 return Err(invalid("DATABASE_URL", "sqlite:// needs a file path"));
             }
@@ -84,7 +90,9 @@ impl CacheUrl {
             }
             _ => Err(invalid(
                 "CACHE_URL",
-                format!("unsupported value '{raw}' (expected memory://, redis://HOST:PORT or none)"),
+                format!(
+                    "unsupported value '{raw}' (expected memory://, redis://HOST:PORT or none)"
+                ),
             )),
         }
     }
@@ -117,7 +125,15 @@ impl SecretKey {
         let key = hex::encode(bytes);
         std::fs::create_dir_all(data_dir)
             .and_then(|_| write_private(&file, &key))
-            .map_err(|e| invalid("SECRET_KEY", format!("unset, and cannot persist a generated one to {}: {e}", file.display())))?;
+            .map_err(|e| {
+                invalid(
+                    "SECRET_KEY",
+                    format!(
+                        "unset, and cannot persist a generated one to {}: {e}",
+                        file.display()
+                    ),
+                )
+            })?;
         Ok(SecretKey(key))
     }
 }
@@ -181,7 +197,10 @@ impl Config {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         {
-            return Err(invalid("CACHE_KEY_PREFIX", "use only letters, digits, '_', '-' and '.'"));
+            return Err(invalid(
+                "CACHE_KEY_PREFIX",
+                "use only letters, digits, '_', '-' and '.'",
+            ));
         }
         let bind = get("BIND").unwrap_or_else(|| DEFAULT_BIND.into());
         validate_bind(&bind)?;
@@ -194,8 +213,14 @@ impl Config {
         let site_url = get("SITE_URL").unwrap_or_else(|| format!("http://{bind}"));
         url::Url::parse(&site_url).map_err(|e| invalid("SITE_URL", e.to_string()))?;
         let workers = match get("WORKERS") {
-            Some(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| invalid("WORKERS", format!("'{v}' is not a positive number")))?,
-            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| invalid("WORKERS", format!("'{v}' is not a positive number")))?,
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
         };
         Ok(Config {
             workers,
@@ -227,7 +252,10 @@ fn parse_bool(var: &'static str, value: Option<String>) -> Result<Option<bool>, 
         None => Ok(None),
         Some("1" | "true" | "yes" | "on") => Ok(Some(true)),
         Some("0" | "false" | "no" | "off") => Ok(Some(false)),
-        Some(other) => Err(invalid(var, format!("'{other}' is not a boolean (use true or false)"))),
+        Some(other) => Err(invalid(
+            var,
+            format!("'{other}' is not a boolean (use true or false)"),
+        )),
     }
 }
 
@@ -237,8 +265,14 @@ mod tests {
 
     #[test]
     fn database_url_schemes() {
-        assert_eq!(DatabaseUrl::parse("sqlite://data/x.db").unwrap(), DatabaseUrl::Sqlite("data/x.db".into()));
-        assert!(matches!(DatabaseUrl::parse("postgres://u@h/db").unwrap(), DatabaseUrl::Postgres(_)));
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/x.db").unwrap(),
+            DatabaseUrl::Sqlite("data/x.db".into())
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("postgres://u@h/db").unwrap(),
+            DatabaseUrl::Postgres(_)
+        ));
         let err = DatabaseUrl::parse("mysql://h/db").unwrap_err();
         assert_eq!(err.var, "DATABASE_URL");
         assert!(err.to_string().contains("mysql"));
@@ -255,6 +289,9 @@ mod tests {
         let err = CacheUrl::parse("memcached://x").unwrap_err();
         assert_eq!(err.var, "CACHE_URL");
         assert_eq!(validate_bind("localhost").unwrap_err().var, "BIND");
-        assert_eq!(SecretKey::new("short".into()).unwrap_err().var, "SECRET_KEY");
+        assert_eq!(
+            SecretKey::new("short".into()).unwrap_err().var,
+            "SECRET_KEY"
+        );
     }
 }

@@ -39,7 +39,10 @@ pub enum StartupError {
     #[error("templates: {0}")]
     Templates(#[from] tera::Error),
     #[error("BIND: cannot listen on {bind}: {source}")]
-    Bind { bind: String, source: std::io::Error },
+    Bind {
+        bind: String,
+        source: std::io::Error,
+    },
 }
 
 pub struct Application {
@@ -51,12 +54,27 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Application, StartupError> {
         let state = web::Data::new(build_state(config).await?);
-        let listener = TcpListener::bind(&state.config.bind)
-            .map_err(|source| StartupError::Bind { bind: state.config.bind.clone(), source })?;
-        let port = listener.local_addr().map_err(|source| StartupError::Bind { bind: state.config.bind.clone(), source })?.port();
-        let server = run(listener, state.clone())
-            .map_err(|source| StartupError::Bind { bind: state.config.bind.clone(), source })?;
-        Ok(Application { port, server, state })
+        let listener =
+            TcpListener::bind(&state.config.bind).map_err(|source| StartupError::Bind {
+                bind: state.config.bind.clone(),
+                source,
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                bind: state.config.bind.clone(),
+                source,
+            })?
+            .port();
+        let server = run(listener, state.clone()).map_err(|source| StartupError::Bind {
+            bind: state.config.bind.clone(),
+            source,
+        })?;
+        Ok(Application {
+            port,
+            server,
+            state,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -81,7 +99,12 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         let report = seed::seed_fixtures(&repo).await?;
         tracing::info!(%report, "empty database seeded from fixtures");
     }
-    Ok(AppState { config: Arc::new(config), repo, tera: templates::build()?, assets: Assets::new() })
+    Ok(AppState {
+        config: Arc::new(config),
+        repo,
+        tera: templates::build()?,
+        assets: Assets::new(),
+    })
 }
 
 /// The cookie key: 64 bytes derived from SECRET_KEY, whatever its length.
@@ -104,7 +127,9 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Ser
         App::new()
             .wrap(ErrorHandlers::new().default_handler(crate::web::error::render_error_page))
             .wrap(session)
-            .wrap(actix_web::middleware::from_fn(crate::web::middleware::request_id_header))
+            .wrap(actix_web::middleware::from_fn(
+                crate::web::middleware::request_id_header,
+            ))
             .wrap(TracingLogger::default())
             .app_data(state.clone())
             .configure(crate::web::configure)

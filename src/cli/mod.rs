@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 #[derive(Debug, Parser)]
-#[command(name = "folio", version, about = "A portfolio and blog with a caching system at its heart")]
+#[command(
+    name = "folio",
+    version,
+    about = "A portfolio and blog with a caching system at its heart"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -34,7 +38,10 @@ pub fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(e),
     };
-    let result = match cli.command.unwrap_or(Command::Serve(serve::ServeArgs::default())) {
+    let result = match cli
+        .command
+        .unwrap_or(Command::Serve(serve::ServeArgs::default()))
+    {
         Command::Serve(args) => serve::run(config, args),
         Command::Migrate => migrate::run(config),
         Command::Seed(args) => seed::run(config, args),

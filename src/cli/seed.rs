@@ -3,6 +3,7 @@ use clap::Args;
 use crate::config::Config;
 use crate::content::{seed, Repository};
 use crate::db::{self, Db};
+use crate::startup::StartupError;
 
 #[derive(Debug, Args)]
 pub struct SeedArgs {
@@ -12,10 +13,18 @@ pub struct SeedArgs {
 }
 
 pub fn run(config: Config, args: SeedArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
-        db::migrate(&config.database_url).await?;
-        let repo = Repository::new(Db::connect(&config.database_url).await?);
+        db::migrate(&config.database_url)
+            .await
+            .map_err(StartupError::from)?;
+        let repo = Repository::new(
+            Db::connect(&config.database_url)
+                .await
+                .map_err(StartupError::from)?,
+        );
         let report = seed::seed_fixtures(&repo).await?;
         println!("fixtures: {report}");
         if args.posts > 0 {

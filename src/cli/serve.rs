@@ -23,7 +23,10 @@ pub fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
             "listening on http://{}",
             display_addr(&state.config.bind, app.port())
         );
-        println!("Folio is running at http://{}/ (Ctrl-C to stop)", display_addr(&state.config.bind, app.port()));
+        println!(
+            "Folio is running at http://{}/ (Ctrl-C to stop)",
+            display_addr(&state.config.bind, app.port())
+        );
         app.run_until_stopped().await?;
         Ok(())
     })

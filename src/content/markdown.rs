@@ -48,7 +48,10 @@ pub fn truncate_words(text: &str, max_chars: usize) -> String {
         Some(i) if i > max_chars / 2 => &cut[..i],
         _ => cut.as_str(),
     };
-    format!("{}…", cut.trim_end_matches(|c: char| c.is_whitespace() || c.is_ascii_punctuation()))
+    format!(
+        "{}…",
+        cut.trim_end_matches(|c: char| c.is_whitespace() || c.is_ascii_punctuation())
+    )
 }
 
 /// A URL slug: lowercase ASCII letters and digits separated by single hyphens.
@@ -70,7 +73,8 @@ mod tests {
 
     #[test]
     fn scripts_are_removed_and_markdown_rendered() {
-        let html = to_safe_html("# Hi\n\n<script>alert(1)</script>\n\n[x](javascript:alert(1)) **bold**");
+        let html =
+            to_safe_html("# Hi\n\n<script>alert(1)</script>\n\n[x](javascript:alert(1)) **bold**");
         assert!(html.contains("<h1>Hi</h1>"));
         assert!(html.contains("<strong>bold</strong>"));
         assert!(!html.contains("<script"));
@@ -86,7 +90,10 @@ mod tests {
 
     #[test]
     fn slugs() {
-        assert_eq!(slugify("Hello, World! Rust & Redis"), "hello-world-rust-redis");
+        assert_eq!(
+            slugify("Hello, World! Rust & Redis"),
+            "hello-world-rust-redis"
+        );
         assert_eq!(slugify("  --Caching 101--"), "caching-101");
     }
 }

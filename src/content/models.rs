@@ -180,7 +180,11 @@ impl From<PersonalInfoRow> for PersonalInfo {
 }
 
 pub fn split_list(s: &str) -> Vec<String> {
-    s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Queryable, Selectable, PartialEq)]

@@ -8,7 +8,9 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::markdown;
 use super::models::*;
-use super::schema::{ai_tools, authors, contact_messages, personal_info, post_tags, posts, social_links, tags};
+use super::schema::{
+    ai_tools, authors, contact_messages, personal_info, post_tags, posts, social_links, tags,
+};
 use crate::db::{Db, DbError};
 use crate::with_conn;
 
@@ -18,7 +20,8 @@ pub type RepoResult<T> = Result<T, DbError>;
 /// is given, so both backends must store the same value for ETags to agree.
 pub fn now() -> NaiveDateTime {
     let now = Utc::now().naive_utc();
-    now.with_nanosecond(now.nanosecond() / 1_000 * 1_000).unwrap_or(now)
+    now.with_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now)
 }
 
 #[derive(Clone)]
@@ -52,7 +55,9 @@ impl Repository {
     /// Social links in display order; hidden ones only when asked (admin).
     pub async fn social_links(&self, include_hidden: bool) -> RepoResult<Vec<SocialLink>> {
         with_conn!(self.db, |conn| {
-            let mut query = social_links::table.select(SocialLink::as_select()).into_boxed();
+            let mut query = social_links::table
+                .select(SocialLink::as_select())
+                .into_boxed();
             if !include_hidden {
                 query = query.filter(social_links::visible.eq(true));
             }
@@ -86,7 +91,10 @@ impl Repository {
         for tool in tools {
             match groups.last_mut() {
                 Some(group) if group.name == tool.category => group.tools.push(tool),
-                _ => groups.push(ToolCategory { name: tool.category.clone(), tools: vec![tool] }),
+                _ => groups.push(ToolCategory {
+                    name: tool.category.clone(),
+                    tools: vec![tool],
+                }),
             }
         }
         Ok(groups)
@@ -113,7 +121,11 @@ impl Repository {
             Ok(posts::table
                 .inner_join(authors::table)
                 .filter(posts::published.eq(true))
-                .order_by((posts::view_count.desc(), posts::published_at.desc(), posts::id.desc()))
+                .order_by((
+                    posts::view_count.desc(),
+                    posts::published_at.desc(),
+                    posts::id.desc(),
+                ))
                 .limit(limit)
                 .select((PostRow::as_select(), authors::name, authors::slug))
                 .load::<(PostRow, String, String)>(conn)
@@ -132,7 +144,11 @@ impl Repository {
     ) -> RepoResult<Page<PostSummary>> {
         let offset = (page.max(1) - 1) * per_page;
         let (total, rows) = with_conn!(self.db, |conn| {
-            let tagged = |tag: i32| post_tags::table.filter(post_tags::tag_id.eq(tag)).select(post_tags::post_id);
+            let tagged = |tag: i32| {
+                post_tags::table
+                    .filter(post_tags::tag_id.eq(tag))
+                    .select(post_tags::post_id)
+            };
             let mut count = posts::table.filter(posts::published.eq(true)).into_boxed();
             let mut list = posts::table
                 .inner_join(authors::table)
@@ -152,11 +168,20 @@ impl Repository {
                 .await?;
             Ok((total, rows))
         })?;
-        Ok(Page { items: self.with_tags(rows).await?, total, page, per_page })
+        Ok(Page {
+            items: self.with_tags(rows).await?,
+            total,
+            page,
+            per_page,
+        })
     }
 
     /// A post by slug; drafts only when `include_drafts` (admin preview).
-    pub async fn post_by_slug(&self, slug: &str, include_drafts: bool) -> RepoResult<Option<PostDetail>> {
+    pub async fn post_by_slug(
+        &self,
+        slug: &str,
+        include_drafts: bool,
+    ) -> RepoResult<Option<PostDetail>> {
         let row = with_conn!(self.db, |conn| {
             let mut query = posts::table
                 .inner_join(authors::table)
@@ -173,8 +198,16 @@ impl Repository {
         })?;
         let Some(row) = row else { return Ok(None) };
         let (body_html, body_markdown) = (row.0.body_html.clone(), row.0.body_markdown.clone());
-        let summary = self.with_tags(vec![row]).await?.pop().expect("one row in, one out");
-        Ok(Some(PostDetail { summary, body_html, body_markdown }))
+        let summary = self
+            .with_tags(vec![row])
+            .await?
+            .pop()
+            .expect("one row in, one out");
+        Ok(Some(PostDetail {
+            summary,
+            body_html,
+            body_markdown,
+        }))
     }
 
     /// Newest published posts with their bodies (the feed).
@@ -189,13 +222,19 @@ impl Repository {
                 .load::<(PostRow, String, String)>(conn)
                 .await?)
         })?;
-        let bodies: Vec<(String, String)> =
-            rows.iter().map(|r| (r.0.body_html.clone(), r.0.body_markdown.clone())).collect();
+        let bodies: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| (r.0.body_html.clone(), r.0.body_markdown.clone()))
+            .collect();
         let summaries = self.with_tags(rows).await?;
         Ok(summaries
             .into_iter()
             .zip(bodies)
-            .map(|(summary, (body_html, body_markdown))| PostDetail { summary, body_html, body_markdown })
+            .map(|(summary, (body_html, body_markdown))| PostDetail {
+                summary,
+                body_html,
+                body_markdown,
+            })
             .collect())
     }
 
@@ -218,12 +257,19 @@ impl Repository {
                 .inner_join(posts::table)
                 .filter(posts::published.eq(true))
                 .group_by((tags::id, tags::name, tags::slug))
-                .select((tags::name, tags::slug, diesel::dsl::count(post_tags::post_id)))
+                .select((
+                    tags::name,
+                    tags::slug,
+                    diesel::dsl::count(post_tags::post_id),
+                ))
                 .order_by(tags::name)
                 .load::<(String, String, i64)>(conn)
                 .await?)
         })?;
-        Ok(rows.into_iter().map(|(name, slug, count)| TagCount { name, slug, count }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(name, slug, count)| TagCount { name, slug, count })
+            .collect())
     }
 
     /// Every published post's slug and last change, and every used tag (the sitemap).
@@ -236,12 +282,18 @@ impl Repository {
                 .load::<(String, NaiveDateTime)>(conn)
                 .await?)
         })?;
-        let entries = posts.into_iter().map(|(slug, updated_at)| SitemapEntry { slug, updated_at }).collect();
+        let entries = posts
+            .into_iter()
+            .map(|(slug, updated_at)| SitemapEntry { slug, updated_at })
+            .collect();
         Ok((entries, self.tag_cloud().await?))
     }
 
     pub async fn count_posts(&self) -> RepoResult<i64> {
-        with_conn!(self.db, |conn| Ok(posts::table.count().get_result(conn).await?))
+        with_conn!(self.db, |conn| Ok(posts::table
+            .count()
+            .get_result(conn)
+            .await?))
     }
 
     pub async fn has_personal_info(&self) -> RepoResult<bool> {
@@ -265,14 +317,20 @@ impl Repository {
         with_conn!(self.db, |conn| {
             Ok(contact_messages::table
                 .select(ContactMessage::as_select())
-                .order_by((contact_messages::created_at.desc(), contact_messages::id.desc()))
+                .order_by((
+                    contact_messages::created_at.desc(),
+                    contact_messages::id.desc(),
+                ))
                 .load(conn)
                 .await?)
         })
     }
 
     /// Attaches each post's tags (one query for the whole list) and its author.
-    async fn with_tags(&self, rows: Vec<(PostRow, String, String)>) -> RepoResult<Vec<PostSummary>> {
+    async fn with_tags(
+        &self,
+        rows: Vec<(PostRow, String, String)>,
+    ) -> RepoResult<Vec<PostSummary>> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -292,9 +350,19 @@ impl Repository {
                 let tags = pairs
                     .iter()
                     .filter(|(post_id, _, _)| *post_id == row.id)
-                    .map(|(_, name, slug)| TagRef { name: name.clone(), slug: slug.clone() })
+                    .map(|(_, name, slug)| TagRef {
+                        name: name.clone(),
+                        slug: slug.clone(),
+                    })
                     .collect();
-                PostSummary::from_row(row, AuthorRef { name: author_name, slug: author_slug }, tags)
+                PostSummary::from_row(
+                    row,
+                    AuthorRef {
+                        name: author_name,
+                        slug: author_slug,
+                    },
+                    tags,
+                )
             })
             .collect())
     }
@@ -313,7 +381,10 @@ impl Repository {
         })
     }
 
-    pub async fn create_contact_message(&self, msg: NewContactMessage) -> RepoResult<ContactMessage> {
+    pub async fn create_contact_message(
+        &self,
+        msg: NewContactMessage,
+    ) -> RepoResult<ContactMessage> {
         with_conn!(self.db, |conn| {
             Ok(diesel::insert_into(contact_messages::table)
                 .values((
@@ -392,10 +463,16 @@ impl Repository {
                         .get_result(conn)
                         .await
                         .optional()?;
-                    let Some(post_id) = inserted else { return Ok(None) };
+                    let Some(post_id) = inserted else {
+                        return Ok(None);
+                    };
                     for (name, slug) in &tag_list {
                         diesel::insert_into(tags::table)
-                            .values((tags::name.eq(name), tags::slug.eq(slug), tags::updated_at.eq(stamp)))
+                            .values((
+                                tags::name.eq(name),
+                                tags::slug.eq(slug),
+                                tags::updated_at.eq(stamp),
+                            ))
                             .on_conflict(tags::slug)
                             .do_nothing()
                             .execute(conn)

@@ -25,13 +25,34 @@ const SITE_JSON: &str = include_str!("../../fixtures/site.json");
 
 /// (file name, contents) of each fixture post.
 const POSTS: &[(&str, &str)] = &[
-    ("cache-invalidation-without-tears.md", include_str!("../../fixtures/posts/cache-invalidation-without-tears.md")),
-    ("one-binary-two-databases.md", include_str!("../../fixtures/posts/one-binary-two-databases.md")),
-    ("etags-and-the-304-you-deserve.md", include_str!("../../fixtures/posts/etags-and-the-304-you-deserve.md")),
-    ("stampedes-and-single-flight.md", include_str!("../../fixtures/posts/stampedes-and-single-flight.md")),
-    ("a-year-of-building-with-ai-tools.md", include_str!("../../fixtures/posts/a-year-of-building-with-ai-tools.md")),
-    ("markdown-is-enough.md", include_str!("../../fixtures/posts/markdown-is-enough.md")),
-    ("draft-notes-on-redis-cluster.md", include_str!("../../fixtures/posts/draft-notes-on-redis-cluster.md")),
+    (
+        "cache-invalidation-without-tears.md",
+        include_str!("../../fixtures/posts/cache-invalidation-without-tears.md"),
+    ),
+    (
+        "one-binary-two-databases.md",
+        include_str!("../../fixtures/posts/one-binary-two-databases.md"),
+    ),
+    (
+        "etags-and-the-304-you-deserve.md",
+        include_str!("../../fixtures/posts/etags-and-the-304-you-deserve.md"),
+    ),
+    (
+        "stampedes-and-single-flight.md",
+        include_str!("../../fixtures/posts/stampedes-and-single-flight.md"),
+    ),
+    (
+        "a-year-of-building-with-ai-tools.md",
+        include_str!("../../fixtures/posts/a-year-of-building-with-ai-tools.md"),
+    ),
+    (
+        "markdown-is-enough.md",
+        include_str!("../../fixtures/posts/markdown-is-enough.md"),
+    ),
+    (
+        "draft-notes-on-redis-cluster.md",
+        include_str!("../../fixtures/posts/draft-notes-on-redis-cluster.md"),
+    ),
 ];
 
 #[derive(Deserialize)]
@@ -59,16 +80,25 @@ impl std::fmt::Display for SeedReport {
             self.posts,
             self.social_links,
             self.ai_tools,
-            if self.personal_info { ", personal info" } else { "" }
+            if self.personal_info {
+                ", personal info"
+            } else {
+                ""
+            }
         )
     }
 }
 
 /// Loads the fixtures; existing rows (same slug or name) are left as they are.
 pub async fn seed_fixtures(repo: &Repository) -> Result<SeedReport, SeedError> {
-    let site: SiteFixture = serde_json::from_str(SITE_JSON)
-        .map_err(|e| SeedError::Fixture { file: "site.json", reason: e.to_string() })?;
-    let mut report = SeedReport { personal_info: repo.ensure_personal_info(&site.personal_info).await?, ..Default::default() };
+    let site: SiteFixture = serde_json::from_str(SITE_JSON).map_err(|e| SeedError::Fixture {
+        file: "site.json",
+        reason: e.to_string(),
+    })?;
+    let mut report = SeedReport {
+        personal_info: repo.ensure_personal_info(&site.personal_info).await?,
+        ..Default::default()
+    };
     let mut authors = Vec::new();
     for author in &site.authors {
         authors.push(repo.ensure_author(author).await?);
@@ -84,8 +114,14 @@ pub async fn seed_fixtures(repo: &Repository) -> Result<SeedReport, SeedError> {
         let author = authors
             .iter()
             .find(|a| a.slug == fixture.author)
-            .ok_or_else(|| SeedError::Fixture { file, reason: format!("unknown author '{}'", fixture.author) })?;
-        let post = NewPost { author_id: author.id, ..fixture.post };
+            .ok_or_else(|| SeedError::Fixture {
+                file,
+                reason: format!("unknown author '{}'", fixture.author),
+            })?;
+        let post = NewPost {
+            author_id: author.id,
+            ..fixture.post
+        };
         report.posts += repo.create_post_if_absent(post).await?.is_some() as usize;
     }
     Ok(report)
@@ -98,9 +134,16 @@ struct PostFixture {
 
 /// Parses a fixture post: a `---` block of `key: value` lines, then Markdown.
 fn parse_post(file: &'static str, text: &str) -> Result<PostFixture, SeedError> {
-    let bad = |reason: &str| SeedError::Fixture { file, reason: reason.to_string() };
-    let rest = text.strip_prefix("---\n").ok_or_else(|| bad("must start with a --- header"))?;
-    let (header, body) = rest.split_once("\n---\n").ok_or_else(|| bad("header is not closed by ---"))?;
+    let bad = |reason: &str| SeedError::Fixture {
+        file,
+        reason: reason.to_string(),
+    };
+    let rest = text
+        .strip_prefix("---\n")
+        .ok_or_else(|| bad("must start with a --- header"))?;
+    let (header, body) = rest
+        .split_once("\n---\n")
+        .ok_or_else(|| bad("header is not closed by ---"))?;
     let field = |key: &str| {
         header.lines().find_map(|line| {
             let (k, v) = line.split_once(':')?;
@@ -133,9 +176,26 @@ fn parse_post(file: &'static str, text: &str) -> Result<PostFixture, SeedError> 
 }
 
 const GENERATED_TAGS: &[&str] = &[
-    "Rust", "Caching", "Redis", "PostgreSQL", "SQLite", "Performance", "Web", "Actix", "Databases",
-    "Testing", "Observability", "DevOps", "Security", "Design", "Career", "AI", "Tooling",
-    "Architecture", "Concurrency", "Writing",
+    "Rust",
+    "Caching",
+    "Redis",
+    "PostgreSQL",
+    "SQLite",
+    "Performance",
+    "Web",
+    "Actix",
+    "Databases",
+    "Testing",
+    "Observability",
+    "DevOps",
+    "Security",
+    "Design",
+    "Career",
+    "AI",
+    "Tooling",
+    "Architecture",
+    "Concurrency",
+    "Writing",
 ];
 const GENERATED_AUTHORS: &[(&str, &str)] = &[
     ("Grace Hopper", "grace-hopper"),
@@ -145,9 +205,33 @@ const GENERATED_AUTHORS: &[(&str, &str)] = &[
 ];
 const TOOL_CATEGORIES: &[&str] = &["Coding", "Writing", "Research", "Images", "Productivity"];
 const WORDS: &[&str] = &[
-    "cache", "latency", "request", "database", "index", "query", "server", "template", "fragment",
-    "header", "memory", "eviction", "pool", "thread", "shard", "replica", "benchmark", "deploy",
-    "metric", "trace", "budget", "window", "stream", "batch", "schema", "migration", "token",
+    "cache",
+    "latency",
+    "request",
+    "database",
+    "index",
+    "query",
+    "server",
+    "template",
+    "fragment",
+    "header",
+    "memory",
+    "eviction",
+    "pool",
+    "thread",
+    "shard",
+    "replica",
+    "benchmark",
+    "deploy",
+    "metric",
+    "trace",
+    "budget",
+    "window",
+    "stream",
+    "batch",
+    "schema",
+    "migration",
+    "token",
 ];
 
 /// Adds `count` generated posts (and ~30 generated AI tools), the same ones every time:
@@ -157,7 +241,11 @@ pub async fn seed_generated(repo: &Repository, count: usize) -> Result<SeedRepor
     let mut report = SeedReport::default();
     let mut authors = Vec::new();
     for (name, slug) in GENERATED_AUTHORS {
-        let author = NewAuthor { name: name.to_string(), slug: slug.to_string(), bio: format!("{name} writes about systems.") };
+        let author = NewAuthor {
+            name: name.to_string(),
+            slug: slug.to_string(),
+            bio: format!("{name} writes about systems."),
+        };
         authors.push(repo.ensure_author(&author).await?);
     }
     for i in 1..=30 {
@@ -166,20 +254,28 @@ pub async fn seed_generated(repo: &Repository, count: usize) -> Result<SeedRepor
             name: format!("Generated Tool {i:02}"),
             slug: format!("generated-tool-{i:02}"),
             url: format!("https://tools.example.com/{i:02}"),
-            description: format!("A generated {} assistant for load tests.", category.to_lowercase()),
+            description: format!(
+                "A generated {} assistant for load tests.",
+                category.to_lowercase()
+            ),
             category: category.to_string(),
             featured: i % 7 == 0,
             sort_order: 100 + i as i32,
         };
         report.ai_tools += repo.ensure_ai_tool(&tool).await? as usize;
     }
-    let base = NaiveDateTime::parse_from_str("2024-01-01T08:00:00", "%Y-%m-%dT%H:%M:%S").expect("valid date");
+    let base = NaiveDateTime::parse_from_str("2024-01-01T08:00:00", "%Y-%m-%dT%H:%M:%S")
+        .expect("valid date");
     for i in 1..=count {
-        let title_words: Vec<&str> = (0..4).map(|_| *WORDS.choose(&mut rng).expect("words")).collect();
+        let title_words: Vec<&str> = (0..4)
+            .map(|_| *WORDS.choose(&mut rng).expect("words"))
+            .collect();
         let title = format!("{} #{i}", capitalize(&title_words.join(" ")));
         let paragraphs: Vec<String> = (0..rng.random_range(3..7))
             .map(|_| {
-                let sentence: Vec<&str> = (0..rng.random_range(12..30)).map(|_| *WORDS.choose(&mut rng).expect("words")).collect();
+                let sentence: Vec<&str> = (0..rng.random_range(12..30))
+                    .map(|_| *WORDS.choose(&mut rng).expect("words"))
+                    .collect();
                 format!("{}.", capitalize(&sentence.join(" ")))
             })
             .collect();

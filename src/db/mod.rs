@@ -35,7 +35,7 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
     #[error("could not get a database connection: {0}")]
     Pool(String),
-    #[error("could not connect to the database: {0}")]
+    #[error("cannot connect to the database: {0}")]
     Connect(String),
     #[error("migrations failed: {0}")]
     Migration(String),
@@ -126,15 +126,18 @@ impl Db {
                 let mut config = ManagerConfig::default();
                 config.custom_setup = Box::new(|url| {
                     Box::pin(async move {
-                        let mut conn = SyncConnectionWrapper::<SqliteConnection>::establish(url).await?;
+                        let mut conn =
+                            SyncConnectionWrapper::<SqliteConnection>::establish(url).await?;
                         conn.batch_execute(SQLITE_PRAGMAS)
                             .await
                             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                         Ok(conn)
                     })
                 });
-                let manager =
-                    AsyncDieselConnectionManager::<SqliteAsync>::new_with_config(path.as_str(), config);
+                let manager = AsyncDieselConnectionManager::<SqliteAsync>::new_with_config(
+                    path.as_str(),
+                    config,
+                );
                 let pool = Pool::builder()
                     .max_size(SQLITE_POOL_SIZE)
                     .connection_timeout(CHECKOUT_TIMEOUT)
@@ -144,8 +147,13 @@ impl Db {
                 Backend::Sqlite(pool)
             }
         };
-        let db = Db { backend, stats: Arc::default() };
-        db.ping().await?;
+        let db = Db {
+            backend,
+            stats: Arc::default(),
+        };
+        db.ping()
+            .await
+            .map_err(|e| DbError::Connect(format!("{url:?}: {e}")))?;
         Ok(db)
     }
 
@@ -180,8 +188,11 @@ pub async fn migrate(url: &DatabaseUrl) -> Result<usize, DbError> {
     tokio::task::spawn_blocking(move || -> Result<usize, DbError> {
         let applied = match &url {
             DatabaseUrl::Postgres(u) => {
-                let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(u.as_str())
-                    .map_err(|e| DbError::Connect(e.to_string()))?;
+                let mut conn =
+                    <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(
+                        u.as_str(),
+                    )
+                    .map_err(|e| DbError::Connect(format!("{url:?}: {e}")))?;
                 conn.run_pending_migrations(PG_MIGRATIONS)
                     .map_err(|e| DbError::Migration(e.to_string()))?
                     .len()

@@ -26,7 +26,9 @@ pub fn token(session: &Session) -> String {
 /// Compares in constant time, so the token cannot be guessed byte by byte.
 pub fn verify(session: &Session, submitted: &str) -> bool {
     match session.get::<String>(SESSION_KEY) {
-        Ok(Some(expected)) => !submitted.is_empty() && bool::from(expected.as_bytes().ct_eq(submitted.as_bytes())),
+        Ok(Some(expected)) => {
+            !submitted.is_empty() && bool::from(expected.as_bytes().ct_eq(submitted.as_bytes()))
+        }
         _ => false,
     }
 }

@@ -61,7 +61,10 @@ pub struct ErrorDetail {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("invalid parameter '{parameter}': {message}")]
-    BadParameter { parameter: &'static str, message: String },
+    BadParameter {
+        parameter: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error(transparent)]
@@ -70,7 +73,10 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn bad(parameter: &'static str, message: impl Into<String>) -> Self {
-        ApiError::BadParameter { parameter, message: message.into() }
+        ApiError::BadParameter {
+            parameter,
+            message: message.into(),
+        }
     }
 }
 
@@ -85,7 +91,9 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         let (code, parameter, message) = match self {
-            ApiError::BadParameter { parameter, message } => ("bad_parameter", Some(*parameter), message.clone()),
+            ApiError::BadParameter { parameter, message } => {
+                ("bad_parameter", Some(*parameter), message.clone())
+            }
             ApiError::NotFound(message) => ("not_found", None, message.clone()),
             ApiError::Db(e) => {
                 tracing::error!(error = %e, "api request failed");
@@ -93,7 +101,12 @@ impl ResponseError for ApiError {
             }
         };
         HttpResponse::build(status).json(ErrorBody {
-            error: ErrorDetail { status: status.as_u16(), code, parameter, message },
+            error: ErrorDetail {
+                status: status.as_u16(),
+                code,
+                parameter,
+                message,
+            },
         })
     }
 }
@@ -110,7 +123,11 @@ pub fn render_error_page<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorH
     if is_json || !(status == StatusCode::NOT_FOUND || status.is_server_error()) {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
-    let template = if status == StatusCode::NOT_FOUND { "errors/404.html" } else { "errors/500.html" };
+    let template = if status == StatusCode::NOT_FOUND {
+        "errors/404.html"
+    } else {
+        "errors/500.html"
+    };
     let html = res
         .request()
         .app_data::<web::Data<AppState>>()
@@ -119,12 +136,22 @@ pub fn render_error_page<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorH
             ctx.insert("status", &status.as_u16());
             ctx.insert("path", res.request().path());
             ctx.insert("assets", &state.assets);
-            state.tera.render(template, &ctx).map_err(|e| tracing::error!(error = ?e, "error page failed")).ok()
+            state
+                .tera
+                .render(template, &ctx)
+                .map_err(|e| tracing::error!(error = ?e, "error page failed"))
+                .ok()
         })
         .unwrap_or_else(|| format!("<h1>{}</h1>", status));
     let (req, mut res) = res.into_parts();
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     let res = res.set_body(html);
-    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, res).map_into_boxed_body().map_into_right_body()))
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, res)
+            .map_into_boxed_body()
+            .map_into_right_body(),
+    ))
 }

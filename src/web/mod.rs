@@ -34,7 +34,9 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
         if !req.query_string().is_empty() {
             target = format!("{target}?{}", req.query_string());
         }
-        return Ok(HttpResponse::PermanentRedirect().insert_header((header::LOCATION, target)).finish());
+        return Ok(HttpResponse::PermanentRedirect()
+            .insert_header((header::LOCATION, target))
+            .finish());
     }
     Err(PageError::NotFound.into())
 }

@@ -35,8 +35,16 @@ pub const TEMPLATES: &[(&str, &str)] = embed![
 
 /// Static files: (name, content type, bytes).
 pub const STATIC_FILES: &[(&str, &str, &str)] = &[
-    ("site.css", "text/css; charset=utf-8", include_str!("../../static/site.css")),
-    ("avatar.svg", "image/svg+xml", include_str!("../../static/avatar.svg")),
+    (
+        "site.css",
+        "text/css; charset=utf-8",
+        include_str!("../../static/site.css"),
+    ),
+    (
+        "avatar.svg",
+        "image/svg+xml",
+        include_str!("../../static/avatar.svg"),
+    ),
 ];
 
 /// Content-hashed static URLs (`/static/site.css?v=…`) so browsers may cache them for a
@@ -48,7 +56,9 @@ pub struct Assets {
 
 impl Assets {
     pub fn new() -> Self {
-        Assets { css: format!("/static/site.css?v={}", short_hash(STATIC_FILES[0].2)) }
+        Assets {
+            css: format!("/static/site.css?v={}", short_hash(STATIC_FILES[0].2)),
+        }
     }
 }
 
@@ -66,6 +76,7 @@ pub fn build() -> tera::Result<Tera> {
     let mut tera = Tera::default();
     tera.add_raw_templates(TEMPLATES.iter().copied())?;
     tera.autoescape_on(vec![".html", ".xml"]);
+    tera.set_escape_fn(escape);
     tera.register_filter("date", date_filter);
     Ok(tera)
 }
@@ -73,9 +84,31 @@ pub fn build() -> tera::Result<Tera> {
 /// `{{ post.published_at | date(format="%B %-d, %Y") }}` over the ISO strings serde
 /// writes for `NaiveDateTime`. The default format is ISO-8601 UTC (`…Z`), as feeds need.
 fn date_filter(value: &Value, args: &HashMap<String, Value>) -> tera::Result<Value> {
-    let Some(raw) = value.as_str() else { return Ok(Value::String(String::new())) };
+    let Some(raw) = value.as_str() else {
+        return Ok(Value::String(String::new()));
+    };
     let parsed = chrono::NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%.f")
         .map_err(|e| tera::Error::msg(format!("date filter: '{raw}': {e}")))?;
-    let format = args.get("format").and_then(Value::as_str).unwrap_or("%Y-%m-%dT%H:%M:%SZ");
+    let format = args
+        .get("format")
+        .and_then(Value::as_str)
+        .unwrap_or("%Y-%m-%dT%H:%M:%SZ");
     Ok(Value::String(parsed.format(format).to_string()))
+}
+
+/// HTML/XML escaping of `& < > " '`. Tera's default also escapes `/`, which is safe but
+/// turns every URL in a page or feed into `&#x2F;` noise.
+fn escape(input: &str) -> String {
+    let mut out = String::with_capacity(input.len() + input.len() / 8);
+    for c in input.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            _ => out.push(c),
+        }
+    }
+    out
 }

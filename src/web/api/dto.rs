@@ -44,10 +44,20 @@ impl From<PostSummary> for PostListItem {
             id: p.id,
             title: p.title,
             slug: p.slug,
-            author: AuthorDto { name: p.author.name, slug: p.author.slug },
+            author: AuthorDto {
+                name: p.author.name,
+                slug: p.author.slug,
+            },
             published_at: p.published_at.map(utc),
             views: p.view_count,
-            tags: p.tags.into_iter().map(|t| TagDto { name: t.name, slug: t.slug }).collect(),
+            tags: p
+                .tags
+                .into_iter()
+                .map(|t| TagDto {
+                    name: t.name,
+                    slug: t.slug,
+                })
+                .collect(),
             excerpt: p.excerpt,
         }
     }
@@ -124,7 +134,13 @@ pub struct SocialLinkDto {
 
 impl From<SocialLink> for SocialLinkDto {
     fn from(l: SocialLink) -> Self {
-        SocialLinkDto { id: l.id, name: l.name, url: l.url, icon: l.icon, order: l.sort_order }
+        SocialLinkDto {
+            id: l.id,
+            name: l.name,
+            url: l.url,
+            icon: l.icon,
+            order: l.sort_order,
+        }
     }
 }
 

@@ -22,12 +22,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Folio public API", description = "Read-only access to the blog's posts, personal info, social links and AI tools."),
-    paths(posts::list, posts::detail, site::personal_info, site::social_links, site::ai_tools),
+    info(
+        title = "Folio public API",
+        description = "Read-only access to the blog's posts, personal info, social links and AI tools."
+    ),
+    paths(
+        posts::list,
+        posts::detail,
+        site::personal_info,
+        site::social_links,
+        site::ai_tools
+    ),
     components(schemas(
-        dto::PostListItem, dto::PostDetailDto, dto::PostList, dto::AuthorDto, dto::TagDto,
-        dto::PersonalInfoDto, dto::SocialLinkDto, dto::SocialLinkList, dto::AiToolDto, dto::AiToolList,
-        super::error::ErrorBody, super::error::ErrorDetail
+        dto::PostListItem,
+        dto::PostDetailDto,
+        dto::PostList,
+        dto::AuthorDto,
+        dto::TagDto,
+        dto::PersonalInfoDto,
+        dto::SocialLinkDto,
+        dto::SocialLinkList,
+        dto::AiToolDto,
+        dto::AiToolList,
+        super::error::ErrorBody,
+        super::error::ErrorDetail
     ))
 )]
 pub struct ApiDoc;
@@ -49,11 +67,9 @@ fn origin(req: &HttpRequest) -> String {
 pub(crate) fn parse_page(query: &RawQuery) -> Result<i64, ApiError> {
     match query.get("page") {
         None => Ok(1),
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| ApiError::bad("page", format!("must be a positive integer, got '{raw}'"))),
+        Some(raw) => raw.parse::<i64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            ApiError::bad("page", format!("must be a positive integer, got '{raw}'"))
+        }),
     }
 }
 
@@ -62,7 +78,10 @@ pub(crate) fn parse_bool(query: &RawQuery, name: &'static str) -> Result<Option<
         None => Ok(None),
         Some(v) if v == "true" || v == "1" => Ok(Some(true)),
         Some(v) if v == "false" || v == "0" => Ok(Some(false)),
-        Some(v) => Err(ApiError::bad(name, format!("must be true or false, got '{v}'"))),
+        Some(v) => Err(ApiError::bad(
+            name,
+            format!("must be true or false, got '{v}'"),
+        )),
     }
 }
 
@@ -70,9 +89,17 @@ pub(crate) fn parse_bool(query: &RawQuery, name: &'static str) -> Result<Option<
 pub(crate) fn parse_slug(query: &RawQuery, name: &'static str) -> Result<Option<String>, ApiError> {
     match query.get(name) {
         None => Ok(None),
-        Some(v) if !v.is_empty() && v.len() <= 100 && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') => {
+        Some(v)
+            if !v.is_empty()
+                && v.len() <= 100
+                && v.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') =>
+        {
             Ok(Some(v.clone()))
         }
-        Some(v) => Err(ApiError::bad(name, format!("must be a slug (lowercase letters, digits, '-'), got '{v}'"))),
+        Some(v) => Err(ApiError::bad(
+            name,
+            format!("must be a slug (lowercase letters, digits, '-'), got '{v}'"),
+        )),
     }
 }

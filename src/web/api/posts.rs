@@ -21,18 +21,32 @@ pub struct PostListParams {
 /// Published posts, newest first.
 #[utoipa::path(get, path = "/api/posts/", params(PostListParams),
     responses((status = 200, body = PostList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn list(state: web::Data<AppState>, req: HttpRequest, query: RawQuery) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: RawQuery,
+) -> Result<HttpResponse, ApiError> {
     let page_number = parse_page(&query)?;
     let tag = parse_slug(&query, "tag")?;
     let tag_id = match &tag {
         Some(slug) => match state.repo.tag_by_slug(slug).await? {
             Some(tag) => Some(tag.id),
             // An unknown tag has no posts: an empty list, as any other filter.
-            None => return Ok(HttpResponse::Ok().json(PostList { count: 0, next: None, previous: None, results: vec![] })),
+            None => {
+                return Ok(HttpResponse::Ok().json(PostList {
+                    count: 0,
+                    next: None,
+                    previous: None,
+                    results: vec![],
+                }))
+            }
         },
         None => None,
     };
-    let page = state.repo.published_posts(page_number, PER_PAGE, tag_id).await?;
+    let page = state
+        .repo
+        .published_posts(page_number, PER_PAGE, tag_id)
+        .await?;
     if page.is_out_of_range() {
         return Err(ApiError::NotFound(format!(
             "page {} does not exist (the last page is {})",
@@ -58,7 +72,10 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, query: RawQuery)
 /// One published post with its body.
 #[utoipa::path(get, path = "/api/posts/{slug}/", params(("slug" = String, Path, description = "The post's slug")),
     responses((status = 200, body = PostDetailDto), (status = 404, body = ErrorBody)))]
-pub async fn detail(state: web::Data<AppState>, slug: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn detail(
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let post = state
         .repo
         .post_by_slug(&slug, false)

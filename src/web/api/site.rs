@@ -22,8 +22,17 @@ pub async fn personal_info(state: web::Data<AppState>) -> Result<HttpResponse, A
 /// Visible social links in display order.
 #[utoipa::path(get, path = "/api/social-links/", responses((status = 200, body = SocialLinkList)))]
 pub async fn social_links(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let links: Vec<SocialLinkDto> = state.repo.social_links(false).await?.into_iter().map(Into::into).collect();
-    Ok(HttpResponse::Ok().json(SocialLinkList { count: links.len(), results: links }))
+    let links: Vec<SocialLinkDto> = state
+        .repo
+        .social_links(false)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(HttpResponse::Ok().json(SocialLinkList {
+        count: links.len(),
+        results: links,
+    }))
 }
 
 /// Query parameters of `GET /api/ai-tools/` (documentation; parsing is in `ai_tools`).
@@ -40,13 +49,33 @@ pub struct AiToolParams {
 /// AI tools by category and display order.
 #[utoipa::path(get, path = "/api/ai-tools/", params(AiToolParams),
     responses((status = 200, body = AiToolList), (status = 400, body = ErrorBody)))]
-pub async fn ai_tools(state: web::Data<AppState>, query: RawQuery) -> Result<HttpResponse, ApiError> {
+pub async fn ai_tools(
+    state: web::Data<AppState>,
+    query: RawQuery,
+) -> Result<HttpResponse, ApiError> {
     let category = match query.get("category").map(|c| c.trim()) {
         None => None,
         Some(c) if !c.is_empty() && c.chars().count() <= 100 => Some(c.to_string()),
-        Some(_) => return Err(ApiError::bad("category", "must be a category name of 1 to 100 characters")),
+        Some(_) => {
+            return Err(ApiError::bad(
+                "category",
+                "must be a category name of 1 to 100 characters",
+            ))
+        }
     };
-    let filter = ToolFilter { category, featured: parse_bool(&query, "featured")? };
-    let tools: Vec<AiToolDto> = state.repo.ai_tools(&filter).await?.into_iter().map(Into::into).collect();
-    Ok(HttpResponse::Ok().json(AiToolList { count: tools.len(), results: tools }))
+    let filter = ToolFilter {
+        category,
+        featured: parse_bool(&query, "featured")?,
+    };
+    let tools: Vec<AiToolDto> = state
+        .repo
+        .ai_tools(&filter)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(HttpResponse::Ok().json(AiToolList {
+        count: tools.len(),
+        results: tools,
+    }))
 }

@@ -4,8 +4,14 @@ use super::{base_context, render, PageQuery, PER_PAGE};
 use crate::startup::AppState;
 use crate::web::error::PageError;
 
-pub async fn list(state: web::Data<AppState>, query: web::Query<PageQuery>) -> Result<HttpResponse, PageError> {
-    let page = state.repo.published_posts(query.number()?, PER_PAGE, None).await?;
+pub async fn list(
+    state: web::Data<AppState>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, PageError> {
+    let page = state
+        .repo
+        .published_posts(query.number()?, PER_PAGE, None)
+        .await?;
     if page.is_out_of_range() {
         return Err(PageError::NotFound);
     }
@@ -22,8 +28,15 @@ pub async fn tag(
     slug: web::Path<String>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let tag = state.repo.tag_by_slug(&slug).await?.ok_or(PageError::NotFound)?;
-    let page = state.repo.published_posts(query.number()?, PER_PAGE, Some(tag.id)).await?;
+    let tag = state
+        .repo
+        .tag_by_slug(&slug)
+        .await?
+        .ok_or(PageError::NotFound)?;
+    let page = state
+        .repo
+        .published_posts(query.number()?, PER_PAGE, Some(tag.id))
+        .await?;
     if page.is_out_of_range() {
         return Err(PageError::NotFound);
     }
@@ -37,8 +50,15 @@ pub async fn tag(
 }
 
 /// A published post; showing it counts one view.
-pub async fn detail(state: web::Data<AppState>, slug: web::Path<String>) -> Result<HttpResponse, PageError> {
-    let mut post = state.repo.post_by_slug(&slug, false).await?.ok_or(PageError::NotFound)?;
+pub async fn detail(
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let mut post = state
+        .repo
+        .post_by_slug(&slug, false)
+        .await?
+        .ok_or(PageError::NotFound)?;
     state.repo.record_view(post.summary.id).await?;
     post.summary.view_count += 1;
     let mut ctx = base_context(&state, "blog").await?;

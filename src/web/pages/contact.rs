@@ -49,15 +49,24 @@ impl ContactForm {
             } else if len < min {
                 errors.insert(field, format!("Please write at least {min} characters."));
             } else if len > max {
-                errors.insert(field, format!("Please keep this under {max} characters (it has {len})."));
+                errors.insert(
+                    field,
+                    format!("Please keep this under {max} characters (it has {len})."),
+                );
             }
         };
         check("name", name, 1, MAX_NAME);
         check("email", email, 1, MAX_EMAIL);
         check("subject", subject, 1, MAX_SUBJECT);
         check("message", message, MIN_MESSAGE, MAX_MESSAGE);
-        if !email.is_empty() && !errors.contains_key("email") && !email_address::EmailAddress::is_valid(email) {
-            errors.insert("email", "Please enter a valid email address, like name@example.com.".into());
+        if !email.is_empty()
+            && !errors.contains_key("email")
+            && !email_address::EmailAddress::is_valid(email)
+        {
+            errors.insert(
+                "email",
+                "Please enter a valid email address, like name@example.com.".into(),
+            );
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -73,7 +82,15 @@ impl ContactForm {
 }
 
 pub async fn form(state: web::Data<AppState>, session: Session) -> Result<HttpResponse, PageError> {
-    render_form(&state, &session, &ContactForm::default(), &FieldErrors::new(), None, StatusCode::OK).await
+    render_form(
+        &state,
+        &session,
+        &ContactForm::default(),
+        &FieldErrors::new(),
+        None,
+        StatusCode::OK,
+    )
+    .await
 }
 
 pub async fn submit(
@@ -85,17 +102,35 @@ pub async fn submit(
     let form = form.into_inner();
     if !csrf::verify(&session, &form.csrf_token) {
         let notice = "Your session expired before the form was sent. Nothing was lost: please send it again.";
-        return render_form(&state, &session, &form, &FieldErrors::new(), Some(notice), StatusCode::FORBIDDEN).await;
+        return render_form(
+            &state,
+            &session,
+            &form,
+            &FieldErrors::new(),
+            Some(notice),
+            StatusCode::FORBIDDEN,
+        )
+        .await;
     }
     let ip = req.peer_addr().map(|addr| addr.ip().to_string());
     match form.validate(ip) {
         Ok(message) => {
             state.repo.create_contact_message(message).await?;
             // Post/redirect/get: reloading the thank-you page does not send twice.
-            Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/contact/thanks/")).finish())
+            Ok(HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, "/contact/thanks/"))
+                .finish())
         }
         Err(errors) => {
-            render_form(&state, &session, &form, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await
+            render_form(
+                &state,
+                &session,
+                &form,
+                &errors,
+                None,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
         }
     }
 }
@@ -126,7 +161,10 @@ async fn render_form(
     let mut response = render(state, "contact/form.html", &ctx)?;
     *response.status_mut() = status;
     // The form carries a per-session token: never store it in a shared cache.
-    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("private, no-store"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("private, no-store"),
+    );
     Ok(response)
 }
 
@@ -135,18 +173,31 @@ mod tests {
     use super::*;
 
     fn form(name: &str, email: &str, subject: &str, message: &str) -> ContactForm {
-        ContactForm { name: name.into(), email: email.into(), subject: subject.into(), message: message.into(), csrf_token: String::new() }
+        ContactForm {
+            name: name.into(),
+            email: email.into(),
+            subject: subject.into(),
+            message: message.into(),
+            csrf_token: String::new(),
+        }
     }
 
     #[test]
     fn valid_form_is_trimmed() {
-        let msg = form(" Ann ", "ann@example.com", "Hi", "A long enough message").validate(None).unwrap();
+        let msg = form(" Ann ", "ann@example.com", "Hi", "A long enough message")
+            .validate(None)
+            .unwrap();
         assert_eq!(msg.name, "Ann");
     }
 
     #[test]
     fn every_problem_is_reported() {
-        let errors = form("", "not-an-email", &"x".repeat(MAX_SUBJECT + 1), "short").validate(None).unwrap_err();
-        assert_eq!(errors.keys().copied().collect::<Vec<_>>(), vec!["email", "message", "name", "subject"]);
+        let errors = form("", "not-an-email", &"x".repeat(MAX_SUBJECT + 1), "short")
+            .validate(None)
+            .unwrap_err();
+        assert_eq!(
+            errors.keys().copied().collect::<Vec<_>>(),
+            vec!["email", "message", "name", "subject"]
+        );
     }
 }

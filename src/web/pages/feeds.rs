@@ -13,13 +13,31 @@ pub async fn atom(state: web::Data<AppState>) -> Result<HttpResponse, PageError>
     let info = state.repo.personal_info().await?;
     let mut ctx = Context::new();
     ctx.insert("site_url", &state.config.site_url);
-    ctx.insert("site_name", &info.as_ref().map(|i| i.name.clone()).unwrap_or_else(|| "Folio".into()));
-    ctx.insert("site_headline", &info.as_ref().map(|i| i.headline.clone()).unwrap_or_default());
-    let updated = posts.iter().map(|p| p.summary.updated_at).max().unwrap_or_default();
+    ctx.insert(
+        "site_name",
+        &info
+            .as_ref()
+            .map(|i| i.name.clone())
+            .unwrap_or_else(|| "Folio".into()),
+    );
+    ctx.insert(
+        "site_headline",
+        &info
+            .as_ref()
+            .map(|i| i.headline.clone())
+            .unwrap_or_default(),
+    );
+    let updated = posts
+        .iter()
+        .map(|p| p.summary.updated_at)
+        .max()
+        .unwrap_or_default();
     ctx.insert("updated", &updated);
     ctx.insert("posts", &posts);
     let xml = state.tera.render("feeds/atom.xml", &ctx)?;
-    Ok(HttpResponse::Ok().content_type("application/atom+xml; charset=utf-8").body(xml))
+    Ok(HttpResponse::Ok()
+        .content_type("application/atom+xml; charset=utf-8")
+        .body(xml))
 }
 
 pub async fn sitemap(state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
@@ -28,7 +46,12 @@ pub async fn sitemap(state: web::Data<AppState>) -> Result<HttpResponse, PageErr
     ctx.insert("site_url", &state.config.site_url);
     ctx.insert("posts", &posts);
     ctx.insert("tags", &tags);
-    ctx.insert("static_pages", &["/", "/blog/", "/about/", "/tools/", "/contact/"]);
+    ctx.insert(
+        "static_pages",
+        &["/", "/blog/", "/about/", "/tools/", "/contact/"],
+    );
     let xml = state.tera.render("feeds/sitemap.xml", &ctx)?;
-    Ok(HttpResponse::Ok().content_type("application/xml; charset=utf-8").body(xml))
+    Ok(HttpResponse::Ok()
+        .content_type("application/xml; charset=utf-8")
+        .body(xml))
 }

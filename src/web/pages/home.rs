@@ -13,7 +13,15 @@ pub async fn index(state: web::Data<AppState>) -> Result<HttpResponse, PageError
     let repo = &state.repo;
     ctx.insert("recent_posts", &repo.recent_posts(RECENT_POSTS).await?);
     ctx.insert("popular_posts", &repo.popular_posts(POPULAR_POSTS).await?);
-    ctx.insert("featured_tools", &repo.ai_tools(&ToolFilter { featured: Some(true), category: None }).await?);
+    ctx.insert(
+        "featured_tools",
+        &repo
+            .ai_tools(&ToolFilter {
+                featured: Some(true),
+                category: None,
+            })
+            .await?,
+    );
     ctx.insert("tag_cloud", &repo.tag_cloud().await?);
     render(&state, "home/index.html", &ctx)
 }

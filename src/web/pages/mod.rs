@@ -36,8 +36,20 @@ pub const PER_PAGE: i64 = 20;
 pub async fn base_context(state: &AppState, section: &str) -> Result<Context, PageError> {
     let mut ctx = Context::new();
     let info = state.repo.personal_info().await?;
-    ctx.insert("site_name", &info.as_ref().map(|i| i.name.clone()).unwrap_or_else(|| "Folio".into()));
-    ctx.insert("site_headline", &info.as_ref().map(|i| i.headline.clone()).unwrap_or_default());
+    ctx.insert(
+        "site_name",
+        &info
+            .as_ref()
+            .map(|i| i.name.clone())
+            .unwrap_or_else(|| "Folio".into()),
+    );
+    ctx.insert(
+        "site_headline",
+        &info
+            .as_ref()
+            .map(|i| i.headline.clone())
+            .unwrap_or_default(),
+    );
     ctx.insert("personal_info", &info);
     ctx.insert("social_links", &state.repo.social_links(false).await?);
     ctx.insert("assets", &state.assets);
@@ -48,7 +60,9 @@ pub async fn base_context(state: &AppState, section: &str) -> Result<Context, Pa
 
 pub fn render(state: &AppState, template: &str, ctx: &Context) -> Result<HttpResponse, PageError> {
     let html = state.tera.render(template, ctx)?;
-    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html))
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(html))
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,7 +76,11 @@ impl PageQuery {
     pub fn number(&self) -> Result<i64, PageError> {
         match &self.page {
             None => Ok(1),
-            Some(raw) => raw.parse::<i64>().ok().filter(|n| *n >= 1).ok_or(PageError::NotFound),
+            Some(raw) => raw
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or(PageError::NotFound),
         }
     }
 }

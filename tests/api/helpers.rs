@@ -1,0 +1,249 @@
+//! `spawn_app`: the real application on port 0 with its own database (a fresh SQLite
+//! file, or a fresh PostgreSQL database when TEST_DATABASE_URL is set), and a client.
+
+use std::collections::HashMap;
+
+use actix_web::web;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use folio::config::Config;
+use folio::startup::{AppState, Application};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: web::Data<AppState>,
+    _db: TestDb,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request failed")
+    }
+
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let res = self.get(path).await;
+        let status = res.status().as_u16();
+        (status, res.text().await.expect("body"))
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let res = self.get(path).await;
+        let status = res.status().as_u16();
+        let ct = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        assert!(
+            ct.starts_with("application/json"),
+            "{path}: expected JSON, got {ct}"
+        );
+        (status, res.json().await.expect("json body"))
+    }
+
+    pub async fn seed_generated(&self, n: usize) {
+        folio::content::seed::seed_generated(&self.state.repo, n)
+            .await
+            .expect("seed generated posts");
+    }
+}
+
+/// Fails instead of skipping when CI says the services must be there.
+pub fn services_required() -> bool {
+    std::env::var("REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// A test database, removed when the test ends.
+enum TestDb {
+    Sqlite(tempdir::TempDir),
+    Postgres {
+        admin_url: String,
+        name: String,
+        _dir: tempdir::TempDir,
+    },
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres {
+            admin_url, name, ..
+        } = self
+        {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs inside the test's runtime; a separate thread gets its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(mut conn) = AsyncPgConnection::establish(&admin_url).await {
+                        let _ = conn
+                            .batch_execute(&format!(
+                                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                            ))
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A temporary directory (a minimal stand-in so the tests need no extra crate).
+pub mod tempdir {
+    pub struct TempDir(pub std::path::PathBuf);
+    impl TempDir {
+        pub fn new() -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("folio-test-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+        pub fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+async fn create_test_db(backend: Backend) -> Option<(String, TestDb)> {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempdir::TempDir::new();
+            let url = format!("sqlite://{}", dir.path().join("test.db").display());
+            Some((url, TestDb::Sqlite(dir)))
+        }
+        Backend::Postgres => {
+            let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+                assert!(
+                    !services_required(),
+                    "REQUIRE_SERVICES=1 but TEST_DATABASE_URL is not set"
+                );
+                eprintln!("skipped: TEST_DATABASE_URL is not set (PostgreSQL tests need it)");
+                return None;
+            };
+            let name = format!("folio_test_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = AsyncPgConnection::establish(&admin_url)
+                .await
+                .unwrap_or_else(|e| panic!("TEST_DATABASE_URL={admin_url} does not answer: {e}"));
+            conn.batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .expect("create test database");
+            let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+            url.set_path(&name);
+            Some((
+                url.to_string(),
+                TestDb::Postgres {
+                    admin_url,
+                    name,
+                    _dir: tempdir::TempDir::new(),
+                },
+            ))
+        }
+    }
+}
+
+/// Starts the app on port 0 with the fixtures loaded; `None` when the backend is not
+/// available here (the test then skips, printing why).
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, &[]).await
+}
+
+pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<TestApp> {
+    folio::telemetry::init();
+    let (database_url, test_db) = create_test_db(backend).await?;
+    let data_dir = match &test_db {
+        TestDb::Sqlite(dir) | TestDb::Postgres { _dir: dir, .. } => {
+            dir.path().to_string_lossy().into_owned()
+        }
+    };
+    let mut vars: HashMap<String, String> = [
+        ("DATABASE_URL", database_url.as_str()),
+        ("DATA_DIR", data_dir.as_str()),
+        ("BIND", "127.0.0.1:0"),
+        ("WORKERS", "1"),
+        ("SITE_URL", "http://blog.example.com"),
+        (
+            "SECRET_KEY",
+            "test-secret-key-that-is-long-enough-for-cookies-0123456789",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("test config");
+    let app = Application::build(config)
+        .await
+        .expect("application starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    actix_web::rt::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    Some(TestApp {
+        address,
+        client,
+        state,
+        _db: test_db,
+    })
+}
+
+/// Declares each test once and runs it on SQLite and on PostgreSQL:
+/// `<name>::sqlite` and `<name>::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($(async fn $name:ident($app:ident: TestApp) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+                use $crate::helpers::{spawn_app, Backend, TestApp};
+
+                async fn run($app: TestApp) $body
+
+                #[actix_web::test]
+                async fn sqlite() {
+                    run(spawn_app(Backend::Sqlite).await.expect("sqlite is always available")).await
+                }
+
+                #[actix_web::test]
+                async fn postgres() {
+                    if let Some(app) = spawn_app(Backend::Postgres).await {
+                        run(app).await
+                    }
+                }
+            }
+        )*
+    };
+}
+
+/// How often `needle` occurs in `haystack`.
+pub fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}

@@ -1,0 +1,9 @@
+//! One integration-test binary (faster to link than one per file). Each test starts the
+//! real app on port 0 and drives it over HTTP.
+
+mod helpers;
+
+mod api_routes;
+mod contact;
+mod pages;
+mod seed;

@@ -1,0 +1,87 @@
+use std::process::Command;
+
+use crate::helpers::tempdir::TempDir;
+use crate::on_both_backends;
+
+on_both_backends! {
+    async fn seeding_twice_adds_nothing(app: TestApp) {
+        // spawn_app already seeded the fixtures once.
+        let before = app.state.repo.count_posts().await.unwrap();
+        assert_eq!(before, 7);
+        let report = folio::content::seed::seed_fixtures(&app.state.repo).await.unwrap();
+        assert_eq!(report, Default::default(), "second run adds nothing");
+        assert_eq!(app.state.repo.count_posts().await.unwrap(), before);
+        assert_eq!(app.state.repo.social_links(true).await.unwrap().len(), 5);
+    }
+
+    async fn generating_200_posts_is_deterministic_and_idempotent(app: TestApp) {
+        let first = folio::content::seed::seed_generated(&app.state.repo, 200).await.unwrap();
+        assert_eq!(first.posts, 200);
+        assert_eq!(first.ai_tools, 30);
+        let again = folio::content::seed::seed_generated(&app.state.repo, 200).await.unwrap();
+        assert_eq!(again.posts, 0);
+        assert_eq!(app.state.repo.count_posts().await.unwrap(), 207);
+        let tags = app.state.repo.tag_cloud().await.unwrap();
+        assert!(tags.len() >= 20, "about 20 generated tags plus the fixtures' ({})", tags.len());
+        let post = app.state.repo.post_by_slug("generated-post-1", true).await.unwrap().unwrap();
+        assert_eq!(post.summary.title, "Trace request header migration #1", "same RNG seed, same content");
+        let (_, body) = app.get_json("/api/posts/").await;
+        let published = app.state.repo.published_posts(1, 20, None).await.unwrap().total;
+        assert_eq!(body["count"].as_i64().unwrap(), published);
+        assert!(published > 180);
+    }
+}
+
+/// The real binary: `folio seed --posts 200` on a fresh SQLite file, twice.
+#[test]
+fn seed_subcommand_runs_twice_without_duplicates() {
+    let dir = TempDir::new();
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_folio"))
+            .args(["seed", "--posts", "200"])
+            .env("DATA_DIR", dir.path())
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run folio");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = run();
+    assert!(first.contains("fixtures: added 7 posts"), "{first}");
+    assert!(first.contains("generated: added 200 posts"), "{first}");
+    let second = run();
+    assert!(
+        second.contains("fixtures: added 0 posts") && second.contains("generated: added 0 posts"),
+        "{second}"
+    );
+}
+
+/// A bad setting stops start-up with one line naming the variable.
+#[test]
+fn invalid_configuration_fails_fast_naming_the_variable() {
+    let dir = TempDir::new();
+    for (var, value) in [
+        ("DATABASE_URL", "mysql://localhost/x"),
+        ("CACHE_URL", "memcached://x"),
+        ("BIND", "nowhere"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_folio"))
+            .arg("migrate")
+            .env("DATA_DIR", dir.path())
+            .env(var, value)
+            .output()
+            .expect("run folio");
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with(&format!("error: invalid {var}")),
+            "{var}: {stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+}
