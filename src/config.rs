@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use rand::RngCore;
 
+use crate::cache::CacheConfig;
+use std::time::Duration;
+
 #[derive(Debug, thiserror::Error)]
 #[error("invalid {var}: {reason}")]
 pub struct ConfigError {
@@ -71,7 +74,7 @@ impl fmt::Debug for DatabaseUrl {
 }
 
 /// Which cache `CACHE_URL` names. The cache layer itself is built on top of this.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum CacheUrl {
     Memory,
     Redis(String),
@@ -94,6 +97,25 @@ impl CacheUrl {
                     "unsupported value '{raw}' (expected memory://, redis://HOST:PORT or none)"
                 ),
             )),
+        }
+    }
+}
+
+impl fmt::Debug for CacheUrl {
+    /// Never prints a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CacheUrl::Memory => f.write_str("memory://"),
+            CacheUrl::None => f.write_str("none"),
+            CacheUrl::Redis(u) => match url::Url::parse(u) {
+                Ok(mut url) => {
+                    if url.password().is_some() {
+                        let _ = url.set_password(Some("***"));
+                    }
+                    write!(f, "{url}")
+                }
+                Err(_) => f.write_str("redis://…"),
+            },
         }
     }
 }
@@ -159,8 +181,7 @@ impl fmt::Debug for SecretKey {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub database_url: DatabaseUrl,
-    pub cache_url: CacheUrl,
-    pub cache_key_prefix: String,
+    pub cache: CacheConfig,
     /// host:port to listen on; port 0 picks a free port (tests).
     pub bind: String,
     pub secret_key: SecretKey,
@@ -191,17 +212,7 @@ impl Config {
             Some(raw) => DatabaseUrl::parse(&raw)?,
             None => DatabaseUrl::Sqlite(data_dir.join("folio.db").to_string_lossy().into_owned()),
         };
-        let cache_url = CacheUrl::parse(&get("CACHE_URL").unwrap_or_default())?;
-        let cache_key_prefix = get("CACHE_KEY_PREFIX").unwrap_or_else(|| "folio".into());
-        if !cache_key_prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        {
-            return Err(invalid(
-                "CACHE_KEY_PREFIX",
-                "use only letters, digits, '_', '-' and '.'",
-            ));
-        }
+        let cache = cache_config(&get)?;
         let bind = get("BIND").unwrap_or_else(|| DEFAULT_BIND.into());
         validate_bind(&bind)?;
         let secret_key = match get("SECRET_KEY") {
@@ -225,8 +236,7 @@ impl Config {
         Ok(Config {
             workers,
             database_url,
-            cache_url,
-            cache_key_prefix,
+            cache,
             bind,
             secret_key,
             data_dir,
@@ -235,6 +245,62 @@ impl Config {
             site_url: site_url.trim_end_matches('/').to_string(),
         })
     }
+}
+
+fn cache_config(get: &impl Fn(&str) -> Option<String>) -> Result<CacheConfig, ConfigError> {
+    let url = CacheUrl::parse(&get("CACHE_URL").unwrap_or_default())?;
+    let prefix = get("CACHE_KEY_PREFIX").unwrap_or_else(|| "folio".into());
+    if !prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(invalid(
+            "CACHE_KEY_PREFIX",
+            "use only letters, digits, '_', '-' and '.'",
+        ));
+    }
+    let mut cache = CacheConfig::new(url, &prefix);
+    let number = |var: &'static str| -> Result<Option<u64>, ConfigError> {
+        get(var)
+            .map(|v| {
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| invalid(var, format!("'{v}' is not a whole number")))
+            })
+            .transpose()
+    };
+    if let Some(v) = number("CACHE_VERSION")? {
+        cache.version = u32::try_from(v).map_err(|_| invalid("CACHE_VERSION", "too large"))?;
+    }
+    if let Some(ms) = number("CACHE_TIMEOUT_MS")? {
+        cache.timeout = Duration::from_millis(ms.max(1));
+    }
+    if let Some(bytes) = number("CACHE_MAX_BYTES")? {
+        cache.max_bytes = bytes;
+    }
+    if let Some(bytes) = number("CACHE_COMPRESS_OVER")? {
+        cache.compress_over = bytes as usize;
+    }
+    if let Some(secs) = number("CACHE_DEFAULT_TTL")? {
+        cache.default_ttl = Duration::from_secs(secs.max(1));
+    }
+    if let Some(list) = get("CACHE_TTLS") {
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let parsed = item
+                .split_once('=')
+                .and_then(|(f, s)| Some((f.trim(), s.trim().parse::<u64>().ok()?)));
+            let Some((family, secs)) = parsed else {
+                return Err(invalid(
+                    "CACHE_TTLS",
+                    format!("'{item}' is not family=seconds"),
+                ));
+            };
+            cache
+                .family_ttls
+                .insert(family.to_string(), Duration::from_secs(secs.max(1)));
+        }
+    }
+    Ok(cache)
 }
 
 pub fn validate_bind(bind: &str) -> Result<(), ConfigError> {

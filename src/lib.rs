@@ -4,6 +4,7 @@
 //! models, the repository that is the one write path, seeding), `web` (pages, API,
 //! errors), `cli` (subcommands), `startup` (building and running the server).
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod content;

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha512};
 use tera::Tera;
 use tracing_actix_web::TracingLogger;
 
+use crate::cache::CacheManager;
 use crate::config::Config;
 use crate::content::{seed, Repository};
 use crate::db::{self, Db, DbError};
@@ -23,6 +24,7 @@ use crate::web::templates::{self, Assets};
 /// Everything handlers need, passed explicitly as `web::Data<AppState>`.
 pub struct AppState {
     pub config: Arc<Config>,
+    pub cache: CacheManager,
     pub repo: Repository,
     pub tera: Tera,
     pub assets: Assets,
@@ -36,6 +38,8 @@ pub enum StartupError {
     Database(#[from] DbError),
     #[error("cannot seed the database: {0}")]
     Seed(#[from] seed::SeedError),
+    #[error("CACHE_URL: {0}")]
+    Cache(#[from] crate::cache::StoreError),
     #[error("templates: {0}")]
     Templates(#[from] tera::Error),
     #[error("BIND: cannot listen on {bind}: {source}")]
@@ -94,13 +98,19 @@ impl Application {
 pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     db::migrate(&config.database_url).await?;
     let db = Db::connect(&config.database_url).await?;
-    let repo = Repository::new(db);
+    let cache = CacheManager::new(config.cache.clone())?;
+    if let Err(e) = cache.check().await {
+        tracing::warn!(error = %e, "the cache does not answer; serving from the database until it does");
+    }
+    cache.spawn_stats_flusher(std::time::Duration::from_secs(1));
+    let repo = Repository::new(db, cache.clone());
     if config.seed_on_empty && repo.count_posts().await? == 0 && !repo.has_personal_info().await? {
         let report = seed::seed_fixtures(&repo).await?;
         tracing::info!(%report, "empty database seeded from fixtures");
     }
     Ok(AppState {
         config: Arc::new(config),
+        cache,
         repo,
         tera: templates::build()?,
         assets: Assets::new(),

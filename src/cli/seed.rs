@@ -1,5 +1,6 @@
 use clap::Args;
 
+use crate::cache::CacheManager;
 use crate::config::Config;
 use crate::content::{seed, Repository};
 use crate::db::{self, Db};
@@ -20,11 +21,13 @@ pub fn run(config: Config, args: SeedArgs) -> anyhow::Result<()> {
         db::migrate(&config.database_url)
             .await
             .map_err(StartupError::from)?;
-        let repo = Repository::new(
-            Db::connect(&config.database_url)
-                .await
-                .map_err(StartupError::from)?,
-        );
+        let db = Db::connect(&config.database_url)
+            .await
+            .map_err(StartupError::from)?;
+        // Seeding writes through the repository, so it invalidates what running servers
+        // have cached (with a shared Redis; an in-process cache belongs to its process).
+        let cache = CacheManager::new(config.cache.clone()).map_err(StartupError::from)?;
+        let repo = Repository::new(db, cache);
         let report = seed::seed_fixtures(&repo).await?;
         println!("fixtures: {report}");
         if args.posts > 0 {

@@ -6,11 +6,13 @@ use chrono::{NaiveDateTime, Timelike, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use super::invalidation::{deps, Model};
 use super::markdown;
 use super::models::*;
 use super::schema::{
     ai_tools, authors, contact_messages, personal_info, post_tags, posts, social_links, tags,
 };
+use crate::cache::CacheManager;
 use crate::db::{Db, DbError};
 use crate::with_conn;
 
@@ -24,64 +26,118 @@ pub fn now() -> NaiveDateTime {
         .unwrap_or(now)
 }
 
+/// Reads go through the cache (each naming the models it shows); writes bump the
+/// tags of the models they changed once their transaction has committed.
 #[derive(Clone)]
 pub struct Repository {
     db: Db,
+    cache: CacheManager,
 }
 
 impl Repository {
-    pub fn new(db: Db) -> Self {
-        Repository { db }
+    pub fn new(db: Db, cache: CacheManager) -> Self {
+        Repository { db, cache }
     }
 
     pub fn db(&self) -> &Db {
         &self.db
     }
 
+    pub fn cache(&self) -> &CacheManager {
+        &self.cache
+    }
+
+    /// Invalidates everything cached that shows these models. Called after commit, and
+    /// awaited, so a write returns only once no reader can be served the old data.
+    pub async fn changed(&self, models: &[Model]) {
+        let tags: Vec<&str> = models.iter().map(|m| m.tag()).collect();
+        if !self.cache.invalidate_tags(&tags).await {
+            tracing::error!(
+                ?models,
+                "cache invalidation failed; entries will expire by TTL"
+            );
+        }
+    }
+
     // ----- reads -------------------------------------------------------------------
 
     pub async fn personal_info(&self) -> RepoResult<Option<PersonalInfo>> {
-        let row = with_conn!(self.db, |conn| {
-            Ok(personal_info::table
-                .select(PersonalInfoRow::as_select())
-                .order_by(personal_info::id)
-                .first(conn)
-                .await
-                .optional()?)
-        })?;
-        Ok(row.map(PersonalInfo::from))
+        self.cache
+            .cached_query(
+                "personal_info",
+                &["one"],
+                deps::PERSONAL_INFO,
+                None,
+                || async {
+                    let row = with_conn!(self.db, |conn| {
+                        Ok(personal_info::table
+                            .select(PersonalInfoRow::as_select())
+                            .order_by(personal_info::id)
+                            .first(conn)
+                            .await
+                            .optional()?)
+                    })?;
+                    Ok(row.map(PersonalInfo::from))
+                },
+            )
+            .await
     }
 
     /// Social links in display order; hidden ones only when asked (admin).
     pub async fn social_links(&self, include_hidden: bool) -> RepoResult<Vec<SocialLink>> {
-        with_conn!(self.db, |conn| {
-            let mut query = social_links::table
-                .select(SocialLink::as_select())
-                .into_boxed();
-            if !include_hidden {
-                query = query.filter(social_links::visible.eq(true));
-            }
-            Ok(query
-                .order_by((social_links::sort_order, social_links::id))
-                .load(conn)
-                .await?)
-        })
+        let which = if include_hidden { "all" } else { "visible" };
+        self.cache
+            .cached_query(
+                "social_links",
+                &[which],
+                deps::SOCIAL_LINKS,
+                None,
+                || async {
+                    with_conn!(self.db, |conn| {
+                        let mut query = social_links::table
+                            .select(SocialLink::as_select())
+                            .into_boxed();
+                        if !include_hidden {
+                            query = query.filter(social_links::visible.eq(true));
+                        }
+                        Ok(query
+                            .order_by((social_links::sort_order, social_links::id))
+                            .load(conn)
+                            .await?)
+                    })
+                },
+            )
+            .await
     }
 
     pub async fn ai_tools(&self, filter: &ToolFilter) -> RepoResult<Vec<AiTool>> {
-        with_conn!(self.db, |conn| {
-            let mut query = ai_tools::table.select(AiTool::as_select()).into_boxed();
-            if let Some(category) = &filter.category {
-                query = query.filter(ai_tools::category.eq(category.clone()));
-            }
-            if let Some(featured) = filter.featured {
-                query = query.filter(ai_tools::featured.eq(featured));
-            }
-            Ok(query
-                .order_by((ai_tools::category, ai_tools::sort_order, ai_tools::id))
-                .load(conn)
-                .await?)
-        })
+        let category = filter.category.clone().unwrap_or_else(|| "*".into());
+        let featured = filter
+            .featured
+            .map_or("*", |f| if f { "featured" } else { "other" });
+        self.cache
+            .cached_query(
+                "tools",
+                &[featured, &category],
+                deps::AI_TOOLS,
+                None,
+                || async {
+                    with_conn!(self.db, |conn| {
+                        let mut query = ai_tools::table.select(AiTool::as_select()).into_boxed();
+                        if let Some(category) = &filter.category {
+                            query = query.filter(ai_tools::category.eq(category.clone()));
+                        }
+                        if let Some(featured) = filter.featured {
+                            query = query.filter(ai_tools::featured.eq(featured));
+                        }
+                        Ok(query
+                            .order_by((ai_tools::category, ai_tools::sort_order, ai_tools::id))
+                            .load(conn)
+                            .await?)
+                    })
+                },
+            )
+            .await
     }
 
     /// All tools grouped by category (categories alphabetically, tools in display order).
@@ -100,38 +156,56 @@ impl Repository {
         Ok(groups)
     }
 
-    /// The most recently published posts.
+    /// The most recently published posts. Keyed by the query's own SQL and binds.
     pub async fn recent_posts(&self, limit: i64) -> RepoResult<Vec<PostSummary>> {
-        let rows = with_conn!(self.db, |conn| {
-            Ok(posts::table
-                .inner_join(authors::table)
-                .filter(posts::published.eq(true))
-                .order_by((posts::published_at.desc(), posts::id.desc()))
-                .limit(limit)
-                .select((PostRow::as_select(), authors::name, authors::slug))
-                .load::<(PostRow, String, String)>(conn)
-                .await?)
-        })?;
-        self.with_tags(rows).await
+        // A macro, not a value: each expansion infers its own backend.
+        macro_rules! query {
+            () => {
+                posts::table
+                    .inner_join(authors::table)
+                    .filter(posts::published.eq(true))
+                    .order_by((posts::published_at.desc(), posts::id.desc()))
+                    .limit(limit)
+                    .select((PostRow::as_select(), authors::name, authors::slug))
+            };
+        }
+        let key = self.cache.query_key("posts", &query!(), "recent");
+        self.cache
+            .get_or_set_tagged(&key, deps::POSTS, None, || async {
+                let rows = with_conn!(self.db, |conn| Ok(query!()
+                    .load::<(PostRow, String, String)>(conn)
+                    .await?))?;
+                self.with_tags(rows).await
+            })
+            .await
     }
 
-    /// The most viewed published posts.
+    /// The most viewed published posts. Views are near-real-time data: this list has the
+    /// short `popular` TTL instead of being invalidated on every view.
     pub async fn popular_posts(&self, limit: i64) -> RepoResult<Vec<PostSummary>> {
-        let rows = with_conn!(self.db, |conn| {
-            Ok(posts::table
-                .inner_join(authors::table)
-                .filter(posts::published.eq(true))
-                .order_by((
-                    posts::view_count.desc(),
-                    posts::published_at.desc(),
-                    posts::id.desc(),
-                ))
-                .limit(limit)
-                .select((PostRow::as_select(), authors::name, authors::slug))
-                .load::<(PostRow, String, String)>(conn)
-                .await?)
-        })?;
-        self.with_tags(rows).await
+        macro_rules! query {
+            () => {
+                posts::table
+                    .inner_join(authors::table)
+                    .filter(posts::published.eq(true))
+                    .order_by((
+                        posts::view_count.desc(),
+                        posts::published_at.desc(),
+                        posts::id.desc(),
+                    ))
+                    .limit(limit)
+                    .select((PostRow::as_select(), authors::name, authors::slug))
+            };
+        }
+        let key = self.cache.query_key("popular", &query!(), "popular");
+        self.cache
+            .get_or_set_tagged(&key, deps::POSTS, None, || async {
+                let rows = with_conn!(self.db, |conn| Ok(query!()
+                    .load::<(PostRow, String, String)>(conn)
+                    .await?))?;
+                self.with_tags(rows).await
+            })
+            .await
     }
 
     /// One page of published posts, newest first, optionally only those with a tag.
@@ -142,38 +216,49 @@ impl Repository {
         per_page: i64,
         tag_id: Option<i32>,
     ) -> RepoResult<Page<PostSummary>> {
-        let offset = (page.max(1) - 1) * per_page;
-        let (total, rows) = with_conn!(self.db, |conn| {
-            let tagged = |tag: i32| {
-                post_tags::table
-                    .filter(post_tags::tag_id.eq(tag))
-                    .select(post_tags::post_id)
-            };
-            let mut count = posts::table.filter(posts::published.eq(true)).into_boxed();
-            let mut list = posts::table
-                .inner_join(authors::table)
-                .filter(posts::published.eq(true))
-                .into_boxed();
-            if let Some(tag) = tag_id {
-                count = count.filter(posts::id.eq_any(tagged(tag)));
-                list = list.filter(posts::id.eq_any(tagged(tag)));
-            }
-            let total: i64 = count.count().get_result(conn).await?;
-            let rows = list
-                .order_by((posts::published_at.desc(), posts::id.desc()))
-                .limit(per_page)
-                .offset(offset)
-                .select((PostRow::as_select(), authors::name, authors::slug))
-                .load::<(PostRow, String, String)>(conn)
-                .await?;
-            Ok((total, rows))
-        })?;
-        Ok(Page {
-            items: self.with_tags(rows).await?,
-            total,
-            page,
-            per_page,
-        })
+        let tag_part = tag_id.map_or_else(|| "all".to_string(), |t| t.to_string());
+        let parts = [
+            "page".to_string(),
+            tag_part,
+            per_page.to_string(),
+            page.to_string(),
+        ];
+        self.cache
+            .cached_query("posts", &parts, deps::POSTS, None, || async {
+                let offset = (page.max(1) - 1) * per_page;
+                let (total, rows) = with_conn!(self.db, |conn| {
+                    let tagged = |tag: i32| {
+                        post_tags::table
+                            .filter(post_tags::tag_id.eq(tag))
+                            .select(post_tags::post_id)
+                    };
+                    let mut count = posts::table.filter(posts::published.eq(true)).into_boxed();
+                    let mut list = posts::table
+                        .inner_join(authors::table)
+                        .filter(posts::published.eq(true))
+                        .into_boxed();
+                    if let Some(tag) = tag_id {
+                        count = count.filter(posts::id.eq_any(tagged(tag)));
+                        list = list.filter(posts::id.eq_any(tagged(tag)));
+                    }
+                    let total: i64 = count.count().get_result(conn).await?;
+                    let rows = list
+                        .order_by((posts::published_at.desc(), posts::id.desc()))
+                        .limit(per_page)
+                        .offset(offset)
+                        .select((PostRow::as_select(), authors::name, authors::slug))
+                        .load::<(PostRow, String, String)>(conn)
+                        .await?;
+                    Ok((total, rows))
+                })?;
+                Ok(Page {
+                    items: self.with_tags(rows).await?,
+                    total,
+                    page,
+                    per_page,
+                })
+            })
+            .await
     }
 
     /// A post by slug; drafts only when `include_drafts` (admin preview).
@@ -182,111 +267,141 @@ impl Repository {
         slug: &str,
         include_drafts: bool,
     ) -> RepoResult<Option<PostDetail>> {
-        let row = with_conn!(self.db, |conn| {
-            let mut query = posts::table
-                .inner_join(authors::table)
-                .filter(posts::slug.eq(slug.to_string()))
-                .into_boxed();
-            if !include_drafts {
-                query = query.filter(posts::published.eq(true));
-            }
-            Ok(query
-                .select((PostRow::as_select(), authors::name, authors::slug))
-                .first::<(PostRow, String, String)>(conn)
-                .await
-                .optional()?)
-        })?;
-        let Some(row) = row else { return Ok(None) };
-        let (body_html, body_markdown) = (row.0.body_html.clone(), row.0.body_markdown.clone());
-        let summary = self
-            .with_tags(vec![row])
-            .await?
-            .pop()
-            .expect("one row in, one out");
-        Ok(Some(PostDetail {
-            summary,
-            body_html,
-            body_markdown,
-        }))
+        let scope = if include_drafts { "any" } else { "published" };
+        self.cache
+            .cached_query("post", &[scope, slug], deps::POSTS, None, || async {
+                let row = with_conn!(self.db, |conn| {
+                    let mut query = posts::table
+                        .inner_join(authors::table)
+                        .filter(posts::slug.eq(slug.to_string()))
+                        .into_boxed();
+                    if !include_drafts {
+                        query = query.filter(posts::published.eq(true));
+                    }
+                    Ok(query
+                        .select((PostRow::as_select(), authors::name, authors::slug))
+                        .first::<(PostRow, String, String)>(conn)
+                        .await
+                        .optional()?)
+                })?;
+                let Some(row) = row else { return Ok(None) };
+                let (body_html, body_markdown) =
+                    (row.0.body_html.clone(), row.0.body_markdown.clone());
+                let summary = self
+                    .with_tags(vec![row])
+                    .await?
+                    .pop()
+                    .expect("one row in, one out");
+                Ok(Some(PostDetail {
+                    summary,
+                    body_html,
+                    body_markdown,
+                }))
+            })
+            .await
     }
 
     /// Newest published posts with their bodies (the feed).
     pub async fn latest_posts_with_body(&self, limit: i64) -> RepoResult<Vec<PostDetail>> {
-        let rows = with_conn!(self.db, |conn| {
-            Ok(posts::table
-                .inner_join(authors::table)
-                .filter(posts::published.eq(true))
-                .order_by((posts::published_at.desc(), posts::id.desc()))
-                .limit(limit)
-                .select((PostRow::as_select(), authors::name, authors::slug))
-                .load::<(PostRow, String, String)>(conn)
-                .await?)
-        })?;
-        let bodies: Vec<(String, String)> = rows
-            .iter()
-            .map(|r| (r.0.body_html.clone(), r.0.body_markdown.clone()))
-            .collect();
-        let summaries = self.with_tags(rows).await?;
-        Ok(summaries
-            .into_iter()
-            .zip(bodies)
-            .map(|(summary, (body_html, body_markdown))| PostDetail {
-                summary,
-                body_html,
-                body_markdown,
-            })
-            .collect())
+        self.cache
+            .cached_query(
+                "posts",
+                &["feed".to_string(), limit.to_string()],
+                deps::POSTS,
+                None,
+                || async {
+                    let rows = with_conn!(self.db, |conn| {
+                        Ok(posts::table
+                            .inner_join(authors::table)
+                            .filter(posts::published.eq(true))
+                            .order_by((posts::published_at.desc(), posts::id.desc()))
+                            .limit(limit)
+                            .select((PostRow::as_select(), authors::name, authors::slug))
+                            .load::<(PostRow, String, String)>(conn)
+                            .await?)
+                    })?;
+                    let bodies: Vec<(String, String)> = rows
+                        .iter()
+                        .map(|r| (r.0.body_html.clone(), r.0.body_markdown.clone()))
+                        .collect();
+                    let summaries = self.with_tags(rows).await?;
+                    Ok(summaries
+                        .into_iter()
+                        .zip(bodies)
+                        .map(|(summary, (body_html, body_markdown))| PostDetail {
+                            summary,
+                            body_html,
+                            body_markdown,
+                        })
+                        .collect())
+                },
+            )
+            .await
     }
 
     pub async fn tag_by_slug(&self, slug: &str) -> RepoResult<Option<Tag>> {
-        with_conn!(self.db, |conn| {
-            Ok(tags::table
-                .filter(tags::slug.eq(slug.to_string()))
-                .select(Tag::as_select())
-                .first(conn)
-                .await
-                .optional()?)
-        })
+        self.cache
+            .cached_query("tags", &["slug", slug], deps::TAGS, None, || async {
+                with_conn!(self.db, |conn| {
+                    Ok(tags::table
+                        .filter(tags::slug.eq(slug.to_string()))
+                        .select(Tag::as_select())
+                        .first(conn)
+                        .await
+                        .optional()?)
+                })
+            })
+            .await
     }
 
     /// Tags of published posts with their post counts, alphabetically.
     pub async fn tag_cloud(&self) -> RepoResult<Vec<TagCount>> {
-        let rows = with_conn!(self.db, |conn| {
-            Ok(post_tags::table
-                .inner_join(tags::table)
-                .inner_join(posts::table)
-                .filter(posts::published.eq(true))
-                .group_by((tags::id, tags::name, tags::slug))
-                .select((
-                    tags::name,
-                    tags::slug,
-                    diesel::dsl::count(post_tags::post_id),
-                ))
-                .order_by(tags::name)
-                .load::<(String, String, i64)>(conn)
-                .await?)
-        })?;
-        Ok(rows
-            .into_iter()
-            .map(|(name, slug, count)| TagCount { name, slug, count })
-            .collect())
+        self.cache
+            .cached_query("tags", &["cloud"], deps::TAGS, None, || async {
+                let rows = with_conn!(self.db, |conn| {
+                    Ok(post_tags::table
+                        .inner_join(tags::table)
+                        .inner_join(posts::table)
+                        .filter(posts::published.eq(true))
+                        .group_by((tags::id, tags::name, tags::slug))
+                        .select((
+                            tags::name,
+                            tags::slug,
+                            diesel::dsl::count(post_tags::post_id),
+                        ))
+                        .order_by(tags::name)
+                        .load::<(String, String, i64)>(conn)
+                        .await?)
+                })?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(name, slug, count)| TagCount { name, slug, count })
+                    .collect())
+            })
+            .await
     }
 
     /// Every published post's slug and last change, and every used tag (the sitemap).
     pub async fn sitemap(&self) -> RepoResult<(Vec<SitemapEntry>, Vec<TagCount>)> {
-        let posts = with_conn!(self.db, |conn| {
-            Ok(posts::table
-                .filter(posts::published.eq(true))
-                .order_by((posts::published_at.desc(), posts::id.desc()))
-                .select((posts::slug, posts::updated_at))
-                .load::<(String, NaiveDateTime)>(conn)
-                .await?)
-        })?;
-        let entries = posts
-            .into_iter()
-            .map(|(slug, updated_at)| SitemapEntry { slug, updated_at })
-            .collect();
-        Ok((entries, self.tag_cloud().await?))
+        let posts = self
+            .cache
+            .cached_query("posts", &["sitemap"], deps::POSTS, None, || async {
+                let rows = with_conn!(self.db, |conn| {
+                    Ok(posts::table
+                        .filter(posts::published.eq(true))
+                        .order_by((posts::published_at.desc(), posts::id.desc()))
+                        .select((posts::slug, posts::updated_at))
+                        .load::<(String, NaiveDateTime)>(conn)
+                        .await?)
+                })?;
+                Ok::<_, DbError>(
+                    rows.into_iter()
+                        .map(|(slug, updated_at)| SitemapEntry { slug, updated_at })
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .await?;
+        Ok((posts, self.tag_cloud().await?))
     }
 
     pub async fn count_posts(&self) -> RepoResult<i64> {
@@ -371,13 +486,14 @@ impl Repository {
 
     /// Counts one view. Near-real-time data: it deliberately does not count as a content
     /// change (views would otherwise flush every cache on every read).
-    pub async fn record_view(&self, post_id: i32) -> RepoResult<()> {
+    /// Returns the new count, so the page shows it exactly although the post is cached.
+    pub async fn record_view(&self, post_id: i32) -> RepoResult<i64> {
         with_conn!(self.db, |conn| {
-            diesel::update(posts::table.find(post_id))
+            Ok(diesel::update(posts::table.find(post_id))
                 .set(posts::view_count.eq(posts::view_count + 1))
-                .execute(conn)
-                .await?;
-            Ok(())
+                .returning(posts::view_count)
+                .get_result(conn)
+                .await?)
         })
     }
 
@@ -385,7 +501,7 @@ impl Repository {
         &self,
         msg: NewContactMessage,
     ) -> RepoResult<ContactMessage> {
-        with_conn!(self.db, |conn| {
+        let stored = with_conn!(self.db, |conn| {
             Ok(diesel::insert_into(contact_messages::table)
                 .values((
                     contact_messages::name.eq(msg.name),
@@ -399,13 +515,15 @@ impl Repository {
                 .returning(ContactMessage::as_returning())
                 .get_result(conn)
                 .await?)
-        })
+        })?;
+        self.changed(&[Model::ContactMessage]).await;
+        Ok(stored)
     }
 
     /// Inserts an author unless one with the slug exists; returns the stored one.
     pub async fn ensure_author(&self, author: &NewAuthor) -> RepoResult<Author> {
-        with_conn!(self.db, |conn| {
-            diesel::insert_into(authors::table)
+        let (inserted, stored) = with_conn!(self.db, |conn| {
+            let inserted = diesel::insert_into(authors::table)
                 .values((
                     authors::name.eq(&author.name),
                     authors::slug.eq(&author.slug),
@@ -416,12 +534,17 @@ impl Repository {
                 .do_nothing()
                 .execute(conn)
                 .await?;
-            Ok(authors::table
+            let stored = authors::table
                 .filter(authors::slug.eq(&author.slug))
                 .select(Author::as_select())
                 .first(conn)
-                .await?)
-        })
+                .await?;
+            Ok((inserted > 0, stored))
+        })?;
+        if inserted {
+            self.changed(&[Model::Author]).await;
+        }
+        Ok(stored)
     }
 
     /// Creates a post with its tags in one transaction, unless its slug is taken (then
@@ -438,7 +561,7 @@ impl Repository {
             (_, at) => at,
         };
         let tag_list: Vec<(String, String)> = dedup_tags(&post.tags);
-        with_conn!(self.db, |conn| {
+        let created = with_conn!(self.db, |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
                 {
                     let stamp = now();
@@ -496,7 +619,11 @@ impl Repository {
             })
             .await
             .map_err(DbError::from)
-        })
+        })?;
+        if created.is_some() {
+            self.changed(&[Model::Post, Model::Tag]).await;
+        }
+        Ok(created)
     }
 
     /// Stores the owner's details unless they are already there (seeding never
@@ -519,13 +646,15 @@ impl Repository {
                 ))
                 .execute(conn)
                 .await?;
-            Ok(true)
-        })
+            Ok(())
+        })?;
+        self.changed(&[Model::PersonalInfo]).await;
+        Ok(true)
     }
 
     /// Inserts a social link unless one with that name exists.
     pub async fn ensure_social_link(&self, link: &NewSocialLink) -> RepoResult<bool> {
-        with_conn!(self.db, |conn| {
+        let inserted = with_conn!(self.db, |conn| {
             let n = diesel::insert_into(social_links::table)
                 .values((
                     social_links::name.eq(&link.name),
@@ -540,12 +669,16 @@ impl Repository {
                 .execute(conn)
                 .await?;
             Ok(n > 0)
-        })
+        })?;
+        if inserted {
+            self.changed(&[Model::SocialLink]).await;
+        }
+        Ok(inserted)
     }
 
     /// Inserts an AI tool unless one with that slug exists.
     pub async fn ensure_ai_tool(&self, tool: &NewAiTool) -> RepoResult<bool> {
-        with_conn!(self.db, |conn| {
+        let inserted = with_conn!(self.db, |conn| {
             let n = diesel::insert_into(ai_tools::table)
                 .values((
                     ai_tools::name.eq(&tool.name),
@@ -562,7 +695,11 @@ impl Repository {
                 .execute(conn)
                 .await?;
             Ok(n > 0)
-        })
+        })?;
+        if inserted {
+            self.changed(&[Model::AiTool]).await;
+        }
+        Ok(inserted)
     }
 }
 

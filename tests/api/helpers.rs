@@ -247,3 +247,68 @@ macro_rules! on_both_backends {
 pub fn count(haystack: &str, needle: &str) -> usize {
     haystack.matches(needle).count()
 }
+
+/// The Redis URL for tests, or None (skip) when TEST_REDIS_URL is unset.
+pub fn test_redis_url() -> Option<String> {
+    match std::env::var("TEST_REDIS_URL") {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert!(
+                !services_required(),
+                "REQUIRE_SERVICES=1 but TEST_REDIS_URL is not set"
+            );
+            eprintln!("skipped: TEST_REDIS_URL is not set (Redis tests need it)");
+            None
+        }
+    }
+}
+
+/// A key prefix no other test uses, so tests share one Redis without seeing each other.
+pub fn unique_prefix() -> String {
+    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// A cache on the given backend with a unique prefix; None when Redis is not available.
+pub fn test_cache(redis: bool) -> Option<folio::cache::CacheManager> {
+    use folio::cache::{CacheConfig, CacheManager};
+    use folio::config::CacheUrl;
+    let url = if redis {
+        CacheUrl::Redis(test_redis_url()?)
+    } else {
+        CacheUrl::Memory
+    };
+    let mut config = CacheConfig::new(url, &unique_prefix());
+    // Generous: these tests check behaviour, not speed, on a busy 2-core CI machine.
+    config.timeout = std::time::Duration::from_secs(2);
+    Some(CacheManager::new(config).expect("cache"))
+}
+
+/// Declares each cache test once and runs it on the in-process cache and on Redis.
+#[macro_export]
+macro_rules! on_both_caches {
+    ($(async fn $name:ident($cache:ident: CacheManager) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+                use folio::cache::CacheManager;
+
+                async fn run($cache: CacheManager) $body
+
+                #[actix_web::test]
+                async fn memory() {
+                    run($crate::helpers::test_cache(false).unwrap()).await
+                }
+
+                #[actix_web::test]
+                async fn redis() {
+                    if let Some(cache) = $crate::helpers::test_cache(true) {
+                        let probe = cache.clone();
+                        run(cache).await;
+                        probe.clear().await;
+                    }
+                }
+            }
+        )*
+    };
+}

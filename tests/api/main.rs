@@ -4,6 +4,8 @@
 mod helpers;
 
 mod api_routes;
+mod cache;
 mod contact;
 mod pages;
+mod resilience;
 mod seed;

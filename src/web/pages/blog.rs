@@ -59,8 +59,7 @@ pub async fn detail(
         .post_by_slug(&slug, false)
         .await?
         .ok_or(PageError::NotFound)?;
-    state.repo.record_view(post.summary.id).await?;
-    post.summary.view_count += 1;
+    post.summary.view_count = state.repo.record_view(post.summary.id).await?;
     let mut ctx = base_context(&state, "blog").await?;
     ctx.insert("post", &post);
     render(&state, "blog/detail.html", &ctx)

@@ -1,0 +1,186 @@
+//! The in-process backend: moka (TinyLFU admission and eviction, bounded by bytes
+//! through a weigher, a TTL per entry). Lookups are synchronous and never leave the
+//! thread, which is also what lets template functions use it without blocking.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::sync::Cache;
+use moka::Expiry;
+use parking_lot::Mutex;
+
+use super::key::glob_match;
+use super::StoreResult;
+
+#[derive(Clone)]
+struct Entry {
+    value: Arc<[u8]>,
+    ttl: Duration,
+}
+
+struct PerEntryTtl;
+
+impl Expiry<String, Entry> for PerEntryTtl {
+    fn expire_after_create(&self, _key: &String, entry: &Entry, _now: Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        entry: &Entry,
+        _now: Instant,
+        _left: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+#[derive(Clone)]
+pub struct MemoryStore {
+    cache: Cache<String, Entry>,
+    /// Tag versions live outside the evicting cache: they are few (one per tag) and
+    /// must never be evicted, or an old entry could look current again.
+    tags: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+impl MemoryStore {
+    pub fn new(max_bytes: u64) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|k: &String, e: &Entry| {
+                (k.len() + e.value.len() + 64)
+                    .try_into()
+                    .unwrap_or(u32::MAX)
+            })
+            .expire_after(PerEntryTtl)
+            .build();
+        MemoryStore {
+            cache,
+            tags: Arc::default(),
+        }
+    }
+
+    pub fn get_many(&self, keys: &[&str]) -> StoreResult<Vec<Option<Arc<[u8]>>>> {
+        Ok(keys
+            .iter()
+            .map(|k| self.cache.get(*k).map(|e| e.value))
+            .collect())
+    }
+
+    pub fn set_many(&self, items: &[(&str, Vec<u8>)], ttl: Duration) -> StoreResult<()> {
+        for (key, value) in items {
+            self.cache.insert(
+                key.to_string(),
+                Entry {
+                    value: value.as_slice().into(),
+                    ttl,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    pub fn delete_many(&self, keys: &[&str]) -> StoreResult<u64> {
+        Ok(keys
+            .iter()
+            .filter(|k| self.cache.remove(**k).is_some())
+            .count() as u64)
+    }
+
+    /// Walks every entry: fine for an in-process cache of bounded size.
+    pub fn delete_pattern(&self, pattern: &str) -> StoreResult<u64> {
+        let doomed: Vec<Arc<String>> = self
+            .cache
+            .iter()
+            .filter(|(k, _)| glob_match(pattern, k))
+            .map(|(k, _)| k)
+            .collect();
+        Ok(doomed
+            .iter()
+            .filter(|k| self.cache.remove(k.as_str()).is_some())
+            .count() as u64)
+    }
+
+    /// Atomic per key (moka's compute), counters stored as decimal text as in Redis.
+    pub fn incr(&self, key: &str, delta: i64, ttl: Duration) -> StoreResult<i64> {
+        let mut result = Err(super::StoreError::Value("value is not an integer".into()));
+        self.cache
+            .entry(key.to_string())
+            .and_compute_with(|current| {
+                let (old, ttl) = match current {
+                    Some(e) => {
+                        let entry = e.into_value();
+                        match std::str::from_utf8(&entry.value)
+                            .ok()
+                            .and_then(|s| s.parse::<i64>().ok())
+                        {
+                            Some(n) => (n, entry.ttl),
+                            None => return moka::ops::compute::Op::Nop,
+                        }
+                    }
+                    None => (0, ttl),
+                };
+                let new = old.saturating_add(delta);
+                result = Ok(new);
+                moka::ops::compute::Op::Put(Entry {
+                    value: new.to_string().into_bytes().into(),
+                    ttl,
+                })
+            });
+        result
+    }
+
+    pub fn expire(&self, key: &str, ttl: Duration) -> StoreResult<bool> {
+        match self.cache.get(key) {
+            Some(entry) => {
+                self.cache.insert(
+                    key.to_string(),
+                    Entry {
+                        value: entry.value,
+                        ttl,
+                    },
+                );
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    pub fn has(&self, key: &str) -> StoreResult<bool> {
+        Ok(self.cache.contains_key(key))
+    }
+
+    /// Current versions; missing ones are created.
+    pub fn tag_versions(&self, tag_keys: &[String]) -> StoreResult<Vec<u64>> {
+        let mut tags = self.tags.lock();
+        Ok(tag_keys
+            .iter()
+            .map(|k| *tags.entry(k.clone()).or_insert_with(rand::random))
+            .collect())
+    }
+
+    /// Current versions without creating missing ones.
+    pub fn current_versions(&self, tag_keys: &[String]) -> Vec<Option<u64>> {
+        let tags = self.tags.lock();
+        tag_keys.iter().map(|k| tags.get(k).copied()).collect()
+    }
+
+    pub fn bump_tags(&self, tag_keys: &[String]) -> StoreResult<()> {
+        let mut tags = self.tags.lock();
+        for k in tag_keys {
+            tags.insert(k.clone(), rand::random());
+        }
+        Ok(())
+    }
+
+    pub fn entry_count(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.weighted_size()
+    }
+}

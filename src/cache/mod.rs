@@ -1,0 +1,736 @@
+//! The cache layer: one `CacheManager` over the in-process (moka) and Redis backends,
+//! with statistics, single flight and tag-versioned entries for query caching.
+//!
+//! What lives here: keys, serialization, backends, statistics, query caching. What
+//! must not: knowledge of content models. Callers name the tags an entry depends on
+//! (the content layer uses one tag per model) and bump them after writes.
+//!
+//! A failing cache never fails a request: every backend error is counted, logged at
+//! most once per burst, and turned into a miss (get) or a no-op (set).
+//!
+//! Room for a two-tier mode: `Store` is an enum, so a `NearRedis` variant (moka in
+//! front of Redis, kept coherent by pub/sub on tag bumps) fits without changing the API.
+
+pub mod codec;
+pub mod key;
+pub mod memory;
+pub mod query;
+pub mod redis;
+pub mod stats;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use self::codec::Codec;
+pub use self::key::{Key, KeyMaker};
+use self::memory::MemoryStore;
+use self::redis::RedisStore;
+pub use self::stats::{CacheStats, Op, StatsSnapshot};
+use crate::config::CacheUrl;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(String),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("bad value: {0}")]
+    Value(String),
+    #[error(transparent)]
+    Codec(#[from] codec::CodecError),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Default TTL per key family, following the site's strategy: static content hours,
+/// lists minutes, user-specific a minute or two, near-real-time under two minutes.
+/// Overridden per family with `CACHE_TTLS=family=seconds,…`.
+pub const DEFAULT_FAMILY_TTLS: &[(&str, u64)] = &[
+    ("personal_info", 6 * 3600),
+    ("social_links", 6 * 3600),
+    ("tools", 6 * 3600),
+    // Changes drop a post at once; the TTL only bounds how old its view count may be.
+    ("post", 600),
+    ("posts", 600),
+    ("tags", 1800),
+    ("fragment", 900),
+    ("response", 300),
+    ("popular", 60),
+    ("user", 120),
+];
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub url: CacheUrl,
+    pub key_prefix: String,
+    /// Bumping it orphans every old key at once (as Django's VERSION).
+    pub version: u32,
+    /// Per Redis command.
+    pub timeout: Duration,
+    /// Bound of the in-process cache.
+    pub max_bytes: u64,
+    pub compress_over: usize,
+    pub default_ttl: Duration,
+    pub family_ttls: HashMap<String, Duration>,
+}
+
+impl CacheConfig {
+    pub fn new(url: CacheUrl, key_prefix: &str) -> Self {
+        CacheConfig {
+            url,
+            key_prefix: key_prefix.to_string(),
+            version: 1,
+            timeout: Duration::from_millis(10),
+            max_bytes: 64 * 1024 * 1024,
+            compress_over: 1024,
+            default_ttl: Duration::from_secs(300),
+            family_ttls: DEFAULT_FAMILY_TTLS
+                .iter()
+                .map(|(f, s)| (f.to_string(), Duration::from_secs(*s)))
+                .collect(),
+        }
+    }
+}
+
+enum Store {
+    Memory(MemoryStore),
+    Redis(RedisStore),
+    None,
+}
+
+/// Logs a backend error at most once per `BURST`, with how many were suppressed.
+struct ErrorLog {
+    last: Mutex<Option<Instant>>,
+    suppressed: AtomicU64,
+}
+
+const BURST: Duration = Duration::from_secs(10);
+
+/// One in-flight computation; its result is type-erased so one map serves every type.
+type Flight = tokio::sync::OnceCell<Arc<dyn Any + Send + Sync>>;
+
+/// The one cache API. Cheap to clone.
+#[derive(Clone)]
+pub struct CacheManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    keys: KeyMaker,
+    codec: Codec,
+    config: CacheConfig,
+    stats: CacheStats,
+    errors: ErrorLog,
+    flights: Mutex<HashMap<String, Arc<Flight>>>,
+}
+
+#[derive(Serialize)]
+struct TaggedRef<'a, T> {
+    versions: &'a [u64],
+    value: &'a T,
+}
+
+#[derive(Deserialize)]
+struct Tagged<T> {
+    versions: Vec<u64>,
+    value: T,
+}
+
+impl CacheManager {
+    pub fn new(config: CacheConfig) -> Result<CacheManager, StoreError> {
+        let store = match &config.url {
+            CacheUrl::Memory => Store::Memory(MemoryStore::new(config.max_bytes)),
+            CacheUrl::Redis(url) => Store::Redis(RedisStore::new(url, config.timeout)?),
+            CacheUrl::None => Store::None,
+        };
+        Ok(CacheManager {
+            inner: Arc::new(Inner {
+                store,
+                keys: KeyMaker::new(&config.key_prefix, config.version),
+                codec: Codec {
+                    compress_over: config.compress_over,
+                },
+                config,
+                stats: CacheStats::default(),
+                errors: ErrorLog {
+                    last: Mutex::new(None),
+                    suppressed: AtomicU64::new(0),
+                },
+                flights: Mutex::default(),
+            }),
+        })
+    }
+
+    /// A cache with the in-process backend and default settings (tests, tools).
+    pub fn in_memory(prefix: &str) -> CacheManager {
+        CacheManager::new(CacheConfig::new(CacheUrl::Memory, prefix)).expect("memory cache")
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.inner.store {
+            Store::Memory(_) => "memory",
+            Store::Redis(_) => "redis",
+            Store::None => "none",
+        }
+    }
+
+    pub fn config(&self) -> &CacheConfig {
+        &self.inner.config
+    }
+
+    /// Builds a key in this site's namespace.
+    pub fn key<I, S>(&self, family: &'static str, parts: I) -> Key
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.inner.keys.key(family, parts)
+    }
+
+    pub fn ttl_for(&self, family: &str) -> Duration {
+        self.inner
+            .config
+            .family_ttls
+            .get(family)
+            .copied()
+            .unwrap_or(self.inner.config.default_ttl)
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner.stats.snapshot(self.backend_name())
+    }
+
+    /// Waits for the backend to answer once; logs instead of failing (a cache that is
+    /// down is a slower site, not a broken one).
+    pub async fn check(&self) -> Result<(), StoreError> {
+        match &self.inner.store {
+            Store::Redis(r) => r.ping().await,
+            _ => Ok(()),
+        }
+    }
+
+    fn report(&self, op: Op, error: StoreError) {
+        self.inner.stats.error();
+        let log = &self.inner.errors;
+        let mut last = log.last.lock();
+        if last.is_none_or(|t| t.elapsed() >= BURST) {
+            let suppressed = log.suppressed.swap(0, Relaxed);
+            tracing::warn!(op = op.name(), %error, suppressed, "cache backend error; serving from the database");
+            *last = Some(Instant::now());
+        } else {
+            log.suppressed.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn timed(&self, op: Op, started: Instant) {
+        self.inner.stats.record_latency(op, started.elapsed());
+    }
+
+    async fn raw_get_many(&self, keys: &[&str]) -> StoreResult<Vec<Option<Arc<[u8]>>>> {
+        match &self.inner.store {
+            Store::Memory(m) => m.get_many(keys),
+            Store::Redis(r) => r.get_many(keys).await,
+            Store::None => Ok(vec![None; keys.len()]),
+        }
+    }
+
+    async fn raw_set_many(&self, items: &[(&str, Vec<u8>)], ttl: Duration) -> StoreResult<()> {
+        match &self.inner.store {
+            Store::Memory(m) => m.set_many(items, ttl),
+            Store::Redis(r) => r.set_many(items, ttl).await,
+            Store::None => Ok(()),
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(&self, key: &Key, bytes: Option<Arc<[u8]>>) -> Option<T> {
+        let Some(bytes) = bytes else {
+            self.inner.stats.miss(key.family());
+            return None;
+        };
+        match self.inner.codec.decode(&bytes) {
+            Ok(value) => {
+                self.inner.stats.hit(key.family());
+                Some(value)
+            }
+            Err(e) => {
+                // A value from an older deploy, say: a miss, not an error page.
+                self.report(Op::Get, e.into());
+                self.inner.stats.miss(key.family());
+                None
+            }
+        }
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, key: &Key) -> Option<T> {
+        let started = Instant::now();
+        let result = self.raw_get_many(&[key.as_str()]).await;
+        self.timed(Op::Get, started);
+        match result {
+            Ok(mut values) => self.decode(key, values.pop().flatten()),
+            Err(e) => {
+                self.report(Op::Get, e);
+                self.inner.stats.miss(key.family());
+                None
+            }
+        }
+    }
+
+    /// One round trip for all keys.
+    pub async fn get_many<T: DeserializeOwned>(&self, keys: &[Key]) -> Vec<Option<T>> {
+        let started = Instant::now();
+        let raw: Vec<&str> = keys.iter().map(Key::as_str).collect();
+        let result = self.raw_get_many(&raw).await;
+        self.timed(Op::GetMany, started);
+        match result {
+            Ok(values) => keys
+                .iter()
+                .zip(values)
+                .map(|(k, v)| self.decode(k, v))
+                .collect(),
+            Err(e) => {
+                self.report(Op::GetMany, e);
+                keys.iter()
+                    .map(|k| {
+                        self.inner.stats.miss(k.family());
+                        None
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Stores a value; `ttl` None takes the family's default. Failures are dropped.
+    pub async fn set<T: Serialize + ?Sized>(&self, key: &Key, value: &T, ttl: Option<Duration>) {
+        let ttl = ttl.unwrap_or_else(|| self.ttl_for(key.family()));
+        let bytes = match self.inner.codec.encode(value) {
+            Ok(b) => b,
+            Err(e) => return self.report(Op::Set, e.into()),
+        };
+        let started = Instant::now();
+        let result = self.raw_set_many(&[(key.as_str(), bytes)], ttl).await;
+        self.timed(Op::Set, started);
+        match result {
+            Ok(()) => self.inner.stats.set(1),
+            Err(e) => self.report(Op::Set, e),
+        }
+    }
+
+    /// Stores several values in one round trip (one TTL for all; None: each family's).
+    pub async fn set_many<T: Serialize>(&self, items: &[(Key, T)], ttl: Option<Duration>) {
+        let mut by_ttl: HashMap<Duration, Vec<(&str, Vec<u8>)>> = HashMap::new();
+        for (key, value) in items {
+            match self.inner.codec.encode(value) {
+                Ok(bytes) => by_ttl
+                    .entry(ttl.unwrap_or_else(|| self.ttl_for(key.family())))
+                    .or_default()
+                    .push((key.as_str(), bytes)),
+                Err(e) => self.report(Op::SetMany, e.into()),
+            }
+        }
+        let started = Instant::now();
+        for (ttl, batch) in by_ttl {
+            match self.raw_set_many(&batch, ttl).await {
+                Ok(()) => self.inner.stats.set(batch.len() as u64),
+                Err(e) => self.report(Op::SetMany, e),
+            }
+        }
+        self.timed(Op::SetMany, started);
+    }
+
+    pub async fn delete(&self, key: &Key) -> bool {
+        self.delete_many(std::slice::from_ref(key)).await > 0
+    }
+
+    /// Returns how many keys existed.
+    pub async fn delete_many(&self, keys: &[Key]) -> u64 {
+        let raw: Vec<&str> = keys.iter().map(Key::as_str).collect();
+        let started = Instant::now();
+        let result = match &self.inner.store {
+            Store::Memory(m) => m.delete_many(&raw),
+            Store::Redis(r) => r.delete_many(&raw).await,
+            Store::None => Ok(0),
+        };
+        self.timed(Op::Delete, started);
+        match result {
+            Ok(n) => {
+                self.inner.stats.delete(n);
+                n
+            }
+            Err(e) => {
+                self.report(Op::Delete, e);
+                0
+            }
+        }
+    }
+
+    /// Deletes this site's keys matching a glob over what follows `{prefix}:{version}:`
+    /// (`posts:*`, `blog_*`). Same semantics on both backends; returns the count.
+    pub async fn delete_pattern(&self, pattern: &str) -> u64 {
+        self.delete_full_pattern(&self.inner.keys.pattern(pattern))
+            .await
+    }
+
+    /// Removes every key of this site (its prefix only; never FLUSHDB).
+    pub async fn clear(&self) -> u64 {
+        self.delete_full_pattern(&self.inner.keys.everything())
+            .await
+    }
+
+    async fn delete_full_pattern(&self, full: &str) -> u64 {
+        let started = Instant::now();
+        let result = match &self.inner.store {
+            Store::Memory(m) => m.delete_pattern(full),
+            Store::Redis(r) => r.delete_pattern(full).await,
+            Store::None => Ok(0),
+        };
+        self.timed(Op::DeletePattern, started);
+        match result {
+            Ok(n) => {
+                self.inner.stats.delete(n);
+                n
+            }
+            Err(e) => {
+                self.report(Op::DeletePattern, e);
+                0
+            }
+        }
+    }
+
+    /// Adds `delta` to a counter (created at 0 with the family's TTL); None when the
+    /// backend fails or is off.
+    pub async fn incr(&self, key: &Key, delta: i64) -> Option<i64> {
+        let ttl = self.ttl_for(key.family());
+        let started = Instant::now();
+        let result = match &self.inner.store {
+            Store::Memory(m) => m.incr(key.as_str(), delta, ttl),
+            Store::Redis(r) => r.incr(key.as_str(), delta, ttl).await,
+            Store::None => return None,
+        };
+        self.timed(Op::Incr, started);
+        result.map_err(|e| self.report(Op::Incr, e)).ok()
+    }
+
+    /// Reads a counter written by `incr`.
+    pub async fn get_counter(&self, key: &Key) -> Option<i64> {
+        let values = self
+            .raw_get_many(&[key.as_str()])
+            .await
+            .map_err(|e| self.report(Op::Get, e))
+            .ok()?;
+        let bytes = values.into_iter().next().flatten()?;
+        std::str::from_utf8(&bytes).ok()?.parse().ok()
+    }
+
+    /// Sets a new TTL on an existing key; false if it does not exist.
+    pub async fn expire(&self, key: &Key, ttl: Duration) -> bool {
+        let started = Instant::now();
+        let result = match &self.inner.store {
+            Store::Memory(m) => m.expire(key.as_str(), ttl),
+            Store::Redis(r) => r.expire(key.as_str(), ttl).await,
+            Store::None => Ok(false),
+        };
+        self.timed(Op::Other, started);
+        result.unwrap_or_else(|e| {
+            self.report(Op::Other, e);
+            false
+        })
+    }
+
+    pub async fn has(&self, key: &Key) -> bool {
+        let started = Instant::now();
+        let result = match &self.inner.store {
+            Store::Memory(m) => m.has(key.as_str()),
+            Store::Redis(r) => r.has(key.as_str()).await,
+            Store::None => Ok(false),
+        };
+        self.timed(Op::Other, started);
+        result.unwrap_or_else(|e| {
+            self.report(Op::Other, e);
+            false
+        })
+    }
+
+    /// The cached value, or `compute`'s result stored under the key. Concurrent misses
+    /// on one key in this process compute once; the others wait for that result.
+    pub async fn get_or_set<T, E, F, Fut>(
+        &self,
+        key: &Key,
+        ttl: Option<Duration>,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        if let Some(hit) = self.get::<T>(key).await {
+            return Ok(hit);
+        }
+        let flight = format!("{}|{}", key.as_str(), std::any::type_name::<T>());
+        self.single_flight(flight, || async {
+            let value = compute().await?;
+            self.set(key, &value, ttl).await;
+            Ok(value)
+        })
+        .await
+    }
+
+    /// Like `get_or_set`, for an entry that depends on `tags`: it is served only while
+    /// every tag still has the version it was computed under, so `invalidate_tags`
+    /// drops it everywhere at once.
+    ///
+    /// The fill race (a reader computes from old rows, a writer commits and bumps, then
+    /// the reader stores) is closed by reading the versions *before* computing and
+    /// storing under those: a late fill lands under versions nobody asks for again.
+    pub async fn get_or_set_tagged<T, E, F, Fut>(
+        &self,
+        key: &Key,
+        tags: &[&str],
+        ttl: Option<Duration>,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let tag_keys: Vec<String> = tags.iter().map(|t| self.inner.keys.tag_key(t)).collect();
+        let started = Instant::now();
+        let lookup = match &self.inner.store {
+            Store::Memory(m) => m
+                .get_many(&[key.as_str()])
+                .map(|mut v| (v.pop().flatten(), m.current_versions(&tag_keys))),
+            Store::Redis(r) => r.get_tagged(key.as_str(), &tag_keys).await,
+            Store::None => Ok((None, vec![None; tag_keys.len()])),
+        };
+        self.timed(Op::Get, started);
+        let (entry, current) = lookup.unwrap_or_else(|e| {
+            self.report(Op::Get, e);
+            (None, vec![None; tag_keys.len()])
+        });
+        let current: Option<Vec<u64>> = current.into_iter().collect();
+        if let (Some(bytes), Some(current)) = (&entry, &current) {
+            match self.inner.codec.decode::<Tagged<T>>(bytes) {
+                Ok(tagged) if tagged.versions == *current => {
+                    self.inner.stats.hit(key.family());
+                    return Ok(tagged.value);
+                }
+                Ok(_) => {} // invalidated since it was stored
+                Err(e) => self.report(Op::Get, e.into()),
+            }
+        }
+        self.inner.stats.miss(key.family());
+        let versions = match current {
+            Some(v) => Some(v),
+            None => self.tag_versions(&tag_keys).await,
+        };
+        // Readers that saw different versions must not share a computation: one begun
+        // before a write must not answer a reader that arrived after it.
+        let flight = format!(
+            "{}|{}|{:?}",
+            key.as_str(),
+            std::any::type_name::<T>(),
+            versions
+        );
+        self.single_flight(flight, || async {
+            let value = compute().await?;
+            if let Some(versions) = versions {
+                let ttl = ttl.unwrap_or_else(|| self.ttl_for(key.family()));
+                match self.inner.codec.encode(&TaggedRef {
+                    versions: &versions,
+                    value: &value,
+                }) {
+                    Ok(bytes) => match self.raw_set_many(&[(key.as_str(), bytes)], ttl).await {
+                        Ok(()) => self.inner.stats.set(1),
+                        Err(e) => self.report(Op::Set, e),
+                    },
+                    Err(e) => self.report(Op::Set, e.into()),
+                }
+            }
+            Ok(value)
+        })
+        .await
+    }
+
+    /// Current versions of tags (creating missing ones); None when the backend fails,
+    /// in which case nothing may be stored.
+    async fn tag_versions(&self, tag_keys: &[String]) -> Option<Vec<u64>> {
+        let result = match &self.inner.store {
+            Store::Memory(m) => m.tag_versions(tag_keys),
+            Store::Redis(r) => r.tag_versions(tag_keys).await,
+            Store::None => return None,
+        };
+        result.map_err(|e| self.report(Op::Get, e)).ok()
+    }
+
+    /// Drops every tagged entry that depends on any of `tags`, on every instance sharing
+    /// this backend, by giving each tag a new version. O(tags), whatever the number of
+    /// entries. Returns false if the backend could not be told (the caller may retry;
+    /// entries then expire by TTL).
+    pub async fn invalidate_tags(&self, tags: &[&str]) -> bool {
+        let tag_keys: Vec<String> = tags.iter().map(|t| self.inner.keys.tag_key(t)).collect();
+        let started = Instant::now();
+        let result = match &self.inner.store {
+            Store::Memory(m) => m.bump_tags(&tag_keys),
+            Store::Redis(r) => r.bump_tags(&tag_keys).await,
+            Store::None => Ok(()),
+        };
+        self.timed(Op::Delete, started);
+        match result {
+            Ok(()) => {
+                self.inner.stats.delete(tag_keys.len() as u64);
+                true
+            }
+            Err(e) => {
+                self.report(Op::Delete, e);
+                false
+            }
+        }
+    }
+
+    async fn single_flight<T, E, F, Fut>(&self, flight: String, work: F) -> Result<T, E>
+    where
+        T: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let cell = self
+            .inner
+            .flights
+            .lock()
+            .entry(flight.clone())
+            .or_default()
+            .clone();
+        let result = cell
+            .get_or_try_init(|| async {
+                work()
+                    .await
+                    .map(|v| Arc::new(v) as Arc<dyn Any + Send + Sync>)
+            })
+            .await
+            .cloned();
+        {
+            let mut flights = self.inner.flights.lock();
+            if flights.get(&flight).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                flights.remove(&flight);
+            }
+        }
+        result.map(|v| {
+            v.downcast_ref::<T>()
+                .expect("flight keys include the value type")
+                .clone()
+        })
+    }
+
+    /// Statistics summed over every process that shares this Redis (this process's
+    /// latency percentiles); the local snapshot on the other backends.
+    pub async fn site_stats(&self) -> StatsSnapshot {
+        let local = self.stats();
+        let Store::Redis(r) = &self.inner.store else {
+            return local;
+        };
+        let Ok(fields) = r.read_hash(&self.stats_hash()).await else {
+            return local;
+        };
+        let mut totals = stats::Totals::default();
+        let mut families: HashMap<String, (u64, u64)> = HashMap::new();
+        for (field, value) in fields {
+            match field.as_str() {
+                "hits" => totals.hits = value,
+                "misses" => totals.misses = value,
+                "sets" => totals.sets = value,
+                "deletes" => totals.deletes = value,
+                "errors" => totals.errors = value,
+                other => {
+                    if let Some(rest) = other.strip_prefix("family:") {
+                        if let Some((name, kind)) = rest.rsplit_once(':') {
+                            let entry = families.entry(name.to_string()).or_default();
+                            if kind == "hits" {
+                                entry.0 = value
+                            } else {
+                                entry.1 = value
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut families: Vec<_> = families
+            .into_iter()
+            .map(|(n, (h, m))| stats::FamilySnapshot::new(&n, h, m))
+            .collect();
+        families.sort_by(|a, b| a.name.cmp(&b.name));
+        StatsSnapshot::new(
+            "redis",
+            totals,
+            Duration::from_secs(local.uptime_seconds),
+            local.latency,
+            families,
+        )
+    }
+
+    /// Forgets the site-wide counters (a dashboard's "reset"; tests clean up with it).
+    pub async fn reset_site_stats(&self) {
+        if let Store::Redis(r) = &self.inner.store {
+            let _ = r.delete_many(&[&self.stats_hash()]).await;
+        }
+    }
+
+    fn stats_hash(&self) -> String {
+        // Outside `{prefix}:*`, so `clear` keeps the statistics.
+        format!("{}@stats", self.inner.keys.prefix())
+    }
+
+    /// With Redis, adds this process's counters to a site-wide hash every `every`, so
+    /// all instances report one hit ratio. Stops when the manager is dropped.
+    pub fn spawn_stats_flusher(&self, every: Duration) {
+        if !matches!(self.inner.store, Store::Redis(_)) {
+            return;
+        }
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut flushed: HashMap<String, u64> = HashMap::new();
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let manager = CacheManager { inner };
+                manager.flush_stats(&mut flushed).await;
+            }
+        });
+    }
+
+    /// Sends the counter deltas since the last flush; on failure they are sent next time.
+    pub async fn flush_stats(&self, flushed: &mut HashMap<String, u64>) {
+        let Store::Redis(r) = &self.inner.store else {
+            return;
+        };
+        let (totals, families) = self.inner.stats.totals_and_families();
+        let mut now: Vec<(String, u64)> = vec![
+            ("hits".into(), totals.hits),
+            ("misses".into(), totals.misses),
+            ("sets".into(), totals.sets),
+            ("deletes".into(), totals.deletes),
+            ("errors".into(), totals.errors),
+        ];
+        for (name, hits, misses) in families {
+            now.push((format!("family:{name}:hits"), hits));
+            now.push((format!("family:{name}:misses"), misses));
+        }
+        let deltas: Vec<(String, u64)> = now
+            .iter()
+            .map(|(f, v)| (f.clone(), v - flushed.get(f).copied().unwrap_or(0)))
+            .collect();
+        if r.add_to_hash(&self.stats_hash(), &deltas).await.is_ok() {
+            flushed.extend(now);
+        }
+    }
+}
