@@ -194,9 +194,20 @@ pub struct Config {
     pub site_url: String,
     /// HTTP worker threads (default: one per core).
     pub workers: usize,
+    /// Path prefixes whose GET responses are cached whole.
+    pub response_cache_prefixes: Vec<String>,
+    pub response_cache_ttl: Duration,
+    /// `max-age` sent to clients for cached API responses.
+    pub api_max_age: Duration,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+pub const DEFAULT_RESPONSE_PREFIXES: &[&str] = &[
+    "/api/posts/",
+    "/api/personal-info/",
+    "/api/social-links/",
+    "/api/ai-tools/",
+];
 
 impl Config {
     /// Reads the process environment (after loading `.env` if present).
@@ -233,7 +244,41 @@ impl Config {
                 .map(|n| n.get())
                 .unwrap_or(2),
         };
+        let response_cache_prefixes = get("RESPONSE_CACHE_PREFIXES")
+            .map(|v| {
+                v.split(',')
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            })
+            .unwrap_or_else(|| {
+                DEFAULT_RESPONSE_PREFIXES
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+            });
+        if let Some(bad) = response_cache_prefixes.iter().find(|p| !p.starts_with('/')) {
+            return Err(invalid(
+                "RESPONSE_CACHE_PREFIXES",
+                format!("'{bad}' is not a path (start it with /)"),
+            ));
+        }
+        let seconds = |var: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            match get(var) {
+                None => Ok(Duration::from_secs(default)),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .map(Duration::from_secs)
+                    .map_err(|_| invalid(var, format!("'{v}' is not a number of seconds"))),
+            }
+        };
+        let response_cache_ttl = seconds("RESPONSE_CACHE_TTL", 300)?;
+        let api_max_age = seconds("API_MAX_AGE", 60)?;
         Ok(Config {
+            response_cache_prefixes,
+            response_cache_ttl,
+            api_max_age,
             workers,
             database_url,
             cache,

@@ -11,4 +11,5 @@ pub mod content;
 pub mod db;
 pub mod startup;
 pub mod telemetry;
+pub mod timing;
 pub mod web;

@@ -9,7 +9,7 @@ use actix_session::storage::CookieSessionStore;
 use actix_session::SessionMiddleware;
 use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::Server;
-use actix_web::middleware::ErrorHandlers;
+use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use sha2::{Digest, Sha512};
 use tera::Tera;
@@ -135,6 +135,8 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Ser
             .cookie_content_security(CookieContentSecurity::Private)
             .build();
         App::new()
+            .wrap(from_fn(crate::web::middleware::server_timing))
+            .wrap(from_fn(crate::cache::http::conditional_get))
             .wrap(ErrorHandlers::new().default_handler(crate::web::error::render_error_page))
             .wrap(session)
             .wrap(actix_web::middleware::from_fn(
@@ -142,7 +144,7 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Ser
             ))
             .wrap(TracingLogger::default())
             .app_data(state.clone())
-            .configure(crate::web::configure)
+            .configure(|cfg| crate::web::configure(cfg, &state))
     })
     .workers(workers)
     .listen(listener)?

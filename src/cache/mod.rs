@@ -12,6 +12,7 @@
 //! front of Redis, kept coherent by pub/sub on tag bumps) fits without changing the API.
 
 pub mod codec;
+pub mod http;
 pub mod key;
 pub mod memory;
 pub mod query;
@@ -139,6 +140,12 @@ struct TaggedRef<'a, T> {
     value: &'a T,
 }
 
+/// The result of `get_tagged`.
+pub struct TaggedLookup<T> {
+    pub value: Option<T>,
+    pub versions: Option<Vec<u64>>,
+}
+
 #[derive(Deserialize)]
 struct Tagged<T> {
     versions: Vec<u64>,
@@ -232,7 +239,9 @@ impl CacheManager {
     }
 
     fn timed(&self, op: Op, started: Instant) {
-        self.inner.stats.record_latency(op, started.elapsed());
+        let elapsed = started.elapsed();
+        self.inner.stats.record_latency(op, elapsed);
+        crate::timing::add(crate::timing::Phase::Cache, elapsed);
     }
 
     async fn raw_get_many(&self, keys: &[&str]) -> StoreResult<Vec<Option<Arc<[u8]>>>> {
@@ -503,6 +512,37 @@ impl CacheManager {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        let lookup = self.get_tagged::<T>(key, tags).await;
+        if let Some(value) = lookup.value {
+            return Ok(value);
+        }
+        let versions = lookup.versions;
+        // Readers that saw different versions must not share a computation: one begun
+        // before a write must not answer a reader that arrived after it.
+        let flight = format!(
+            "{}|{}|{:?}",
+            key.as_str(),
+            std::any::type_name::<T>(),
+            versions
+        );
+        self.single_flight(flight, || async {
+            let value = compute().await?;
+            if let Some(versions) = &versions {
+                self.set_tagged(key, versions, &value, ttl).await;
+            }
+            Ok(value)
+        })
+        .await
+    }
+
+    /// Looks up a tagged entry: the value if it is still current, and on a miss the
+    /// versions a fill must be stored under (`set_tagged`); None versions mean the
+    /// backend failed and nothing should be stored. One round trip on Redis.
+    pub async fn get_tagged<T: DeserializeOwned>(
+        &self,
+        key: &Key,
+        tags: &[&str],
+    ) -> TaggedLookup<T> {
         let tag_keys: Vec<String> = tags.iter().map(|t| self.inner.keys.tag_key(t)).collect();
         let started = Instant::now();
         let lookup = match &self.inner.store {
@@ -522,7 +562,10 @@ impl CacheManager {
             match self.inner.codec.decode::<Tagged<T>>(bytes) {
                 Ok(tagged) if tagged.versions == *current => {
                     self.inner.stats.hit(key.family());
-                    return Ok(tagged.value);
+                    return TaggedLookup {
+                        value: Some(tagged.value),
+                        versions: None,
+                    };
                 }
                 Ok(_) => {} // invalidated since it was stored
                 Err(e) => self.report(Op::Get, e.into()),
@@ -533,32 +576,32 @@ impl CacheManager {
             Some(v) => Some(v),
             None => self.tag_versions(&tag_keys).await,
         };
-        // Readers that saw different versions must not share a computation: one begun
-        // before a write must not answer a reader that arrived after it.
-        let flight = format!(
-            "{}|{}|{:?}",
-            key.as_str(),
-            std::any::type_name::<T>(),
-            versions
-        );
-        self.single_flight(flight, || async {
-            let value = compute().await?;
-            if let Some(versions) = versions {
-                let ttl = ttl.unwrap_or_else(|| self.ttl_for(key.family()));
-                match self.inner.codec.encode(&TaggedRef {
-                    versions: &versions,
-                    value: &value,
-                }) {
-                    Ok(bytes) => match self.raw_set_many(&[(key.as_str(), bytes)], ttl).await {
-                        Ok(()) => self.inner.stats.set(1),
-                        Err(e) => self.report(Op::Set, e),
-                    },
-                    Err(e) => self.report(Op::Set, e.into()),
-                }
-            }
-            Ok(value)
-        })
-        .await
+        TaggedLookup {
+            value: None,
+            versions,
+        }
+    }
+
+    /// Stores a fill under the tag versions `get_tagged` returned before it was computed.
+    pub async fn set_tagged<T: Serialize>(
+        &self,
+        key: &Key,
+        versions: &[u64],
+        value: &T,
+        ttl: Option<Duration>,
+    ) {
+        let ttl = ttl.unwrap_or_else(|| self.ttl_for(key.family()));
+        let bytes = match self.inner.codec.encode(&TaggedRef { versions, value }) {
+            Ok(bytes) => bytes,
+            Err(e) => return self.report(Op::Set, e.into()),
+        };
+        let started = Instant::now();
+        let result = self.raw_set_many(&[(key.as_str(), bytes)], ttl).await;
+        self.timed(Op::Set, started);
+        match result {
+            Ok(()) => self.inner.stats.set(1),
+            Err(e) => self.report(Op::Set, e),
+        }
     }
 
     /// Current versions of tags (creating missing ones); None when the backend fails,

@@ -57,3 +57,31 @@ pub mod deps {
     pub const SOCIAL_LINKS: &[&str] = &[Model::SocialLink.tag()];
     pub const AI_TOOLS: &[&str] = &[Model::AiTool.tag()];
 }
+
+/// Response-cache rules: which models each cached API path shows. A path not listed
+/// depends on every model (safe, if wasteful).
+pub const RESPONSE_RULES: &[(&str, &[&str])] = &[
+    ("/api/posts/", deps::POSTS),
+    ("/api/personal-info/", deps::PERSONAL_INFO),
+    ("/api/social-links/", deps::SOCIAL_LINKS),
+    ("/api/ai-tools/", deps::AI_TOOLS),
+];
+
+pub const ALL_MODELS: &[&str] = &[
+    Model::Post.tag(),
+    Model::Author.tag(),
+    Model::Tag.tag(),
+    Model::PersonalInfo.tag(),
+    Model::SocialLink.tag(),
+    Model::AiTool.tag(),
+    Model::ContactMessage.tag(),
+];
+
+/// The models a cached response under `prefix` shows.
+pub fn response_deps(prefix: &str) -> &'static [&'static str] {
+    RESPONSE_RULES
+        .iter()
+        .find(|(p, _)| prefix.starts_with(p) || p.starts_with(prefix))
+        .map(|(_, deps)| *deps)
+        .unwrap_or(ALL_MODELS)
+}

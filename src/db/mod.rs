@@ -65,9 +65,11 @@ impl DbStats {
     }
     #[doc(hidden)]
     pub fn record(&self, started: Instant) {
+        let elapsed = started.elapsed();
         self.queries.fetch_add(1, Ordering::Relaxed);
         self.micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        crate::timing::add(crate::timing::Phase::Db, elapsed);
     }
 }
 

@@ -5,6 +5,10 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::HttpMessage;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::timing::RequestTiming;
 use tracing_actix_web::RequestId;
 
 /// Echoes tracing-actix-web's request id as `X-Request-Id`, so a user's bug report can
@@ -19,5 +23,35 @@ pub async fn request_id_header(
         res.headers_mut()
             .insert(HeaderName::from_static("x-request-id"), value);
     }
+    Ok(res)
+}
+
+/// `Server-Timing: db;dur=…, cache;dur=…, render;dur=…, total;dur=…` on every response,
+/// and the same numbers in the access log.
+pub async fn server_timing(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let timing = Arc::new(RequestTiming::default());
+    let started = Instant::now();
+    let (method, path) = (req.method().clone(), req.path().to_string());
+    let mut res = timing.clone().scope(next.call(req)).await?;
+    let total = started.elapsed();
+    if let Ok(value) = HeaderValue::from_str(&timing.server_timing(total)) {
+        res.headers_mut()
+            .insert(HeaderName::from_static("server-timing"), value);
+    }
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    tracing::info!(
+        %method,
+        %path,
+        status = res.status().as_u16(),
+        total_ms = ms(total),
+        db_ms = ms(timing.db()),
+        db_queries = timing.db_queries(),
+        cache_ms = ms(timing.cache()),
+        render_ms = ms(timing.render()),
+        "request served"
+    );
     Ok(res)
 }

@@ -6,16 +6,36 @@ pub mod csrf;
 pub mod error;
 pub mod middleware;
 pub mod pages;
+pub mod session;
 pub mod templates;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use self::error::{ApiError, PageError};
+use crate::cache::http::{ResponseCache, ResponsePolicy};
+use crate::content::invalidation::response_deps;
+use crate::startup::AppState;
+
+/// The API response cache from configuration: one policy per configured prefix, each
+/// depending on the models the invalidation rules list for it.
+fn response_cache(state: &AppState) -> ResponseCache {
+    let config = &state.config;
+    let policies = config
+        .response_cache_prefixes
+        .iter()
+        .map(|prefix| {
+            let mut policy = ResponsePolicy::new(config.response_cache_ttl, response_deps(prefix));
+            policy.client_max_age = config.api_max_age;
+            (prefix.clone(), policy)
+        })
+        .collect();
+    ResponseCache::new(state.cache.clone(), policies, session::IDENTITY)
+}
 
 /// The route table: each module registers its own routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(api::configure)
+pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
+    cfg.configure(|cfg| api::configure(cfg, response_cache(state)))
         .configure(pages::configure)
         .route("/static/{file}", web::get().to(static_file))
         .default_service(web::to(not_found));
@@ -25,7 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// without its trailing slash is redirected to it, as Django's APPEND_SLASH does.
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
     let path = req.path();
-    if path.starts_with("/api/") || path == "/api" {
+    if path == "/api" {
         return Err(ApiError::NotFound(format!("no API route at {path}")).into());
     }
     let last = path.rsplit('/').next().unwrap_or("");

@@ -6,18 +6,36 @@ pub mod dto;
 mod posts;
 mod site;
 
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::cache::http::ResponseCache;
 use utoipa::OpenApi;
 
 use super::error::ApiError;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/posts/", web::get().to(posts::list))
-        .route("/api/posts/{slug}/", web::get().to(posts::detail))
-        .route("/api/personal-info/", web::get().to(site::personal_info))
-        .route("/api/social-links/", web::get().to(site::social_links))
-        .route("/api/ai-tools/", web::get().to(site::ai_tools))
-        .route("/api/openapi.json", web::get().to(openapi));
+/// The API routes, inside the response cache configured by `RESPONSE_CACHE_*`.
+pub fn configure(cfg: &mut web::ServiceConfig, response_cache: ResponseCache) {
+    cfg.service(
+        web::scope("/api")
+            .wrap(from_fn(move |req, next| {
+                response_cache.clone().handle(req, next)
+            }))
+            .route("/posts/", web::get().to(posts::list))
+            .route("/posts/{slug}/", web::get().to(posts::detail))
+            .route("/personal-info/", web::get().to(site::personal_info))
+            .route("/social-links/", web::get().to(site::social_links))
+            .route("/ai-tools/", web::get().to(site::ai_tools))
+            .route("/openapi.json", web::get().to(openapi))
+            .default_service(web::to(not_found)),
+    );
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no API route at {}",
+        req.path()
+    )))
 }
 
 #[derive(OpenApi)]

@@ -3,6 +3,7 @@ use utoipa::IntoParams;
 
 use super::dto::{PostDetailDto, PostList, PostListItem};
 use super::{origin, parse_page, parse_slug, RawQuery};
+use crate::cache::http::last_modified_header;
 use crate::startup::AppState;
 use crate::web::error::{ApiError, ErrorBody};
 use crate::web::pages::PER_PAGE;
@@ -61,7 +62,11 @@ pub async fn list(
         }
         url
     };
-    Ok(HttpResponse::Ok().json(PostList {
+    let mut res = HttpResponse::Ok();
+    if let Some(newest) = page.items.iter().map(|p| p.updated_at).max() {
+        res.insert_header(last_modified_header(newest));
+    }
+    Ok(res.json(PostList {
         count: page.total,
         next: page.has_next().then(|| link(page.page + 1)),
         previous: page.has_previous().then(|| link(page.page - 1)),
@@ -81,5 +86,7 @@ pub async fn detail(
         .post_by_slug(&slug, false)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no published post with slug '{slug}'")))?;
-    Ok(HttpResponse::Ok().json(PostDetailDto::from(post)))
+    Ok(HttpResponse::Ok()
+        .insert_header(last_modified_header(post.summary.updated_at))
+        .json(PostDetailDto::from(post)))
 }

@@ -3,6 +3,7 @@ use utoipa::IntoParams;
 
 use super::dto::{AiToolDto, AiToolList, PersonalInfoDto, SocialLinkDto, SocialLinkList};
 use super::{parse_bool, RawQuery};
+use crate::cache::http::last_modified_header;
 use crate::content::models::ToolFilter;
 use crate::startup::AppState;
 use crate::web::error::{ApiError, ErrorBody};
@@ -16,7 +17,9 @@ pub async fn personal_info(state: web::Data<AppState>) -> Result<HttpResponse, A
         .personal_info()
         .await?
         .ok_or_else(|| ApiError::NotFound("no personal info has been set up".into()))?;
-    Ok(HttpResponse::Ok().json(PersonalInfoDto::from(info)))
+    Ok(HttpResponse::Ok()
+        .insert_header(last_modified_header(info.updated_at))
+        .json(PersonalInfoDto::from(info)))
 }
 
 /// Visible social links in display order.

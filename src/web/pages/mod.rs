@@ -59,7 +59,9 @@ pub async fn base_context(state: &AppState, section: &str) -> Result<Context, Pa
 }
 
 pub fn render(state: &AppState, template: &str, ctx: &Context) -> Result<HttpResponse, PageError> {
+    let started = std::time::Instant::now();
     let html = state.tera.render(template, ctx)?;
+    crate::timing::add(crate::timing::Phase::Render, started.elapsed());
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(html))

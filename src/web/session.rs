@@ -1,0 +1,23 @@
+//! Who is signed in, read from the session; shared by the admin area and the caches
+//! (an admin's requests bypass the shared response cache).
+
+use actix_session::SessionExt;
+use actix_web::dev::ServiceRequest;
+
+use crate::cache::http::RequestIdentity;
+
+/// Session key holding the signed-in admin's username.
+pub const ADMIN_KEY: &str = "admin_user";
+
+pub fn admin_user(req: &ServiceRequest) -> Option<String> {
+    req.get_session().get::<String>(ADMIN_KEY).ok().flatten()
+}
+
+fn is_admin(req: &ServiceRequest) -> bool {
+    admin_user(req).is_some()
+}
+
+pub const IDENTITY: RequestIdentity = RequestIdentity {
+    user: admin_user,
+    is_admin,
+};
