@@ -312,3 +312,36 @@ macro_rules! on_both_caches {
         )*
     };
 }
+
+/// Declares each test once and runs it against the app on the in-process cache and on
+/// Redis (SQLite database for both): `<name>::memory_cache` and `<name>::redis_cache`.
+#[macro_export]
+macro_rules! on_both_app_caches {
+    ($(async fn $name:ident($app:ident: TestApp) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+                use $crate::helpers::{spawn_app_with, Backend, TestApp};
+
+                async fn run($app: TestApp) $body
+
+                #[actix_web::test]
+                async fn memory_cache() {
+                    run(spawn_app_with(Backend::Sqlite, &[]).await.unwrap()).await
+                }
+
+                #[actix_web::test]
+                async fn redis_cache() {
+                    let Some(url) = $crate::helpers::test_redis_url() else { return };
+                    let prefix = $crate::helpers::unique_prefix();
+                    let app = spawn_app_with(Backend::Sqlite, &[("CACHE_URL", &url), ("CACHE_KEY_PREFIX", &prefix), ("CACHE_TIMEOUT_MS", "2000")]).await.unwrap();
+                    let cache = app.state.cache.clone();
+                    run(app).await;
+                    cache.clear().await;
+                    cache.reset_site_stats().await;
+                }
+            }
+        )*
+    };
+}

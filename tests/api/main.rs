@@ -3,6 +3,8 @@
 
 mod helpers;
 
+mod http_cache;
+
 mod api_routes;
 mod cache;
 mod contact;

@@ -25,14 +25,13 @@ pub async fn personal_info(state: web::Data<AppState>) -> Result<HttpResponse, A
 /// Visible social links in display order.
 #[utoipa::path(get, path = "/api/social-links/", responses((status = 200, body = SocialLinkList)))]
 pub async fn social_links(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let links: Vec<SocialLinkDto> = state
-        .repo
-        .social_links(false)
-        .await?
-        .into_iter()
-        .map(Into::into)
-        .collect();
-    Ok(HttpResponse::Ok().json(SocialLinkList {
+    let links = state.repo.social_links(false).await?;
+    let mut res = HttpResponse::Ok();
+    if let Some(newest) = links.iter().map(|l| l.updated_at).max() {
+        res.insert_header(last_modified_header(newest));
+    }
+    let links: Vec<SocialLinkDto> = links.into_iter().map(Into::into).collect();
+    Ok(res.json(SocialLinkList {
         count: links.len(),
         results: links,
     }))
@@ -70,14 +69,13 @@ pub async fn ai_tools(
         category,
         featured: parse_bool(&query, "featured")?,
     };
-    let tools: Vec<AiToolDto> = state
-        .repo
-        .ai_tools(&filter)
-        .await?
-        .into_iter()
-        .map(Into::into)
-        .collect();
-    Ok(HttpResponse::Ok().json(AiToolList {
+    let tools = state.repo.ai_tools(&filter).await?;
+    let mut res = HttpResponse::Ok();
+    if let Some(newest) = tools.iter().map(|t| t.updated_at).max() {
+        res.insert_header(last_modified_header(newest));
+    }
+    let tools: Vec<AiToolDto> = tools.into_iter().map(Into::into).collect();
+    Ok(res.json(AiToolList {
         count: tools.len(),
         results: tools,
     }))
