@@ -16,6 +16,7 @@ use tera::Tera;
 use tracing_actix_web::TracingLogger;
 
 use crate::cache::CacheManager;
+use crate::cache::fragments::Fragments;
 use crate::config::Config;
 use crate::content::{seed, Repository};
 use crate::db::{self, Db, DbError};
@@ -27,6 +28,7 @@ pub struct AppState {
     pub cache: CacheManager,
     pub repo: Repository,
     pub tera: Tera,
+    pub fragments: Fragments,
     pub assets: Assets,
 }
 
@@ -40,7 +42,7 @@ pub enum StartupError {
     Seed(#[from] seed::SeedError),
     #[error("CACHE_URL: {0}")]
     Cache(#[from] crate::cache::StoreError),
-    #[error("templates: {0}")]
+    #[error("templates: {0:?}")]
     Templates(#[from] tera::Error),
     #[error("BIND: cannot listen on {bind}: {source}")]
     Bind {
@@ -108,7 +110,9 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         let report = seed::seed_fixtures(&repo).await?;
         tracing::info!(%report, "empty database seeded from fixtures");
     }
+    let fragments = crate::web::fragments::registry(cache.clone(), &repo, templates::TEMPLATES, config.debug);
     Ok(AppState {
+        fragments,
         config: Arc::new(config),
         cache,
         repo,

@@ -127,21 +127,16 @@ impl RedisStore {
         Ok(values.into_iter().map(|v| v.map(Into::into)).collect())
     }
 
-    /// One round trip: the entry and the current versions of its tags.
-    pub async fn get_tagged(
+    /// One round trip: the entries and the current versions of their tags.
+    pub async fn get_many_tagged(
         &self,
-        key: &str,
+        keys: &[&str],
         tag_keys: &[String],
-    ) -> StoreResult<(Option<Arc<[u8]>>, Vec<Option<u64>>)> {
-        let mut values: Vec<Option<Vec<u8>>> = self
-            .run(redis::cmd("MGET").arg(key).arg(tag_keys), self.timeout)
-            .await?;
-        let versions = values
-            .split_off(1)
-            .into_iter()
-            .map(|v| v.and_then(|b| parse_u64(&b)))
-            .collect();
-        Ok((values.pop().flatten().map(Into::into), versions))
+    ) -> StoreResult<(Vec<Option<Arc<[u8]>>>, Vec<Option<u64>>)> {
+        let mut values: Vec<Option<Vec<u8>>> =
+            self.run(redis::cmd("MGET").arg(keys).arg(tag_keys), self.timeout).await?;
+        let versions = values.split_off(keys.len()).into_iter().map(|v| v.and_then(|b| parse_u64(&b))).collect();
+        Ok((values.into_iter().map(|v| v.map(Into::into)).collect(), versions))
     }
 
     pub async fn set_many(&self, items: &[(&str, Vec<u8>)], ttl: Duration) -> StoreResult<()> {

@@ -56,6 +56,8 @@ pub mod deps {
     pub const PERSONAL_INFO: &[&str] = &[Model::PersonalInfo.tag()];
     pub const SOCIAL_LINKS: &[&str] = &[Model::SocialLink.tag()];
     pub const AI_TOOLS: &[&str] = &[Model::AiTool.tag()];
+    /// The about page: the owner's details and their links.
+    pub const ABOUT: &[&str] = &[Model::PersonalInfo.tag(), Model::SocialLink.tag()];
 }
 
 /// Response-cache rules: which models each cached API path shows. A path not listed

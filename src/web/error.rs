@@ -21,6 +21,8 @@ pub enum PageError {
     Db(#[from] DbError),
     #[error("template error: {0:?}")]
     Template(#[from] tera::Error),
+    #[error(transparent)]
+    Fragment(#[from] crate::cache::fragments::FragmentError),
 }
 
 impl ResponseError for PageError {

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod csrf;
 pub mod error;
+pub mod fragments;
 pub mod middleware;
 pub mod pages;
 pub mod session;

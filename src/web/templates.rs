@@ -27,6 +27,16 @@ pub const TEMPLATES: &[(&str, &str)] = embed![
     "tools/index.html",
     "contact/form.html",
     "contact/thanks.html",
+    "fragments/home_intro.html",
+    "fragments/recent_posts.html",
+    "fragments/popular_posts.html",
+    "fragments/featured_tools.html",
+    "fragments/tag_cloud.html",
+    "fragments/social_links.html",
+    "fragments/post_list.html",
+    "fragments/post_body.html",
+    "fragments/tools.html",
+    "fragments/about.html",
     "errors/404.html",
     "errors/500.html",
     "feeds/atom.xml",
@@ -78,6 +88,7 @@ pub fn build() -> tera::Result<Tera> {
     tera.autoescape_on(vec![".html", ".xml"]);
     tera.set_escape_fn(escape);
     tera.register_filter("date", date_filter);
+    crate::cache::fragments::Fragments::register_functions(&mut tera);
     Ok(tera)
 }
 

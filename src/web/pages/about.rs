@@ -6,5 +6,5 @@ use crate::web::error::PageError;
 
 pub async fn index(state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
     let ctx = base_context(&state, "about").await?;
-    render(&state, "about/index.html", &ctx)
+    render(&state, "about/index.html", ctx).await
 }

@@ -17,10 +17,11 @@ pub async fn list(
     }
     let mut ctx = base_context(&state, "blog").await?;
     ctx.insert("title", "Blog");
+    ctx.insert("tag_slug", "");
     ctx.insert("base_path", "/blog/");
     ctx.insert("num_pages", &page.num_pages());
     ctx.insert("page", &page);
-    render(&state, "blog/list.html", &ctx)
+    render(&state, "blog/list.html", ctx).await
 }
 
 pub async fn tag(
@@ -43,10 +44,11 @@ pub async fn tag(
     let mut ctx = base_context(&state, "blog").await?;
     ctx.insert("title", &format!("Posts tagged “{}”", tag.name));
     ctx.insert("tag", &tag);
+    ctx.insert("tag_slug", &tag.slug);
     ctx.insert("base_path", &format!("/blog/tag/{}/", tag.slug));
     ctx.insert("num_pages", &page.num_pages());
     ctx.insert("page", &page);
-    render(&state, "blog/list.html", &ctx)
+    render(&state, "blog/list.html", ctx).await
 }
 
 /// A published post; showing it counts one view.
@@ -54,13 +56,15 @@ pub async fn detail(
     state: web::Data<AppState>,
     slug: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    let mut post = state
+    let post = state
         .repo
         .post_by_slug(&slug, false)
         .await?
         .ok_or(PageError::NotFound)?;
-    post.summary.view_count = state.repo.record_view(post.summary.id).await?;
+    let views = state.repo.record_view(post.summary.id).await?;
     let mut ctx = base_context(&state, "blog").await?;
-    ctx.insert("post", &post);
-    render(&state, "blog/detail.html", &ctx)
+    // The body is a cached fragment; the page around it needs only the summary.
+    ctx.insert("post", &post.summary);
+    ctx.insert("view_count", &views);
+    render(&state, "blog/detail.html", ctx).await
 }

@@ -137,7 +137,7 @@ pub async fn submit(
 
 pub async fn thanks(state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
     let ctx = base_context(&state, "contact").await?;
-    render(&state, "contact/thanks.html", &ctx)
+    render(&state, "contact/thanks.html", ctx).await
 }
 
 async fn render_form(
@@ -158,7 +158,7 @@ async fn render_form(
         "limits",
         &serde_json::json!({"name": MAX_NAME, "email": MAX_EMAIL, "subject": MAX_SUBJECT, "message": MAX_MESSAGE}),
     );
-    let mut response = render(state, "contact/form.html", &ctx)?;
+    let mut response = render(state, "contact/form.html", ctx).await?;
     *response.status_mut() = status;
     // The form carries a per-session token: never store it in a shared cache.
     response.headers_mut().insert(

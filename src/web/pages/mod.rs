@@ -35,7 +35,9 @@ pub const PER_PAGE: i64 = 20;
 /// visible social links for the footer, plus asset URLs and the current section.
 pub async fn base_context(state: &AppState, section: &str) -> Result<Context, PageError> {
     let mut ctx = Context::new();
-    let info = state.repo.personal_info().await?;
+    // Both from the query cache; concurrently, so a Redis cache costs one round trip.
+    let (info, links) = tokio::join!(state.repo.personal_info(), state.repo.social_links(false));
+    let info = info?;
     ctx.insert(
         "site_name",
         &info
@@ -51,16 +53,17 @@ pub async fn base_context(state: &AppState, section: &str) -> Result<Context, Pa
             .unwrap_or_default(),
     );
     ctx.insert("personal_info", &info);
-    ctx.insert("social_links", &state.repo.social_links(false).await?);
+    ctx.insert("social_links", &links?);
     ctx.insert("assets", &state.assets);
     ctx.insert("section", section);
     ctx.insert("year", &chrono::Utc::now().format("%Y").to_string());
     Ok(ctx)
 }
 
-pub fn render(state: &AppState, template: &str, ctx: &Context) -> Result<HttpResponse, PageError> {
+/// Renders a page through the fragment cache (see `cache::fragments`).
+pub async fn render(state: &AppState, template: &str, mut ctx: Context) -> Result<HttpResponse, PageError> {
     let started = std::time::Instant::now();
-    let html = state.tera.render(template, ctx)?;
+    let html = state.fragments.render_page(&state.tera, template, &mut ctx).await?;
     crate::timing::add(crate::timing::Phase::Render, started.elapsed());
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")

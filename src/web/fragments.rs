@@ -1,0 +1,157 @@
+//! The fragments pages may ask for: each names its template, the models it shows and a
+//! loader that runs only on a miss. Loaders read through the repository (so even a
+//! fragment miss is usually a query-cache hit).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::cache::fragments::{FragmentDef, Fragments, LoadFuture, Loader};
+use crate::cache::CacheManager;
+use crate::content::invalidation::deps;
+use crate::content::models::ToolFilter;
+use crate::content::Repository;
+use crate::db::DbError;
+use crate::web::pages::PER_PAGE;
+
+pub const RECENT_POSTS: i64 = 12;
+pub const POPULAR_POSTS: i64 = 8;
+const LATEST_POSTS: i64 = 6;
+
+fn loader<F, Fut, T>(repo: &Repository, f: F) -> Loader
+where
+    F: Fn(Repository, Value) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<T, DbError>> + 'static,
+    T: Serialize,
+{
+    let repo = repo.clone();
+    let f = Arc::new(f);
+    Arc::new(move |args: Value| -> LoadFuture {
+        let (repo, f) = (repo.clone(), f.clone());
+        Box::pin(async move {
+            let value = f(repo, args).await.map_err(|e| e.to_string())?;
+            serde_json::to_value(value).map_err(|e| e.to_string())
+        })
+    })
+}
+
+fn block(template: &'static str, depends_on: &'static [&'static str], loader: Loader) -> FragmentDef {
+    FragmentDef { template: Some(template), depends_on, ttl: None, loader }
+}
+
+pub fn registry(cache: CacheManager, repo: &Repository, templates: &[(&str, &str)], debug: bool) -> Fragments {
+    let mut f = Fragments::new(cache, templates, debug);
+    f.register(
+        "home_intro",
+        block(
+            "fragments/home_intro.html",
+            deps::PERSONAL_INFO,
+            loader(repo, |r, _| async move { Ok(json!({ "personal_info": r.personal_info().await? })) }),
+        ),
+    );
+    f.register(
+        "recent_posts",
+        block(
+            "fragments/recent_posts.html",
+            deps::POSTS,
+            loader(repo, |r, _| async move { Ok(json!({ "posts": r.recent_posts(RECENT_POSTS).await? })) }),
+        ),
+    );
+    f.register(
+        "popular_posts",
+        FragmentDef {
+            // View counts are near-real-time: a short TTL instead of a write per view.
+            ttl: Some(Duration::from_secs(60)),
+            ..block(
+                "fragments/popular_posts.html",
+                deps::POSTS,
+                loader(repo, |r, _| async move { Ok(json!({ "posts": r.popular_posts(POPULAR_POSTS).await? })) }),
+            )
+        },
+    );
+    f.register(
+        "featured_tools",
+        block(
+            "fragments/featured_tools.html",
+            deps::AI_TOOLS,
+            loader(repo, |r, _| async move {
+                let featured = ToolFilter { featured: Some(true), category: None };
+                Ok(json!({ "tools": r.ai_tools(&featured).await? }))
+            }),
+        ),
+    );
+    f.register(
+        "tag_cloud",
+        block(
+            "fragments/tag_cloud.html",
+            deps::TAGS,
+            loader(repo, |r, _| async move { Ok(json!({ "tags": r.tag_cloud().await? })) }),
+        ),
+    );
+    f.register(
+        "social_links",
+        block(
+            "fragments/social_links.html",
+            deps::SOCIAL_LINKS,
+            loader(repo, |r, _| async move { Ok(json!({ "links": r.social_links(false).await? })) }),
+        ),
+    );
+    f.register(
+        "about",
+        block(
+            "fragments/about.html",
+            deps::ABOUT,
+            loader(repo, |r, _| async move {
+                Ok(json!({ "personal_info": r.personal_info().await?, "links": r.social_links(false).await? }))
+            }),
+        ),
+    );
+    f.register(
+        "tools_by_category",
+        block(
+            "fragments/tools.html",
+            deps::AI_TOOLS,
+            loader(repo, |r, _| async move { Ok(json!({ "categories": r.tools_by_category().await? })) }),
+        ),
+    );
+    // vary = [page number, tag slug or ""]
+    f.register(
+        "post_list",
+        block(
+            "fragments/post_list.html",
+            deps::POSTS,
+            loader(repo, |r, vary| async move {
+                let page = vary.get(0).and_then(Value::as_i64).unwrap_or(1);
+                let tag_id = match vary.get(1).and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                    Some(slug) => r.tag_by_slug(slug).await?.map(|t| t.id),
+                    None => None,
+                };
+                Ok(json!({ "page": r.published_posts(page, PER_PAGE, tag_id).await? }))
+            }),
+        ),
+    );
+    // vary = [slug]
+    f.register(
+        "post_body",
+        block(
+            "fragments/post_body.html",
+            deps::POSTS,
+            loader(repo, |r, vary| async move {
+                let slug = vary.get(0).and_then(Value::as_str).unwrap_or_default().to_string();
+                Ok(json!({ "post": r.post_by_slug(&slug, false).await? }))
+            }),
+        ),
+    );
+    f.register(
+        "latest_posts",
+        FragmentDef {
+            template: None,
+            depends_on: deps::POSTS,
+            ttl: None,
+            loader: loader(repo, |r, _| async move { r.recent_posts(LATEST_POSTS).await }),
+        },
+    );
+    f
+}
