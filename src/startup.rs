@@ -15,8 +15,8 @@ use sha2::{Digest, Sha512};
 use tera::Tera;
 use tracing_actix_web::TracingLogger;
 
-use crate::cache::CacheManager;
 use crate::cache::fragments::Fragments;
+use crate::cache::CacheManager;
 use crate::config::Config;
 use crate::content::{seed, Repository};
 use crate::db::{self, Db, DbError};
@@ -110,7 +110,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         let report = seed::seed_fixtures(&repo).await?;
         tracing::info!(%report, "empty database seeded from fixtures");
     }
-    let fragments = crate::web::fragments::registry(cache.clone(), &repo, templates::TEMPLATES, config.debug);
+    let fragments =
+        crate::web::fragments::registry(cache.clone(), &repo, templates::TEMPLATES, config.debug);
     Ok(AppState {
         fragments,
         config: Arc::new(config),

@@ -57,9 +57,21 @@ struct FragmentEntry {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Request {
-    Block { name: String, vary: Value, ttl: Option<u64> },
-    Component { name: String, template: String, ctx: Value, ttl: Option<u64> },
-    Query { name: String, ttl: Option<u64> },
+    Block {
+        name: String,
+        vary: Value,
+        ttl: Option<u64>,
+    },
+    Component {
+        name: String,
+        template: String,
+        ctx: Value,
+        ttl: Option<u64>,
+    },
+    Query {
+        name: String,
+        ttl: Option<u64>,
+    },
 }
 
 impl Request {
@@ -67,7 +79,12 @@ impl Request {
     fn id(&self) -> String {
         match self {
             Request::Block { name, vary, .. } => format!("block|{name}|{vary}"),
-            Request::Component { name, template, ctx, .. } => format!("component|{name}|{template}|{ctx}"),
+            Request::Component {
+                name,
+                template,
+                ctx,
+                ..
+            } => format!("component|{name}|{template}|{ctx}"),
             Request::Query { name, .. } => format!("query|{name}"),
         }
     }
@@ -140,9 +157,20 @@ impl Fragments {
     pub fn new(cache: CacheManager, templates: &[(&str, &str)], debug: bool) -> Self {
         let versions = templates
             .iter()
-            .map(|(name, source)| (name.to_string(), hex::encode(&Sha256::digest(source.as_bytes())[..6])))
+            .map(|(name, source)| {
+                (
+                    name.to_string(),
+                    hex::encode(&Sha256::digest(source.as_bytes())[..6]),
+                )
+            })
             .collect();
-        Fragments { cache, defs: HashMap::new(), versions, debug, stats: FragmentStats::default() }
+        Fragments {
+            cache,
+            defs: HashMap::new(),
+            versions,
+            debug,
+            stats: FragmentStats::default(),
+        }
     }
 
     pub fn register(&mut self, name: &'static str, def: FragmentDef) {
@@ -158,7 +186,10 @@ impl Fragments {
     }
 
     fn version(&self, template: &str) -> &str {
-        self.versions.get(template).map(String::as_str).unwrap_or("0")
+        self.versions
+            .get(template)
+            .map(String::as_str)
+            .unwrap_or("0")
     }
 
     fn key_for(&self, request: &Request) -> Result<(Key, &'static [&'static str]), FragmentError> {
@@ -167,11 +198,26 @@ impl Fragments {
             Request::Block { name, vary, .. } => {
                 let def = self.def(name)?;
                 let version = self.version(def.template.unwrap_or(""));
-                (self.cache.key("fragment", ["block", name, version, &hash(vary)]), def.depends_on)
+                (
+                    self.cache
+                        .key("fragment", ["block", name, version, &hash(vary)]),
+                    def.depends_on,
+                )
             }
-            Request::Component { name, template, ctx, .. } => {
+            Request::Component {
+                name,
+                template,
+                ctx,
+                ..
+            } => {
                 // Keyed by its whole context: new data, new key.
-                (self.cache.key("fragment", ["component", name, self.version(template), &hash(ctx)]), &[])
+                (
+                    self.cache.key(
+                        "fragment",
+                        ["component", name, self.version(template), &hash(ctx)],
+                    ),
+                    &[],
+                )
             }
             Request::Query { name, .. } => {
                 let def = self.def(name)?;
@@ -181,21 +227,47 @@ impl Fragments {
     }
 
     fn def(&self, name: &str) -> Result<&FragmentDef, FragmentError> {
-        self.defs.get(name).ok_or_else(|| FragmentError::Unknown(name.to_string()))
+        self.defs
+            .get(name)
+            .ok_or_else(|| FragmentError::Unknown(name.to_string()))
     }
 
     /// Renders `template` with fragment caching (see the module comment). `ctx` gains
     /// `cache` (backend, hit ratio, whether the whole page came from the cache).
-    pub async fn render_page(&self, tera: &Tera, template: &str, ctx: &mut Context) -> Result<String, FragmentError> {
-        let (_, collected) = with_state(Mode::Collect(Vec::new()), self.debug, || tera.render(template, ctx));
-        let Mode::Collect(collected) = collected.mode else { unreachable!("collect mode stays collect") };
+    pub async fn render_page(
+        &self,
+        tera: &Tera,
+        template: &str,
+        ctx: &mut Context,
+    ) -> Result<String, FragmentError> {
+        // What the page will see as `cache`, with the page's own outcome still unknown.
+        let info = |page_from_cache: bool, fragments: usize| CacheInfo {
+            backend: self.cache.backend_name(),
+            hit_ratio: self.cache.stats().hit_ratio,
+            page_from_cache,
+            fragments,
+        };
+        ctx.insert("cache", &info(false, 0));
+        let (collect_result, collected) = with_state(Mode::Collect(Vec::new()), self.debug, || {
+            tera.render(template, ctx)
+        });
+        collect_result?;
+        let Mode::Collect(collected) = collected.mode else {
+            unreachable!("collect mode stays collect")
+        };
         let mut seen = std::collections::HashSet::new();
-        let requests: Vec<Request> = collected.into_iter().filter(|r| seen.insert(r.id())).collect();
+        let requests: Vec<Request> = collected
+            .into_iter()
+            .filter(|r| seen.insert(r.id()))
+            .collect();
 
         let mut resolved = HashMap::new();
         let mut reports = Vec::new();
         if !requests.is_empty() {
-            let keyed: Vec<(Key, &[&str])> = requests.iter().map(|r| self.key_for(r)).collect::<Result<_, _>>()?;
+            let keyed: Vec<(Key, &[&str])> = requests
+                .iter()
+                .map(|r| self.key_for(r))
+                .collect::<Result<_, _>>()?;
             let lookups = self.cache.get_many_tagged::<FragmentEntry>(&keyed).await;
             let now = now_ms();
             for ((request, (key, _)), lookup) in requests.iter().zip(&keyed).zip(lookups) {
@@ -204,7 +276,8 @@ impl Fragments {
                     None => {
                         let entry = self.fill(tera, request).await?;
                         if let Some(versions) = lookup.versions {
-                            let ttl = request_ttl(request).or_else(|| self.def(name_of(request)).ok().and_then(|d| d.ttl));
+                            let ttl = request_ttl(request)
+                                .or_else(|| self.def(name_of(request)).ok().and_then(|d| d.ttl));
                             self.cache.set_tagged(key, &versions, &entry, ttl).await;
                         }
                         (entry, false)
@@ -221,15 +294,12 @@ impl Fragments {
                 resolved.insert(request.id(), entry.body);
             }
         }
-        let stats = self.cache.stats();
         ctx.insert(
             "cache",
-            &CacheInfo {
-                backend: self.cache.backend_name(),
-                hit_ratio: stats.hit_ratio,
-                page_from_cache: !reports.is_empty() && reports.iter().all(|r| r.hit),
-                fragments: reports.len(),
-            },
+            &info(
+                !reports.is_empty() && reports.iter().all(|r| r.hit),
+                reports.len(),
+            ),
         );
         let (html, _) = with_state(Mode::Serve(resolved), self.debug, || {
             STATE.with(|s| s.borrow_mut().as_mut().expect("state set").reports = reports);
@@ -246,7 +316,9 @@ impl Fragments {
                 let def = self.def(name)?;
                 let data = self.load(name, def, vary.clone()).await?;
                 self.stats.renders.fetch_add(1, Relaxed);
-                let template = def.template.ok_or_else(|| FragmentError::Unknown(format!("{name} has no template")))?;
+                let template = def
+                    .template
+                    .ok_or_else(|| FragmentError::Unknown(format!("{name} has no template")))?;
                 tera.render(template, &Context::from_value(data)?)?
             }
             Request::Component { template, ctx, .. } => {
@@ -258,29 +330,54 @@ impl Fragments {
                 self.load(name, def, Value::Null).await?.to_string()
             }
         };
-        Ok(FragmentEntry { body, stored_at_ms: now_ms(), render_us: started.elapsed().as_micros() as u64 })
+        Ok(FragmentEntry {
+            body,
+            stored_at_ms: now_ms(),
+            render_us: started.elapsed().as_micros() as u64,
+        })
     }
 
-    async fn load(&self, name: &str, def: &FragmentDef, args: Value) -> Result<Value, FragmentError> {
+    async fn load(
+        &self,
+        name: &str,
+        def: &FragmentDef,
+        args: Value,
+    ) -> Result<Value, FragmentError> {
         self.stats.loads.fetch_add(1, Relaxed);
-        (def.loader)(args).await.map_err(|reason| FragmentError::Load { name: name.to_string(), reason })
+        (def.loader)(args)
+            .await
+            .map_err(|reason| FragmentError::Load {
+                name: name.to_string(),
+                reason,
+            })
     }
 }
 
 fn with_state<R>(mode: Mode, debug: bool, f: impl FnOnce() -> R) -> (R, RenderState) {
-    STATE.with(|s| *s.borrow_mut() = Some(RenderState { mode, reports: Vec::new(), debug }));
+    STATE.with(|s| {
+        *s.borrow_mut() = Some(RenderState {
+            mode,
+            reports: Vec::new(),
+            debug,
+        })
+    });
     let result = f();
     let state = STATE.with(|s| s.borrow_mut().take()).expect("state set");
     (result, state)
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn name_of(r: &Request) -> &str {
     match r {
-        Request::Block { name, .. } | Request::Component { name, .. } | Request::Query { name, .. } => name,
+        Request::Block { name, .. }
+        | Request::Component { name, .. }
+        | Request::Query { name, .. } => name,
     }
 }
 
@@ -294,7 +391,9 @@ fn kind_of(r: &Request) -> &'static str {
 
 fn request_ttl(r: &Request) -> Option<Duration> {
     match r {
-        Request::Block { ttl, .. } | Request::Component { ttl, .. } | Request::Query { ttl, .. } => ttl.map(Duration::from_secs),
+        Request::Block { ttl, .. }
+        | Request::Component { ttl, .. }
+        | Request::Query { ttl, .. } => ttl.map(Duration::from_secs),
     }
 }
 
@@ -302,20 +401,24 @@ fn request_ttl(r: &Request) -> Option<Duration> {
 fn call(request: Request, placeholder: Value) -> tera::Result<Value> {
     STATE.with(|s| {
         let mut state = s.borrow_mut();
-        let state = state
-            .as_mut()
-            .ok_or_else(|| tera::Error::msg("cache functions work only in pages rendered by Fragments::render_page"))?;
+        let state = state.as_mut().ok_or_else(|| {
+            tera::Error::msg(
+                "cache functions work only in pages rendered by Fragments::render_page",
+            )
+        })?;
         match &mut state.mode {
             Mode::Collect(requests) => {
                 requests.push(request);
                 Ok(placeholder)
             }
             Mode::Serve(resolved) => {
-                let body = resolved
-                    .get(&request.id())
-                    .ok_or_else(|| tera::Error::msg(format!("fragment {} was not prefetched", request.id())))?;
+                let body = resolved.get(&request.id()).ok_or_else(|| {
+                    tera::Error::msg(format!("fragment {} was not prefetched", request.id()))
+                })?;
                 Ok(match request {
-                    Request::Query { .. } => serde_json::from_str(body).map_err(|e| tera::Error::msg(e.to_string()))?,
+                    Request::Query { .. } => {
+                        serde_json::from_str(body).map_err(|e| tera::Error::msg(e.to_string()))?
+                    }
                     _ => Value::String(body.clone()),
                 })
             }
@@ -327,7 +430,11 @@ fn string_arg(args: &HashMap<String, Value>, name: &str, function: &str) -> tera
     args.get(name)
         .and_then(Value::as_str)
         .map(String::from)
-        .ok_or_else(|| tera::Error::msg(format!("{function}: the `{name}` argument (a string) is required")))
+        .ok_or_else(|| {
+            tera::Error::msg(format!(
+                "{function}: the `{name}` argument (a string) is required"
+            ))
+        })
 }
 
 fn ttl_arg(args: &HashMap<String, Value>) -> Option<u64> {
@@ -340,7 +447,14 @@ impl tera::Function for CacheBlock {
     fn call(&self, args: &HashMap<String, Value>) -> tera::Result<Value> {
         let name = string_arg(args, "name", "cache_block")?;
         let vary = args.get("vary").cloned().unwrap_or(Value::Null);
-        call(Request::Block { name, vary, ttl: ttl_arg(args) }, Value::String(String::new()))
+        call(
+            Request::Block {
+                name,
+                vary,
+                ttl: ttl_arg(args),
+            },
+            Value::String(String::new()),
+        )
     }
     fn is_safe(&self) -> bool {
         true
@@ -359,7 +473,15 @@ impl tera::Function for CachedComponent {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         // Sorted keys (serde_json's map is a BTreeMap): the same context, the same key.
-        call(Request::Component { name, template, ctx: Value::Object(ctx), ttl: ttl_arg(args) }, Value::String(String::new()))
+        call(
+            Request::Component {
+                name,
+                template,
+                ctx: Value::Object(ctx),
+                ttl: ttl_arg(args),
+            },
+            Value::String(String::new()),
+        )
     }
     fn is_safe(&self) -> bool {
         true
@@ -371,7 +493,13 @@ struct CacheQuery;
 impl tera::Function for CacheQuery {
     fn call(&self, args: &HashMap<String, Value>) -> tera::Result<Value> {
         let name = string_arg(args, "name", "cache_query")?;
-        call(Request::Query { name, ttl: ttl_arg(args) }, Value::Array(Vec::new()))
+        call(
+            Request::Query {
+                name,
+                ttl: ttl_arg(args),
+            },
+            Value::Array(Vec::new()),
+        )
     }
 }
 
@@ -407,5 +535,8 @@ impl tera::Function for CacheDebugInfo {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

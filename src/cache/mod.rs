@@ -539,34 +539,63 @@ impl CacheManager {
     /// Looks up a tagged entry: the value if it is still current, and on a miss the
     /// versions a fill must be stored under (`set_tagged`); None versions mean the
     /// backend failed and nothing should be stored. One round trip on Redis.
-    pub async fn get_tagged<T: DeserializeOwned>(&self, key: &Key, tags: &[&str]) -> TaggedLookup<T> {
-        self.get_many_tagged(&[(key.clone(), tags)]).await.pop().expect("one lookup per entry")
+    pub async fn get_tagged<T: DeserializeOwned>(
+        &self,
+        key: &Key,
+        tags: &[&str],
+    ) -> TaggedLookup<T> {
+        self.get_many_tagged(&[(key.clone(), tags)])
+            .await
+            .pop()
+            .expect("one lookup per entry")
     }
 
     /// `get_tagged` for many entries in one round trip: their keys and the current
     /// versions of all their tags in one MGET (a second only when a tag has no version
     /// yet, which happens once per tag).
-    pub async fn get_many_tagged<T: DeserializeOwned>(&self, entries: &[(Key, &[&str])]) -> Vec<TaggedLookup<T>> {
-        let mut tag_names: Vec<&str> = entries.iter().flat_map(|(_, tags)| tags.iter().copied()).collect();
+    pub async fn get_many_tagged<T: DeserializeOwned>(
+        &self,
+        entries: &[(Key, &[&str])],
+    ) -> Vec<TaggedLookup<T>> {
+        let mut tag_names: Vec<&str> = entries
+            .iter()
+            .flat_map(|(_, tags)| tags.iter().copied())
+            .collect();
         tag_names.sort_unstable();
         tag_names.dedup();
-        let tag_keys: Vec<String> = tag_names.iter().map(|t| self.inner.keys.tag_key(t)).collect();
+        let tag_keys: Vec<String> = tag_names
+            .iter()
+            .map(|t| self.inner.keys.tag_key(t))
+            .collect();
         let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
         let started = Instant::now();
         let lookup = match &self.inner.store {
-            Store::Memory(m) => m.get_many(&keys).map(|v| (v, m.current_versions(&tag_keys))),
+            Store::Memory(m) => m
+                .get_many(&keys)
+                .map(|v| (v, m.current_versions(&tag_keys))),
             Store::Redis(r) => r.get_many_tagged(&keys, &tag_keys).await,
             Store::None => Ok((vec![None; keys.len()], vec![None; tag_keys.len()])),
         };
-        self.timed(if entries.len() == 1 { Op::Get } else { Op::GetMany }, started);
+        self.timed(
+            if entries.len() == 1 {
+                Op::Get
+            } else {
+                Op::GetMany
+            },
+            started,
+        );
         let (values, mut versions) = lookup.unwrap_or_else(|e| {
             self.report(Op::Get, e);
             (vec![None; keys.len()], vec![None; tag_keys.len()])
         });
         let known: Vec<Option<u64>> = versions.clone();
         // Tags never seen (or lost by the backend) get a fresh version for the fills.
-        let missing: Vec<String> =
-            tag_keys.iter().zip(&versions).filter(|(_, v)| v.is_none()).map(|(k, _)| k.clone()).collect();
+        let missing: Vec<String> = tag_keys
+            .iter()
+            .zip(&versions)
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
         if !missing.is_empty() {
             if let Some(fresh) = self.tag_versions(&missing).await {
                 let mut fresh = fresh.into_iter();
@@ -576,7 +605,9 @@ impl CacheManager {
             }
         }
         let versions_of = |tags: &[&str], from: &[Option<u64>]| -> Option<Vec<u64>> {
-            tags.iter().map(|t| from[tag_names.binary_search(t).expect("tag in union")]).collect()
+            tags.iter()
+                .map(|t| from[tag_names.binary_search(t).expect("tag in union")])
+                .collect()
         };
         entries
             .iter()
@@ -586,14 +617,20 @@ impl CacheManager {
                     match self.inner.codec.decode::<Tagged<T>>(bytes) {
                         Ok(tagged) if tagged.versions == current => {
                             self.inner.stats.hit(key.family());
-                            return TaggedLookup { value: Some(tagged.value), versions: None };
+                            return TaggedLookup {
+                                value: Some(tagged.value),
+                                versions: None,
+                            };
                         }
                         Ok(_) => {} // invalidated since it was stored
                         Err(e) => self.report(Op::Get, e.into()),
                     }
                 }
                 self.inner.stats.miss(key.family());
-                TaggedLookup { value: None, versions: versions_of(tags, &versions) }
+                TaggedLookup {
+                    value: None,
+                    versions: versions_of(tags, &versions),
+                }
             })
             .collect()
     }

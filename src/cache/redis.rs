@@ -133,10 +133,18 @@ impl RedisStore {
         keys: &[&str],
         tag_keys: &[String],
     ) -> StoreResult<(Vec<Option<Arc<[u8]>>>, Vec<Option<u64>>)> {
-        let mut values: Vec<Option<Vec<u8>>> =
-            self.run(redis::cmd("MGET").arg(keys).arg(tag_keys), self.timeout).await?;
-        let versions = values.split_off(keys.len()).into_iter().map(|v| v.and_then(|b| parse_u64(&b))).collect();
-        Ok((values.into_iter().map(|v| v.map(Into::into)).collect(), versions))
+        let mut values: Vec<Option<Vec<u8>>> = self
+            .run(redis::cmd("MGET").arg(keys).arg(tag_keys), self.timeout)
+            .await?;
+        let versions = values
+            .split_off(keys.len())
+            .into_iter()
+            .map(|v| v.and_then(|b| parse_u64(&b)))
+            .collect();
+        Ok((
+            values.into_iter().map(|v| v.map(Into::into)).collect(),
+            versions,
+        ))
     }
 
     pub async fn set_many(&self, items: &[(&str, Vec<u8>)], ttl: Duration) -> StoreResult<()> {

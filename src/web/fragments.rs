@@ -37,18 +37,34 @@ where
     })
 }
 
-fn block(template: &'static str, depends_on: &'static [&'static str], loader: Loader) -> FragmentDef {
-    FragmentDef { template: Some(template), depends_on, ttl: None, loader }
+fn block(
+    template: &'static str,
+    depends_on: &'static [&'static str],
+    loader: Loader,
+) -> FragmentDef {
+    FragmentDef {
+        template: Some(template),
+        depends_on,
+        ttl: None,
+        loader,
+    }
 }
 
-pub fn registry(cache: CacheManager, repo: &Repository, templates: &[(&str, &str)], debug: bool) -> Fragments {
+pub fn registry(
+    cache: CacheManager,
+    repo: &Repository,
+    templates: &[(&str, &str)],
+    debug: bool,
+) -> Fragments {
     let mut f = Fragments::new(cache, templates, debug);
     f.register(
         "home_intro",
         block(
             "fragments/home_intro.html",
             deps::PERSONAL_INFO,
-            loader(repo, |r, _| async move { Ok(json!({ "personal_info": r.personal_info().await? })) }),
+            loader(repo, |r, _| async move {
+                Ok(json!({ "personal_info": r.personal_info().await? }))
+            }),
         ),
     );
     f.register(
@@ -56,7 +72,9 @@ pub fn registry(cache: CacheManager, repo: &Repository, templates: &[(&str, &str
         block(
             "fragments/recent_posts.html",
             deps::POSTS,
-            loader(repo, |r, _| async move { Ok(json!({ "posts": r.recent_posts(RECENT_POSTS).await? })) }),
+            loader(repo, |r, _| async move {
+                Ok(json!({ "posts": r.recent_posts(RECENT_POSTS).await? }))
+            }),
         ),
     );
     f.register(
@@ -67,7 +85,9 @@ pub fn registry(cache: CacheManager, repo: &Repository, templates: &[(&str, &str
             ..block(
                 "fragments/popular_posts.html",
                 deps::POSTS,
-                loader(repo, |r, _| async move { Ok(json!({ "posts": r.popular_posts(POPULAR_POSTS).await? })) }),
+                loader(repo, |r, _| async move {
+                    Ok(json!({ "posts": r.popular_posts(POPULAR_POSTS).await? }))
+                }),
             )
         },
     );
@@ -77,7 +97,10 @@ pub fn registry(cache: CacheManager, repo: &Repository, templates: &[(&str, &str
             "fragments/featured_tools.html",
             deps::AI_TOOLS,
             loader(repo, |r, _| async move {
-                let featured = ToolFilter { featured: Some(true), category: None };
+                let featured = ToolFilter {
+                    featured: Some(true),
+                    category: None,
+                };
                 Ok(json!({ "tools": r.ai_tools(&featured).await? }))
             }),
         ),
@@ -87,7 +110,9 @@ pub fn registry(cache: CacheManager, repo: &Repository, templates: &[(&str, &str
         block(
             "fragments/tag_cloud.html",
             deps::TAGS,
-            loader(repo, |r, _| async move { Ok(json!({ "tags": r.tag_cloud().await? })) }),
+            loader(repo, |r, _| async move {
+                Ok(json!({ "tags": r.tag_cloud().await? }))
+            }),
         ),
     );
     f.register(
@@ -95,7 +120,9 @@ pub fn registry(cache: CacheManager, repo: &Repository, templates: &[(&str, &str
         block(
             "fragments/social_links.html",
             deps::SOCIAL_LINKS,
-            loader(repo, |r, _| async move { Ok(json!({ "links": r.social_links(false).await? })) }),
+            loader(repo, |r, _| async move {
+                Ok(json!({ "links": r.social_links(false).await? }))
+            }),
         ),
     );
     f.register(
@@ -113,7 +140,9 @@ pub fn registry(cache: CacheManager, repo: &Repository, templates: &[(&str, &str
         block(
             "fragments/tools.html",
             deps::AI_TOOLS,
-            loader(repo, |r, _| async move { Ok(json!({ "categories": r.tools_by_category().await? })) }),
+            loader(repo, |r, _| async move {
+                Ok(json!({ "categories": r.tools_by_category().await? }))
+            }),
         ),
     );
     // vary = [page number, tag slug or ""]
@@ -124,7 +153,11 @@ pub fn registry(cache: CacheManager, repo: &Repository, templates: &[(&str, &str
             deps::POSTS,
             loader(repo, |r, vary| async move {
                 let page = vary.get(0).and_then(Value::as_i64).unwrap_or(1);
-                let tag_id = match vary.get(1).and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                let tag_id = match vary
+                    .get(1)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                {
                     Some(slug) => r.tag_by_slug(slug).await?.map(|t| t.id),
                     None => None,
                 };
@@ -139,7 +172,11 @@ pub fn registry(cache: CacheManager, repo: &Repository, templates: &[(&str, &str
             "fragments/post_body.html",
             deps::POSTS,
             loader(repo, |r, vary| async move {
-                let slug = vary.get(0).and_then(Value::as_str).unwrap_or_default().to_string();
+                let slug = vary
+                    .get(0)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 Ok(json!({ "post": r.post_by_slug(&slug, false).await? }))
             }),
         ),
@@ -150,7 +187,10 @@ pub fn registry(cache: CacheManager, repo: &Repository, templates: &[(&str, &str
             template: None,
             depends_on: deps::POSTS,
             ttl: None,
-            loader: loader(repo, |r, _| async move { r.recent_posts(LATEST_POSTS).await }),
+            loader: loader(
+                repo,
+                |r, _| async move { r.recent_posts(LATEST_POSTS).await },
+            ),
         },
     );
     f

@@ -8,6 +8,7 @@ mod http_cache;
 mod api_routes;
 mod cache;
 mod contact;
+mod fragments;
 mod pages;
 mod resilience;
 mod seed;

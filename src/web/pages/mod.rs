@@ -56,14 +56,22 @@ pub async fn base_context(state: &AppState, section: &str) -> Result<Context, Pa
     ctx.insert("social_links", &links?);
     ctx.insert("assets", &state.assets);
     ctx.insert("section", section);
+    ctx.insert("debug", &state.config.debug);
     ctx.insert("year", &chrono::Utc::now().format("%Y").to_string());
     Ok(ctx)
 }
 
 /// Renders a page through the fragment cache (see `cache::fragments`).
-pub async fn render(state: &AppState, template: &str, mut ctx: Context) -> Result<HttpResponse, PageError> {
+pub async fn render(
+    state: &AppState,
+    template: &str,
+    mut ctx: Context,
+) -> Result<HttpResponse, PageError> {
     let started = std::time::Instant::now();
-    let html = state.fragments.render_page(&state.tera, template, &mut ctx).await?;
+    let html = state
+        .fragments
+        .render_page(&state.tera, template, &mut ctx)
+        .await?;
     crate::timing::add(crate::timing::Phase::Render, started.elapsed());
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
