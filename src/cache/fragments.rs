@@ -10,6 +10,7 @@
 //!    versions of every tag they depend on — then, for misses only, run the fragment's
 //!    loader (its queries) and render its template, and store it;
 //! 3. *serve*: render again with every function answering from step 2.
+//!
 //! The page shell is rendered twice (microseconds); a warm fragment's loader and
 //! template are never run. The functions reach the per-render state through a
 //! thread-local, because tera hands a function its arguments and nothing else; a render
