@@ -1,5 +1,7 @@
 //! The command line: one binary, one subcommand a file. `serve` is the default.
 
+mod clear;
+mod create_admin;
 mod migrate;
 mod seed;
 mod serve;
@@ -29,6 +31,10 @@ pub enum Command {
     Migrate,
     /// Load the fixtures (idempotent); optionally generate N extra posts for load tests.
     Seed(seed::SeedArgs),
+    /// Create an admin account (password from ADMIN_PASSWORD, or asked twice).
+    CreateAdmin(create_admin::CreateAdminArgs),
+    /// Delete cached entries: all of this site's, or those matching --pattern.
+    Clear(clear::ClearArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -45,6 +51,8 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(config, args),
         Command::Migrate => migrate::run(config),
         Command::Seed(args) => seed::run(config, args),
+        Command::CreateAdmin(args) => create_admin::run(config, args),
+        Command::Clear(args) => clear::run(config, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -315,3 +315,34 @@ pub struct SitemapEntry {
     pub slug: String,
     pub updated_at: NaiveDateTime,
 }
+
+/// A validated post from the admin form (create or update).
+#[derive(Debug, Clone)]
+pub struct PostInput {
+    pub title: String,
+    pub slug: String,
+    pub body_markdown: String,
+    pub excerpt: Option<String>,
+    pub author_id: i32,
+    pub tags: Vec<String>,
+    pub published: bool,
+    pub featured: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Queryable, Selectable, PartialEq)]
+#[diesel(table_name = admin_users)]
+pub struct AdminUser {
+    pub id: i32,
+    pub username: String,
+    pub password_hash: String,
+    pub created_at: NaiveDateTime,
+}
+
+/// Numbers for the admin overview.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AdminOverview {
+    pub posts: i64,
+    pub drafts: i64,
+    pub messages: i64,
+    pub unread_messages: i64,
+}

@@ -6,11 +6,12 @@ use chrono::{NaiveDateTime, Timelike, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::invalidation::{deps, Model};
+use super::invalidation::{deps, tags_for, Model};
 use super::markdown;
 use super::models::*;
 use super::schema::{
-    ai_tools, authors, contact_messages, personal_info, post_tags, posts, social_links, tags,
+    admin_users, ai_tools, authors, contact_messages, personal_info, post_tags, posts,
+    social_links, tags,
 };
 use crate::cache::CacheManager;
 use crate::db::{Db, DbError};
@@ -50,8 +51,7 @@ impl Repository {
     /// Invalidates everything cached that shows these models. Called after commit, and
     /// awaited, so a write returns only once no reader can be served the old data.
     pub async fn changed(&self, models: &[Model]) {
-        let tags: Vec<&str> = models.iter().map(|m| m.tag()).collect();
-        if !self.cache.invalidate_tags(&tags).await {
+        if !self.cache.invalidate_tags(&tags_for(models)).await {
             tracing::error!(
                 ?models,
                 "cache invalidation failed; entries will expire by TTL"
@@ -119,7 +119,7 @@ impl Repository {
             .cached_query(
                 "tools",
                 &[featured, &category],
-                deps::AI_TOOLS,
+                deps::TOOLS,
                 None,
                 || async {
                     with_conn!(self.db, |conn| {
@@ -171,7 +171,7 @@ impl Repository {
         }
         let key = self.cache.query_key("posts", &query!(), "recent");
         self.cache
-            .get_or_set_tagged(&key, deps::POSTS, None, || async {
+            .get_or_set_tagged(&key, deps::POST_LISTS, None, || async {
                 let rows = with_conn!(self.db, |conn| Ok(query!()
                     .load::<(PostRow, String, String)>(conn)
                     .await?))?;
@@ -199,7 +199,7 @@ impl Repository {
         }
         let key = self.cache.query_key("popular", &query!(), "popular");
         self.cache
-            .get_or_set_tagged(&key, deps::POSTS, None, || async {
+            .get_or_set_tagged(&key, deps::POPULAR_POSTS, None, || async {
                 let rows = with_conn!(self.db, |conn| Ok(query!()
                     .load::<(PostRow, String, String)>(conn)
                     .await?))?;
@@ -224,7 +224,7 @@ impl Repository {
             page.to_string(),
         ];
         self.cache
-            .cached_query("posts", &parts, deps::POSTS, None, || async {
+            .cached_query("posts", &parts, deps::POST_LISTS, None, || async {
                 let offset = (page.max(1) - 1) * per_page;
                 let (total, rows) = with_conn!(self.db, |conn| {
                     let tagged = |tag: i32| {
@@ -269,7 +269,7 @@ impl Repository {
     ) -> RepoResult<Option<PostDetail>> {
         let scope = if include_drafts { "any" } else { "published" };
         self.cache
-            .cached_query("post", &[scope, slug], deps::POSTS, None, || async {
+            .cached_query("post", &[scope, slug], deps::POST_DETAIL, None, || async {
                 let row = with_conn!(self.db, |conn| {
                     let mut query = posts::table
                         .inner_join(authors::table)
@@ -307,7 +307,7 @@ impl Repository {
             .cached_query(
                 "posts",
                 &["feed".to_string(), limit.to_string()],
-                deps::POSTS,
+                deps::FEED,
                 None,
                 || async {
                     let rows = with_conn!(self.db, |conn| {
@@ -341,7 +341,7 @@ impl Repository {
 
     pub async fn tag_by_slug(&self, slug: &str) -> RepoResult<Option<Tag>> {
         self.cache
-            .cached_query("tags", &["slug", slug], deps::TAGS, None, || async {
+            .cached_query("tags", &["slug", slug], deps::TAG_PAGES, None, || async {
                 with_conn!(self.db, |conn| {
                     Ok(tags::table
                         .filter(tags::slug.eq(slug.to_string()))
@@ -357,7 +357,7 @@ impl Repository {
     /// Tags of published posts with their post counts, alphabetically.
     pub async fn tag_cloud(&self) -> RepoResult<Vec<TagCount>> {
         self.cache
-            .cached_query("tags", &["cloud"], deps::TAGS, None, || async {
+            .cached_query("tags", &["cloud"], deps::TAG_CLOUD, None, || async {
                 let rows = with_conn!(self.db, |conn| {
                     Ok(post_tags::table
                         .inner_join(tags::table)
@@ -385,7 +385,7 @@ impl Repository {
     pub async fn sitemap(&self) -> RepoResult<(Vec<SitemapEntry>, Vec<TagCount>)> {
         let posts = self
             .cache
-            .cached_query("posts", &["sitemap"], deps::POSTS, None, || async {
+            .cached_query("posts", &["sitemap"], deps::SITEMAP, None, || async {
                 let rows = with_conn!(self.db, |conn| {
                     Ok(posts::table
                         .filter(posts::published.eq(true))
@@ -701,6 +701,405 @@ impl Repository {
         }
         Ok(inserted)
     }
+}
+
+impl Repository {
+    // ----- admin reads and writes -----------------------------------------------------
+
+    pub async fn authors(&self) -> RepoResult<Vec<Author>> {
+        with_conn!(self.db, |conn| Ok(authors::table
+            .select(Author::as_select())
+            .order_by(authors::name)
+            .load(conn)
+            .await?))
+    }
+
+    /// Every post, drafts first, then newest (admin list; not cached).
+    pub async fn all_posts(&self) -> RepoResult<Vec<PostSummary>> {
+        let rows = with_conn!(self.db, |conn| {
+            Ok(posts::table
+                .inner_join(authors::table)
+                .order_by((
+                    posts::published.asc(),
+                    posts::published_at.desc(),
+                    posts::id.desc(),
+                ))
+                .select((PostRow::as_select(), authors::name, authors::slug))
+                .load::<(PostRow, String, String)>(conn)
+                .await?)
+        })?;
+        self.with_tags(rows).await
+    }
+
+    /// A post by id with its body and author id, for the edit form (not cached).
+    pub async fn post_for_edit(&self, id: i32) -> RepoResult<Option<(PostDetail, i32)>> {
+        let row = with_conn!(self.db, |conn| {
+            Ok(posts::table
+                .inner_join(authors::table)
+                .filter(posts::id.eq(id))
+                .select((PostRow::as_select(), authors::name, authors::slug))
+                .first::<(PostRow, String, String)>(conn)
+                .await
+                .optional()?)
+        })?;
+        let Some(row) = row else { return Ok(None) };
+        let (body_html, body_markdown, author_id) = (
+            row.0.body_html.clone(),
+            row.0.body_markdown.clone(),
+            row.0.author_id,
+        );
+        let summary = self
+            .with_tags(vec![row])
+            .await?
+            .pop()
+            .expect("one row in, one out");
+        Ok(Some((
+            PostDetail {
+                summary,
+                body_html,
+                body_markdown,
+            },
+            author_id,
+        )))
+    }
+
+    /// Creates a post; a taken slug is a unique violation (see `is_unique_violation`).
+    pub async fn create_post(&self, input: PostInput) -> RepoResult<i32> {
+        let id = self.save_post(None, input).await?;
+        Ok(id)
+    }
+
+    pub async fn update_post(&self, id: i32, input: PostInput) -> RepoResult<i32> {
+        self.save_post(Some(id), input).await
+    }
+
+    /// The one write path for posts: the row, its tags (created as needed) and the
+    /// links between them in one transaction, then the invalidation.
+    async fn save_post(&self, id: Option<i32>, input: PostInput) -> RepoResult<i32> {
+        let body_html = markdown::to_safe_html(&input.body_markdown);
+        let excerpt = input
+            .excerpt
+            .clone()
+            .filter(|e| !e.trim().is_empty())
+            .unwrap_or_else(|| markdown::excerpt(&input.body_markdown, 240));
+        let tag_list = dedup_tags(&input.tags);
+        let saved = with_conn!(self.db, |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+                let stamp = now();
+                let post_id = match id {
+                    Some(id) => {
+                        let first_published: Option<Option<NaiveDateTime>> = posts::table
+                            .find(id)
+                            .select(posts::published_at)
+                            .first(conn)
+                            .await
+                            .optional()?;
+                        let Some(published_at) = first_published else {
+                            return Err(diesel::result::Error::NotFound);
+                        };
+                        let published_at = if input.published {
+                            published_at.or(Some(stamp))
+                        } else {
+                            published_at
+                        };
+                        diesel::update(posts::table.find(id))
+                            .set((
+                                posts::title.eq(&input.title),
+                                posts::slug.eq(&input.slug),
+                                posts::body_markdown.eq(&input.body_markdown),
+                                posts::body_html.eq(&body_html),
+                                posts::excerpt.eq(&excerpt),
+                                posts::author_id.eq(input.author_id),
+                                posts::published.eq(input.published),
+                                posts::published_at.eq(published_at),
+                                posts::featured.eq(input.featured),
+                                posts::updated_at.eq(stamp),
+                            ))
+                            .execute(conn)
+                            .await?;
+                        diesel::delete(post_tags::table.filter(post_tags::post_id.eq(id)))
+                            .execute(conn)
+                            .await?;
+                        id
+                    }
+                    None => {
+                        diesel::insert_into(posts::table)
+                            .values((
+                                posts::title.eq(&input.title),
+                                posts::slug.eq(&input.slug),
+                                posts::body_markdown.eq(&input.body_markdown),
+                                posts::body_html.eq(&body_html),
+                                posts::excerpt.eq(&excerpt),
+                                posts::author_id.eq(input.author_id),
+                                posts::published.eq(input.published),
+                                posts::published_at.eq(input.published.then_some(stamp)),
+                                posts::created_at.eq(stamp),
+                                posts::updated_at.eq(stamp),
+                                posts::view_count.eq(0i64),
+                                posts::featured.eq(input.featured),
+                            ))
+                            .returning(posts::id)
+                            .get_result(conn)
+                            .await?
+                    }
+                };
+                for (name, slug) in &tag_list {
+                    diesel::insert_into(tags::table)
+                        .values((
+                            tags::name.eq(name),
+                            tags::slug.eq(slug),
+                            tags::updated_at.eq(stamp),
+                        ))
+                        .on_conflict(tags::slug)
+                        .do_nothing()
+                        .execute(conn)
+                        .await?;
+                }
+                let slugs: Vec<&String> = tag_list.iter().map(|(_, slug)| slug).collect();
+                let tag_ids: Vec<i32> = tags::table
+                    .filter(tags::slug.eq_any(slugs))
+                    .select(tags::id)
+                    .load(conn)
+                    .await?;
+                for tag_id in tag_ids {
+                    diesel::insert_into(post_tags::table)
+                        .values((post_tags::post_id.eq(post_id), post_tags::tag_id.eq(tag_id)))
+                        .execute(conn)
+                        .await?;
+                }
+                Ok(post_id)
+            })
+            .await
+            .map_err(DbError::from)
+        })?;
+        self.changed(&[Model::Post, Model::Tag]).await;
+        Ok(saved)
+    }
+
+    pub async fn delete_post(&self, id: i32) -> RepoResult<bool> {
+        let deleted = with_conn!(self.db, |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+                diesel::delete(post_tags::table.filter(post_tags::post_id.eq(id)))
+                    .execute(conn)
+                    .await?;
+                diesel::delete(posts::table.find(id)).execute(conn).await
+            })
+            .await
+            .map_err(DbError::from)
+        })?;
+        if deleted > 0 {
+            self.changed(&[Model::Post]).await;
+        }
+        Ok(deleted > 0)
+    }
+
+    /// Replaces the owner's details (creating the row on a fresh site).
+    pub async fn save_personal_info(&self, info: &NewPersonalInfo) -> RepoResult<()> {
+        with_conn!(self.db, |conn| {
+            let values = (
+                personal_info::name.eq(&info.name),
+                personal_info::headline.eq(&info.headline),
+                personal_info::bio.eq(&info.bio),
+                personal_info::location.eq(&info.location),
+                personal_info::email.eq(&info.email),
+                personal_info::avatar_url.eq(&info.avatar_url),
+                personal_info::skills.eq(info.skills.join(", ")),
+                personal_info::updated_at.eq(now()),
+            );
+            let updated = diesel::update(personal_info::table)
+                .set(values.clone())
+                .execute(conn)
+                .await?;
+            if updated == 0 {
+                diesel::insert_into(personal_info::table)
+                    .values(values)
+                    .execute(conn)
+                    .await?;
+            }
+            Ok(())
+        })?;
+        self.changed(&[Model::PersonalInfo]).await;
+        Ok(())
+    }
+
+    /// Creates (`id` None) or updates a social link.
+    pub async fn save_social_link(&self, id: Option<i32>, link: &NewSocialLink) -> RepoResult<()> {
+        with_conn!(self.db, |conn| {
+            let values = (
+                social_links::name.eq(&link.name),
+                social_links::url.eq(&link.url),
+                social_links::icon.eq(&link.icon),
+                social_links::sort_order.eq(link.sort_order),
+                social_links::visible.eq(link.visible),
+                social_links::updated_at.eq(now()),
+            );
+            match id {
+                Some(id) => {
+                    if diesel::update(social_links::table.find(id))
+                        .set(values)
+                        .execute(conn)
+                        .await?
+                        == 0
+                    {
+                        return Err(DbError::Query(diesel::result::Error::NotFound));
+                    }
+                }
+                None => {
+                    diesel::insert_into(social_links::table)
+                        .values(values)
+                        .execute(conn)
+                        .await?;
+                }
+            }
+            Ok(())
+        })?;
+        self.changed(&[Model::SocialLink]).await;
+        Ok(())
+    }
+
+    pub async fn delete_social_link(&self, id: i32) -> RepoResult<bool> {
+        let n = with_conn!(self.db, |conn| Ok(diesel::delete(
+            social_links::table.find(id)
+        )
+        .execute(conn)
+        .await?))?;
+        if n > 0 {
+            self.changed(&[Model::SocialLink]).await;
+        }
+        Ok(n > 0)
+    }
+
+    /// Creates (`id` None) or updates an AI tool.
+    pub async fn save_ai_tool(&self, id: Option<i32>, tool: &NewAiTool) -> RepoResult<()> {
+        with_conn!(self.db, |conn| {
+            let values = (
+                ai_tools::name.eq(&tool.name),
+                ai_tools::slug.eq(&tool.slug),
+                ai_tools::url.eq(&tool.url),
+                ai_tools::description.eq(&tool.description),
+                ai_tools::category.eq(&tool.category),
+                ai_tools::featured.eq(tool.featured),
+                ai_tools::sort_order.eq(tool.sort_order),
+                ai_tools::updated_at.eq(now()),
+            );
+            match id {
+                Some(id) => {
+                    if diesel::update(ai_tools::table.find(id))
+                        .set(values)
+                        .execute(conn)
+                        .await?
+                        == 0
+                    {
+                        return Err(DbError::Query(diesel::result::Error::NotFound));
+                    }
+                }
+                None => {
+                    diesel::insert_into(ai_tools::table)
+                        .values(values)
+                        .execute(conn)
+                        .await?;
+                }
+            }
+            Ok(())
+        })?;
+        self.changed(&[Model::AiTool]).await;
+        Ok(())
+    }
+
+    pub async fn delete_ai_tool(&self, id: i32) -> RepoResult<bool> {
+        let n = with_conn!(self.db, |conn| Ok(diesel::delete(ai_tools::table.find(id))
+            .execute(conn)
+            .await?))?;
+        if n > 0 {
+            self.changed(&[Model::AiTool]).await;
+        }
+        Ok(n > 0)
+    }
+
+    pub async fn mark_message_read(&self, id: i32, read: bool) -> RepoResult<bool> {
+        let n = with_conn!(self.db, |conn| {
+            Ok(diesel::update(contact_messages::table.find(id))
+                .set(contact_messages::is_read.eq(read))
+                .execute(conn)
+                .await?)
+        })?;
+        if n > 0 {
+            self.changed(&[Model::ContactMessage]).await;
+        }
+        Ok(n > 0)
+    }
+
+    /// Counts for the admin overview (cached until a post or message changes).
+    pub async fn admin_overview(&self) -> RepoResult<AdminOverview> {
+        const DEPS: &[&str] = &[
+            super::invalidation::Group::AdminStats.tag(),
+            super::invalidation::Group::PostLists.tag(),
+        ];
+        self.cache
+            .cached_query("admin", &["overview"], DEPS, None, || async {
+                with_conn!(self.db, |conn| {
+                    let posts: i64 = posts::table.count().get_result(conn).await?;
+                    let drafts: i64 = posts::table
+                        .filter(posts::published.eq(false))
+                        .count()
+                        .get_result(conn)
+                        .await?;
+                    let messages: i64 = contact_messages::table.count().get_result(conn).await?;
+                    let unread_messages: i64 = contact_messages::table
+                        .filter(contact_messages::is_read.eq(false))
+                        .count()
+                        .get_result(conn)
+                        .await?;
+                    Ok(AdminOverview {
+                        posts,
+                        drafts,
+                        messages,
+                        unread_messages,
+                    })
+                })
+            })
+            .await
+    }
+
+    pub async fn admin_by_username(&self, username: &str) -> RepoResult<Option<AdminUser>> {
+        with_conn!(self.db, |conn| {
+            Ok(admin_users::table
+                .filter(admin_users::username.eq(username.to_string()))
+                .select(AdminUser::as_select())
+                .first(conn)
+                .await
+                .optional()?)
+        })
+    }
+
+    /// Creates the account, or sets a new password if it exists.
+    pub async fn upsert_admin(&self, username: &str, password_hash: &str) -> RepoResult<()> {
+        with_conn!(self.db, |conn| {
+            diesel::insert_into(admin_users::table)
+                .values((
+                    admin_users::username.eq(username),
+                    admin_users::password_hash.eq(password_hash),
+                    admin_users::created_at.eq(now()),
+                ))
+                .on_conflict(admin_users::username)
+                .do_update()
+                .set(admin_users::password_hash.eq(password_hash))
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+/// A unique constraint refused the write (a slug or name already in use).
+pub fn is_unique_violation(e: &DbError) -> bool {
+    matches!(
+        e,
+        DbError::Query(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _
+        ))
+    )
 }
 
 /// Tag names → (name, slug), dropping empties and repeats (by slug).

@@ -102,6 +102,7 @@ diesel::joinable!(post_tags -> posts (post_id));
 diesel::joinable!(post_tags -> tags (tag_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    admin_users,
     authors,
     tags,
     posts,
@@ -111,3 +112,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     ai_tools,
     contact_messages,
 );
+
+diesel::table! {
+    admin_users (id) {
+        id -> Integer,
+        username -> Text,
+        password_hash -> Text,
+        created_at -> Timestamp,
+    }
+}

@@ -23,6 +23,8 @@ pub enum PageError {
     Template(#[from] tera::Error),
     #[error(transparent)]
     Fragment(#[from] crate::cache::fragments::FragmentError),
+    #[error("session: {0}")]
+    Session(String),
 }
 
 impl ResponseError for PageError {

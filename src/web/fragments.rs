@@ -71,7 +71,7 @@ pub fn registry(
         "recent_posts",
         block(
             "fragments/recent_posts.html",
-            deps::POSTS,
+            deps::POST_LISTS,
             loader(repo, |r, _| async move {
                 Ok(json!({ "posts": r.recent_posts(RECENT_POSTS).await? }))
             }),
@@ -84,7 +84,7 @@ pub fn registry(
             ttl: Some(Duration::from_secs(60)),
             ..block(
                 "fragments/popular_posts.html",
-                deps::POSTS,
+                deps::POPULAR_POSTS,
                 loader(repo, |r, _| async move {
                     Ok(json!({ "posts": r.popular_posts(POPULAR_POSTS).await? }))
                 }),
@@ -95,7 +95,7 @@ pub fn registry(
         "featured_tools",
         block(
             "fragments/featured_tools.html",
-            deps::AI_TOOLS,
+            deps::FEATURED_TOOLS,
             loader(repo, |r, _| async move {
                 let featured = ToolFilter {
                     featured: Some(true),
@@ -109,7 +109,7 @@ pub fn registry(
         "tag_cloud",
         block(
             "fragments/tag_cloud.html",
-            deps::TAGS,
+            deps::TAG_CLOUD,
             loader(repo, |r, _| async move {
                 Ok(json!({ "tags": r.tag_cloud().await? }))
             }),
@@ -139,7 +139,7 @@ pub fn registry(
         "tools_by_category",
         block(
             "fragments/tools.html",
-            deps::AI_TOOLS,
+            deps::TOOLS,
             loader(repo, |r, _| async move {
                 Ok(json!({ "categories": r.tools_by_category().await? }))
             }),
@@ -150,7 +150,7 @@ pub fn registry(
         "post_list",
         block(
             "fragments/post_list.html",
-            deps::POSTS,
+            deps::POST_LISTS,
             loader(repo, |r, vary| async move {
                 let page = vary.get(0).and_then(Value::as_i64).unwrap_or(1);
                 let tag_id = match vary
@@ -170,7 +170,7 @@ pub fn registry(
         "post_body",
         block(
             "fragments/post_body.html",
-            deps::POSTS,
+            deps::POST_DETAIL,
             loader(repo, |r, vary| async move {
                 let slug = vary
                     .get(0)
@@ -185,7 +185,7 @@ pub fn registry(
         "latest_posts",
         FragmentDef {
             template: None,
-            depends_on: deps::POSTS,
+            depends_on: deps::POST_LISTS,
             ttl: None,
             loader: loader(
                 repo,

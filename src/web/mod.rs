@@ -1,6 +1,7 @@
 //! The web layer: HTML pages, the JSON API, static assets and the error pages. Handlers
 //! read through the repository and render; they never touch the database directly.
 
+pub mod admin;
 pub mod api;
 pub mod csrf;
 pub mod error;
@@ -38,6 +39,7 @@ fn response_cache(state: &AppState) -> ResponseCache {
 pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
     cfg.configure(|cfg| api::configure(cfg, response_cache(state)))
         .configure(pages::configure)
+        .configure(admin::configure)
         .route("/static/{file}", web::get().to(static_file))
         .default_service(web::to(not_found));
 }

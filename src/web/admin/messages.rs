@@ -1,0 +1,46 @@
+use actix_session::Session;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+use super::{admin_context, csrf_refused, redirect, render, Admin};
+use crate::startup::AppState;
+use crate::web::csrf;
+use crate::web::error::PageError;
+
+pub async fn list(
+    state: web::Data<AppState>,
+    session: Session,
+    admin: Admin,
+) -> Result<HttpResponse, PageError> {
+    let mut ctx = admin_context(&state, &session, &admin, "messages");
+    ctx.insert("messages", &state.repo.contact_messages().await?);
+    render(&state, "admin/messages.html", &ctx)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ReadForm {
+    csrf_token: String,
+    /// "true" to mark read, anything else unread.
+    read: String,
+}
+
+pub async fn mark_read(
+    state: web::Data<AppState>,
+    session: Session,
+    _admin: Admin,
+    id: web::Path<i32>,
+    form: web::Form<ReadForm>,
+) -> Result<HttpResponse, PageError> {
+    if !csrf::verify(&session, &form.csrf_token) {
+        return Ok(csrf_refused());
+    }
+    if !state
+        .repo
+        .mark_message_read(*id, form.read == "true")
+        .await?
+    {
+        return Err(PageError::NotFound);
+    }
+    Ok(redirect("/admin/messages/"))
+}

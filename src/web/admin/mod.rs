@@ -1,0 +1,161 @@
+//! The admin area: sign-in, content editing and the contact inbox. Every write goes
+//! through the repository, which invalidates what the public site has cached, so the
+//! change shows on the next request. Admin pages are never cached (`no-store`), and an
+//! admin's requests bypass the shared response cache.
+
+mod auth;
+mod messages;
+mod posts;
+mod site;
+
+use actix_session::Session;
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use tera::Context;
+
+use super::csrf;
+use super::error::PageError;
+use super::session::ADMIN_KEY;
+use crate::startup::AppState;
+
+pub use auth::hash_password;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/", web::get().to(overview))
+        .route("/admin/login/", web::get().to(auth::login_form))
+        .route("/admin/login/", web::post().to(auth::login))
+        .route("/admin/logout/", web::post().to(auth::logout))
+        .route("/admin/posts/", web::get().to(posts::list))
+        .route("/admin/posts/new/", web::get().to(posts::new_form))
+        .route("/admin/posts/new/", web::post().to(posts::create))
+        .route("/admin/posts/{id}/edit/", web::get().to(posts::edit_form))
+        .route("/admin/posts/{id}/edit/", web::post().to(posts::update))
+        .route(
+            "/admin/posts/{id}/delete/",
+            web::get().to(posts::delete_form),
+        )
+        .route("/admin/posts/{id}/delete/", web::post().to(posts::delete))
+        .route(
+            "/admin/personal-info/",
+            web::get().to(site::personal_info_form),
+        )
+        .route(
+            "/admin/personal-info/",
+            web::post().to(site::save_personal_info),
+        )
+        .route("/admin/social-links/", web::get().to(site::social_links))
+        .route(
+            "/admin/social-links/",
+            web::post().to(site::create_social_link),
+        )
+        .route(
+            "/admin/social-links/{id}/",
+            web::post().to(site::update_social_link),
+        )
+        .route(
+            "/admin/social-links/{id}/delete/",
+            web::post().to(site::delete_social_link),
+        )
+        .route("/admin/ai-tools/", web::get().to(site::ai_tools))
+        .route("/admin/ai-tools/", web::post().to(site::create_ai_tool))
+        .route(
+            "/admin/ai-tools/{id}/",
+            web::post().to(site::update_ai_tool),
+        )
+        .route(
+            "/admin/ai-tools/{id}/delete/",
+            web::post().to(site::delete_ai_tool),
+        )
+        .route("/admin/messages/", web::get().to(messages::list))
+        .route(
+            "/admin/messages/{id}/read/",
+            web::post().to(messages::mark_read),
+        );
+}
+
+/// The signed-in admin; extracting it from a request without a session redirects to
+/// the login page (and back afterwards).
+pub struct Admin(pub String);
+
+impl FromRequest for Admin {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let session = Session::from_request(req, payload).into_inner();
+        let user = session
+            .ok()
+            .and_then(|s| s.get::<String>(ADMIN_KEY).ok().flatten());
+        std::future::ready(match user {
+            Some(user) => Ok(Admin(user)),
+            None => {
+                let next =
+                    url::form_urlencoded::byte_serialize(req.path().as_bytes()).collect::<String>();
+                let redirect = HttpResponse::SeeOther()
+                    .insert_header((header::LOCATION, format!("/admin/login/?next={next}")))
+                    .finish();
+                Err(
+                    actix_web::error::InternalError::from_response("sign in first", redirect)
+                        .into(),
+                )
+            }
+        })
+    }
+}
+
+/// The context every admin page starts from.
+fn admin_context(state: &AppState, session: &Session, admin: &Admin, section: &str) -> Context {
+    let mut ctx = Context::new();
+    ctx.insert("admin_user", &admin.0);
+    ctx.insert("section", section);
+    ctx.insert("assets", &state.assets);
+    ctx.insert("csrf_field", csrf::FIELD);
+    ctx.insert("csrf_token", &csrf::token(session));
+    ctx
+}
+
+/// Admin pages are never stored anywhere.
+fn render(state: &AppState, template: &str, ctx: &Context) -> Result<HttpResponse, PageError> {
+    let html = state.tera.render(template, ctx)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(html))
+}
+
+fn render_status(
+    state: &AppState,
+    template: &str,
+    ctx: &Context,
+    status: actix_web::http::StatusCode,
+) -> Result<HttpResponse, PageError> {
+    let mut res = render(state, template, ctx)?;
+    *res.status_mut() = status;
+    Ok(res)
+}
+
+fn redirect(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to.to_string()))
+        .finish()
+}
+
+/// A refused form: the CSRF token did not match.
+fn csrf_refused() -> HttpResponse {
+    HttpResponse::Forbidden()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body("<h1>Form expired</h1><p>Your session changed before the form was sent. Go back, reload the page and send it again.</p>")
+}
+
+async fn overview(
+    state: web::Data<AppState>,
+    session: Session,
+    admin: Admin,
+) -> Result<HttpResponse, PageError> {
+    let mut ctx = admin_context(&state, &session, &admin, "overview");
+    ctx.insert("overview", &state.repo.admin_overview().await?);
+    ctx.insert("cache_stats", &state.cache.stats());
+    render(&state, "admin/index.html", &ctx)
+}
