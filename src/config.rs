@@ -55,6 +55,16 @@ impl DatabaseUrl {
     }
 }
 
+impl DatabaseUrl {
+    /// The URL again, as `DATABASE_URL` would give it (with any password: not for logs).
+    pub fn to_url(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(path) => format!("sqlite://{path}"),
+            DatabaseUrl::Postgres(url) => url.clone(),
+        }
+    }
+}
+
 impl fmt::Debug for DatabaseUrl {
     /// Never prints a password.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -199,6 +209,8 @@ pub struct Config {
     pub response_cache_ttl: Duration,
     /// `max-age` sent to clients for cached API responses.
     pub api_max_age: Duration,
+    /// Signs invalidation webhook requests; None turns the webhook off.
+    pub webhook_secret: Option<SecretKey>,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -275,7 +287,18 @@ impl Config {
         };
         let response_cache_ttl = seconds("RESPONSE_CACHE_TTL", 300)?;
         let api_max_age = seconds("API_MAX_AGE", 60)?;
+        let webhook_secret = match get("CACHE_WEBHOOK_SECRET") {
+            None => None,
+            Some(v) if v.len() >= 16 => Some(SecretKey(v)),
+            Some(_) => {
+                return Err(invalid(
+                    "CACHE_WEBHOOK_SECRET",
+                    "must be at least 16 characters",
+                ))
+            }
+        };
         Ok(Config {
+            webhook_secret,
             response_cache_prefixes,
             response_cache_ttl,
             api_max_age,

@@ -29,6 +29,7 @@ pub struct AppState {
     pub repo: Repository,
     pub tera: Tera,
     pub fragments: Fragments,
+    pub webhook_replays: crate::web::api::webhook::ReplayGuard,
     pub assets: Assets,
 }
 
@@ -113,6 +114,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     let fragments =
         crate::web::fragments::registry(cache.clone(), &repo, templates::TEMPLATES, config.debug);
     Ok(AppState {
+        webhook_replays: Default::default(),
         fragments,
         config: Arc::new(config),
         cache,

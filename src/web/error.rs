@@ -71,6 +71,8 @@ pub enum ApiError {
     },
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -89,6 +91,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -99,6 +102,7 @@ impl ResponseError for ApiError {
                 ("bad_parameter", Some(*parameter), message.clone())
             }
             ApiError::NotFound(message) => ("not_found", None, message.clone()),
+            ApiError::Unavailable(message) => ("unavailable", None, message.clone()),
             ApiError::Db(e) => {
                 tracing::error!(error = %e, "api request failed");
                 ("internal", None, "internal server error".to_string())

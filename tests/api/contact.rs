@@ -1,13 +1,6 @@
 use crate::on_both_backends;
 
-/// The hidden CSRF token in a rendered form.
-fn csrf_token(html: &str) -> String {
-    let start = html
-        .find("name=\"csrf_token\" value=\"")
-        .expect("csrf field")
-        + "name=\"csrf_token\" value=\"".len();
-    html[start..].split('"').next().unwrap().to_string()
-}
+use crate::helpers::csrf_token;
 
 on_both_backends! {
     async fn a_valid_message_is_stored_and_thanked(app: TestApp) {

@@ -69,6 +69,8 @@ pub fn services_required() -> bool {
 
 /// A test database, removed when the test ends.
 enum TestDb {
+    /// Another TestApp owns the database.
+    Borrowed,
     Sqlite(tempdir::TempDir),
     Postgres {
         admin_url: String,
@@ -176,6 +178,7 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<
         TestDb::Sqlite(dir) | TestDb::Postgres { _dir: dir, .. } => {
             dir.path().to_string_lossy().into_owned()
         }
+        TestDb::Borrowed => unreachable!("create_test_db makes a database"),
     };
     let mut vars: HashMap<String, String> = [
         ("DATABASE_URL", database_url.as_str()),
@@ -344,4 +347,81 @@ macro_rules! on_both_app_caches {
             }
         )*
     };
+}
+
+impl TestApp {
+    /// Another instance of the app on the same database (and the given cache settings),
+    /// as a second server behind a load balancer would be.
+    pub async fn second_instance(&self, extra: &[(&str, &str)]) -> TestApp {
+        let database_url = self.state.config.database_url.to_url();
+        let data_dir = self.state.config.data_dir.to_string_lossy().into_owned();
+        let mut vars: HashMap<String, String> = [
+            ("DATABASE_URL", database_url.as_str()),
+            ("DATA_DIR", data_dir.as_str()),
+            ("BIND", "127.0.0.1:0"),
+            ("WORKERS", "1"),
+            ("SEED_ON_EMPTY", "false"),
+            ("SITE_URL", "http://blog.example.com"),
+            (
+                "SECRET_KEY",
+                "test-secret-key-that-is-long-enough-for-cookies-0123456789",
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in extra {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("test config");
+        let app = Application::build(config)
+            .await
+            .expect("second instance starts");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state();
+        actix_web::rt::spawn(app.run_until_stopped());
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_store(true)
+            .build()
+            .unwrap();
+        TestApp {
+            address,
+            client,
+            state,
+            _db: TestDb::Borrowed,
+        }
+    }
+
+    /// Creates an admin account and signs this app's client in.
+    pub async fn sign_in_admin(&self) {
+        let hash = folio::web::admin::hash_password("correct-horse-battery").unwrap();
+        self.state.repo.upsert_admin("ada", &hash).await.unwrap();
+        let token = csrf_token(&self.get_text("/admin/login/").await.1);
+        let res = self
+            .client
+            .post(self.url("/admin/login/"))
+            .form(&[
+                ("username", "ada"),
+                ("password", "correct-horse-battery"),
+                ("csrf_token", &token),
+                ("next", "/admin/"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "signed in");
+    }
+
+    /// The CSRF token of a form page this client loads.
+    pub async fn csrf_for(&self, path: &str) -> String {
+        csrf_token(&self.get_text(path).await.1)
+    }
+}
+
+/// The hidden CSRF token in a rendered form.
+pub fn csrf_token(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker).expect("csrf field") + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
 }

@@ -3,12 +3,14 @@
 
 mod helpers;
 
-mod http_cache;
-
+mod admin;
 mod api_routes;
 mod cache;
 mod contact;
 mod fragments;
+mod http_cache;
+mod invalidation;
 mod pages;
 mod resilience;
 mod seed;
+mod webhook;

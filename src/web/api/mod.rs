@@ -5,6 +5,7 @@
 pub mod dto;
 mod posts;
 mod site;
+pub mod webhook;
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, response_cache: ResponseCache) {
             .route("/social-links/", web::get().to(site::social_links))
             .route("/ai-tools/", web::get().to(site::ai_tools))
             .route("/openapi.json", web::get().to(openapi))
+            .route("/cache/invalidate/", web::post().to(webhook::invalidate))
             .default_service(web::to(not_found)),
     );
 }

@@ -1,0 +1,221 @@
+//! `POST /api/cache/invalidate/`: lets external systems (a CMS, a deploy script) drop
+//! cached data by group tag, model or key pattern.
+//!
+//! Authentication: `X-Cache-Timestamp: <unix seconds>` and
+//! `X-Cache-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">` keyed with
+//! `CACHE_WEBHOOK_SECRET`, compared in constant time. Requests older than five minutes
+//! are refused, and so is a signature seen before (replay). Without a secret configured
+//! the endpoint does not exist (404).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::content::invalidation::{groups_for, Model};
+use crate::startup::AppState;
+use crate::web::error::ApiError;
+
+/// How old a signed request may be.
+pub const MAX_AGE: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidateRequest {
+    /// Group tags (`group:post_lists`) or any tag entries were stored under.
+    #[serde(default)]
+    tags: Vec<String>,
+    /// Model names (`post`, `social_link`, …): drops what the invalidation rules list.
+    #[serde(default)]
+    models: Vec<String>,
+    /// Key globs after `{prefix}:{version}:` (`fragment:*`).
+    #[serde(default)]
+    patterns: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InvalidateResponse {
+    /// Tags whose entries were dropped (given, and those of the models' rules).
+    tags: Vec<String>,
+    models: Vec<String>,
+    /// Keys deleted per pattern.
+    patterns: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("not found")]
+    Disabled,
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+impl ResponseError for WebhookError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            WebhookError::Disabled => StatusCode::NOT_FOUND,
+            WebhookError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            WebhookError::Api(e) => e.status_code(),
+        }
+    }
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            WebhookError::Disabled => {
+                ApiError::NotFound("no API route at /api/cache/invalidate/".into()).error_response()
+            }
+            WebhookError::Unauthorized(why) => {
+                HttpResponse::Unauthorized().json(serde_json::json!({
+                    "error": { "status": 401, "code": "unauthorized", "message": why }
+                }))
+            }
+            WebhookError::Api(e) => e.error_response(),
+        }
+    }
+}
+
+/// `sha256=<hex>` for a timestamp and body.
+pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn verify(secret: &str, req: &HttpRequest, body: &[u8]) -> Result<String, WebhookError> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let timestamp = header("x-cache-timestamp")
+        .ok_or(WebhookError::Unauthorized("missing X-Cache-Timestamp"))?;
+    let signature = header("x-cache-signature")
+        .ok_or(WebhookError::Unauthorized("missing X-Cache-Signature"))?;
+    let sent: u64 = timestamp
+        .parse()
+        .map_err(|_| WebhookError::Unauthorized("X-Cache-Timestamp is not unix seconds"))?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if now.abs_diff(sent) > MAX_AGE.as_secs() {
+        return Err(WebhookError::Unauthorized(
+            "the request is too old (or from the future)",
+        ));
+    }
+    let hex_sig = signature
+        .strip_prefix("sha256=")
+        .ok_or(WebhookError::Unauthorized(
+            "X-Cache-Signature must be sha256=<hex>",
+        ))?;
+    let given = hex::decode(hex_sig)
+        .map_err(|_| WebhookError::Unauthorized("X-Cache-Signature is not hex"))?;
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    // verify_slice compares in constant time.
+    mac.verify_slice(&given)
+        .map_err(|_| WebhookError::Unauthorized("bad signature"))?;
+    Ok(hex_sig.to_string())
+}
+
+pub async fn invalidate(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, WebhookError> {
+    let Some(secret) = state.config.webhook_secret.as_ref() else {
+        return Err(WebhookError::Disabled);
+    };
+    let signature = verify(secret.expose(), &req, &body)?;
+    if !state
+        .webhook_replays
+        .first_use(&state.cache, &signature)
+        .await
+    {
+        return Err(WebhookError::Unauthorized(
+            "this signature was already used (replay)",
+        ));
+    }
+    let request: InvalidateRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad(
+            "body",
+            format!("expected {{\"tags\": [], \"models\": [], \"patterns\": []}}: {e}"),
+        )
+    })?;
+    if request.tags.is_empty() && request.models.is_empty() && request.patterns.is_empty() {
+        return Err(ApiError::bad("body", "name at least one tag, model or pattern").into());
+    }
+    let models: Vec<Model> = request
+        .models
+        .iter()
+        .map(|name| {
+            Model::parse(name)
+                .ok_or_else(|| ApiError::bad("models", format!("unknown model '{name}'")))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut tags: Vec<String> = request.tags.clone();
+    tags.extend(
+        models
+            .iter()
+            .flat_map(|m| groups_for(*m))
+            .map(|g| g.tag().to_string()),
+    );
+    tags.sort();
+    tags.dedup();
+    if !tags.is_empty() {
+        let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+        if !state.cache.invalidate_tags(&refs).await {
+            return Err(ApiError::Unavailable(
+                "the cache did not accept the invalidation; retry".into(),
+            )
+            .into());
+        }
+    }
+    let mut patterns = BTreeMap::new();
+    for pattern in &request.patterns {
+        patterns.insert(pattern.clone(), state.cache.delete_pattern(pattern).await);
+    }
+    tracing::info!(?tags, ?patterns, "cache invalidated by webhook");
+    Ok(HttpResponse::Ok().json(InvalidateResponse {
+        tags,
+        models: request.models,
+        patterns,
+    }))
+}
+
+/// Signatures already used, remembered for longer than a request may be old: in the
+/// shared cache (so any instance refuses a replay), and in-process when the cache is
+/// down or off.
+pub struct ReplayGuard {
+    local: moka::sync::Cache<String, ()>,
+}
+
+impl Default for ReplayGuard {
+    fn default() -> Self {
+        ReplayGuard {
+            local: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(MAX_AGE * 2)
+                .build(),
+        }
+    }
+}
+
+impl ReplayGuard {
+    pub async fn first_use(&self, cache: &crate::cache::CacheManager, signature: &str) -> bool {
+        let locally_new = self.local.get(signature).is_none();
+        self.local.insert(signature.to_string(), ());
+        let key = cache.key("webhook", ["seen", signature]);
+        match cache.incr(&key, 1).await {
+            Some(count) => locally_new && count == 1,
+            None => locally_new,
+        }
+    }
+}

@@ -1,0 +1,171 @@
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use folio::web::api::webhook::sign;
+
+use crate::helpers::{spawn_app_with, Backend, TestApp};
+
+const SECRET: &str = "webhook-secret-for-tests";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+async fn post(
+    app: &TestApp,
+    body: &str,
+    timestamp: Option<u64>,
+    signature: Option<String>,
+) -> reqwest::Response {
+    let mut req = app
+        .client
+        .post(app.url("/api/cache/invalidate/"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(ts) = timestamp {
+        req = req.header("x-cache-timestamp", ts.to_string());
+    }
+    if let Some(sig) = signature {
+        req = req.header("x-cache-signature", sig);
+    }
+    req.send().await.unwrap()
+}
+
+#[actix_web::test]
+async fn a_signed_request_drops_what_it_names() {
+    let app = spawn_app_with(Backend::Sqlite, &[("CACHE_WEBHOOK_SECRET", SECRET)])
+        .await
+        .unwrap();
+    app.get("/api/social-links/").await;
+    app.get("/api/posts/").await;
+    assert_eq!(
+        app.get("/api/social-links/").await.headers()["x-cache"],
+        "HIT"
+    );
+    let body = r#"{"models": ["social_link"], "patterns": ["fragment:*"]}"#;
+    let ts = now();
+    let res = post(
+        &app,
+        body,
+        Some(ts),
+        Some(sign(SECRET, &ts.to_string(), body.as_bytes())),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let answer: serde_json::Value = res.json().await.unwrap();
+    assert!(
+        answer["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "group:api_social_links"),
+        "{answer}"
+    );
+    assert!(answer["patterns"]["fragment:*"].as_u64().is_some());
+    assert_eq!(
+        app.get("/api/social-links/").await.headers()["x-cache"],
+        "MISS",
+        "dropped"
+    );
+    assert_eq!(
+        app.get("/api/posts/").await.headers()["x-cache"],
+        "HIT",
+        "kept"
+    );
+}
+
+#[actix_web::test]
+async fn bad_missing_old_and_replayed_signatures_are_refused() {
+    let app = spawn_app_with(Backend::Sqlite, &[("CACHE_WEBHOOK_SECRET", SECRET)])
+        .await
+        .unwrap();
+    let body = r#"{"tags": ["group:post_lists"]}"#;
+    let ts = now();
+    let good = sign(SECRET, &ts.to_string(), body.as_bytes());
+    assert_eq!(
+        post(&app, body, Some(ts), None).await.status(),
+        401,
+        "missing signature"
+    );
+    assert_eq!(
+        post(&app, body, None, Some(good.clone())).await.status(),
+        401,
+        "missing timestamp"
+    );
+    assert_eq!(
+        post(
+            &app,
+            body,
+            Some(ts),
+            Some(sign(
+                "another-secret-entirely",
+                &ts.to_string(),
+                body.as_bytes()
+            ))
+        )
+        .await
+        .status(),
+        401,
+        "wrong key"
+    );
+    assert_eq!(
+        post(
+            &app,
+            r#"{"tags": ["group:feed"]}"#,
+            Some(ts),
+            Some(good.clone())
+        )
+        .await
+        .status(),
+        401,
+        "body changed"
+    );
+    let old = ts - 301;
+    assert_eq!(
+        post(
+            &app,
+            body,
+            Some(old),
+            Some(sign(SECRET, &old.to_string(), body.as_bytes()))
+        )
+        .await
+        .status(),
+        401,
+        "too old"
+    );
+    let res = post(&app, body, Some(ts), Some(good.clone())).await;
+    assert_eq!(res.status(), 200);
+    let res = post(&app, body, Some(ts), Some(good)).await;
+    assert_eq!(res.status(), 401, "replayed");
+    assert!(res.text().await.unwrap().contains("replay"));
+    let bad_model = r#"{"models": ["spaceship"]}"#;
+    let res = post(
+        &app,
+        bad_model,
+        Some(ts),
+        Some(sign(SECRET, &ts.to_string(), bad_model.as_bytes())),
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap()["error"]["parameter"],
+        "models"
+    );
+}
+
+#[actix_web::test]
+async fn without_a_secret_the_webhook_does_not_exist() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await.unwrap();
+    let body = r#"{"tags": ["group:post_lists"]}"#;
+    let ts = now();
+    let res = post(
+        &app,
+        body,
+        Some(ts),
+        Some(sign(SECRET, &ts.to_string(), body.as_bytes())),
+    )
+    .await;
+    assert_eq!(res.status(), 404);
+}
