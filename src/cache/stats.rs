@@ -165,15 +165,19 @@ impl CacheStats {
         self.counters.errors.fetch_add(1, Relaxed);
     }
 
-    pub fn snapshot(&self, backend: &str) -> StatsSnapshot {
+    pub fn totals(&self) -> Totals {
         let c = &self.counters;
-        let totals = Totals {
+        Totals {
             hits: c.hits.load(Relaxed),
             misses: c.misses.load(Relaxed),
             sets: c.sets.load(Relaxed),
             deletes: c.deletes.load(Relaxed),
             errors: c.errors.load(Relaxed),
-        };
+        }
+    }
+
+    pub fn snapshot(&self, backend: &str) -> StatsSnapshot {
+        let totals = self.totals();
         let uptime = self.started.elapsed();
         let mut families: Vec<FamilySnapshot> = self
             .families
@@ -203,14 +207,7 @@ impl CacheStats {
 
     /// Counter values and per-family hits/misses, for flushing to a shared store.
     pub fn totals_and_families(&self) -> (Totals, Vec<(&'static str, u64, u64)>) {
-        let c = &self.counters;
-        let totals = Totals {
-            hits: c.hits.load(Relaxed),
-            misses: c.misses.load(Relaxed),
-            sets: c.sets.load(Relaxed),
-            deletes: c.deletes.load(Relaxed),
-            errors: c.errors.load(Relaxed),
-        };
+        let totals = self.totals();
         let families = self
             .families
             .read()

@@ -19,10 +19,7 @@ pub fn run(config: Config, args: ClearArgs) -> anyhow::Result<()> {
              this clears nothing there (use the invalidation webhook, or restart it)"
         );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
+    super::runtime()?.block_on(async {
         let cache = CacheManager::new(config.cache.clone()).map_err(StartupError::from)?;
         cache
             .check()

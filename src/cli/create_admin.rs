@@ -1,10 +1,7 @@
 use clap::Args;
 
-use crate::cache::CacheManager;
+use super::{open_repository, runtime};
 use crate::config::Config;
-use crate::content::Repository;
-use crate::db::{self, Db};
-use crate::startup::StartupError;
 
 #[derive(Debug, Args)]
 pub struct CreateAdminArgs {
@@ -36,21 +33,11 @@ pub fn run(config: Config, args: CreateAdminArgs) -> anyhow::Result<()> {
     );
     let hash = crate::web::admin::hash_password(&password)
         .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        db::migrate(&config.database_url)
-            .await
-            .map_err(StartupError::from)?;
-        let db = Db::connect(&config.database_url)
-            .await
-            .map_err(StartupError::from)?;
-        let repo = Repository::new(
-            db,
-            CacheManager::new(config.cache.clone()).map_err(StartupError::from)?,
-        );
-        repo.upsert_admin(&username, &hash).await?;
+    runtime()?.block_on(async {
+        open_repository(&config)
+            .await?
+            .upsert_admin(&username, &hash)
+            .await?;
         println!("admin '{username}' can now sign in at /admin/login/");
         Ok(())
     })

@@ -1,12 +1,10 @@
 use crate::config::Config;
+use crate::startup::StartupError;
 
 pub fn run(config: Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let applied = runtime
+    let applied = super::runtime()?
         .block_on(crate::db::migrate(&config.database_url))
-        .map_err(crate::startup::StartupError::from)?;
+        .map_err(StartupError::from)?;
     println!(
         "applied {applied} migration(s) to {:?}",
         config.database_url

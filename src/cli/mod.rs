@@ -60,6 +60,24 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The runtime for subcommands other than `serve` (which runs on actix's).
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+/// Migrates, connects and returns the repository (with the configured cache, so
+/// writes invalidate what a shared cache holds).
+async fn open_repository(
+    config: &Config,
+) -> Result<crate::content::Repository, crate::startup::StartupError> {
+    crate::db::migrate(&config.database_url).await?;
+    let db = crate::db::Db::connect(&config.database_url).await?;
+    let cache = crate::cache::CacheManager::new(config.cache.clone())?;
+    Ok(crate::content::Repository::new(db, cache))
+}
+
 /// One line on stderr: start-up errors name the variable to fix.
 fn fail(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {e}");

@@ -29,9 +29,14 @@ on_both_app_caches! {
     async fn a_warm_home_page_runs_no_sql_and_renders_no_fragment(app: TestApp) {
         let (_, cold) = app.get_text("/").await;
         let before = work(&app);
+        let ops = |app: &crate::helpers::TestApp, op: &str| app.state.cache.stats().latency.iter().find(|l| l.op == op).map_or(0, |l| l.count);
+        let (gets, batches, sets) = (ops(&app, "get"), ops(&app, "get_many"), app.state.cache.stats().totals.sets);
         let (status, warm) = app.get_text("/").await;
         assert_eq!(status, 200);
         assert_eq!(work(&app), before, "no query, no loader, no fragment render");
+        assert_eq!(ops(&app, "get_many"), batches + 1, "all fragments in one lookup (one MGET on Redis)");
+        assert_eq!(ops(&app, "get"), gets + 2, "plus the header's and footer's data, fetched concurrently");
+        assert_eq!(app.state.cache.stats().totals.sets, sets, "nothing stored on a warm page");
         assert!(warm.contains("Cache invalidation without tears") && warm.contains("DeepL Write"), "content from the cache");
         assert_eq!(cold, warm, "the same page, byte for byte");
     }

@@ -180,9 +180,14 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<
         }
         TestDb::Borrowed => unreachable!("create_test_db makes a database"),
     };
+    Some(start(&database_url, &data_dir, extra, test_db).await)
+}
+
+/// Builds and starts the app with the test defaults, `extra` on top.
+async fn start(database_url: &str, data_dir: &str, extra: &[(&str, &str)], db: TestDb) -> TestApp {
     let mut vars: HashMap<String, String> = [
-        ("DATABASE_URL", database_url.as_str()),
-        ("DATA_DIR", data_dir.as_str()),
+        ("DATABASE_URL", database_url),
+        ("DATA_DIR", data_dir),
         ("BIND", "127.0.0.1:0"),
         ("WORKERS", "1"),
         ("SITE_URL", "http://blog.example.com"),
@@ -209,12 +214,12 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<
         .cookie_store(true)
         .build()
         .unwrap();
-    Some(TestApp {
+    TestApp {
         address,
         client,
         state,
-        _db: test_db,
-    })
+        _db: db,
+    }
 }
 
 /// Declares each test once and runs it on SQLite and on PostgreSQL:
@@ -355,42 +360,9 @@ impl TestApp {
     pub async fn second_instance(&self, extra: &[(&str, &str)]) -> TestApp {
         let database_url = self.state.config.database_url.to_url();
         let data_dir = self.state.config.data_dir.to_string_lossy().into_owned();
-        let mut vars: HashMap<String, String> = [
-            ("DATABASE_URL", database_url.as_str()),
-            ("DATA_DIR", data_dir.as_str()),
-            ("BIND", "127.0.0.1:0"),
-            ("WORKERS", "1"),
-            ("SEED_ON_EMPTY", "false"),
-            ("SITE_URL", "http://blog.example.com"),
-            (
-                "SECRET_KEY",
-                "test-secret-key-that-is-long-enough-for-cookies-0123456789",
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        for (k, v) in extra {
-            vars.insert(k.to_string(), v.to_string());
-        }
-        let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("test config");
-        let app = Application::build(config)
-            .await
-            .expect("second instance starts");
-        let address = format!("http://127.0.0.1:{}", app.port());
-        let state = app.state();
-        actix_web::rt::spawn(app.run_until_stopped());
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .cookie_store(true)
-            .build()
-            .unwrap();
-        TestApp {
-            address,
-            client,
-            state,
-            _db: TestDb::Borrowed,
-        }
+        let mut vars = vec![("SEED_ON_EMPTY", "false")];
+        vars.extend_from_slice(extra);
+        start(&database_url, &data_dir, &vars, TestDb::Borrowed).await
     }
 
     /// Creates an admin account and signs this app's client in.

@@ -85,3 +85,43 @@ fn invalid_configuration_fails_fast_naming_the_variable() {
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     }
 }
+
+/// `folio clear --pattern` deletes matching keys of this site's prefix, and only those.
+#[actix_web::test]
+async fn clear_subcommand_deletes_by_pattern() {
+    let Some(url) = crate::helpers::test_redis_url() else {
+        return;
+    };
+    let prefix = crate::helpers::unique_prefix();
+    let mut config =
+        folio::cache::CacheConfig::new(folio::config::CacheUrl::Redis(url.clone()), &prefix);
+    config.timeout = std::time::Duration::from_secs(2);
+    let cache = folio::cache::CacheManager::new(config).unwrap();
+    let blog: Vec<_> = (0..50)
+        .map(|i| (cache.key("blog_list", [i.to_string()]), i))
+        .collect();
+    cache.set_many(&blog, None).await;
+    let other = cache.key("tools", ["all"]);
+    cache.set(&other, &1, None).await;
+    let dir = TempDir::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_folio"))
+        .args(["clear", "--pattern", "blog_*"])
+        .env("DATA_DIR", dir.path())
+        .env("CACHE_URL", &url)
+        .env("CACHE_KEY_PREFIX", &prefix)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run folio");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "deleted 50 key(s)"
+    );
+    assert_eq!(cache.get::<i32>(&blog[0].0).await, None);
+    assert_eq!(cache.get::<i32>(&other).await, Some(1));
+    cache.clear().await;
+}
