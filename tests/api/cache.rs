@@ -121,7 +121,9 @@ on_both_caches! {
             tokio::spawn(async move {
                 cache.get_or_set(&key, None, || async {
                     computed.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    // Long enough that every caller's first lookup is done before it ends,
+                    // even on a loaded machine.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                     Ok::<_, std::convert::Infallible>(post(9))
                 }).await.unwrap()
             })

@@ -92,7 +92,7 @@ async fn cache_calls_return_while_redis_is_down_and_recover_after() {
         return;
     };
     let mut config = CacheConfig::new(CacheUrl::Redis(redis.url()), "resilience");
-    config.timeout = Duration::from_millis(100);
+    config.timeout = Duration::from_millis(500);
     let cache = CacheManager::new(config).unwrap();
     let key = cache.key("posts", ["recent"]);
     cache.set(&key, &"before", None).await;
@@ -141,7 +141,7 @@ async fn pages_are_served_from_the_database_while_redis_is_down() {
     let url = redis.url();
     let app = spawn_app_with(
         Backend::Sqlite,
-        &[("CACHE_URL", &url), ("CACHE_TIMEOUT_MS", "100")],
+        &[("CACHE_URL", &url), ("CACHE_TIMEOUT_MS", "500")],
     )
     .await
     .unwrap();
