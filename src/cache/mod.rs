@@ -46,6 +46,8 @@ pub enum StoreError {
     Timeout(Duration),
     #[error("bad value: {0}")]
     Value(String),
+    #[error("Redis failed moments ago; not asked again yet")]
+    Unavailable,
     #[error(transparent)]
     Codec(#[from] codec::CodecError),
 }

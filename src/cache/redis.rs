@@ -3,6 +3,7 @@
 //! pool's own manager marks a connection broken on I/O errors, so bb8 replaces it and
 //! the cache reconnects by itself after Redis comes back.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,9 +46,16 @@ impl bb8::ManageConnection for RedisManager {
     }
 }
 
+/// After a failure, Redis is not asked again for this long: every call in between is
+/// an immediate miss instead of each waiting out its own timeout (a page makes dozens of
+/// cache calls). The first call after the pause probes Redis again.
+const BREAKER_PAUSE: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
 pub struct RedisStore {
     pool: Pool<RedisManager>,
+    /// Unix milliseconds until which Redis counts as down (0: up).
+    down_until: Arc<AtomicU64>,
     /// Per command: a get waits at most this long before it is a miss.
     timeout: Duration,
     /// For bulk work (a SCAN page, an UNLINK batch).
@@ -64,9 +72,13 @@ impl RedisStore {
             .max_size(16)
             .connection_timeout(timeout.max(Duration::from_millis(50)))
             .test_on_check_out(false)
+            // A refused connection is an immediate error, not a wait of the whole
+            // connection timeout (bb8 would retry until then).
+            .retry_connection(false)
             .build_unchecked(RedisManager { client });
         Ok(RedisStore {
             pool,
+            down_until: Arc::default(),
             timeout,
             bulk_timeout: timeout.max(Duration::from_secs(5)),
             url: url.into(),
@@ -77,7 +89,25 @@ impl RedisStore {
         &self.url
     }
 
+    fn check_breaker(&self) -> StoreResult<()> {
+        if now_ms() < self.down_until.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable);
+        }
+        Ok(())
+    }
+
+    fn record<T>(&self, result: StoreResult<T>) -> StoreResult<T> {
+        if matches!(result, Err(StoreError::Redis(_) | StoreError::Timeout(_))) {
+            self.down_until.store(
+                now_ms() + BREAKER_PAUSE.as_millis() as u64,
+                Ordering::Relaxed,
+            );
+        }
+        result
+    }
+
     async fn run<T: FromRedisValue>(&self, cmd: &redis::Cmd, timeout: Duration) -> StoreResult<T> {
+        self.check_breaker()?;
         let work = async {
             let mut c = self
                 .pool
@@ -88,9 +118,10 @@ impl RedisStore {
             mark_if_broken(&mut c, &result);
             result.map_err(|e| StoreError::Redis(e.to_string()))
         };
-        tokio::time::timeout(timeout, work)
+        let result = tokio::time::timeout(timeout, work)
             .await
-            .map_err(|_| StoreError::Timeout(timeout))?
+            .map_err(|_| StoreError::Timeout(timeout));
+        self.record(result.and_then(|r| r))
     }
 
     async fn run_pipe<T: FromRedisValue>(
@@ -98,6 +129,7 @@ impl RedisStore {
         pipe: &redis::Pipeline,
         timeout: Duration,
     ) -> StoreResult<T> {
+        self.check_breaker()?;
         let work = async {
             let mut c = self
                 .pool
@@ -108,9 +140,10 @@ impl RedisStore {
             mark_if_broken(&mut c, &result);
             result.map_err(|e| StoreError::Redis(e.to_string()))
         };
-        tokio::time::timeout(timeout, work)
+        let result = tokio::time::timeout(timeout, work)
             .await
-            .map_err(|_| StoreError::Timeout(timeout))?
+            .map_err(|_| StoreError::Timeout(timeout));
+        self.record(result.and_then(|r| r))
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
@@ -285,6 +318,13 @@ fn mark_if_broken<T>(c: &mut RedisConn, result: &Result<T, RedisError>) {
             c.broken = true;
         }
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn parse_u64(bytes: &[u8]) -> Option<u64> {
