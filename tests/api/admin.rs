@@ -107,6 +107,14 @@ on_both_backends! {
         assert!(anonymous.get(app.url("/contact/")).send().await.unwrap().text().await.unwrap().contains("https://bsky.app/profile/ada"));
         assert_eq!(anonymous.get(app.url("/api/social-links/")).send().await.unwrap().json::<serde_json::Value>().await.unwrap()["count"], 5);
 
+        // A bad URL is refused with the typed text kept.
+        let res = app.client.post(app.url("/admin/social-links/"))
+            .form(&[("name", "Keep me"), ("url", "not a url"), ("icon", "x"), ("sort_order", "7"), ("csrf_token", &token)])
+            .send().await.unwrap();
+        assert_eq!(res.status(), 422);
+        let html = res.text().await.unwrap();
+        assert!(html.contains("value=\"Keep me\"") && html.contains("Use a full http(s) URL"));
+
         // A tool edit reaches the tools page.
         let tool = app.state.repo.ai_tools(&Default::default()).await.unwrap().into_iter().find(|t| t.slug == "perplexity").unwrap();
         let res = app.client.post(app.url(&format!("/admin/ai-tools/{}/", tool.id)))

@@ -20,6 +20,7 @@ use super::session::ADMIN_KEY;
 use crate::startup::AppState;
 
 pub use auth::hash_password;
+use site::{AiTools, SocialLinks};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/", web::get().to(overview))
@@ -44,28 +45,31 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/admin/personal-info/",
             web::post().to(site::save_personal_info),
         )
-        .route("/admin/social-links/", web::get().to(site::social_links))
         .route(
             "/admin/social-links/",
-            web::post().to(site::create_social_link),
+            web::get().to(site::list::<SocialLinks>),
+        )
+        .route(
+            "/admin/social-links/",
+            web::post().to(site::create::<SocialLinks>),
         )
         .route(
             "/admin/social-links/{id}/",
-            web::post().to(site::update_social_link),
+            web::post().to(site::update::<SocialLinks>),
         )
         .route(
             "/admin/social-links/{id}/delete/",
-            web::post().to(site::delete_social_link),
+            web::post().to(site::delete::<SocialLinks>),
         )
-        .route("/admin/ai-tools/", web::get().to(site::ai_tools))
-        .route("/admin/ai-tools/", web::post().to(site::create_ai_tool))
+        .route("/admin/ai-tools/", web::get().to(site::list::<AiTools>))
+        .route("/admin/ai-tools/", web::post().to(site::create::<AiTools>))
         .route(
             "/admin/ai-tools/{id}/",
-            web::post().to(site::update_ai_tool),
+            web::post().to(site::update::<AiTools>),
         )
         .route(
             "/admin/ai-tools/{id}/delete/",
-            web::post().to(site::delete_ai_tool),
+            web::post().to(site::delete::<AiTools>),
         )
         .route("/admin/messages/", web::get().to(messages::list))
         .route(

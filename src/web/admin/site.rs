@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{admin_context, csrf_refused, redirect, render_status, Admin};
 use crate::content::markdown::slugify;
 use crate::content::models::{split_list, NewAiTool, NewPersonalInfo, NewSocialLink, ToolFilter};
 use crate::content::repository::is_unique_violation;
+use crate::content::Repository;
 use crate::db::DbError;
 use crate::startup::AppState;
 use crate::web::csrf;
@@ -167,7 +169,130 @@ pub async fn save_personal_info(
     }
 }
 
-// ----- social links -------------------------------------------------------------------
+// ----- lists edited in place: social links and AI tools --------------------------------
+
+/// A list edited in place: a form per row and an add form, on one page. Social links
+/// and AI tools differ only in their fields and repository calls.
+pub trait ListEditor: 'static {
+    type Form: DeserializeOwned + Serialize + Default + Clone + 'static;
+    type Value;
+    const TEMPLATE: &'static str;
+    const SECTION: &'static str;
+    const PATH: &'static str;
+    /// The field and message for a unique-constraint refusal.
+    const TAKEN: (&'static str, &'static str);
+    fn csrf(form: &Self::Form) -> &str;
+    fn blank() -> Self::Form;
+    fn validate(form: &Self::Form) -> Result<Self::Value, Errors>;
+    async fn rows(repo: &Repository) -> Result<serde_json::Value, DbError>;
+    async fn save(repo: &Repository, id: Option<i32>, value: &Self::Value) -> Result<(), DbError>;
+    async fn delete(repo: &Repository, id: i32) -> Result<bool, DbError>;
+}
+
+/// The page; `failed` re-shows one submitted form (id None: the add form) with its
+/// errors and the text as typed.
+async fn list_page<E: ListEditor>(
+    state: &AppState,
+    session: &Session,
+    admin: &Admin,
+    failed: Option<(Option<i32>, &E::Form, &Errors)>,
+    status: StatusCode,
+) -> Result<HttpResponse, PageError> {
+    let mut ctx = admin_context(state, session, admin, E::SECTION);
+    ctx.insert("rows", &E::rows(&state.repo).await?);
+    ctx.insert("failed_id", &failed.map(|(id, _, _)| id.unwrap_or(0)));
+    ctx.insert(
+        "form",
+        &failed.map(|(_, f, _)| f.clone()).unwrap_or_else(E::blank),
+    );
+    ctx.insert(
+        "errors",
+        &failed.map(|(_, _, e)| e.clone()).unwrap_or_default(),
+    );
+    render_status(state, E::TEMPLATE, &ctx, status)
+}
+
+pub async fn list<E: ListEditor>(
+    state: web::Data<AppState>,
+    session: Session,
+    admin: Admin,
+) -> Result<HttpResponse, PageError> {
+    list_page::<E>(&state, &session, &admin, None, StatusCode::OK).await
+}
+
+async fn save<E: ListEditor>(
+    state: &AppState,
+    session: &Session,
+    admin: &Admin,
+    id: Option<i32>,
+    form: &E::Form,
+) -> Result<HttpResponse, PageError> {
+    if !csrf::verify(session, E::csrf(form)) {
+        return Ok(csrf_refused());
+    }
+    let refused = |errors: Errors| async move {
+        list_page::<E>(
+            state,
+            session,
+            admin,
+            Some((id, form, &errors)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await
+    };
+    let value = match E::validate(form) {
+        Ok(value) => value,
+        Err(errors) => return refused(errors).await,
+    };
+    match E::save(&state.repo, id, &value).await {
+        Ok(()) => Ok(redirect(E::PATH)),
+        Err(e) if is_unique_violation(&e) => {
+            refused(Errors::from([(E::TAKEN.0, E::TAKEN.1.to_string())])).await
+        }
+        Err(e) => Err(not_found_or(e)),
+    }
+}
+
+pub async fn create<E: ListEditor>(
+    state: web::Data<AppState>,
+    session: Session,
+    admin: Admin,
+    form: web::Form<E::Form>,
+) -> Result<HttpResponse, PageError> {
+    save::<E>(&state, &session, &admin, None, &form).await
+}
+
+pub async fn update<E: ListEditor>(
+    state: web::Data<AppState>,
+    session: Session,
+    admin: Admin,
+    id: web::Path<i32>,
+    form: web::Form<E::Form>,
+) -> Result<HttpResponse, PageError> {
+    save::<E>(&state, &session, &admin, Some(*id), &form).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CsrfOnly {
+    csrf_token: String,
+}
+
+pub async fn delete<E: ListEditor>(
+    state: web::Data<AppState>,
+    session: Session,
+    _admin: Admin,
+    id: web::Path<i32>,
+    form: web::Form<CsrfOnly>,
+) -> Result<HttpResponse, PageError> {
+    if !csrf::verify(&session, &form.csrf_token) {
+        return Ok(csrf_refused());
+    }
+    if !E::delete(&state.repo, *id).await? {
+        return Err(PageError::NotFound);
+    }
+    Ok(redirect(E::PATH))
+}
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(default)]
@@ -180,145 +305,57 @@ pub struct SocialLinkForm {
     csrf_token: String,
 }
 
-impl SocialLinkForm {
-    fn validate(&self) -> Result<NewSocialLink, Errors> {
+pub struct SocialLinks;
+
+impl ListEditor for SocialLinks {
+    type Form = SocialLinkForm;
+    type Value = NewSocialLink;
+    const TEMPLATE: &'static str = "admin/social_links.html";
+    const SECTION: &'static str = "social_links";
+    const PATH: &'static str = "/admin/social-links/";
+    const TAKEN: (&'static str, &'static str) = ("name", "Another link already has this name.");
+
+    fn csrf(form: &SocialLinkForm) -> &str {
+        &form.csrf_token
+    }
+    fn blank() -> SocialLinkForm {
+        SocialLinkForm {
+            visible: Some("on".into()),
+            sort_order: "10".into(),
+            ..Default::default()
+        }
+    }
+    fn validate(form: &SocialLinkForm) -> Result<NewSocialLink, Errors> {
         let mut errors = Errors::new();
-        required(&mut errors, "name", &self.name, 60);
-        required(&mut errors, "url", &self.url, 500);
-        check_url(&mut errors, "url", &self.url);
-        let sort_order = number(&mut errors, "sort_order", &self.sort_order);
+        required(&mut errors, "name", &form.name, 60);
+        required(&mut errors, "url", &form.url, 500);
+        check_url(&mut errors, "url", &form.url);
+        let sort_order = number(&mut errors, "sort_order", &form.sort_order);
         if !errors.is_empty() {
             return Err(errors);
         }
         Ok(NewSocialLink {
-            name: self.name.trim().into(),
-            url: self.url.trim().into(),
-            icon: self.icon.trim().into(),
+            name: form.name.trim().into(),
+            url: form.url.trim().into(),
+            icon: form.icon.trim().into(),
             sort_order,
-            visible: self.visible.is_some(),
+            visible: form.visible.is_some(),
         })
     }
-}
-
-/// The links page; `failed` re-shows one submitted form (None: the add form) with its
-/// errors and text.
-async fn links_page(
-    state: &AppState,
-    session: &Session,
-    admin: &Admin,
-    failed: Option<(Option<i32>, &SocialLinkForm, &Errors)>,
-    status: StatusCode,
-) -> Result<HttpResponse, PageError> {
-    let mut ctx = admin_context(state, session, admin, "social_links");
-    ctx.insert("links", &state.repo.social_links(true).await?);
-    ctx.insert("failed_id", &failed.map(|(id, _, _)| id.unwrap_or(0)));
-    ctx.insert(
-        "form",
-        &failed
-            .map(|(_, f, _)| f.clone())
-            .unwrap_or_else(|| SocialLinkForm {
-                visible: Some("on".into()),
-                ..Default::default()
-            }),
-    );
-    ctx.insert(
-        "errors",
-        &failed.map(|(_, _, e)| e.clone()).unwrap_or_default(),
-    );
-    render_status(state, "admin/social_links.html", &ctx, status)
-}
-
-pub async fn social_links(
-    state: web::Data<AppState>,
-    session: Session,
-    admin: Admin,
-) -> Result<HttpResponse, PageError> {
-    links_page(&state, &session, &admin, None, StatusCode::OK).await
-}
-
-async fn save_link(
-    state: &AppState,
-    session: &Session,
-    admin: &Admin,
-    id: Option<i32>,
-    form: &SocialLinkForm,
-) -> Result<HttpResponse, PageError> {
-    if !csrf::verify(session, &form.csrf_token) {
-        return Ok(csrf_refused());
+    async fn rows(repo: &Repository) -> Result<serde_json::Value, DbError> {
+        Ok(serde_json::to_value(repo.social_links(true).await?).unwrap_or_default())
     }
-    let link = match form.validate() {
-        Ok(link) => link,
-        Err(errors) => {
-            return links_page(
-                state,
-                session,
-                admin,
-                Some((id, form, &errors)),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
-        }
-    };
-    match state.repo.save_social_link(id, &link).await {
-        Ok(()) => Ok(redirect("/admin/social-links/")),
-        Err(e) if is_unique_violation(&e) => {
-            let errors =
-                Errors::from([("name", "Another link already has this name.".to_string())]);
-            links_page(
-                state,
-                session,
-                admin,
-                Some((id, form, &errors)),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
-        }
-        Err(e) => Err(not_found_or(e)),
+    async fn save(
+        repo: &Repository,
+        id: Option<i32>,
+        value: &NewSocialLink,
+    ) -> Result<(), DbError> {
+        repo.save_social_link(id, value).await
+    }
+    async fn delete(repo: &Repository, id: i32) -> Result<bool, DbError> {
+        repo.delete_social_link(id).await
     }
 }
-
-pub async fn create_social_link(
-    state: web::Data<AppState>,
-    session: Session,
-    admin: Admin,
-    form: web::Form<SocialLinkForm>,
-) -> Result<HttpResponse, PageError> {
-    save_link(&state, &session, &admin, None, &form).await
-}
-
-pub async fn update_social_link(
-    state: web::Data<AppState>,
-    session: Session,
-    admin: Admin,
-    id: web::Path<i32>,
-    form: web::Form<SocialLinkForm>,
-) -> Result<HttpResponse, PageError> {
-    save_link(&state, &session, &admin, Some(*id), &form).await
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct CsrfOnly {
-    csrf_token: String,
-}
-
-pub async fn delete_social_link(
-    state: web::Data<AppState>,
-    session: Session,
-    _admin: Admin,
-    id: web::Path<i32>,
-    form: web::Form<CsrfOnly>,
-) -> Result<HttpResponse, PageError> {
-    if !csrf::verify(&session, &form.csrf_token) {
-        return Ok(csrf_refused());
-    }
-    if !state.repo.delete_social_link(*id).await? {
-        return Err(PageError::NotFound);
-    }
-    Ok(redirect("/admin/social-links/"))
-}
-
-// ----- AI tools -----------------------------------------------------------------------
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(default)]
@@ -333,139 +370,61 @@ pub struct AiToolForm {
     csrf_token: String,
 }
 
-impl AiToolForm {
-    fn validate(&self) -> Result<NewAiTool, Errors> {
+pub struct AiTools;
+
+impl ListEditor for AiTools {
+    type Form = AiToolForm;
+    type Value = NewAiTool;
+    const TEMPLATE: &'static str = "admin/ai_tools.html";
+    const SECTION: &'static str = "ai_tools";
+    const PATH: &'static str = "/admin/ai-tools/";
+    const TAKEN: (&'static str, &'static str) = ("slug", "Another tool already uses this slug.");
+
+    fn csrf(form: &AiToolForm) -> &str {
+        &form.csrf_token
+    }
+    fn blank() -> AiToolForm {
+        AiToolForm {
+            sort_order: "10".into(),
+            ..Default::default()
+        }
+    }
+    fn validate(form: &AiToolForm) -> Result<NewAiTool, Errors> {
         let mut errors = Errors::new();
-        required(&mut errors, "name", &self.name, 100);
-        required(&mut errors, "url", &self.url, 500);
-        check_url(&mut errors, "url", &self.url);
-        required(&mut errors, "category", &self.category, 60);
-        required(&mut errors, "description", &self.description, 500);
-        let slug = if self.slug.trim().is_empty() {
-            slugify(&self.name)
+        required(&mut errors, "name", &form.name, 100);
+        required(&mut errors, "url", &form.url, 500);
+        check_url(&mut errors, "url", &form.url);
+        required(&mut errors, "category", &form.category, 60);
+        required(&mut errors, "description", &form.description, 500);
+        let slug = if form.slug.trim().is_empty() {
+            slugify(&form.name)
         } else {
-            self.slug.trim().to_string()
+            form.slug.trim().to_string()
         };
         if slug.is_empty() || slug != slugify(&slug) {
             errors.insert("slug", "Use lowercase letters, digits and hyphens.".into());
         }
-        let sort_order = number(&mut errors, "sort_order", &self.sort_order);
+        let sort_order = number(&mut errors, "sort_order", &form.sort_order);
         if !errors.is_empty() {
             return Err(errors);
         }
         Ok(NewAiTool {
-            name: self.name.trim().into(),
+            name: form.name.trim().into(),
             slug,
-            url: self.url.trim().into(),
-            description: self.description.trim().into(),
-            category: self.category.trim().into(),
-            featured: self.featured.is_some(),
+            url: form.url.trim().into(),
+            description: form.description.trim().into(),
+            category: form.category.trim().into(),
+            featured: form.featured.is_some(),
             sort_order,
         })
     }
-}
-
-async fn tools_page(
-    state: &AppState,
-    session: &Session,
-    admin: &Admin,
-    failed: Option<(Option<i32>, &AiToolForm, &Errors)>,
-    status: StatusCode,
-) -> Result<HttpResponse, PageError> {
-    let mut ctx = admin_context(state, session, admin, "ai_tools");
-    ctx.insert("tools", &state.repo.ai_tools(&ToolFilter::default()).await?);
-    ctx.insert("failed_id", &failed.map(|(id, _, _)| id.unwrap_or(0)));
-    ctx.insert(
-        "form",
-        &failed.map(|(_, f, _)| f.clone()).unwrap_or_default(),
-    );
-    ctx.insert(
-        "errors",
-        &failed.map(|(_, _, e)| e.clone()).unwrap_or_default(),
-    );
-    render_status(state, "admin/ai_tools.html", &ctx, status)
-}
-
-pub async fn ai_tools(
-    state: web::Data<AppState>,
-    session: Session,
-    admin: Admin,
-) -> Result<HttpResponse, PageError> {
-    tools_page(&state, &session, &admin, None, StatusCode::OK).await
-}
-
-async fn save_tool(
-    state: &AppState,
-    session: &Session,
-    admin: &Admin,
-    id: Option<i32>,
-    form: &AiToolForm,
-) -> Result<HttpResponse, PageError> {
-    if !csrf::verify(session, &form.csrf_token) {
-        return Ok(csrf_refused());
+    async fn rows(repo: &Repository) -> Result<serde_json::Value, DbError> {
+        Ok(serde_json::to_value(repo.ai_tools(&ToolFilter::default()).await?).unwrap_or_default())
     }
-    let tool = match form.validate() {
-        Ok(tool) => tool,
-        Err(errors) => {
-            return tools_page(
-                state,
-                session,
-                admin,
-                Some((id, form, &errors)),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
-        }
-    };
-    match state.repo.save_ai_tool(id, &tool).await {
-        Ok(()) => Ok(redirect("/admin/ai-tools/")),
-        Err(e) if is_unique_violation(&e) => {
-            let errors =
-                Errors::from([("slug", "Another tool already uses this slug.".to_string())]);
-            tools_page(
-                state,
-                session,
-                admin,
-                Some((id, form, &errors)),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
-        }
-        Err(e) => Err(not_found_or(e)),
+    async fn save(repo: &Repository, id: Option<i32>, value: &NewAiTool) -> Result<(), DbError> {
+        repo.save_ai_tool(id, value).await
     }
-}
-
-pub async fn create_ai_tool(
-    state: web::Data<AppState>,
-    session: Session,
-    admin: Admin,
-    form: web::Form<AiToolForm>,
-) -> Result<HttpResponse, PageError> {
-    save_tool(&state, &session, &admin, None, &form).await
-}
-
-pub async fn update_ai_tool(
-    state: web::Data<AppState>,
-    session: Session,
-    admin: Admin,
-    id: web::Path<i32>,
-    form: web::Form<AiToolForm>,
-) -> Result<HttpResponse, PageError> {
-    save_tool(&state, &session, &admin, Some(*id), &form).await
-}
-
-pub async fn delete_ai_tool(
-    state: web::Data<AppState>,
-    session: Session,
-    _admin: Admin,
-    id: web::Path<i32>,
-    form: web::Form<CsrfOnly>,
-) -> Result<HttpResponse, PageError> {
-    if !csrf::verify(&session, &form.csrf_token) {
-        return Ok(csrf_refused());
+    async fn delete(repo: &Repository, id: i32) -> Result<bool, DbError> {
+        repo.delete_ai_tool(id).await
     }
-    if !state.repo.delete_ai_tool(*id).await? {
-        return Err(PageError::NotFound);
-    }
-    Ok(redirect("/admin/ai-tools/"))
 }
