@@ -106,7 +106,7 @@ impl RedisStore {
         result
     }
 
-    async fn run<T: FromRedisValue>(&self, cmd: &redis::Cmd, timeout: Duration) -> StoreResult<T> {
+    async fn run<T: FromRedisValue>(&self, cmd: &impl Query, timeout: Duration) -> StoreResult<T> {
         self.check_breaker()?;
         let work = async {
             let mut c = self
@@ -114,29 +114,7 @@ impl RedisStore {
                 .get()
                 .await
                 .map_err(|e| StoreError::Redis(e.to_string()))?;
-            let result = cmd.query_async::<T>(&mut c.conn).await;
-            mark_if_broken(&mut c, &result);
-            result.map_err(|e| StoreError::Redis(e.to_string()))
-        };
-        let result = tokio::time::timeout(timeout, work)
-            .await
-            .map_err(|_| StoreError::Timeout(timeout));
-        self.record(result.and_then(|r| r))
-    }
-
-    async fn run_pipe<T: FromRedisValue>(
-        &self,
-        pipe: &redis::Pipeline,
-        timeout: Duration,
-    ) -> StoreResult<T> {
-        self.check_breaker()?;
-        let work = async {
-            let mut c = self
-                .pool
-                .get()
-                .await
-                .map_err(|e| StoreError::Redis(e.to_string()))?;
-            let result = pipe.query_async::<T>(&mut c.conn).await;
+            let result = cmd.query::<T>(&mut c.conn).await;
             mark_if_broken(&mut c, &result);
             result.map_err(|e| StoreError::Redis(e.to_string()))
         };
@@ -190,7 +168,7 @@ impl RedisStore {
                 .arg(ttl_millis(ttl))
                 .ignore();
         }
-        self.run_pipe::<()>(&pipe, self.timeout).await
+        self.run::<()>(&pipe, self.timeout).await
     }
 
     pub async fn delete_many(&self, keys: &[&str]) -> StoreResult<u64> {
@@ -241,7 +219,7 @@ impl RedisStore {
             .arg(ttl_millis(ttl))
             .arg("NX")
             .ignore();
-        let (value,): (i64,) = self.run_pipe(&pipe, self.timeout).await?;
+        let (value,): (i64,) = self.run(&pipe, self.timeout).await?;
         Ok(value)
     }
 
@@ -269,7 +247,7 @@ impl RedisStore {
                 .arg("NX")
                 .arg("GET");
         }
-        let existing: Vec<Option<Vec<u8>>> = self.run_pipe(&pipe, self.timeout).await?;
+        let existing: Vec<Option<Vec<u8>>> = self.run(&pipe, self.timeout).await?;
         Ok(existing
             .into_iter()
             .zip(fresh)
@@ -286,7 +264,7 @@ impl RedisStore {
                 .ignore();
         }
         // A write waits for its invalidation: give it the bulk timeout, not a get's.
-        self.run_pipe::<()>(&pipe, self.bulk_timeout).await
+        self.run::<()>(&pipe, self.bulk_timeout).await
     }
 
     /// Adds this process's counter deltas to the site-wide hash.
@@ -299,12 +277,38 @@ impl RedisStore {
                 .arg(*delta)
                 .ignore();
         }
-        self.run_pipe::<()>(&pipe, self.bulk_timeout).await
+        self.run::<()>(&pipe, self.bulk_timeout).await
     }
 
     pub async fn read_hash(&self, hash: &str) -> StoreResult<Vec<(String, u64)>> {
         self.run(redis::cmd("HGETALL").arg(hash), self.bulk_timeout)
             .await
+    }
+}
+
+/// A command or a pipeline: both run the same way.
+trait Query {
+    async fn query<T: FromRedisValue>(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<T, RedisError>;
+}
+
+impl Query for redis::Cmd {
+    async fn query<T: FromRedisValue>(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<T, RedisError> {
+        self.query_async(conn).await
+    }
+}
+
+impl Query for redis::Pipeline {
+    async fn query<T: FromRedisValue>(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<T, RedisError> {
+        self.query_async(conn).await
     }
 }
 

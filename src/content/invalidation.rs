@@ -216,25 +216,16 @@ pub const RESPONSE_RULES: &[(&str, &[&str])] = &[
     ("/api/ai-tools/", &[Group::ApiAiTools.tag()]),
 ];
 
-/// Every group: what a path without a rule depends on (safe, if wasteful).
-pub const ALL_GROUPS: &[&str] = &[
-    PostLists.tag(),
-    PopularPosts.tag(),
-    PostDetail.tag(),
-    TagPages.tag(),
-    TagCloud.tag(),
-    Feed.tag(),
-    Sitemap.tag(),
-    PersonalInfo.tag(),
-    SocialLinks.tag(),
-    Tools.tag(),
-    FeaturedTools.tag(),
-    ApiPosts.tag(),
-    ApiPersonalInfo.tag(),
-    ApiSocialLinks.tag(),
-    ApiAiTools.tag(),
-    AdminStats.tag(),
-];
+/// Every group's tag: what a path without a rule depends on (safe, if wasteful).
+pub const ALL_GROUPS: [&str; Group::ALL.len()] = {
+    let mut tags = [""; Group::ALL.len()];
+    let mut i = 0;
+    while i < tags.len() {
+        tags[i] = Group::ALL[i].tag();
+        i += 1;
+    }
+    tags
+};
 
 /// The groups a cached response under `prefix` belongs to.
 pub fn response_deps(prefix: &str) -> &'static [&'static str] {
@@ -242,7 +233,7 @@ pub fn response_deps(prefix: &str) -> &'static [&'static str] {
         .iter()
         .find(|(p, _)| prefix.starts_with(p) || p.starts_with(prefix))
         .map(|(_, deps)| *deps)
-        .unwrap_or(ALL_GROUPS)
+        .unwrap_or(&ALL_GROUPS)
 }
 
 #[cfg(test)]
