@@ -62,6 +62,18 @@ impl TestApp {
     }
 }
 
+/// Says once per reason that tests are skipped. Written to stderr directly, past the
+/// test harness's capture, so a plain `cargo test` shows it.
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    if !said.iter().any(|r| r == reason) {
+        let _ = writeln!(std::io::stderr(), "note: {reason}");
+        said.push(reason.to_string());
+    }
+}
+
 /// Fails instead of skipping when CI says the services must be there.
 pub fn services_required() -> bool {
     std::env::var("REQUIRE_SERVICES").is_ok_and(|v| v == "1")
@@ -141,7 +153,7 @@ async fn create_test_db(backend: Backend) -> Option<(String, TestDb)> {
                     !services_required(),
                     "REQUIRE_SERVICES=1 but TEST_DATABASE_URL is not set"
                 );
-                eprintln!("skipped: TEST_DATABASE_URL is not set (PostgreSQL tests need it)");
+                skip("TEST_DATABASE_URL is not set: the PostgreSQL variants of the tests are skipped");
                 return None;
             };
             let name = format!("folio_test_{}", uuid::Uuid::new_v4().simple());
@@ -265,7 +277,7 @@ pub fn test_redis_url() -> Option<String> {
                 !services_required(),
                 "REQUIRE_SERVICES=1 but TEST_REDIS_URL is not set"
             );
-            eprintln!("skipped: TEST_REDIS_URL is not set (Redis tests need it)");
+            skip("TEST_REDIS_URL is not set: the Redis tests are skipped");
             None
         }
     }

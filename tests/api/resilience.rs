@@ -50,7 +50,9 @@ impl OwnRedis {
                     !services_required(),
                     "REQUIRE_SERVICES=1 but redis-server cannot be started: {e}"
                 );
-                eprintln!("skipped: redis-server is not installed ({e})");
+                crate::helpers::skip(&format!(
+                    "redis-server cannot be started ({e}): the Redis-outage tests are skipped"
+                ));
                 return None;
             }
         };
