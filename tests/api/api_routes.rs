@@ -10,7 +10,7 @@ on_both_backends! {
         let results = body["results"].as_array().unwrap();
         assert_eq!(results.len(), 20);
         assert!(body["previous"].is_null());
-        assert_eq!(body["next"], format!("{}/api/posts/?page=2", app.address));
+        assert_eq!(body["next"], "http://blog.example.com/api/posts/?page=2", "absolute, from SITE_URL");
         let first = &results[0];
         for field in ["id", "title", "slug", "author", "published_at", "views", "tags", "excerpt"] {
             assert!(first.get(field).is_some(), "field {field}");
@@ -21,7 +21,9 @@ on_both_backends! {
         assert_eq!(first["tags"][0]["slug"], "architecture");
 
         let (_, page2) = app.get_json("/api/posts/?page=2").await;
-        assert_eq!(page2["previous"], format!("{}/api/posts/?page=1", app.address));
+        assert_eq!(page2["previous"], "http://blog.example.com/api/posts/?page=1");
+        let forged = app.client.get(app.url("/api/posts/")).header("host", "evil.example").send().await.unwrap();
+        assert!(!forged.text().await.unwrap().contains("evil.example"), "a forged Host never reaches the links");
         let ids1: Vec<_> = results.iter().map(|p| p["id"].clone()).collect();
         assert!(page2["results"].as_array().unwrap().iter().all(|p| !ids1.contains(&p["id"])), "pages do not overlap");
     }

@@ -78,12 +78,6 @@ async fn openapi() -> HttpResponse {
 /// that is wrong.
 pub type RawQuery = web::Query<std::collections::HashMap<String, String>>;
 
-/// `scheme://host` of the request, for absolute `next`/`previous` links.
-fn origin(req: &HttpRequest) -> String {
-    let info = req.connection_info();
-    format!("{}://{}", info.scheme(), info.host())
-}
-
 pub(crate) fn parse_page(query: &RawQuery) -> Result<i64, ApiError> {
     match query.get("page") {
         None => Ok(1),

@@ -1,8 +1,8 @@
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use utoipa::IntoParams;
 
 use super::dto::{PostDetailDto, PostList, PostListItem};
-use super::{origin, parse_page, parse_slug, RawQuery};
+use super::{parse_page, parse_slug, RawQuery};
 use crate::cache::http::last_modified_header;
 use crate::startup::AppState;
 use crate::web::error::{ApiError, ErrorBody};
@@ -22,11 +22,7 @@ pub struct PostListParams {
 /// Published posts, newest first.
 #[utoipa::path(get, path = "/api/posts/", params(PostListParams),
     responses((status = 200, body = PostList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn list(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    query: RawQuery,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list(state: web::Data<AppState>, query: RawQuery) -> Result<HttpResponse, ApiError> {
     let page_number = parse_page(&query)?;
     let tag = parse_slug(&query, "tag")?;
     let tag_id = match &tag {
@@ -56,7 +52,9 @@ pub async fn list(
         )));
     }
     let link = |n: i64| {
-        let mut url = format!("{}/api/posts/?page={n}", origin(&req));
+        // From SITE_URL, never the Host header: the response is cached and shared, and
+        // a forged Host must not end up in everyone's links (cache poisoning).
+        let mut url = format!("{}/api/posts/?page={n}", state.config.site_url);
         if let Some(tag) = &tag {
             url.push_str(&format!("&tag={tag}"));
         }
