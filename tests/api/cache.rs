@@ -252,3 +252,39 @@ async fn statistics_are_aggregated_across_instances() {
     a.reset_site_stats().await;
     assert_eq!(a.site_stats().await.totals.hits, 0, "reset");
 }
+
+/// `query_key` derives the key from the SQL and its bind values.
+#[test]
+fn query_keys_follow_the_sql_and_its_binds() {
+    use diesel::prelude::*;
+    use folio::content::schema::posts;
+    let cache = folio::cache::CacheManager::in_memory("keys");
+    let recent = |limit: i64| {
+        posts::table
+            .filter(posts::published.eq(true))
+            .order(posts::id.desc())
+            .limit(limit)
+    };
+    let twelve = cache.query_key("posts", &recent(12), "recent");
+    assert_eq!(
+        twelve,
+        cache.query_key("posts", &recent(12), "recent"),
+        "stable"
+    );
+    assert_ne!(
+        twelve,
+        cache.query_key("posts", &recent(8), "recent"),
+        "another bind value"
+    );
+    assert_ne!(
+        twelve,
+        cache.query_key("posts", &posts::table.limit(12), "recent"),
+        "another query"
+    );
+    assert_ne!(
+        twelve,
+        cache.query_key("posts", &recent(12), "home"),
+        "another suffix"
+    );
+    assert!(twelve.as_str().starts_with("keys:1:posts:recent:"));
+}
