@@ -244,7 +244,7 @@ impl Fragments {
         // What the page will see as `cache`, with the page's own outcome still unknown.
         let info = |page_from_cache: bool, fragments: usize| CacheInfo {
             backend: self.cache.backend_name(),
-            hit_ratio: self.cache.stats().hit_ratio,
+            hit_ratio: self.cache.hit_ratio(),
             page_from_cache,
             fragments,
         };

@@ -215,6 +215,12 @@ impl CacheManager {
             .unwrap_or(self.inner.config.default_ttl)
     }
 
+    /// hits / (hits + misses): the counters only, cheap enough for every page.
+    pub fn hit_ratio(&self) -> f64 {
+        let t = self.inner.stats.totals();
+        stats::ratio(t.hits, t.hits + t.misses)
+    }
+
     pub fn stats(&self) -> StatsSnapshot {
         self.inner.stats.snapshot(self.backend_name())
     }
