@@ -3,11 +3,11 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rand::RngCore;
 
 use crate::cache::CacheConfig;
-use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid {var}: {reason}")]

@@ -47,28 +47,22 @@ impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for DbError
     }
 }
 
-/// Counts every connection checkout (one query or one transaction) and the time spent
-/// in them, so tests can assert that a cached page runs no SQL and responses can report
-/// database time.
+/// Counts every connection checkout (one query or one transaction), so tests can
+/// assert that a cached page runs no SQL; the time spent goes to the request's
+/// `timing` for the Server-Timing header.
 #[derive(Debug, Default)]
 pub struct DbStats {
     queries: AtomicU64,
-    micros: AtomicU64,
 }
 
 impl DbStats {
     pub fn queries(&self) -> u64 {
         self.queries.load(Ordering::Relaxed)
     }
-    pub fn time(&self) -> Duration {
-        Duration::from_micros(self.micros.load(Ordering::Relaxed))
-    }
     #[doc(hidden)]
     pub fn record(&self, started: Instant) {
         let elapsed = started.elapsed();
         self.queries.fetch_add(1, Ordering::Relaxed);
-        self.micros
-            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
         crate::timing::add(crate::timing::Phase::Db, elapsed);
     }
 }

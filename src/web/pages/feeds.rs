@@ -13,20 +13,7 @@ pub async fn atom(state: web::Data<AppState>) -> Result<HttpResponse, PageError>
     let info = state.repo.personal_info().await?;
     let mut ctx = Context::new();
     ctx.insert("site_url", &state.config.site_url);
-    ctx.insert(
-        "site_name",
-        &info
-            .as_ref()
-            .map(|i| i.name.clone())
-            .unwrap_or_else(|| "Folio".into()),
-    );
-    ctx.insert(
-        "site_headline",
-        &info
-            .as_ref()
-            .map(|i| i.headline.clone())
-            .unwrap_or_default(),
-    );
+    super::insert_site_identity(&mut ctx, info.as_ref());
     let updated = posts
         .iter()
         .map(|p| p.summary.updated_at)

@@ -31,6 +31,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Posts per page on the blog and tag pages.
 pub const PER_PAGE: i64 = 20;
 
+/// The site's name and headline, from the owner's details ("Folio" before there are any).
+pub fn insert_site_identity(
+    ctx: &mut Context,
+    info: Option<&crate::content::models::PersonalInfo>,
+) {
+    ctx.insert("site_name", info.map_or("Folio", |i| i.name.as_str()));
+    ctx.insert("site_headline", info.map_or("", |i| i.headline.as_str()));
+}
+
 /// What the base layout needs on every page: the owner's name for the header and the
 /// visible social links for the footer, plus asset URLs and the current section.
 pub async fn base_context(state: &AppState, section: &str) -> Result<Context, PageError> {
@@ -38,20 +47,7 @@ pub async fn base_context(state: &AppState, section: &str) -> Result<Context, Pa
     // Both from the query cache; concurrently, so a Redis cache costs one round trip.
     let (info, links) = tokio::join!(state.repo.personal_info(), state.repo.social_links(false));
     let info = info?;
-    ctx.insert(
-        "site_name",
-        &info
-            .as_ref()
-            .map(|i| i.name.clone())
-            .unwrap_or_else(|| "Folio".into()),
-    );
-    ctx.insert(
-        "site_headline",
-        &info
-            .as_ref()
-            .map(|i| i.headline.clone())
-            .unwrap_or_default(),
-    );
+    insert_site_identity(&mut ctx, info.as_ref());
     ctx.insert("personal_info", &info);
     ctx.insert("social_links", &links?);
     ctx.insert("assets", &state.assets);
