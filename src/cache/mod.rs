@@ -69,6 +69,8 @@ pub const DEFAULT_FAMILY_TTLS: &[(&str, u64)] = &[
     ("response", 300),
     ("popular", 60),
     ("user", 120),
+    // failed sign-ins are counted for this long
+    ("login_attempts", 900),
 ];
 
 #[derive(Debug, Clone)]

@@ -25,6 +25,8 @@ pub enum PageError {
     Fragment(#[from] crate::cache::fragments::FragmentError),
     #[error("session: {0}")]
     Session(String),
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl ResponseError for PageError {

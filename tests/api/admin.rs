@@ -148,3 +148,32 @@ async fn an_admin_bypasses_the_response_cache() {
     app.sign_in_admin().await;
     assert_eq!(app.get("/api/posts/").await.headers()["x-cache"], "BYPASS");
 }
+
+#[actix_web::test]
+async fn repeated_wrong_passwords_are_slowed_down() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let hash = folio::web::admin::hash_password("correct-horse-battery").unwrap();
+    app.state.repo.upsert_admin("ada", &hash).await.unwrap();
+    let token = app.csrf_for("/admin/login/").await;
+    let attempt = |password: &'static str| {
+        app.client
+            .post(app.url("/admin/login/"))
+            .form(&[
+                ("username", "ada"),
+                ("password", password),
+                ("csrf_token", token.as_str()),
+                ("next", "/admin/"),
+            ])
+            .send()
+    };
+    for _ in 0..10 {
+        assert_eq!(attempt("guess").await.unwrap().status(), 401);
+    }
+    let res = attempt("correct-horse-battery").await.unwrap();
+    assert_eq!(res.status(), 429, "even the right password waits now");
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("Too many failed sign-ins"));
+}

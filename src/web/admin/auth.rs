@@ -3,7 +3,7 @@
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -81,24 +81,52 @@ pub async fn login_form(
     login_page(&state, &session, "", &query.next, None, StatusCode::OK)
 }
 
+/// Failed sign-ins allowed per address and username within the `login_attempts` TTL
+/// (15 minutes); counted in the shared cache, so every instance sees them.
+pub const MAX_FAILURES: i64 = 10;
+
 pub async fn login(
     state: web::Data<AppState>,
     session: Session,
+    req: HttpRequest,
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, PageError> {
     if !csrf::verify(&session, &form.csrf_token) {
         return Ok(csrf_refused());
     }
+    let ip = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let attempts = state.cache.key(
+        "login_attempts",
+        [ip.as_str(), &form.username.trim().to_lowercase()],
+    );
+    if state.cache.get_counter(&attempts).await.unwrap_or(0) >= MAX_FAILURES {
+        return login_page(
+            &state,
+            &session,
+            &form.username,
+            &form.next,
+            Some("Too many failed sign-ins. Try again in 15 minutes."),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+    }
     let account = state.repo.admin_by_username(form.username.trim()).await?;
-    let ok = match &account {
-        Some(admin) => verify_password(&form.password, &admin.password_hash),
+    let password = form.password.clone();
+    // argon2 is deliberately slow: run it on the blocking pool, not the worker's loop.
+    let ok = web::block(move || match account {
+        Some(admin) => verify_password(&password, &admin.password_hash),
         None => {
             // Same work either way, so timing does not reveal which usernames exist.
-            let _ = hash_password(&form.password);
+            let _ = hash_password(&password);
             false
         }
-    };
+    })
+    .await
+    .map_err(|e| PageError::Internal(format!("password check: {e}")))?;
     if !ok {
+        state.cache.incr(&attempts, 1).await;
         return login_page(
             &state,
             &session,
@@ -108,6 +136,7 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
         );
     }
+    state.cache.delete(&attempts).await;
     session.renew();
     session
         .insert(ADMIN_KEY, form.username.trim())
