@@ -10,7 +10,7 @@ use argon2::Argon2;
 use serde::{Deserialize, Serialize};
 use tera::Context;
 
-use super::{csrf_refused, redirect, render_status};
+use super::{csrf_refused, redirect, render_status, CsrfOnly};
 use crate::startup::AppState;
 use crate::web::csrf;
 use crate::web::error::PageError;
@@ -142,12 +142,6 @@ pub async fn login(
         .insert(ADMIN_KEY, form.username.trim())
         .map_err(|e| PageError::Session(e.to_string()))?;
     Ok(redirect(safe_next(&form.next)))
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct CsrfOnly {
-    csrf_token: String,
 }
 
 pub async fn logout(session: Session, form: web::Form<CsrfOnly>) -> HttpResponse {

@@ -119,6 +119,13 @@ fn admin_context(state: &AppState, session: &Session, admin: &Admin, section: &s
     ctx
 }
 
+/// The body of a form that carries nothing but its CSRF token (delete, sign out).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct CsrfOnly {
+    csrf_token: String,
+}
+
 /// Admin pages are never stored anywhere.
 fn render(state: &AppState, template: &str, ctx: &Context) -> Result<HttpResponse, PageError> {
     let html = state.tera.render(template, ctx)?;

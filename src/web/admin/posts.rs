@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::{admin_context, csrf_refused, redirect, render, render_status, Admin};
+use super::{admin_context, csrf_refused, redirect, render, render_status, Admin, CsrfOnly};
 use crate::content::markdown::slugify;
 use crate::content::models::{split_list, PostInput};
 use crate::content::repository::is_unique_violation;
@@ -249,12 +249,6 @@ pub async fn delete_form(
     let mut ctx = admin_context(&state, &session, &admin, "posts");
     ctx.insert("post", &post.summary);
     render(&state, "admin/post_delete.html", &ctx)
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct CsrfOnly {
-    csrf_token: String,
 }
 
 pub async fn delete(

@@ -8,7 +8,7 @@ use actix_web::{web, HttpResponse};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{admin_context, csrf_refused, redirect, render_status, Admin};
+use super::{admin_context, csrf_refused, redirect, render_status, Admin, CsrfOnly};
 use crate::content::markdown::slugify;
 use crate::content::models::{split_list, NewAiTool, NewPersonalInfo, NewSocialLink, ToolFilter};
 use crate::content::repository::is_unique_violation;
@@ -270,12 +270,6 @@ pub async fn update<E: ListEditor>(
     form: web::Form<E::Form>,
 ) -> Result<HttpResponse, PageError> {
     save::<E>(&state, &session, &admin, Some(*id), &form).await
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct CsrfOnly {
-    csrf_token: String,
 }
 
 pub async fn delete<E: ListEditor>(
