@@ -47,7 +47,7 @@ fn backends(rt: &tokio::runtime::Runtime) -> Vec<(&'static str, CacheManager)> {
     let mut config = CacheConfig::new(CacheUrl::Redis(url.clone()), &prefix);
     config.timeout = Duration::from_secs(1);
     let redis = CacheManager::new(config).unwrap();
-    match rt.block_on(redis.check()) {
+    match rt.block_on(redis.check(Duration::from_secs(5))) {
         Ok(()) => out.push(("redis", redis)),
         Err(e) => eprintln!("redis benchmarks skipped: {url} does not answer ({e})"),
     }

@@ -102,8 +102,12 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     db::migrate(&config.database_url).await?;
     let db = Db::connect(&config.database_url).await?;
     let cache = CacheManager::new(config.cache.clone())?;
-    if let Err(e) = cache.check().await {
-        tracing::warn!(error = %e, "the cache does not answer; serving from the database until it does");
+    match cache.check(std::time::Duration::from_secs(2)).await {
+        Ok(()) => {}
+        Err(e @ crate::cache::StoreError::Value(_)) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "the cache does not answer; serving from the database until it does")
+        }
     }
     cache.spawn_stats_flusher(std::time::Duration::from_secs(1));
     let repo = Repository::new(db, cache.clone());

@@ -1,26 +1,23 @@
-//! The cache layer: one `CacheManager` over the in-process (moka) and Redis backends,
-//! with statistics, single flight and tag-versioned entries for query caching.
+//! The cache core: one `CacheManager` over pluggable backends (`backend/`: in-process
+//! moka, Redis with a near tier and a circuit breaker, none), with keys, the codec,
+//! statistics, tag versions and single flight.
 //!
-//! What lives here: keys, serialization, backends, statistics, query caching. What
-//! must not: knowledge of content models. Callers name the tags an entry depends on
-//! (the content layer uses one tag per model) and bump them after writes.
+//! What lives here: everything about caching bytes under keys. What must not: knowledge
+//! of content models. Callers name the tags an entry depends on and bump them after
+//! writes (`invalidate_tags`).
 //!
 //! A failing cache never fails a request: every backend error is counted, logged at
 //! most once per burst, and turned into a miss (get) or a no-op (set).
-//!
-//! Room for a two-tier mode: `Store` is an enum, so a `NearRedis` variant (moka in
-//! front of Redis, kept coherent by pub/sub on tag bumps) fits without changing the API.
 
+pub mod backend;
 pub mod codec;
+pub mod flight;
 pub mod fragments;
 pub mod http;
 pub mod key;
-pub mod memory;
 pub mod query;
-pub mod redis;
 pub mod stats;
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -31,10 +28,13 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use self::backend::memory::MemoryStore;
+use self::backend::none::NoCache;
+use self::backend::redis::{NearOptions, RedisBackend, RedisOptions};
+pub use self::backend::{Backend, BackendHealth, RecoveryHook, Sharing};
 use self::codec::Codec;
+use self::flight::{FlightKey, Flights};
 pub use self::key::{Key, KeyMaker};
-use self::memory::MemoryStore;
-use self::redis::RedisStore;
 pub use self::stats::{CacheStats, Op, StatsSnapshot};
 use crate::config::CacheUrl;
 
@@ -46,8 +46,11 @@ pub enum StoreError {
     Timeout(Duration),
     #[error("bad value: {0}")]
     Value(String),
-    #[error("Redis failed moments ago; not asked again yet")]
+    #[error("Redis is bypassed until it answers again (circuit breaker open)")]
     Unavailable,
+    /// `CACHE_URL=none`: not an error worth counting.
+    #[error("the cache is off")]
+    Off,
     #[error(transparent)]
     Codec(#[from] codec::CodecError),
 }
@@ -55,7 +58,7 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Default TTL per key family, following the site's strategy: static content hours,
-/// lists minutes, user-specific a minute or two, near-real-time under two minutes.
+/// lists minutes, near-real-time under two minutes.
 /// Overridden per family with `CACHE_TTLS=family=seconds,…`.
 pub const DEFAULT_FAMILY_TTLS: &[(&str, u64)] = &[
     ("personal_info", 6 * 3600),
@@ -68,7 +71,6 @@ pub const DEFAULT_FAMILY_TTLS: &[(&str, u64)] = &[
     ("fragment", 900),
     ("response", 300),
     ("popular", 60),
-    ("user", 120),
     // failed sign-ins are counted for this long
     ("login_attempts", 900),
 ];
@@ -79,13 +81,15 @@ pub struct CacheConfig {
     pub key_prefix: String,
     /// Bumping it orphans every old key at once (as Django's VERSION).
     pub version: u32,
-    /// Per Redis command.
+    /// Per Redis command, measured on the Redis I/O thread.
     pub timeout: Duration,
     /// Bound of the in-process cache.
     pub max_bytes: u64,
     pub compress_over: usize,
     pub default_ttl: Duration,
     pub family_ttls: HashMap<String, Duration>,
+    /// The near tier in front of Redis (None: off).
+    pub near: Option<NearOptions>,
 }
 
 impl CacheConfig {
@@ -94,7 +98,7 @@ impl CacheConfig {
             url,
             key_prefix: key_prefix.to_string(),
             version: 1,
-            timeout: Duration::from_millis(10),
+            timeout: Duration::from_millis(100),
             max_bytes: 64 * 1024 * 1024,
             compress_over: 1024,
             default_ttl: Duration::from_secs(300),
@@ -102,14 +106,12 @@ impl CacheConfig {
                 .iter()
                 .map(|(f, s)| (f.to_string(), Duration::from_secs(*s)))
                 .collect(),
+            near: Some(NearOptions {
+                max_bytes: 32 * 1024 * 1024,
+                max_ttl: Duration::from_secs(60),
+            }),
         }
     }
-}
-
-enum Store {
-    Memory(MemoryStore),
-    Redis(RedisStore),
-    None,
 }
 
 /// Logs a backend error at most once per `BURST`, with how many were suppressed.
@@ -120,9 +122,6 @@ struct ErrorLog {
 
 const BURST: Duration = Duration::from_secs(10);
 
-/// One in-flight computation; its result is type-erased so one map serves every type.
-type Flight = tokio::sync::OnceCell<Arc<dyn Any + Send + Sync>>;
-
 /// The one cache API. Cheap to clone.
 #[derive(Clone)]
 pub struct CacheManager {
@@ -130,13 +129,17 @@ pub struct CacheManager {
 }
 
 struct Inner {
-    store: Store,
+    backend: Arc<dyn Backend>,
+    /// The Redis backend again, for what only it has (version check, readiness).
+    redis: Option<Arc<RedisBackend>>,
     keys: KeyMaker,
     codec: Codec,
     config: CacheConfig,
     stats: CacheStats,
     errors: ErrorLog,
-    flights: Mutex<HashMap<String, Arc<Flight>>>,
+    flights: Flights,
+    /// Bumped by every invalidation from this process (see `flight`).
+    write_epoch: AtomicU64,
 }
 
 #[derive(Serialize)]
@@ -159,14 +162,25 @@ struct Tagged<T> {
 
 impl CacheManager {
     pub fn new(config: CacheConfig) -> Result<CacheManager, StoreError> {
-        let store = match &config.url {
-            CacheUrl::Memory => Store::Memory(MemoryStore::new(config.max_bytes)),
-            CacheUrl::Redis(url) => Store::Redis(RedisStore::new(url, config.timeout)?),
-            CacheUrl::None => Store::None,
+        let mut redis = None;
+        let backend: Arc<dyn Backend> = match &config.url {
+            CacheUrl::Memory => Arc::new(MemoryStore::new(config.max_bytes)),
+            CacheUrl::Redis(url) => {
+                let r = Arc::new(RedisBackend::new(RedisOptions {
+                    url: url.clone(),
+                    prefix: config.key_prefix.clone(),
+                    timeout: config.timeout,
+                    near: config.near.clone(),
+                })?);
+                redis = Some(r.clone());
+                r
+            }
+            CacheUrl::None => Arc::new(NoCache),
         };
         Ok(CacheManager {
             inner: Arc::new(Inner {
-                store,
+                backend,
+                redis,
                 keys: KeyMaker::new(&config.key_prefix, config.version),
                 codec: Codec {
                     compress_over: config.compress_over,
@@ -177,7 +191,8 @@ impl CacheManager {
                     last: Mutex::new(None),
                     suppressed: AtomicU64::new(0),
                 },
-                flights: Mutex::default(),
+                flights: Flights::default(),
+                write_epoch: AtomicU64::new(0),
             }),
         })
     }
@@ -188,11 +203,22 @@ impl CacheManager {
     }
 
     pub fn backend_name(&self) -> &'static str {
-        match self.inner.store {
-            Store::Memory(_) => "memory",
-            Store::Redis(_) => "redis",
-            Store::None => "none",
-        }
+        self.inner.backend.name()
+    }
+
+    /// Breaker state, near tier, and the like.
+    pub fn health(&self) -> BackendHealth {
+        self.inner.backend.health()
+    }
+
+    /// Installs what runs before a lost shared store serves again (see `RecoveryHook`).
+    pub fn set_recovery_hook(&self, hook: RecoveryHook) {
+        self.inner.backend.set_recovery_hook(hook);
+    }
+
+    /// Computations under way (single flight); tests check that none leak.
+    pub fn flights_in_progress(&self) -> usize {
+        self.inner.flights.in_flight()
     }
 
     pub fn config(&self) -> &CacheConfig {
@@ -224,19 +250,47 @@ impl CacheManager {
     }
 
     pub fn stats(&self) -> StatsSnapshot {
-        self.inner.stats.snapshot(self.backend_name())
+        let mut snapshot = self.inner.stats.snapshot(self.backend_name());
+        snapshot.health = Some(self.health());
+        snapshot
     }
 
-    /// Waits for the backend to answer once; logs instead of failing (a cache that is
-    /// down is a slower site, not a broken one).
-    pub async fn check(&self) -> Result<(), StoreError> {
-        match &self.inner.store {
-            Store::Redis(r) => r.ping().await,
-            _ => Ok(()),
+    /// Waits (up to `limit`) for the backend to serve, and checks that a Redis server
+    /// has what the code needs. An unreachable Redis is not an error (the site runs on
+    /// the database until it answers); a Redis older than 7 is.
+    pub async fn check(&self, limit: Duration) -> Result<(), StoreError> {
+        let Some(redis) = &self.inner.redis else {
+            return Ok(());
+        };
+        if !redis.wait_until_serving(limit).await {
+            return Err(StoreError::Unavailable);
+        }
+        let version = redis.server_version().await?;
+        let major: u32 = version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        if major < 7 {
+            return Err(StoreError::Value(format!(
+                "Redis {version} is too old: 7.0 or newer is needed (SET … NX GET, PEXPIRE … NX)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether the backend serves now (Redis: breaker closed and heartbeat current).
+    pub async fn wait_until_serving(&self, limit: Duration) -> bool {
+        match &self.inner.redis {
+            Some(redis) => redis.wait_until_serving(limit).await,
+            None => true,
         }
     }
 
     fn report(&self, op: Op, error: StoreError) {
+        if matches!(error, StoreError::Off) {
+            return;
+        }
         self.inner.stats.error();
         let log = &self.inner.errors;
         let mut last = log.last.lock();
@@ -253,22 +307,6 @@ impl CacheManager {
         let elapsed = started.elapsed();
         self.inner.stats.record_latency(op, elapsed);
         crate::timing::add(crate::timing::Phase::Cache, elapsed);
-    }
-
-    async fn raw_get_many(&self, keys: &[&str]) -> StoreResult<Vec<Option<Arc<[u8]>>>> {
-        match &self.inner.store {
-            Store::Memory(m) => m.get_many(keys),
-            Store::Redis(r) => r.get_many(keys).await,
-            Store::None => Ok(vec![None; keys.len()]),
-        }
-    }
-
-    async fn raw_set_many(&self, items: &[(&str, Vec<u8>)], ttl: Duration) -> StoreResult<()> {
-        match &self.inner.store {
-            Store::Memory(m) => m.set_many(items, ttl),
-            Store::Redis(r) => r.set_many(items, ttl).await,
-            Store::None => Ok(()),
-        }
     }
 
     fn decode<T: DeserializeOwned>(&self, key: &Key, bytes: Option<Arc<[u8]>>) -> Option<T> {
@@ -291,8 +329,18 @@ impl CacheManager {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, key: &Key) -> Option<T> {
+        self.get_shared(key, Sharing::Shared).await
+    }
+
+    /// `get` for an entry that never changes under its key (content-addressed, e.g. a
+    /// response body keyed by its ETag): a near tier may keep a copy.
+    pub async fn get_immutable<T: DeserializeOwned>(&self, key: &Key) -> Option<T> {
+        self.get_shared(key, Sharing::Near).await
+    }
+
+    async fn get_shared<T: DeserializeOwned>(&self, key: &Key, sharing: Sharing) -> Option<T> {
         let started = Instant::now();
-        let result = self.raw_get_many(&[key.as_str()]).await;
+        let result = self.inner.backend.get_many(&[key.as_str()], sharing).await;
         self.timed(Op::Get, started);
         match result {
             Ok(mut values) => self.decode(key, values.pop().flatten()),
@@ -308,7 +356,7 @@ impl CacheManager {
     pub async fn get_many<T: DeserializeOwned>(&self, keys: &[Key]) -> Vec<Option<T>> {
         let started = Instant::now();
         let raw: Vec<&str> = keys.iter().map(Key::as_str).collect();
-        let result = self.raw_get_many(&raw).await;
+        let result = self.inner.backend.get_many(&raw, Sharing::Shared).await;
         self.timed(Op::GetMany, started);
         match result {
             Ok(values) => keys
@@ -330,13 +378,37 @@ impl CacheManager {
 
     /// Stores a value; `ttl` None takes the family's default. Failures are dropped.
     pub async fn set<T: Serialize + ?Sized>(&self, key: &Key, value: &T, ttl: Option<Duration>) {
+        self.set_shared(key, value, ttl, Sharing::Shared).await
+    }
+
+    /// `set` for a content-addressed entry (see `get_immutable`).
+    pub async fn set_immutable<T: Serialize + ?Sized>(
+        &self,
+        key: &Key,
+        value: &T,
+        ttl: Option<Duration>,
+    ) {
+        self.set_shared(key, value, ttl, Sharing::Near).await
+    }
+
+    async fn set_shared<T: Serialize + ?Sized>(
+        &self,
+        key: &Key,
+        value: &T,
+        ttl: Option<Duration>,
+        sharing: Sharing,
+    ) {
         let ttl = ttl.unwrap_or_else(|| self.ttl_for(key.family()));
         let bytes = match self.inner.codec.encode(value) {
             Ok(b) => b,
             Err(e) => return self.report(Op::Set, e.into()),
         };
         let started = Instant::now();
-        let result = self.raw_set_many(&[(key.as_str(), bytes)], ttl).await;
+        let result = self
+            .inner
+            .backend
+            .set_many(&[(key.as_str(), bytes)], ttl, sharing)
+            .await;
         self.timed(Op::Set, started);
         match result {
             Ok(()) => self.inner.stats.set(1),
@@ -358,7 +430,12 @@ impl CacheManager {
         }
         let started = Instant::now();
         for (ttl, batch) in by_ttl {
-            match self.raw_set_many(&batch, ttl).await {
+            match self
+                .inner
+                .backend
+                .set_many(&batch, ttl, Sharing::Shared)
+                .await
+            {
                 Ok(()) => self.inner.stats.set(batch.len() as u64),
                 Err(e) => self.report(Op::SetMany, e),
             }
@@ -374,11 +451,7 @@ impl CacheManager {
     pub async fn delete_many(&self, keys: &[Key]) -> u64 {
         let raw: Vec<&str> = keys.iter().map(Key::as_str).collect();
         let started = Instant::now();
-        let result = match &self.inner.store {
-            Store::Memory(m) => m.delete_many(&raw),
-            Store::Redis(r) => r.delete_many(&raw).await,
-            Store::None => Ok(0),
-        };
+        let result = self.inner.backend.delete_many(&raw).await;
         self.timed(Op::Delete, started);
         match result {
             Ok(n) => {
@@ -407,11 +480,7 @@ impl CacheManager {
 
     async fn delete_full_pattern(&self, full: &str) -> u64 {
         let started = Instant::now();
-        let result = match &self.inner.store {
-            Store::Memory(m) => m.delete_pattern(full),
-            Store::Redis(r) => r.delete_pattern(full).await,
-            Store::None => Ok(0),
-        };
+        let result = self.inner.backend.delete_pattern(full).await;
         self.timed(Op::DeletePattern, started);
         match result {
             Ok(n) => {
@@ -430,11 +499,7 @@ impl CacheManager {
     pub async fn incr(&self, key: &Key, delta: i64) -> Option<i64> {
         let ttl = self.ttl_for(key.family());
         let started = Instant::now();
-        let result = match &self.inner.store {
-            Store::Memory(m) => m.incr(key.as_str(), delta, ttl),
-            Store::Redis(r) => r.incr(key.as_str(), delta, ttl).await,
-            Store::None => return None,
-        };
+        let result = self.inner.backend.incr(key.as_str(), delta, ttl).await;
         self.timed(Op::Incr, started);
         result.map_err(|e| self.report(Op::Incr, e)).ok()
     }
@@ -442,41 +507,14 @@ impl CacheManager {
     /// Reads a counter written by `incr`.
     pub async fn get_counter(&self, key: &Key) -> Option<i64> {
         let values = self
-            .raw_get_many(&[key.as_str()])
+            .inner
+            .backend
+            .get_many(&[key.as_str()], Sharing::Shared)
             .await
             .map_err(|e| self.report(Op::Get, e))
             .ok()?;
         let bytes = values.into_iter().next().flatten()?;
         std::str::from_utf8(&bytes).ok()?.parse().ok()
-    }
-
-    /// Sets a new TTL on an existing key; false if it does not exist.
-    pub async fn expire(&self, key: &Key, ttl: Duration) -> bool {
-        let started = Instant::now();
-        let result = match &self.inner.store {
-            Store::Memory(m) => m.expire(key.as_str(), ttl),
-            Store::Redis(r) => r.expire(key.as_str(), ttl).await,
-            Store::None => Ok(false),
-        };
-        self.timed(Op::Other, started);
-        result.unwrap_or_else(|e| {
-            self.report(Op::Other, e);
-            false
-        })
-    }
-
-    pub async fn has(&self, key: &Key) -> bool {
-        let started = Instant::now();
-        let result = match &self.inner.store {
-            Store::Memory(m) => m.has(key.as_str()),
-            Store::Redis(r) => r.has(key.as_str()).await,
-            Store::None => Ok(false),
-        };
-        self.timed(Op::Other, started);
-        result.unwrap_or_else(|e| {
-            self.report(Op::Other, e);
-            false
-        })
     }
 
     /// The cached value, or `compute`'s result stored under the key. Concurrent misses
@@ -489,19 +527,23 @@ impl CacheManager {
     ) -> Result<T, E>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Clone + Send + Sync + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        let epoch = self.inner.write_epoch.load(Relaxed);
         if let Some(hit) = self.get::<T>(key).await {
             return Ok(hit);
         }
-        let flight = format!("{}|{}", key.as_str(), std::any::type_name::<T>());
-        self.single_flight(flight, || async {
-            let value = compute().await?;
-            self.set(key, &value, ttl).await;
-            Ok(value)
-        })
-        .await
+        let flight = FlightKey::new::<T, E>(key.as_str(), None, epoch);
+        self.inner
+            .flights
+            .run(flight, || async {
+                let value = compute().await?;
+                self.set(key, &value, ttl).await;
+                Ok(value)
+            })
+            .await
     }
 
     /// Like `get_or_set`, for an entry that depends on `tags`: it is served only while
@@ -520,30 +562,29 @@ impl CacheManager {
     ) -> Result<T, E>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Clone + Send + Sync + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        let epoch = self.inner.write_epoch.load(Relaxed);
         let lookup = self.get_tagged::<T>(key, tags).await;
         if let Some(value) = lookup.value {
             return Ok(value);
         }
         let versions = lookup.versions;
-        // Readers that saw different versions must not share a computation: one begun
-        // before a write must not answer a reader that arrived after it.
-        let flight = format!(
-            "{}|{}|{:?}",
-            key.as_str(),
-            std::any::type_name::<T>(),
-            versions
-        );
-        self.single_flight(flight, || async {
-            let value = compute().await?;
-            if let Some(versions) = &versions {
-                self.set_tagged(key, versions, &value, ttl).await;
-            }
-            Ok(value)
-        })
-        .await
+        // Readers that saw different versions (or this process's writes) must not share
+        // a computation: one begun before a write must not answer a reader after it.
+        let flight = FlightKey::new::<T, E>(key.as_str(), versions.as_deref(), epoch);
+        self.inner
+            .flights
+            .run(flight, || async {
+                let value = compute().await?;
+                if let Some(versions) = &versions {
+                    self.set_tagged(key, versions, &value, ttl).await;
+                }
+                Ok(value)
+            })
+            .await
     }
 
     /// Looks up a tagged entry: the value if it is still current, and on a miss the
@@ -579,13 +620,7 @@ impl CacheManager {
             .collect();
         let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
         let started = Instant::now();
-        let lookup = match &self.inner.store {
-            Store::Memory(m) => m
-                .get_many(&keys)
-                .map(|v| (v, m.current_versions(&tag_keys))),
-            Store::Redis(r) => r.get_many_tagged(&keys, &tag_keys).await,
-            Store::None => Ok((vec![None; keys.len()], vec![None; tag_keys.len()])),
-        };
+        let lookup = self.inner.backend.get_many_tagged(&keys, &tag_keys).await;
         self.timed(
             if entries.len() == 1 {
                 Op::Get
@@ -659,7 +694,11 @@ impl CacheManager {
             Err(e) => return self.report(Op::Set, e.into()),
         };
         let started = Instant::now();
-        let result = self.raw_set_many(&[(key.as_str(), bytes)], ttl).await;
+        let result = self
+            .inner
+            .backend
+            .set_many(&[(key.as_str(), bytes)], ttl, Sharing::Near)
+            .await;
         self.timed(Op::Set, started);
         match result {
             Ok(()) => self.inner.stats.set(1),
@@ -670,12 +709,12 @@ impl CacheManager {
     /// Current versions of tags (creating missing ones); None when the backend fails,
     /// in which case nothing may be stored.
     async fn tag_versions(&self, tag_keys: &[String]) -> Option<Vec<u64>> {
-        let result = match &self.inner.store {
-            Store::Memory(m) => m.tag_versions(tag_keys),
-            Store::Redis(r) => r.tag_versions(tag_keys).await,
-            Store::None => return None,
-        };
-        result.map_err(|e| self.report(Op::Get, e)).ok()
+        self.inner
+            .backend
+            .tag_versions(tag_keys)
+            .await
+            .map_err(|e| self.report(Op::Get, e))
+            .ok()
     }
 
     /// Drops every tagged entry that depends on any of `tags`, on every instance sharing
@@ -685,11 +724,8 @@ impl CacheManager {
     pub async fn invalidate_tags(&self, tags: &[&str]) -> bool {
         let tag_keys: Vec<String> = tags.iter().map(|t| self.inner.keys.tag_key(t)).collect();
         let started = Instant::now();
-        let result = match &self.inner.store {
-            Store::Memory(m) => m.bump_tags(&tag_keys),
-            Store::Redis(r) => r.bump_tags(&tag_keys).await,
-            Store::None => Ok(()),
-        };
+        self.inner.write_epoch.fetch_add(1, Relaxed);
+        let result = self.inner.backend.bump_tags(&tag_keys).await;
         self.timed(Op::Delete, started);
         match result {
             Ok(()) => {
@@ -703,48 +739,11 @@ impl CacheManager {
         }
     }
 
-    async fn single_flight<T, E, F, Fut>(&self, flight: String, work: F) -> Result<T, E>
-    where
-        T: Clone + Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let cell = self
-            .inner
-            .flights
-            .lock()
-            .entry(flight.clone())
-            .or_default()
-            .clone();
-        let result = cell
-            .get_or_try_init(|| async {
-                work()
-                    .await
-                    .map(|v| Arc::new(v) as Arc<dyn Any + Send + Sync>)
-            })
-            .await
-            .cloned();
-        {
-            let mut flights = self.inner.flights.lock();
-            if flights.get(&flight).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-                flights.remove(&flight);
-            }
-        }
-        result.map(|v| {
-            v.downcast_ref::<T>()
-                .expect("flight keys include the value type")
-                .clone()
-        })
-    }
-
     /// Statistics summed over every process that shares this Redis (this process's
     /// latency percentiles); the local snapshot on the other backends.
     pub async fn site_stats(&self) -> StatsSnapshot {
         let local = self.stats();
-        let Store::Redis(r) = &self.inner.store else {
-            return local;
-        };
-        let Ok(fields) = r.read_hash(&self.stats_hash()).await else {
+        let Ok(Some(fields)) = self.inner.backend.read_hash(&self.stats_hash()).await else {
             return local;
         };
         let mut totals = stats::Totals::default();
@@ -786,9 +785,7 @@ impl CacheManager {
 
     /// Forgets the site-wide counters (a dashboard's "reset"; tests clean up with it).
     pub async fn reset_site_stats(&self) {
-        if let Store::Redis(r) = &self.inner.store {
-            let _ = r.delete_many(&[&self.stats_hash()]).await;
-        }
+        let _ = self.inner.backend.delete_many(&[&self.stats_hash()]).await;
     }
 
     fn stats_hash(&self) -> String {
@@ -799,7 +796,7 @@ impl CacheManager {
     /// With Redis, adds this process's counters to a site-wide hash every `every`, so
     /// all instances report one hit ratio. Stops when the manager is dropped.
     pub fn spawn_stats_flusher(&self, every: Duration) {
-        if !matches!(self.inner.store, Store::Redis(_)) {
+        if self.inner.redis.is_none() {
             return;
         }
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
@@ -816,9 +813,6 @@ impl CacheManager {
 
     /// Sends the counter deltas since the last flush; on failure they are sent next time.
     pub async fn flush_stats(&self, flushed: &mut HashMap<String, u64>) {
-        let Store::Redis(r) = &self.inner.store else {
-            return;
-        };
         let (totals, families) = self.inner.stats.totals_and_families();
         let mut now: Vec<(String, u64)> = vec![
             ("hits".into(), totals.hits),
@@ -835,7 +829,13 @@ impl CacheManager {
             .iter()
             .map(|(f, v)| (f.clone(), v - flushed.get(f).copied().unwrap_or(0)))
             .collect();
-        if r.add_to_hash(&self.stats_hash(), &deltas).await.is_ok() {
+        if self
+            .inner
+            .backend
+            .add_to_hash(&self.stats_hash(), &deltas)
+            .await
+            .is_ok()
+        {
             flushed.extend(now);
         }
     }

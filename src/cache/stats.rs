@@ -277,6 +277,9 @@ pub struct StatsSnapshot {
     pub grade: String,
     pub latency: Vec<LatencySnapshot>,
     pub families: Vec<FamilySnapshot>,
+    /// The backend's breaker and near tier (filled in by the manager).
+    #[serde(default)]
+    pub health: Option<super::BackendHealth>,
 }
 
 impl StatsSnapshot {
@@ -299,6 +302,7 @@ impl StatsSnapshot {
             grade: grade(hit_ratio).to_string(),
             latency,
             families,
+            health: None,
         }
     }
 }

@@ -22,7 +22,7 @@ pub fn run(config: Config, args: ClearArgs) -> anyhow::Result<()> {
     super::runtime()?.block_on(async {
         let cache = CacheManager::new(config.cache.clone()).map_err(StartupError::from)?;
         cache
-            .check()
+            .check(std::time::Duration::from_secs(5))
             .await
             .map_err(|e| anyhow::anyhow!("CACHE_URL: the cache does not answer: {e}"))?;
         let deleted = match &args.pattern {

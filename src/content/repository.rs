@@ -941,7 +941,7 @@ impl Repository {
                         .await?
                         == 0
                     {
-                        return Err(DbError::Query(diesel::result::Error::NotFound));
+                        return Err(diesel::result::Error::NotFound.into());
                     }
                 }
                 None => {
@@ -990,7 +990,7 @@ impl Repository {
                         .await?
                         == 0
                     {
-                        return Err(DbError::Query(diesel::result::Error::NotFound));
+                        return Err(diesel::result::Error::NotFound.into());
                     }
                 }
                 None => {
@@ -1095,7 +1095,7 @@ impl Repository {
 pub fn is_unique_violation(e: &DbError) -> bool {
     matches!(
         e,
-        DbError::Query(diesel::result::Error::DatabaseError(
+        DbError::Query(e) if matches!(**e, diesel::result::Error::DatabaseError(
             diesel::result::DatabaseErrorKind::UniqueViolation,
             _
         ))

@@ -29,16 +29,30 @@ const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 const SQLITE_POOL_SIZE: u32 = 4;
 const PG_POOL_SIZE: u32 = 16;
 
-#[derive(Debug, thiserror::Error)]
+/// Clone, so waiters of a single flight get the leader's error (see `cache::flight`).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DbError {
     #[error("database query failed: {0}")]
-    Query(#[from] diesel::result::Error),
+    Query(Arc<diesel::result::Error>),
     #[error("could not get a database connection: {0}")]
     Pool(String),
     #[error("cannot connect to the database: {0}")]
     Connect(String),
     #[error("migrations failed: {0}")]
     Migration(String),
+}
+
+impl From<diesel::result::Error> for DbError {
+    fn from(e: diesel::result::Error) -> Self {
+        DbError::Query(Arc::new(e))
+    }
+}
+
+impl DbError {
+    /// The row asked for does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, DbError::Query(e) if matches!(**e, diesel::result::Error::NotFound))
+    }
 }
 
 impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for DbError {

@@ -323,6 +323,7 @@ macro_rules! on_both_caches {
                 #[actix_web::test]
                 async fn redis() {
                     if let Some(cache) = $crate::helpers::test_cache(true) {
+                        assert!(cache.wait_until_serving(std::time::Duration::from_secs(5)).await, "Redis serves");
                         let probe = cache.clone();
                         run(cache).await;
                         probe.clear().await;

@@ -96,6 +96,7 @@ async fn cache_calls_return_while_redis_is_down_and_recover_after() {
     let mut config = CacheConfig::new(CacheUrl::Redis(redis.url()), "resilience");
     config.timeout = Duration::from_millis(500);
     let cache = CacheManager::new(config).unwrap();
+    assert!(cache.wait_until_serving(Duration::from_secs(5)).await);
     let key = cache.key("posts", ["recent"]);
     cache.set(&key, &"before", None).await;
     assert_eq!(cache.get::<String>(&key).await.as_deref(), Some("before"));

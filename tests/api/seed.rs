@@ -97,6 +97,11 @@ async fn clear_subcommand_deletes_by_pattern() {
         folio::cache::CacheConfig::new(folio::config::CacheUrl::Redis(url.clone()), &prefix);
     config.timeout = std::time::Duration::from_secs(2);
     let cache = folio::cache::CacheManager::new(config).unwrap();
+    assert!(
+        cache
+            .wait_until_serving(std::time::Duration::from_secs(5))
+            .await
+    );
     let blog: Vec<_> = (0..50)
         .map(|i| (cache.key("blog_list", [i.to_string()]), i))
         .collect();

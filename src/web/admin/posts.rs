@@ -230,7 +230,7 @@ async fn save(
             )
             .await
         }
-        Err(crate::db::DbError::Query(diesel::result::Error::NotFound)) => Err(PageError::NotFound),
+        Err(e) if e.is_not_found() => Err(PageError::NotFound),
         Err(e) => Err(e.into()),
     }
 }

@@ -51,7 +51,7 @@ fn number(errors: &mut Errors, field: &'static str, value: &str) -> i32 {
 
 fn not_found_or(e: DbError) -> PageError {
     match e {
-        DbError::Query(diesel::result::Error::NotFound) => PageError::NotFound,
+        e if e.is_not_found() => PageError::NotFound,
         e => e.into(),
     }
 }

@@ -10,8 +10,9 @@ use moka::sync::Cache;
 use moka::Expiry;
 use parking_lot::Mutex;
 
-use super::key::glob_match;
-use super::StoreResult;
+use super::{Backend, Bytes, Sharing, TaggedRead};
+use crate::cache::key::glob_match;
+use crate::cache::{StoreError, StoreResult};
 
 #[derive(Clone)]
 struct Entry {
@@ -61,14 +62,14 @@ impl MemoryStore {
         }
     }
 
-    pub fn get_many(&self, keys: &[&str]) -> StoreResult<Vec<Option<Arc<[u8]>>>> {
+    pub(super) fn get_many_now(&self, keys: &[&str]) -> StoreResult<Vec<Option<Arc<[u8]>>>> {
         Ok(keys
             .iter()
             .map(|k| self.cache.get(*k).map(|e| e.value))
             .collect())
     }
 
-    pub fn set_many(&self, items: &[(&str, Vec<u8>)], ttl: Duration) -> StoreResult<()> {
+    pub(super) fn set_many_now(&self, items: &[(&str, Vec<u8>)], ttl: Duration) -> StoreResult<()> {
         for (key, value) in items {
             self.cache.insert(
                 key.to_string(),
@@ -81,7 +82,7 @@ impl MemoryStore {
         Ok(())
     }
 
-    pub fn delete_many(&self, keys: &[&str]) -> StoreResult<u64> {
+    fn delete_many_now(&self, keys: &[&str]) -> StoreResult<u64> {
         Ok(keys
             .iter()
             .filter(|k| self.cache.remove(**k).is_some())
@@ -89,7 +90,7 @@ impl MemoryStore {
     }
 
     /// Walks every entry: fine for an in-process cache of bounded size.
-    pub fn delete_pattern(&self, pattern: &str) -> StoreResult<u64> {
+    pub(super) fn delete_pattern_now(&self, pattern: &str) -> StoreResult<u64> {
         let doomed: Vec<Arc<String>> = self
             .cache
             .iter()
@@ -102,9 +103,20 @@ impl MemoryStore {
             .count() as u64)
     }
 
+    /// (entries, weighted bytes).
+    pub(super) fn size(&self) -> (u64, u64) {
+        self.cache.run_pending_tasks();
+        (self.cache.entry_count(), self.cache.weighted_size())
+    }
+
+    /// Drops every entry.
+    pub(super) fn clear(&self) {
+        self.cache.invalidate_all();
+    }
+
     /// Atomic per key (moka's compute), counters stored as decimal text as in Redis.
-    pub fn incr(&self, key: &str, delta: i64, ttl: Duration) -> StoreResult<i64> {
-        let mut result = Err(super::StoreError::Value("value is not an integer".into()));
+    fn incr_now(&self, key: &str, delta: i64, ttl: Duration) -> StoreResult<i64> {
+        let mut result = Err(StoreError::Value("value is not an integer".into()));
         self.cache
             .entry(key.to_string())
             .and_compute_with(|current| {
@@ -131,28 +143,8 @@ impl MemoryStore {
         result
     }
 
-    pub fn expire(&self, key: &str, ttl: Duration) -> StoreResult<bool> {
-        match self.cache.get(key) {
-            Some(entry) => {
-                self.cache.insert(
-                    key.to_string(),
-                    Entry {
-                        value: entry.value,
-                        ttl,
-                    },
-                );
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
-
-    pub fn has(&self, key: &str) -> StoreResult<bool> {
-        Ok(self.cache.contains_key(key))
-    }
-
     /// Current versions; missing ones are created.
-    pub fn tag_versions(&self, tag_keys: &[String]) -> StoreResult<Vec<u64>> {
+    fn tag_versions_now(&self, tag_keys: &[String]) -> StoreResult<Vec<u64>> {
         let mut tags = self.tags.lock();
         Ok(tag_keys
             .iter()
@@ -161,26 +153,55 @@ impl MemoryStore {
     }
 
     /// Current versions without creating missing ones.
-    pub fn current_versions(&self, tag_keys: &[String]) -> Vec<Option<u64>> {
+    fn current_versions(&self, tag_keys: &[String]) -> Vec<Option<u64>> {
         let tags = self.tags.lock();
         tag_keys.iter().map(|k| tags.get(k).copied()).collect()
     }
 
-    pub fn bump_tags(&self, tag_keys: &[String]) -> StoreResult<()> {
+    fn bump_tags_now(&self, tag_keys: &[String]) -> StoreResult<()> {
         let mut tags = self.tags.lock();
         for k in tag_keys {
             tags.insert(k.clone(), rand::random());
         }
         Ok(())
     }
+}
 
-    pub fn entry_count(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+#[async_trait::async_trait]
+impl Backend for MemoryStore {
+    fn name(&self) -> &'static str {
+        "memory"
     }
-
-    pub fn weighted_size(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.weighted_size()
+    async fn get_many(&self, keys: &[&str], _: Sharing) -> StoreResult<Vec<Option<Bytes>>> {
+        self.get_many_now(keys)
+    }
+    async fn get_many_tagged(&self, keys: &[&str], tag_keys: &[String]) -> StoreResult<TaggedRead> {
+        Ok((self.get_many_now(keys)?, self.current_versions(tag_keys)))
+    }
+    async fn set_many(
+        &self,
+        items: &[(&str, Vec<u8>)],
+        ttl: Duration,
+        _: Sharing,
+    ) -> StoreResult<()> {
+        self.set_many_now(items, ttl)
+    }
+    async fn delete_many(&self, keys: &[&str]) -> StoreResult<u64> {
+        self.delete_many_now(keys)
+    }
+    async fn delete_pattern(&self, pattern: &str) -> StoreResult<u64> {
+        self.delete_pattern_now(pattern)
+    }
+    async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> StoreResult<i64> {
+        self.incr_now(key, delta, ttl)
+    }
+    async fn tag_versions(&self, tag_keys: &[String]) -> StoreResult<Vec<u64>> {
+        self.tag_versions_now(tag_keys)
+    }
+    async fn bump_tags(&self, tag_keys: &[String]) -> StoreResult<()> {
+        self.bump_tags_now(tag_keys)
+    }
+    fn local_size(&self) -> Option<(u64, u64)> {
+        Some(self.size())
     }
 }

@@ -1,0 +1,120 @@
+//! The `Backend` trait, one small interface every store implements (as Django's
+//! `BaseCache`), and one file per backend: `memory` (moka), `redis` (with its near
+//! tier and circuit breaker), `none`. Keys arrive fully built and values encoded: a
+//! backend stores bytes and tag versions, nothing else.
+
+pub mod breaker;
+pub mod memory;
+pub mod near;
+pub mod none;
+pub mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::StoreResult;
+
+pub type Bytes = Arc<[u8]>;
+
+/// Entries and tag versions read in one round trip.
+pub type TaggedRead = (Vec<Option<Bytes>>, Vec<Option<u64>>);
+
+/// Whether an entry may be kept in a near (in-process) tier in front of a shared store:
+/// only entries that cannot go stale there — tagged entries, checked against coherent
+/// tag versions on every read, and content-addressed ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// Safe to copy into the near tier.
+    Near,
+    /// Always read from the shared store (counters, replay guards).
+    Shared,
+}
+
+/// What an operator needs to know about a backend's health; part of the statistics.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BackendHealth {
+    /// `closed` (serving), `open` (bypassed), `recovering` (applying pending
+    /// invalidations before serving again); always `closed` for in-process stores.
+    pub breaker: String,
+    /// How often the breaker opened since start.
+    pub breaker_trips: u64,
+    /// The first error of the last burst that opened the breaker.
+    pub last_trip_cause: Option<String>,
+    /// Near tier: on, and its entries and bytes.
+    pub near_enabled: bool,
+    pub near_entries: u64,
+    pub near_bytes: u64,
+    pub near_hits: u64,
+}
+
+/// Called before a shared store serves again after it was lost: applies the
+/// invalidations written while it was away. Returns how many it applied.
+pub type RecoveryHook = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<usize, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    async fn get_many(&self, keys: &[&str], sharing: Sharing) -> StoreResult<Vec<Option<Bytes>>>;
+
+    /// Entries and the current versions of `tag_keys` (None where a tag has none yet).
+    async fn get_many_tagged(&self, keys: &[&str], tag_keys: &[String]) -> StoreResult<TaggedRead>;
+
+    async fn set_many(
+        &self,
+        items: &[(&str, Vec<u8>)],
+        ttl: Duration,
+        sharing: Sharing,
+    ) -> StoreResult<()>;
+
+    /// Returns how many keys existed.
+    async fn delete_many(&self, keys: &[&str]) -> StoreResult<u64>;
+
+    /// `pattern` is a glob over full keys; returns how many were deleted.
+    async fn delete_pattern(&self, pattern: &str) -> StoreResult<u64>;
+
+    /// Adds `delta` to a counter, giving a new one `ttl`.
+    async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> StoreResult<i64>;
+
+    /// Current versions, creating missing ones (random, so they never repeat).
+    async fn tag_versions(&self, tag_keys: &[String]) -> StoreResult<Vec<u64>>;
+
+    /// Gives each tag a new version; returns once no instance sharing this store can
+    /// serve an entry stored under the old ones.
+    async fn bump_tags(&self, tag_keys: &[String]) -> StoreResult<()>;
+
+    async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Adds counter deltas to a hash shared by all instances (site-wide statistics).
+    async fn add_to_hash(&self, _hash: &str, _fields: &[(String, u64)]) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// None when the store is not shared.
+    async fn read_hash(&self, _hash: &str) -> StoreResult<Option<Vec<(String, u64)>>> {
+        Ok(None)
+    }
+
+    fn health(&self) -> BackendHealth {
+        BackendHealth {
+            breaker: "closed".into(),
+            ..BackendHealth::default()
+        }
+    }
+
+    /// Installs the hook run before serving again after the store was lost.
+    fn set_recovery_hook(&self, _hook: RecoveryHook) {}
+
+    /// (entries, weighted bytes) of an in-process store.
+    fn local_size(&self) -> Option<(u64, u64)> {
+        None
+    }
+}

@@ -1,0 +1,123 @@
+//! The near tier: an in-process copy of hot entries and tag versions in front of Redis,
+//! so a warm page is served without a round trip.
+//!
+//! Coherence: entries kept here are tagged (checked against tag versions on every read)
+//! or content-addressed, so only the tag versions must be right. They are dropped when
+//! an invalidation message arrives (see `redis`), and everything is dropped whenever
+//! the invalidation channel is lost. A fill that read Redis before an invalidation was
+//! applied and lands after it would bring an old version back: every fill carries the
+//! epoch it started under and is refused if an invalidation came in between.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use parking_lot::RwLock;
+
+use super::memory::MemoryStore;
+use super::{Bytes, TaggedRead};
+
+pub struct NearTier {
+    values: MemoryStore,
+    state: RwLock<NearState>,
+    /// Longest a copy lives here (the shared store's remaining TTL is not known).
+    max_ttl: Duration,
+    pub hits: AtomicU64,
+}
+
+#[derive(Default)]
+struct NearState {
+    /// Changes with every invalidation applied here.
+    epoch: u64,
+    tags: HashMap<String, u64>,
+}
+
+impl NearTier {
+    pub fn new(max_bytes: u64, max_ttl: Duration) -> Self {
+        NearTier {
+            values: MemoryStore::new(max_bytes),
+            state: RwLock::default(),
+            max_ttl,
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.state.read().epoch
+    }
+
+    /// The entries and versions if every one of them is here; the epoch either way.
+    pub fn lookup(&self, keys: &[&str], tag_keys: &[String]) -> (Option<TaggedRead>, u64) {
+        let state = self.state.read();
+        let versions: Option<Vec<Option<u64>>> = tag_keys
+            .iter()
+            .map(|t| state.tags.get(t).map(|v| Some(*v)))
+            .collect();
+        let Some(versions) = versions else {
+            return (None, state.epoch);
+        };
+        let values = self.get(keys);
+        if values.iter().any(Option::is_none) {
+            return (None, state.epoch);
+        }
+        self.hits.fetch_add(1, Relaxed);
+        (Some((values, versions)), state.epoch)
+    }
+
+    pub fn get(&self, keys: &[&str]) -> Vec<Option<Bytes>> {
+        self.values.get_many_now(keys).unwrap_or_default()
+    }
+
+    /// Keeps what a read of the shared store returned, unless an invalidation was
+    /// applied since `epoch` was taken.
+    pub fn fill(
+        &self,
+        epoch: u64,
+        keys: &[&str],
+        values: &[Option<Bytes>],
+        tag_keys: &[String],
+        versions: &[Option<u64>],
+    ) {
+        let mut state = self.state.write();
+        if state.epoch != epoch {
+            return;
+        }
+        for (tag, version) in tag_keys.iter().zip(versions) {
+            if let Some(v) = version {
+                state.tags.insert(tag.clone(), *v);
+            }
+        }
+        let items: Vec<(&str, Vec<u8>)> = keys
+            .iter()
+            .zip(values)
+            .filter_map(|(k, v)| Some((*k, v.as_ref()?.to_vec())))
+            .collect();
+        let _ = self.values.set_many_now(&items, self.max_ttl);
+    }
+
+    /// Keeps entries this instance just wrote (self-validating, so no epoch check).
+    pub fn store(&self, items: &[(&str, Vec<u8>)], ttl: Duration) {
+        let _ = self.values.set_many_now(items, ttl.min(self.max_ttl));
+    }
+
+    /// Forgets these tags' versions: the next read asks the shared store.
+    pub fn drop_tags(&self, tag_keys: &[String]) {
+        let mut state = self.state.write();
+        state.epoch += 1;
+        for tag in tag_keys {
+            state.tags.remove(tag);
+        }
+    }
+
+    /// Forgets everything (channel lost, pattern deleted, reconnected).
+    pub fn clear(&self) {
+        let mut state = self.state.write();
+        state.epoch += 1;
+        state.tags.clear();
+        self.values.clear();
+    }
+
+    pub fn size(&self) -> (u64, u64) {
+        self.values.size()
+    }
+}
