@@ -111,6 +111,14 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     }
     cache.spawn_stats_flusher(std::time::Duration::from_secs(1));
     let repo = Repository::new(db, cache.clone());
+    repo.start_invalidation_outbox(std::time::Duration::from_millis(500));
+    // Writes whose invalidation was pending when the last process stopped.
+    if let Err(e) = repo
+        .apply_pending_invalidations(std::time::Duration::ZERO)
+        .await
+    {
+        tracing::warn!(error = %e, "pending cache invalidations are retried in the background");
+    }
     if config.seed_on_empty && repo.count_posts().await? == 0 && !repo.has_personal_info().await? {
         let report = seed::seed_fixtures(&repo).await?;
         tracing::info!(%report, "empty database seeded from fixtures");

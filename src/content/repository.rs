@@ -2,6 +2,9 @@
 //! backend. It is the one write path, so later layers (query caching, invalidation) hook
 //! in at this one place. Handlers never touch tables.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use chrono::{NaiveDateTime, Timelike, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -10,14 +13,48 @@ use super::invalidation::{deps, tags_for, Model};
 use super::markdown;
 use super::models::*;
 use super::schema::{
-    admin_users, ai_tools, authors, contact_messages, personal_info, post_tags, posts,
-    social_links, tags,
+    admin_users, ai_tools, authors, cache_invalidations, contact_messages, personal_info,
+    post_tags, posts, social_links, tags,
 };
 use crate::cache::CacheManager;
 use crate::db::{Db, DbError};
 use crate::with_conn;
 
 pub type RepoResult<T> = Result<T, DbError>;
+
+/// Runs a write and records the invalidation of `models` in the same transaction (the
+/// outbox), then applies it once committed (`invalidate_after_commit`): a write can
+/// never be saved while its invalidation is lost. Evaluates to the body's result.
+macro_rules! transact {
+    ($repo:expr, $models:expr, |$conn:ident| $body:expr) => {{
+        let repo: &Repository = &$repo;
+        let tags = tags_for($models);
+        let joined = tags.join(" ");
+        let written = with_conn!(repo.db, |conn| {
+            conn.transaction::<_, DbError, _>(async |$conn| {
+                let value: Result<_, DbError> = async { $body }.await;
+                let value = value?;
+                let outbox: i32 = diesel::insert_into(cache_invalidations::table)
+                    .values((
+                        cache_invalidations::tags.eq(&joined),
+                        cache_invalidations::created_at.eq(now()),
+                    ))
+                    .returning(cache_invalidations::id)
+                    .get_result($conn)
+                    .await?;
+                Ok((value, outbox))
+            })
+            .await
+        });
+        match written {
+            Ok((value, outbox)) => {
+                repo.invalidate_after_commit(outbox, &tags).await;
+                Ok(value)
+            }
+            Err(e) => Err(e),
+        }
+    }};
+}
 
 /// Now, truncated to microseconds: PostgreSQL keeps microseconds and SQLite whatever it
 /// is given, so both backends must store the same value for ETags to agree.
@@ -48,15 +85,101 @@ impl Repository {
         &self.cache
     }
 
-    /// Invalidates everything cached that shows these models. Called after commit, and
-    /// awaited, so a write returns only once no reader can be served the old data.
-    pub async fn changed(&self, models: &[Model]) {
-        if !self.cache.invalidate_tags(&tags_for(models)).await {
+    /// Applies a committed write's invalidation (its outbox row `id`), and deletes the
+    /// row once the cache has it. Awaited, so a write returns only once no reader can be
+    /// served the old data; if the cache cannot be told, the row stays pending and is
+    /// applied by `apply_pending_invalidations` — before this instance serves from the
+    /// cache again, and by the background task on every instance. Returns whether it
+    /// was applied now.
+    pub async fn invalidate_after_commit(&self, id: i32, tags: &[&str]) -> bool {
+        if !self.cache.invalidate_tags(tags).await {
             tracing::error!(
-                ?models,
-                "cache invalidation failed; entries will expire by TTL"
+                ?tags,
+                "cache invalidation pending: the cache did not take it; it is retried, and the cache is bypassed where it could serve old data"
             );
+            return false;
         }
+        if let Err(e) = self.delete_outbox_rows(vec![id]).await {
+            // Applied; the row is applied again later, which costs one more miss.
+            tracing::warn!(error = %e, "could not delete an applied invalidation");
+        }
+        true
+    }
+
+    /// Applies the invalidations still pending that are at least `min_age` old (young
+    /// rows usually belong to a write that is applying them itself); returns how many.
+    pub async fn apply_pending_invalidations(&self, min_age: Duration) -> RepoResult<usize> {
+        let before = now() - chrono::Duration::from_std(min_age).unwrap_or_default();
+        let rows: Vec<(i32, String)> = with_conn!(self.db, |conn| {
+            Ok(cache_invalidations::table
+                .filter(cache_invalidations::created_at.le(before))
+                .order_by(cache_invalidations::id)
+                .limit(500)
+                .select((cache_invalidations::id, cache_invalidations::tags))
+                .load(conn)
+                .await?)
+        })?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut tags: Vec<&str> = rows.iter().flat_map(|(_, t)| t.split(' ')).collect();
+        tags.sort_unstable();
+        tags.dedup();
+        if !self.cache.invalidate_tags(&tags).await {
+            return Err(DbError::Pool(
+                "the cache did not take the pending invalidations".into(),
+            ));
+        }
+        self.delete_outbox_rows(rows.iter().map(|(id, _)| *id).collect())
+            .await?;
+        tracing::info!(applied = rows.len(), "pending cache invalidations applied");
+        Ok(rows.len())
+    }
+
+    async fn delete_outbox_rows(&self, ids: Vec<i32>) -> RepoResult<usize> {
+        with_conn!(self.db, |conn| {
+            Ok(diesel::delete(
+                cache_invalidations::table.filter(cache_invalidations::id.eq_any(ids)),
+            )
+            .execute(conn)
+            .await?)
+        })
+    }
+
+    /// Invalidations written but not yet applied (the admin shows a notice).
+    pub async fn pending_invalidations(&self) -> RepoResult<i64> {
+        with_conn!(self.db, |conn| Ok(cache_invalidations::table
+            .count()
+            .get_result(conn)
+            .await?))
+    }
+
+    /// Makes the cache apply pending invalidations before it serves again after a loss,
+    /// and retries them in the background every `every`. Stops with the repository's
+    /// cache.
+    pub fn start_invalidation_outbox(&self, every: Duration) {
+        let repo = self.clone();
+        self.cache.set_recovery_hook(Arc::new(move || {
+            let repo = repo.clone();
+            Box::pin(async move {
+                repo.apply_pending_invalidations(Duration::ZERO)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }));
+        let repo = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                // Older than the lease: its writer has finished trying by then.
+                if let Err(e) = repo
+                    .apply_pending_invalidations(Duration::from_secs(2))
+                    .await
+                {
+                    tracing::debug!(error = %e, "pending invalidations not applied yet");
+                }
+            }
+        });
     }
 
     // ----- reads -------------------------------------------------------------------
@@ -501,7 +624,7 @@ impl Repository {
         &self,
         msg: NewContactMessage,
     ) -> RepoResult<ContactMessage> {
-        let stored = with_conn!(self.db, |conn| {
+        let stored = transact!(self, &[Model::ContactMessage], |conn| {
             Ok(diesel::insert_into(contact_messages::table)
                 .values((
                     contact_messages::name.eq(msg.name),
@@ -516,13 +639,12 @@ impl Repository {
                 .get_result(conn)
                 .await?)
         })?;
-        self.changed(&[Model::ContactMessage]).await;
         Ok(stored)
     }
 
     /// Inserts an author unless one with the slug exists; returns the stored one.
     pub async fn ensure_author(&self, author: &NewAuthor) -> RepoResult<Author> {
-        let (inserted, stored) = with_conn!(self.db, |conn| {
+        let (_, stored) = transact!(self, &[Model::Author], |conn| {
             let inserted = diesel::insert_into(authors::table)
                 .values((
                     authors::name.eq(&author.name),
@@ -541,9 +663,6 @@ impl Repository {
                 .await?;
             Ok((inserted > 0, stored))
         })?;
-        if inserted {
-            self.changed(&[Model::Author]).await;
-        }
         Ok(stored)
     }
 
@@ -561,7 +680,7 @@ impl Repository {
             (_, at) => at,
         };
         let tag_list: Vec<(String, String)> = dedup_tags(&post.tags);
-        let created = with_conn!(self.db, |conn| {
+        let created = transact!(self, &[Model::Post, Model::Tag], |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
                 {
                     let stamp = now();
@@ -620,9 +739,6 @@ impl Repository {
             .await
             .map_err(DbError::from)
         })?;
-        if created.is_some() {
-            self.changed(&[Model::Post, Model::Tag]).await;
-        }
         Ok(created)
     }
 
@@ -632,7 +748,7 @@ impl Repository {
         if self.has_personal_info().await? {
             return Ok(false);
         }
-        with_conn!(self.db, |conn| {
+        transact!(self, &[Model::PersonalInfo], |conn| {
             diesel::insert_into(personal_info::table)
                 .values((
                     personal_info::name.eq(&info.name),
@@ -648,13 +764,12 @@ impl Repository {
                 .await?;
             Ok(())
         })?;
-        self.changed(&[Model::PersonalInfo]).await;
         Ok(true)
     }
 
     /// Inserts a social link unless one with that name exists.
     pub async fn ensure_social_link(&self, link: &NewSocialLink) -> RepoResult<bool> {
-        let inserted = with_conn!(self.db, |conn| {
+        let inserted = transact!(self, &[Model::SocialLink], |conn| {
             let n = diesel::insert_into(social_links::table)
                 .values((
                     social_links::name.eq(&link.name),
@@ -670,15 +785,12 @@ impl Repository {
                 .await?;
             Ok(n > 0)
         })?;
-        if inserted {
-            self.changed(&[Model::SocialLink]).await;
-        }
         Ok(inserted)
     }
 
     /// Inserts an AI tool unless one with that slug exists.
     pub async fn ensure_ai_tool(&self, tool: &NewAiTool) -> RepoResult<bool> {
-        let inserted = with_conn!(self.db, |conn| {
+        let inserted = transact!(self, &[Model::AiTool], |conn| {
             let n = diesel::insert_into(ai_tools::table)
                 .values((
                     ai_tools::name.eq(&tool.name),
@@ -696,9 +808,6 @@ impl Repository {
                 .await?;
             Ok(n > 0)
         })?;
-        if inserted {
-            self.changed(&[Model::AiTool]).await;
-        }
         Ok(inserted)
     }
 }
@@ -783,7 +892,7 @@ impl Repository {
             .filter(|e| !e.trim().is_empty())
             .unwrap_or_else(|| markdown::excerpt(&input.body_markdown, 240));
         let tag_list = dedup_tags(&input.tags);
-        let saved = with_conn!(self.db, |conn| {
+        let saved = transact!(self, &[Model::Post, Model::Tag], |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
                 let stamp = now();
                 let post_id = match id {
@@ -872,12 +981,11 @@ impl Repository {
             .await
             .map_err(DbError::from)
         })?;
-        self.changed(&[Model::Post, Model::Tag]).await;
         Ok(saved)
     }
 
     pub async fn delete_post(&self, id: i32) -> RepoResult<bool> {
-        let deleted = with_conn!(self.db, |conn| {
+        let deleted = transact!(self, &[Model::Post], |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
                 diesel::delete(post_tags::table.filter(post_tags::post_id.eq(id)))
                     .execute(conn)
@@ -887,15 +995,12 @@ impl Repository {
             .await
             .map_err(DbError::from)
         })?;
-        if deleted > 0 {
-            self.changed(&[Model::Post]).await;
-        }
         Ok(deleted > 0)
     }
 
     /// Replaces the owner's details (creating the row on a fresh site).
     pub async fn save_personal_info(&self, info: &NewPersonalInfo) -> RepoResult<()> {
-        with_conn!(self.db, |conn| {
+        transact!(self, &[Model::PersonalInfo], |conn| {
             let values = (
                 personal_info::name.eq(&info.name),
                 personal_info::headline.eq(&info.headline),
@@ -918,13 +1023,12 @@ impl Repository {
             }
             Ok(())
         })?;
-        self.changed(&[Model::PersonalInfo]).await;
         Ok(())
     }
 
     /// Creates (`id` None) or updates a social link.
     pub async fn save_social_link(&self, id: Option<i32>, link: &NewSocialLink) -> RepoResult<()> {
-        with_conn!(self.db, |conn| {
+        transact!(self, &[Model::SocialLink], |conn| {
             let values = (
                 social_links::name.eq(&link.name),
                 social_links::url.eq(&link.url),
@@ -953,25 +1057,21 @@ impl Repository {
             }
             Ok(())
         })?;
-        self.changed(&[Model::SocialLink]).await;
         Ok(())
     }
 
     pub async fn delete_social_link(&self, id: i32) -> RepoResult<bool> {
-        let n = with_conn!(self.db, |conn| Ok(diesel::delete(
+        let n = transact!(self, &[Model::SocialLink], |conn| Ok(diesel::delete(
             social_links::table.find(id)
         )
         .execute(conn)
         .await?))?;
-        if n > 0 {
-            self.changed(&[Model::SocialLink]).await;
-        }
         Ok(n > 0)
     }
 
     /// Creates (`id` None) or updates an AI tool.
     pub async fn save_ai_tool(&self, id: Option<i32>, tool: &NewAiTool) -> RepoResult<()> {
-        with_conn!(self.db, |conn| {
+        transact!(self, &[Model::AiTool], |conn| {
             let values = (
                 ai_tools::name.eq(&tool.name),
                 ai_tools::slug.eq(&tool.slug),
@@ -1002,30 +1102,25 @@ impl Repository {
             }
             Ok(())
         })?;
-        self.changed(&[Model::AiTool]).await;
         Ok(())
     }
 
     pub async fn delete_ai_tool(&self, id: i32) -> RepoResult<bool> {
-        let n = with_conn!(self.db, |conn| Ok(diesel::delete(ai_tools::table.find(id))
-            .execute(conn)
-            .await?))?;
-        if n > 0 {
-            self.changed(&[Model::AiTool]).await;
-        }
+        let n = transact!(self, &[Model::AiTool], |conn| Ok(diesel::delete(
+            ai_tools::table.find(id)
+        )
+        .execute(conn)
+        .await?))?;
         Ok(n > 0)
     }
 
     pub async fn mark_message_read(&self, id: i32, read: bool) -> RepoResult<bool> {
-        let n = with_conn!(self.db, |conn| {
+        let n = transact!(self, &[Model::ContactMessage], |conn| {
             Ok(diesel::update(contact_messages::table.find(id))
                 .set(contact_messages::is_read.eq(read))
                 .execute(conn)
                 .await?)
         })?;
-        if n > 0 {
-            self.changed(&[Model::ContactMessage]).await;
-        }
         Ok(n > 0)
     }
 

@@ -103,6 +103,7 @@ diesel::joinable!(post_tags -> tags (tag_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     admin_users,
+    cache_invalidations,
     authors,
     tags,
     posts,
@@ -118,6 +119,15 @@ diesel::table! {
         id -> Integer,
         username -> Text,
         password_hash -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// The invalidation outbox (see `content::invalidation`).
+    cache_invalidations (id) {
+        id -> Integer,
+        tags -> Text,
         created_at -> Timestamp,
     }
 }

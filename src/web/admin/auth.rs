@@ -10,7 +10,7 @@ use argon2::Argon2;
 use serde::{Deserialize, Serialize};
 use tera::Context;
 
-use super::{csrf_refused, redirect, render_status, CsrfOnly};
+use super::{csrf_refused, redirect, render_signed_out, CsrfOnly};
 use crate::startup::AppState;
 use crate::web::csrf;
 use crate::web::error::PageError;
@@ -70,7 +70,9 @@ fn login_page(
     ctx.insert("error", &error);
     ctx.insert("csrf_field", csrf::FIELD);
     ctx.insert("csrf_token", &csrf::token(session));
-    render_status(state, "admin/login.html", &ctx, status)
+    let mut res = render_signed_out(state, "admin/login.html", &ctx)?;
+    *res.status_mut() = status;
+    Ok(res)
 }
 
 pub async fn login_form(

@@ -14,7 +14,7 @@ pub async fn list(
 ) -> Result<HttpResponse, PageError> {
     let mut ctx = admin_context(&state, &session, &admin, "messages");
     ctx.insert("messages", &state.repo.contact_messages().await?);
-    render(&state, "admin/messages.html", &ctx)
+    render(&state, "admin/messages.html", &ctx).await
 }
 
 #[derive(Debug, Default, Deserialize)]

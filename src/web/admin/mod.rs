@@ -127,7 +127,27 @@ pub struct CsrfOnly {
 }
 
 /// Admin pages are never stored anywhere.
-fn render(state: &AppState, template: &str, ctx: &Context) -> Result<HttpResponse, PageError> {
+/// Renders an admin page; every page shows a notice while a write's cache invalidation
+/// has not reached the cache yet (see `Repository::invalidate_after_commit`).
+async fn render(
+    state: &AppState,
+    template: &str,
+    ctx: &Context,
+) -> Result<HttpResponse, PageError> {
+    let mut ctx = ctx.clone();
+    ctx.insert(
+        "pending_invalidations",
+        &state.repo.pending_invalidations().await.unwrap_or(0),
+    );
+    render_signed_out(state, template, &ctx)
+}
+
+/// Renders a page shown before sign-in (no notices).
+fn render_signed_out(
+    state: &AppState,
+    template: &str,
+    ctx: &Context,
+) -> Result<HttpResponse, PageError> {
     let html = state.tera.render(template, ctx)?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
@@ -135,13 +155,13 @@ fn render(state: &AppState, template: &str, ctx: &Context) -> Result<HttpRespons
         .body(html))
 }
 
-fn render_status(
+async fn render_status(
     state: &AppState,
     template: &str,
     ctx: &Context,
     status: actix_web::http::StatusCode,
 ) -> Result<HttpResponse, PageError> {
-    let mut res = render(state, template, ctx)?;
+    let mut res = render(state, template, ctx).await?;
     *res.status_mut() = status;
     Ok(res)
 }
@@ -168,5 +188,5 @@ async fn overview(
     let mut ctx = admin_context(&state, &session, &admin, "overview");
     ctx.insert("overview", &state.repo.admin_overview().await?);
     ctx.insert("cache_stats", &state.cache.stats());
-    render(&state, "admin/index.html", &ctx)
+    render(&state, "admin/index.html", &ctx).await
 }

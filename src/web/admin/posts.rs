@@ -80,7 +80,7 @@ pub async fn list(
 ) -> Result<HttpResponse, PageError> {
     let mut ctx = admin_context(&state, &session, &admin, "posts");
     ctx.insert("posts", &state.repo.all_posts().await?);
-    render(&state, "admin/posts.html", &ctx)
+    render(&state, "admin/posts.html", &ctx).await
 }
 
 async fn form_page(
@@ -97,7 +97,7 @@ async fn form_page(
     ctx.insert("form", form);
     ctx.insert("errors", errors);
     ctx.insert("authors", &state.repo.authors().await?);
-    render_status(state, "admin/post_form.html", &ctx, status)
+    render_status(state, "admin/post_form.html", &ctx, status).await
 }
 
 pub async fn new_form(
@@ -248,7 +248,7 @@ pub async fn delete_form(
         .ok_or(PageError::NotFound)?;
     let mut ctx = admin_context(&state, &session, &admin, "posts");
     ctx.insert("post", &post.summary);
-    render(&state, "admin/post_delete.html", &ctx)
+    render(&state, "admin/post_delete.html", &ctx).await
 }
 
 pub async fn delete(

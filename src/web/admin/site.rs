@@ -109,7 +109,7 @@ async fn personal_info_page(
     let mut ctx = admin_context(state, session, admin, "personal_info");
     ctx.insert("form", form);
     ctx.insert("errors", errors);
-    render_status(state, "admin/personal_info.html", &ctx, status)
+    render_status(state, "admin/personal_info.html", &ctx, status).await
 }
 
 pub async fn personal_info_form(
@@ -209,7 +209,7 @@ async fn list_page<E: ListEditor>(
         "errors",
         &failed.map(|(_, _, e)| e.clone()).unwrap_or_default(),
     );
-    render_status(state, E::TEMPLATE, &ctx, status)
+    render_status(state, E::TEMPLATE, &ctx, status).await
 }
 
 pub async fn list<E: ListEditor>(
