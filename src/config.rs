@@ -352,6 +352,19 @@ fn cache_config(get: &impl Fn(&str) -> Option<String>) -> Result<CacheConfig, Co
     if let Some(secs) = number("CACHE_DEFAULT_TTL")? {
         cache.default_ttl = Duration::from_secs(secs.max(1));
     }
+    if let Some(near) = parse_bool("CACHE_NEAR", get("CACHE_NEAR"))? {
+        if !near {
+            cache.near = None;
+        }
+    }
+    if let Some(near) = cache.near.as_mut() {
+        if let Some(bytes) = number("CACHE_NEAR_MAX_BYTES")? {
+            near.max_bytes = bytes;
+        }
+        if let Some(secs) = number("CACHE_NEAR_TTL")? {
+            near.max_ttl = Duration::from_secs(secs.max(1));
+        }
+    }
     if let Some(list) = get("CACHE_TTLS") {
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let parsed = item

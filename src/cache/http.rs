@@ -40,7 +40,16 @@ pub struct ResponsePolicy {
     pub depends_on: &'static [&'static str],
     /// `max-age` given to clients and shared caches (the server copy is always fresh).
     pub client_max_age: Duration,
+    /// The query parameters the handler reads; only they are part of the key, so
+    /// made-up parameters cannot multiply entries (None: the whole query string).
+    pub params: Option<&'static [&'static str]>,
 }
+
+/// Put in a response's extensions by a handler whose answer must not be stored (e.g.
+/// an empty result for a filter value a client made up: storing it would let clients
+/// create entries without bound).
+#[derive(Debug, Clone, Copy)]
+pub struct DoNotStore;
 
 impl ResponsePolicy {
     pub fn new(ttl: Duration, depends_on: &'static [&'static str]) -> Self {
@@ -49,6 +58,7 @@ impl ResponsePolicy {
             vary_on: Vec::new(),
             depends_on,
             client_max_age: Duration::from_secs(60),
+            params: None,
         }
     }
     pub fn vary_on(mut self, vary: VaryOn) -> Self {
@@ -140,7 +150,11 @@ impl ResponseCache {
                 return Ok(req.into_response(res));
             }
             let body_key = self.body_key(&meta.etag);
-            if let Some(body) = self.cache.get::<serde_bytes::ByteBuf>(&body_key).await {
+            if let Some(body) = self
+                .cache
+                .get_immutable::<serde_bytes::ByteBuf>(&body_key)
+                .await
+            {
                 let res = respond_cached(&meta, body.into_vec(), &policy, method == Method::HEAD);
                 return Ok(req.into_response(res));
             }
@@ -152,8 +166,9 @@ impl ResponseCache {
             req.head_mut().method = Method::GET;
         }
         let res = next.call(req).await?;
-        let storable =
-            res.status() == StatusCode::OK && !res.headers().contains_key(header::SET_COOKIE);
+        let storable = res.status() == StatusCode::OK
+            && !res.headers().contains_key(header::SET_COOKIE)
+            && res.response().extensions().get::<DoNotStore>().is_none();
         if !storable {
             let mut res = res.map_into_boxed_body();
             set_x_cache(res.headers_mut(), "BYPASS");
@@ -186,7 +201,7 @@ impl ResponseCache {
         if let Some(versions) = &lookup.versions {
             // The body first: metadata must never point at a body that is not there.
             self.cache
-                .set(
+                .set_immutable(
                     &self.body_key(&meta.etag),
                     &serde_bytes::Bytes::new(&bytes),
                     Some(policy.ttl),
@@ -212,7 +227,10 @@ impl ResponseCache {
 
     /// Method-independent: path, sorted query string, then each vary value.
     fn key_for(&self, req: &ServiceRequest, policy: &ResponsePolicy) -> super::Key {
-        let mut parts = vec![req.path().to_string(), sorted_query(req.query_string())];
+        let mut parts = vec![
+            req.path().to_string(),
+            sorted_query(req.query_string(), policy.params),
+        ];
         for vary in &policy.vary_on {
             parts.push(match vary {
                 VaryOn::Header(name) => req
@@ -242,9 +260,14 @@ fn requests_no_store(headers: &HeaderMap) -> bool {
         })
 }
 
-/// `a=1&b=2` in a canonical order, so `?b=2&a=1` shares the entry.
-pub fn sorted_query(query: &str) -> String {
-    let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+/// `a=1&b=2` in a canonical order, so `?b=2&a=1` shares the entry; only `known`
+/// parameters when given.
+pub fn sorted_query(query: &str, known: Option<&[&str]>) -> String {
+    let mut pairs: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| known.is_none_or(|k| k.contains(&p.split('=').next().unwrap_or(""))))
+        .collect();
     pairs.sort_unstable();
     pairs.join("&")
 }

@@ -566,6 +566,25 @@ impl CacheManager {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        self.get_or_set_tagged_if(key, tags, ttl, compute, |_| true)
+            .await
+    }
+
+    /// `get_or_set_tagged` that stores a computed value only if `keep` accepts it.
+    pub async fn get_or_set_tagged_if<T, E, F, Fut>(
+        &self,
+        key: &Key,
+        tags: &[&str],
+        ttl: Option<Duration>,
+        compute: F,
+        keep: fn(&T) -> bool,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let epoch = self.inner.write_epoch.load(Relaxed);
         let lookup = self.get_tagged::<T>(key, tags).await;
         if let Some(value) = lookup.value {
@@ -579,7 +598,7 @@ impl CacheManager {
             .flights
             .run(flight, || async {
                 let value = compute().await?;
-                if let Some(versions) = &versions {
+                if let Some(versions) = versions.as_ref().filter(|_| keep(&value)) {
                     self.set_tagged(key, versions, &value, ttl).await;
                 }
                 Ok(value)

@@ -39,6 +39,27 @@ impl CacheManager {
         self.get_or_set_tagged(&key, depends_on, ttl, compute).await
     }
 
+    /// `cached_query` for a lookup by a value from the request (a slug): a found row is
+    /// cached, "not found" is not, so clients cannot fill the cache with made-up names.
+    pub async fn cached_lookup<T, E, F, Fut, S>(
+        &self,
+        key_prefix: &'static str,
+        parts: &[S],
+        depends_on: &[&str],
+        compute: F,
+    ) -> Result<Option<T>, E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+        S: AsRef<str>,
+    {
+        let key = self.key(key_prefix, parts);
+        self.get_or_set_tagged_if(&key, depends_on, None, compute, Option::is_some)
+            .await
+    }
+
     /// A key for a diesel query: a hash of its SQL and bind values (as SQLite would
     /// see them: the text only has to be stable, not executable) and a suffix.
     pub fn query_key<Q: QueryFragment<Sqlite>>(

@@ -233,34 +233,26 @@ impl Repository {
             .await
     }
 
+    /// Filtered in memory from one cached list (a few dozen tools): a filter value a
+    /// client made up creates no cache entry.
     pub async fn ai_tools(&self, filter: &ToolFilter) -> RepoResult<Vec<AiTool>> {
-        let category = filter.category.clone().unwrap_or_else(|| "*".into());
-        let featured = filter
-            .featured
-            .map_or("*", |f| if f { "featured" } else { "other" });
-        self.cache
-            .cached_query(
-                "tools",
-                &[featured, &category],
-                deps::TOOLS,
-                None,
-                || async {
-                    with_conn!(self.db, |conn| {
-                        let mut query = ai_tools::table.select(AiTool::as_select()).into_boxed();
-                        if let Some(category) = &filter.category {
-                            query = query.filter(ai_tools::category.eq(category.clone()));
-                        }
-                        if let Some(featured) = filter.featured {
-                            query = query.filter(ai_tools::featured.eq(featured));
-                        }
-                        Ok(query
-                            .order_by((ai_tools::category, ai_tools::sort_order, ai_tools::id))
-                            .load(conn)
-                            .await?)
-                    })
-                },
-            )
-            .await
+        let all: Vec<AiTool> = self
+            .cache
+            .cached_query("tools", &["all"], deps::TOOLS, None, || async {
+                with_conn!(self.db, |conn| {
+                    Ok(ai_tools::table
+                        .select(AiTool::as_select())
+                        .order_by((ai_tools::category, ai_tools::sort_order, ai_tools::id))
+                        .load(conn)
+                        .await?)
+                })
+            })
+            .await?;
+        Ok(all
+            .into_iter()
+            .filter(|t| filter.category.as_ref().is_none_or(|c| *c == t.category))
+            .filter(|t| filter.featured.is_none_or(|f| f == t.featured))
+            .collect())
     }
 
     /// All tools grouped by category (categories alphabetically, tools in display order).
@@ -392,7 +384,7 @@ impl Repository {
     ) -> RepoResult<Option<PostDetail>> {
         let scope = if include_drafts { "any" } else { "published" };
         self.cache
-            .cached_query("post", &[scope, slug], deps::POST_DETAIL, None, || async {
+            .cached_lookup("post", &[scope, slug], deps::POST_DETAIL, || async {
                 let row = with_conn!(self.db, |conn| {
                     let mut query = posts::table
                         .inner_join(authors::table)
@@ -464,7 +456,7 @@ impl Repository {
 
     pub async fn tag_by_slug(&self, slug: &str) -> RepoResult<Option<Tag>> {
         self.cache
-            .cached_query("tags", &["slug", slug], deps::TAG_PAGES, None, || async {
+            .cached_lookup("tags", &["slug", slug], deps::TAG_PAGES, || async {
                 with_conn!(self.db, |conn| {
                     Ok(tags::table
                         .filter(tags::slug.eq(slug.to_string()))

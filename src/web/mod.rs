@@ -29,6 +29,7 @@ fn response_cache(state: &AppState) -> ResponseCache {
         .map(|prefix| {
             let mut policy = ResponsePolicy::new(config.response_cache_ttl, response_deps(prefix));
             policy.client_max_age = config.api_max_age;
+            policy.params = Some(api::QUERY_PARAMS);
             (prefix.clone(), policy)
         })
         .collect();

@@ -100,10 +100,16 @@ pub async fn login(
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
-    let attempts = state.cache.key(
-        "login_attempts",
-        [ip.as_str(), &form.username.trim().to_lowercase()],
-    );
+    let account = state.repo.admin_by_username(form.username.trim()).await?;
+    // Made-up usernames share one counter per address: a client must not be able to
+    // create cache entries by inventing names.
+    let counted_name = match &account {
+        Some(admin) => admin.username.to_lowercase(),
+        None => "?".to_string(),
+    };
+    let attempts = state
+        .cache
+        .key("login_attempts", [ip.as_str(), counted_name.as_str()]);
     if state.cache.get_counter(&attempts).await.unwrap_or(0) >= MAX_FAILURES {
         return login_page(
             &state,
@@ -114,7 +120,6 @@ pub async fn login(
             StatusCode::TOO_MANY_REQUESTS,
         );
     }
-    let account = state.repo.admin_by_username(form.username.trim()).await?;
     let password = form.password.clone();
     // argon2 is deliberately slow: run it on the blocking pool, not the worker's loop.
     let ok = web::block(move || match account {

@@ -78,12 +78,20 @@ async fn openapi() -> HttpResponse {
 /// that is wrong.
 pub type RawQuery = web::Query<std::collections::HashMap<String, String>>;
 
+/// Every query parameter the API reads; the response cache keys on these only.
+pub const QUERY_PARAMS: &[&str] = &["page", "tag", "category", "featured"];
+
 pub(crate) fn parse_page(query: &RawQuery) -> Result<i64, ApiError> {
     match query.get("page") {
         None => Ok(1),
-        Some(raw) => raw.parse::<i64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-            ApiError::bad("page", format!("must be a positive integer, got '{raw}'"))
-        }),
+        // One spelling per page (no `01`, `+1`): each spelling would be a cache entry.
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 1 && n.to_string() == *raw)
+            .ok_or_else(|| {
+                ApiError::bad("page", format!("must be a positive integer, got '{raw}'"))
+            }),
     }
 }
 

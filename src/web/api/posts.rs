@@ -3,7 +3,7 @@ use utoipa::IntoParams;
 
 use super::dto::{PostDetailDto, PostList, PostListItem};
 use super::{parse_page, parse_slug, RawQuery};
-use crate::cache::http::last_modified_header;
+use crate::cache::http::{last_modified_header, DoNotStore};
 use crate::startup::AppState;
 use crate::web::error::{ApiError, ErrorBody};
 use crate::web::pages::PER_PAGE;
@@ -29,13 +29,16 @@ pub async fn list(state: web::Data<AppState>, query: RawQuery) -> Result<HttpRes
         Some(slug) => match state.repo.tag_by_slug(slug).await? {
             Some(tag) => Some(tag.id),
             // An unknown tag has no posts: an empty list, as any other filter.
+            // Not stored: clients could invent tags without bound.
             None => {
-                return Ok(HttpResponse::Ok().json(PostList {
+                let mut res = HttpResponse::Ok().json(PostList {
                     count: 0,
                     next: None,
                     previous: None,
                     results: vec![],
-                }))
+                });
+                res.extensions_mut().insert(DoNotStore);
+                return Ok(res);
             }
         },
         None => None,

@@ -3,7 +3,7 @@ use utoipa::IntoParams;
 
 use super::dto::{AiToolDto, AiToolList, PersonalInfoDto, SocialLinkDto, SocialLinkList};
 use super::{parse_bool, RawQuery};
-use crate::cache::http::last_modified_header;
+use crate::cache::http::{last_modified_header, DoNotStore};
 use crate::content::models::ToolFilter;
 use crate::startup::AppState;
 use crate::web::error::{ApiError, ErrorBody};
@@ -74,9 +74,15 @@ pub async fn ai_tools(
     if let Some(newest) = tools.iter().map(|t| t.updated_at).max() {
         res.insert_header(last_modified_header(newest));
     }
+    let unknown_category = tools.is_empty() && filter.category.is_some();
     let tools: Vec<AiToolDto> = tools.into_iter().map(Into::into).collect();
-    Ok(res.json(AiToolList {
+    let mut res = res.json(AiToolList {
         count: tools.len(),
         results: tools,
-    }))
+    });
+    if unknown_category {
+        // Not stored: clients could invent categories without bound.
+        res.extensions_mut().insert(DoNotStore);
+    }
+    Ok(res)
 }
