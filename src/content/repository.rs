@@ -32,8 +32,9 @@ macro_rules! transact {
         let joined = tags.join(" ");
         let written = with_conn!(repo.db, |conn| {
             conn.transaction::<_, DbError, _>(async |$conn| {
-                let value: Result<_, DbError> = async { $body }.await;
-                let value = value?;
+                // The write first: on SQLite it takes the write lock before anything is
+                // read, so a busy database makes it wait (busy_timeout) instead of
+                // failing with "database is locked" when a read would need upgrading.
                 let outbox: i32 = diesel::insert_into(cache_invalidations::table)
                     .values((
                         cache_invalidations::tags.eq(&joined),
@@ -42,7 +43,8 @@ macro_rules! transact {
                     .returning(cache_invalidations::id)
                     .get_result($conn)
                     .await?;
-                Ok((value, outbox))
+                let value: Result<_, DbError> = async { $body }.await;
+                Ok((value?, outbox))
             })
             .await
         });
@@ -656,6 +658,21 @@ impl Repository {
             Ok((inserted > 0, stored))
         })?;
         Ok(stored)
+    }
+
+    /// Renames an author or changes their bio (the slug stays: links keep working).
+    pub async fn update_author(&self, id: i32, name: &str, bio: &str) -> RepoResult<bool> {
+        let n = transact!(self, &[Model::Author], |conn| {
+            Ok(diesel::update(authors::table.find(id))
+                .set((
+                    authors::name.eq(name),
+                    authors::bio.eq(bio),
+                    authors::updated_at.eq(now()),
+                ))
+                .execute(conn)
+                .await?)
+        })?;
+        Ok(n > 0)
     }
 
     /// Creates a post with its tags in one transaction, unless its slug is taken (then

@@ -3,83 +3,13 @@
 //! its own redis-server on a free port and stops it by pid; the shared one is never
 //! touched.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use folio::cache::{CacheConfig, CacheManager};
 use folio::config::CacheUrl;
 
-use crate::helpers::{services_required, spawn_app_with, Backend};
-
-struct OwnRedis {
-    child: Child,
-    port: u16,
-}
-
-impl OwnRedis {
-    /// None (skip) when redis-server is not installed, unless services are required.
-    fn start() -> Option<OwnRedis> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        OwnRedis::start_on(port)
-    }
-
-    fn start_on(port: u16) -> Option<OwnRedis> {
-        let spawned = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(e) => {
-                assert!(
-                    !services_required(),
-                    "REQUIRE_SERVICES=1 but redis-server cannot be started: {e}"
-                );
-                crate::helpers::skip(&format!(
-                    "redis-server cannot be started ({e}): the Redis-outage tests are skipped"
-                ));
-                return None;
-            }
-        };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(OwnRedis { child, port });
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server did not start on port {port}");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use crate::helpers::{spawn_app_with, Backend};
+use crate::redis_server::OwnRedis;
 
 /// Guards against a hang: a call that does not return within this is a failure.
 async fn returns<T>(f: impl std::future::Future<Output = T>) -> T {

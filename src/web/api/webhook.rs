@@ -16,7 +16,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::content::invalidation::{groups_for, Model};
+use crate::content::invalidation::{groups_for, Model, ALL_GROUPS};
 use crate::startup::AppState;
 use crate::web::error::ApiError;
 
@@ -160,6 +160,14 @@ pub async fn invalidate(
                 .ok_or_else(|| ApiError::bad("models", format!("unknown model '{name}'")))
         })
         .collect::<Result<_, _>>()?;
+    // Only tags the site uses: made-up ones would each become a key in the cache.
+    if let Some(unknown) = request
+        .tags
+        .iter()
+        .find(|t| !ALL_GROUPS.contains(&t.as_str()))
+    {
+        return Err(ApiError::bad("tags", format!("unknown tag '{unknown}'")).into());
+    }
     let mut tags: Vec<String> = request.tags.clone();
     tags.extend(
         models
