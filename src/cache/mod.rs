@@ -276,6 +276,13 @@ impl CacheManager {
                 "Redis {version} is too old: 7.0 or newer is needed (SET … NX GET, PEXPIRE … NX)"
             )));
         }
+        if let Some((max, policy)) = redis.memory_policy().await {
+            if max > 0 && policy == "noeviction" {
+                tracing::warn!(
+                    "Redis has maxmemory-policy noeviction: once full it refuses the tag bumps that invalidate entries (writes stay pending, other instances serve old entries until memory frees); use allkeys-lru or volatile-lru"
+                );
+            }
+        }
         Ok(())
     }
 

@@ -171,6 +171,22 @@ impl RedisBackend {
         false
     }
 
+    /// `maxmemory` and `maxmemory-policy`, when the server lets us read them (managed
+    /// services often refuse `CONFIG`).
+    pub async fn memory_policy(&self) -> Option<(u64, String)> {
+        let s = &self.shared;
+        let mut pipe = redis::pipe();
+        pipe.cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory")
+            .cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy");
+        let (max, policy): (Vec<String>, Vec<String>) =
+            s.run(&pipe, s.bulk_timeout, Gate::Open).await.ok()?;
+        Some((max.get(1)?.parse().ok()?, policy.get(1)?.clone()))
+    }
+
     /// `redis_version` from `INFO server`.
     pub async fn server_version(&self) -> StoreResult<String> {
         let info: String = self
