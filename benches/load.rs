@@ -95,7 +95,10 @@ fn start(name: &str, dir: &std::path::Path, db: &str, redis: &str) -> Server {
         .env("BIND", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
         .env("SEED_ON_EMPTY", "false")
-        .env("CACHE_KEY_PREFIX", format!("bench{}{name}", std::process::id()))
+        .env(
+            "CACHE_KEY_PREFIX",
+            format!("bench{}{name}", std::process::id()),
+        )
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
     match name {
@@ -108,7 +111,11 @@ fn start(name: &str, dir: &std::path::Path, db: &str, redis: &str) -> Server {
     let child = cmd.spawn().expect("start folio");
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{name} did not start; see {}", log.display());
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not start; see {}",
+            log.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     Server {
@@ -289,7 +296,10 @@ fn main() {
         env_num("BENCH_POSTS", 200)
     );
     let _ = writeln!(md, "| connections | target | backend | req/s | × memory | × none | p50 ms | p99 ms | errors | server CPU µs/req | + redis µs/req | breaker trips |");
-    let _ = writeln!(md, "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(
+        md,
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     let rps = |c: u64, t: &str, b: &str| -> Option<f64> {
         results
             .get(&(c, t.to_string(), b.to_string()))

@@ -56,9 +56,9 @@ struct Window {
     first_error: Option<String>,
 }
 
-impl Breaker {
+impl Default for Breaker {
     /// Starts open: nothing is served before the supervisor has connected.
-    pub fn new() -> Self {
+    fn default() -> Self {
         Breaker {
             state: AtomicU8::new(State::Open as u8),
             trips: AtomicU64::new(0),
@@ -67,7 +67,9 @@ impl Breaker {
             opened_at: Mutex::new(Some(Instant::now())),
         }
     }
+}
 
+impl Breaker {
     pub fn state(&self) -> State {
         match self.state.load(Relaxed) {
             0 => State::Closed,
@@ -170,7 +172,7 @@ mod tests {
     use super::*;
 
     fn closed() -> Breaker {
-        let b = Breaker::new();
+        let b = Breaker::default();
         b.close(0);
         b
     }

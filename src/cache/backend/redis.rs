@@ -139,7 +139,7 @@ impl RedisBackend {
             conn: RwLock::new(None),
             timeout: options.timeout,
             bulk_timeout: options.timeout.max(Duration::from_secs(5)),
-            breaker: Breaker::new(),
+            breaker: Breaker::default(),
             near: options.near.map(|n| NearTier::new(n.max_bytes, n.max_ttl)),
             base: Instant::now(),
             lease_until: AtomicU64::new(0),
