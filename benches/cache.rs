@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use folio::cache::CacheUrl;
 use folio::cache::{CacheConfig, CacheManager};
-use folio::config::CacheUrl;
 use serde::{Deserialize, Serialize};
 
 /// A value shaped like a cached post summary (~300 bytes encoded).

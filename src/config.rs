@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rand::RngCore;
 
-use crate::cache::CacheConfig;
+use crate::cache::{CacheConfig, CacheUrl};
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid {var}: {reason}")]
@@ -78,53 +78,6 @@ impl fmt::Debug for DatabaseUrl {
                     write!(f, "{url}")
                 }
                 Err(_) => write!(f, "postgres://…"),
-            },
-        }
-    }
-}
-
-/// Which cache `CACHE_URL` names. The cache layer itself is built on top of this.
-#[derive(Clone, PartialEq, Eq)]
-pub enum CacheUrl {
-    Memory,
-    Redis(String),
-    None,
-}
-
-impl CacheUrl {
-    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
-        let raw = raw.trim();
-        match raw {
-            "" | "memory" | "memory://" => Ok(CacheUrl::Memory),
-            "none" | "none://" => Ok(CacheUrl::None),
-            _ if raw.starts_with("redis://") || raw.starts_with("rediss://") => {
-                url::Url::parse(raw).map_err(|e| invalid("CACHE_URL", e.to_string()))?;
-                Ok(CacheUrl::Redis(raw.to_string()))
-            }
-            _ => Err(invalid(
-                "CACHE_URL",
-                format!(
-                    "unsupported value '{raw}' (expected memory://, redis://HOST:PORT or none)"
-                ),
-            )),
-        }
-    }
-}
-
-impl fmt::Debug for CacheUrl {
-    /// Never prints a password.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CacheUrl::Memory => f.write_str("memory://"),
-            CacheUrl::None => f.write_str("none"),
-            CacheUrl::Redis(u) => match url::Url::parse(u) {
-                Ok(mut url) => {
-                    if url.password().is_some() {
-                        let _ = url.set_password(Some("***"));
-                    }
-                    write!(f, "{url}")
-                }
-                Err(_) => f.write_str("redis://…"),
             },
         }
     }
@@ -316,7 +269,8 @@ impl Config {
 }
 
 fn cache_config(get: &impl Fn(&str) -> Option<String>) -> Result<CacheConfig, ConfigError> {
-    let url = CacheUrl::parse(&get("CACHE_URL").unwrap_or_default())?;
+    let url = CacheUrl::parse(&get("CACHE_URL").unwrap_or_default())
+        .map_err(|reason| invalid("CACHE_URL", reason))?;
     let prefix = get("CACHE_KEY_PREFIX").unwrap_or_else(|| "folio".into());
     if !prefix
         .chars()
@@ -433,7 +387,9 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_variable() {
-        let err = CacheUrl::parse("memcached://x").unwrap_err();
+        let err =
+            Config::from_lookup(|name| (name == "CACHE_URL").then(|| "memcached://x".to_string()))
+                .unwrap_err();
         assert_eq!(err.var, "CACHE_URL");
         assert_eq!(validate_bind("localhost").unwrap_err().var, "BIND");
         assert_eq!(

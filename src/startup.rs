@@ -12,26 +12,14 @@ use actix_web::dev::Server;
 use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use sha2::{Digest, Sha512};
-use tera::Tera;
 use tracing_actix_web::TracingLogger;
 
-use crate::cache::fragments::Fragments;
 use crate::cache::CacheManager;
 use crate::config::Config;
 use crate::content::{seed, Repository};
 use crate::db::{self, Db, DbError};
 use crate::web::templates::{self, Assets};
-
-/// Everything handlers need, passed explicitly as `web::Data<AppState>`.
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub cache: CacheManager,
-    pub repo: Repository,
-    pub tera: Tera,
-    pub fragments: Fragments,
-    pub webhook_replays: crate::web::api::webhook::ReplayGuard,
-    pub assets: Assets,
-}
+use crate::web::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -155,7 +143,7 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Ser
             .build();
         App::new()
             .wrap(from_fn(crate::web::middleware::server_timing))
-            .wrap(from_fn(crate::cache::http::conditional_get))
+            .wrap(from_fn(crate::web::http_cache::conditional_get))
             .wrap(ErrorHandlers::new().default_handler(crate::web::error::render_error_page))
             .wrap(session)
             .wrap(actix_web::middleware::from_fn(

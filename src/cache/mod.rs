@@ -12,11 +12,10 @@
 pub mod backend;
 pub mod codec;
 pub mod flight;
-pub mod fragments;
-pub mod http;
 pub mod key;
 pub mod query;
 pub mod stats;
+pub mod url;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -36,7 +35,7 @@ use self::codec::Codec;
 use self::flight::{FlightKey, Flights};
 pub use self::key::{Key, KeyMaker};
 pub use self::stats::{CacheStats, Op, StatsSnapshot};
-use crate::config::CacheUrl;
+pub use self::url::CacheUrl;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

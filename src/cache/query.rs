@@ -1,23 +1,16 @@
-//! Query caching. Two forms:
-//! - `CacheManager::cached_query(key_prefix, parts, depends_on, ttl, compute)`: the
-//!   seed's `@cached_query(timeout=600, key_prefix='posts')` as a wrapper at the call
-//!   site;
-//! - `query_key(family, &query, suffix)`: a stable key derived from a diesel query's
-//!   SQL text and binds, so the key changes whenever the query does.
-//!
-//! Either way the entry names the tags (models) it depends on, and `invalidate_tags`
-//! drops it when they change.
+//! Query caching: `CacheManager::cached_query(key_prefix, parts, depends_on, ttl,
+//! compute)`, the seed's `@cached_query(timeout=600, key_prefix='posts')` as a wrapper
+//! at the call site, and `cached_lookup` for lookups by a client's value. The entry
+//! names the tags it depends on, and `invalidate_tags` drops it when they change. (Keys
+//! derived from a diesel query's SQL live with the queries: `content::query_key`.)
 
 use std::future::Future;
 use std::time::Duration;
 
-use diesel::query_builder::QueryFragment;
-use diesel::sqlite::Sqlite;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use super::{CacheManager, Key};
+use super::CacheManager;
 
 impl CacheManager {
     pub async fn cached_query<T, E, F, Fut, S>(
@@ -58,18 +51,5 @@ impl CacheManager {
         let key = self.key(key_prefix, parts);
         self.get_or_set_tagged_if(&key, depends_on, None, compute, Option::is_some)
             .await
-    }
-
-    /// A key for a diesel query: a hash of its SQL and bind values (as SQLite would
-    /// see them: the text only has to be stable, not executable) and a suffix.
-    pub fn query_key<Q: QueryFragment<Sqlite>>(
-        &self,
-        family: &'static str,
-        query: &Q,
-        suffix: &str,
-    ) -> Key {
-        let sql = diesel::debug_query::<Sqlite, _>(query).to_string();
-        let digest = Sha256::digest(sql.as_bytes());
-        self.key(family, [suffix, &hex::encode(&digest[..12])])
     }
 }

@@ -1,7 +1,8 @@
 use clap::Args;
 
 use crate::cache::CacheManager;
-use crate::config::{CacheUrl, Config};
+use crate::cache::CacheUrl;
+use crate::config::Config;
 use crate::startup::StartupError;
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 pub mod invalidation;
 pub mod markdown;
 pub mod models;
+pub mod query_key;
 pub mod repository;
 pub mod schema;
 pub mod seed;

@@ -12,6 +12,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use super::invalidation::{deps, tags_for, Model};
 use super::markdown;
 use super::models::*;
+use super::query_key::query_key;
 use super::schema::{
     admin_users, ai_tools, authors, cache_invalidations, contact_messages, personal_info,
     post_tags, posts, social_links, tags,
@@ -286,7 +287,7 @@ impl Repository {
                     .select((PostRow::as_select(), authors::name, authors::slug))
             };
         }
-        let key = self.cache.query_key("posts", &query!(), "recent");
+        let key = query_key(&self.cache, "posts", &query!(), "recent");
         self.cache
             .get_or_set_tagged(&key, deps::POST_LISTS, None, || async {
                 let rows = with_conn!(self.db, |conn| Ok(query!()
@@ -314,7 +315,7 @@ impl Repository {
                     .select((PostRow::as_select(), authors::name, authors::slug))
             };
         }
-        let key = self.cache.query_key("popular", &query!(), "popular");
+        let key = query_key(&self.cache, "popular", &query!(), "popular");
         self.cache
             .get_or_set_tagged(&key, deps::POPULAR_POSTS, None, || async {
                 let rows = with_conn!(self.db, |conn| Ok(query!()

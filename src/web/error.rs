@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::db::DbError;
-use crate::startup::AppState;
+use crate::web::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PageError {
@@ -22,7 +22,7 @@ pub enum PageError {
     #[error("template error: {0:?}")]
     Template(#[from] tera::Error),
     #[error(transparent)]
-    Fragment(#[from] crate::cache::fragments::FragmentError),
+    Fragment(#[from] crate::web::fragments::FragmentError),
     #[error("session: {0}")]
     Session(String),
     #[error("{0}")]

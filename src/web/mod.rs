@@ -6,18 +6,20 @@ pub mod api;
 pub mod csrf;
 pub mod error;
 pub mod fragments;
+pub mod http_cache;
 pub mod middleware;
 pub mod pages;
 pub mod session;
+pub mod state;
 pub mod templates;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use self::error::{ApiError, PageError};
-use crate::cache::http::{ResponseCache, ResponsePolicy};
+pub use self::state::AppState;
 use crate::content::invalidation::response_deps;
-use crate::startup::AppState;
+use crate::web::http_cache::{ResponseCache, ResponsePolicy};
 
 /// The API response cache from configuration: one policy per configured prefix, each
 /// depending on the models the invalidation rules list for it.

@@ -4,7 +4,7 @@
 use actix_session::SessionExt;
 use actix_web::dev::ServiceRequest;
 
-use crate::cache::http::RequestIdentity;
+use crate::web::http_cache::RequestIdentity;
 
 /// Session key holding the signed-in admin's username.
 pub const ADMIN_KEY: &str = "admin_user";

@@ -213,7 +213,7 @@ async fn statistics_are_aggregated_across_instances() {
     let prefix = crate::helpers::unique_prefix();
     let make = || {
         let mut config =
-            folio::cache::CacheConfig::new(folio::config::CacheUrl::Redis(url.clone()), &prefix);
+            folio::cache::CacheConfig::new(folio::cache::CacheUrl::Redis(url.clone()), &prefix);
         config.timeout = Duration::from_secs(2);
         folio::cache::CacheManager::new(config).unwrap()
     };
@@ -256,6 +256,7 @@ async fn statistics_are_aggregated_across_instances() {
 #[test]
 fn query_keys_follow_the_sql_and_its_binds() {
     use diesel::prelude::*;
+    use folio::content::query_key::query_key;
     use folio::content::schema::posts;
     let cache = folio::cache::CacheManager::in_memory("keys");
     let recent = |limit: i64| {
@@ -264,25 +265,25 @@ fn query_keys_follow_the_sql_and_its_binds() {
             .order(posts::id.desc())
             .limit(limit)
     };
-    let twelve = cache.query_key("posts", &recent(12), "recent");
+    let twelve = query_key(&cache, "posts", &recent(12), "recent");
     assert_eq!(
         twelve,
-        cache.query_key("posts", &recent(12), "recent"),
+        query_key(&cache, "posts", &recent(12), "recent"),
         "stable"
     );
     assert_ne!(
         twelve,
-        cache.query_key("posts", &recent(8), "recent"),
+        query_key(&cache, "posts", &recent(8), "recent"),
         "another bind value"
     );
     assert_ne!(
         twelve,
-        cache.query_key("posts", &posts::table.limit(12), "recent"),
+        query_key(&cache, "posts", &posts::table.limit(12), "recent"),
         "another query"
     );
     assert_ne!(
         twelve,
-        cache.query_key("posts", &recent(12), "home"),
+        query_key(&cache, "posts", &recent(12), "home"),
         "another suffix"
     );
     assert!(twelve.as_str().starts_with("keys:1:posts:recent:"));

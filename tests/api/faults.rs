@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use folio::cache::CacheUrl;
 use folio::cache::{CacheConfig, CacheManager};
-use folio::config::CacheUrl;
 use folio::content::invalidation::Model;
 use folio::content::models::{NewAiTool, NewPersonalInfo, NewSocialLink, PostInput};
 

@@ -135,7 +135,7 @@ async fn fragments_expire_after_their_ttl() {
 /// A deploy that changes a fragment's template must not serve HTML from the old one.
 #[actix_web::test]
 async fn a_changed_template_gets_a_new_key() {
-    use folio::cache::fragments::{FragmentDef, Fragments};
+    use folio::web::fragments::{FragmentDef, Fragments};
     use std::sync::Arc;
     let cache = folio::cache::CacheManager::in_memory(&crate::helpers::unique_prefix());
     let render = |fragment_source: &'static str| {
@@ -149,7 +149,7 @@ async fn a_changed_template_gets_a_new_key() {
             tera.add_raw_templates(sources).unwrap();
             Fragments::register_functions(&mut tera);
             let mut fragments = Fragments::new(cache, &sources, false);
-            let loader: folio::cache::fragments::Loader =
+            let loader: folio::web::fragments::Loader =
                 Arc::new(|_| Box::pin(async { Ok(serde_json::json!({"n": 1})) }));
             fragments.register(
                 "x",

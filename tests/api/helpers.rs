@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use actix_web::web;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use folio::config::Config;
-use folio::startup::{AppState, Application};
+use folio::startup::Application;
+use folio::web::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -290,8 +291,8 @@ pub fn unique_prefix() -> String {
 
 /// A cache on the given backend with a unique prefix; None when Redis is not available.
 pub fn test_cache(redis: bool) -> Option<folio::cache::CacheManager> {
+    use folio::cache::CacheUrl;
     use folio::cache::{CacheConfig, CacheManager};
-    use folio::config::CacheUrl;
     let url = if redis {
         CacheUrl::Redis(test_redis_url()?)
     } else {

@@ -133,8 +133,8 @@ mod per_route_wrapper {
     use actix_web::dev::ServiceRequest;
     use actix_web::middleware::from_fn;
     use actix_web::{test, web, App, HttpRequest, HttpResponse};
-    use folio::cache::http::{RequestIdentity, ResponseCache, ResponsePolicy, VaryOn};
     use folio::cache::CacheManager;
+    use folio::web::http_cache::{RequestIdentity, ResponseCache, ResponsePolicy, VaryOn};
 
     fn user_from_header(req: &ServiceRequest) -> Option<String> {
         req.headers()

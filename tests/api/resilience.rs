@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use folio::cache::CacheUrl;
 use folio::cache::{CacheConfig, CacheManager};
-use folio::config::CacheUrl;
 
 use crate::helpers::{spawn_app_with, Backend};
 use crate::redis_server::OwnRedis;

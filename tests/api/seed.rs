@@ -94,7 +94,7 @@ async fn clear_subcommand_deletes_by_pattern() {
     };
     let prefix = crate::helpers::unique_prefix();
     let mut config =
-        folio::cache::CacheConfig::new(folio::config::CacheUrl::Redis(url.clone()), &prefix);
+        folio::cache::CacheConfig::new(folio::cache::CacheUrl::Redis(url.clone()), &prefix);
     config.timeout = std::time::Duration::from_secs(2);
     let cache = folio::cache::CacheManager::new(config).unwrap();
     assert!(

@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use tera::Context;
 
 use super::{csrf_refused, redirect, render_signed_out, CsrfOnly};
-use crate::startup::AppState;
 use crate::web::csrf;
 use crate::web::error::PageError;
 use crate::web::session::ADMIN_KEY;
+use crate::web::AppState;
 
 pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
     let salt = SaltString::generate(&mut OsRng);

@@ -3,9 +3,9 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use super::{admin_context, csrf_refused, redirect, render, Admin};
-use crate::startup::AppState;
 use crate::web::csrf;
 use crate::web::error::PageError;
+use crate::web::AppState;
 
 pub async fn list(
     state: web::Data<AppState>,

@@ -17,7 +17,7 @@ use tera::Context;
 use super::csrf;
 use super::error::PageError;
 use super::session::ADMIN_KEY;
-use crate::startup::AppState;
+use crate::web::AppState;
 
 pub use auth::hash_password;
 use site::{AiTools, SocialLinks};

@@ -9,9 +9,9 @@ use super::{admin_context, csrf_refused, redirect, render, render_status, Admin,
 use crate::content::markdown::slugify;
 use crate::content::models::{split_list, PostInput};
 use crate::content::repository::is_unique_violation;
-use crate::startup::AppState;
 use crate::web::csrf;
 use crate::web::error::PageError;
+use crate::web::AppState;
 
 /// The post form as submitted (checkboxes are absent when unticked).
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]

@@ -14,9 +14,9 @@ use crate::content::models::{split_list, NewAiTool, NewPersonalInfo, NewSocialLi
 use crate::content::repository::is_unique_violation;
 use crate::content::Repository;
 use crate::db::DbError;
-use crate::startup::AppState;
 use crate::web::csrf;
 use crate::web::error::PageError;
+use crate::web::AppState;
 
 type Errors = BTreeMap<&'static str, String>;
 

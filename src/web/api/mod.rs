@@ -10,7 +10,7 @@ pub mod webhook;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::cache::http::ResponseCache;
+use crate::web::http_cache::ResponseCache;
 use utoipa::OpenApi;
 
 use super::error::ApiError;

@@ -3,10 +3,10 @@ use utoipa::IntoParams;
 
 use super::dto::{PostDetailDto, PostList, PostListItem};
 use super::{parse_page, parse_slug, RawQuery};
-use crate::cache::http::{last_modified_header, DoNotStore};
-use crate::startup::AppState;
 use crate::web::error::{ApiError, ErrorBody};
+use crate::web::http_cache::{last_modified_header, DoNotStore};
 use crate::web::pages::PER_PAGE;
+use crate::web::AppState;
 
 /// Query parameters of `GET /api/posts/` (documentation; parsing is in `list`).
 #[derive(IntoParams)]

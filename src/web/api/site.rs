@@ -3,10 +3,10 @@ use utoipa::IntoParams;
 
 use super::dto::{AiToolDto, AiToolList, PersonalInfoDto, SocialLinkDto, SocialLinkList};
 use super::{parse_bool, RawQuery};
-use crate::cache::http::{last_modified_header, DoNotStore};
 use crate::content::models::ToolFilter;
-use crate::startup::AppState;
 use crate::web::error::{ApiError, ErrorBody};
+use crate::web::http_cache::{last_modified_header, DoNotStore};
+use crate::web::AppState;
 
 /// The site owner's details.
 #[utoipa::path(get, path = "/api/personal-info/",

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::content::invalidation::{groups_for, Model, ALL_GROUPS};
-use crate::startup::AppState;
 use crate::web::error::ApiError;
+use crate::web::AppState;
 
 /// How old a signed request may be.
 pub const MAX_AGE: Duration = Duration::from_secs(300);

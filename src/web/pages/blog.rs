@@ -1,8 +1,8 @@
 use actix_web::{web, HttpResponse};
 
 use super::{base_context, render, PageQuery, PER_PAGE};
-use crate::startup::AppState;
 use crate::web::error::PageError;
+use crate::web::AppState;
 
 pub async fn list(
     state: web::Data<AppState>,

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{base_context, render};
 use crate::content::models::NewContactMessage;
-use crate::startup::AppState;
 use crate::web::csrf;
 use crate::web::error::PageError;
+use crate::web::AppState;
 
 pub const MAX_NAME: usize = 100;
 pub const MAX_EMAIL: usize = 254;

@@ -3,8 +3,8 @@
 use actix_web::{web, HttpResponse};
 use tera::Context;
 
-use crate::startup::AppState;
 use crate::web::error::PageError;
+use crate::web::AppState;
 
 const FEED_ENTRIES: i64 = 20;
 

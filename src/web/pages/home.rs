@@ -1,8 +1,8 @@
 use actix_web::{web, HttpResponse};
 
 use super::{base_context, render};
-use crate::startup::AppState;
 use crate::web::error::PageError;
+use crate::web::AppState;
 
 /// Everything on the home page is a cached fragment: nothing is loaded here, and a warm
 /// page runs no query at all.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tera::Context;
 
 use super::error::PageError;
-use crate::startup::AppState;
+use crate::web::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(home::index))

@@ -1,8 +1,8 @@
 use actix_web::{web, HttpResponse};
 
 use super::{base_context, render};
-use crate::startup::AppState;
 use crate::web::error::PageError;
+use crate::web::AppState;
 
 pub async fn index(state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
     let mut ctx = base_context(&state, "tools").await?;

@@ -29,7 +29,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tera::{Context, Tera};
 
-use super::{CacheManager, Key};
+use crate::cache::{CacheManager, Key};
+
+pub mod registry;
+
+pub use registry::registry;
 
 pub type LoadFuture = Pin<Box<dyn Future<Output = Result<Value, String>>>>;
 /// Loads a fragment's data (a tera context as JSON) from its vary values.
@@ -504,6 +508,9 @@ impl tera::Function for CacheQuery {
     }
 }
 
+/// The debug panel's template (tera's own escaping applies to keys and names).
+const DEBUG_PANEL: &str = include_str!("../../../templates/fragments/cache_debug.html");
+
 /// `{{ cache_debug_info() }}`: in debug mode, a panel listing every fragment of the
 /// page (key, hit or miss, age, render time); nothing in production.
 struct CacheDebugInfo;
@@ -511,33 +518,15 @@ impl tera::Function for CacheDebugInfo {
     fn call(&self, _args: &HashMap<String, Value>) -> tera::Result<Value> {
         STATE.with(|s| {
             let state = s.borrow();
-            let Some(state) = state.as_ref().filter(|s| s.debug) else { return Ok(Value::String(String::new())) };
-            let mut html = String::from(
-                "<aside class=\"cache-debug\"><h2>Cache fragments</h2><table><tr><th>kind</th><th>name</th><th>key</th><th>result</th><th>age</th><th>render</th></tr>",
-            );
-            for r in &state.reports {
-                html.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{:.1} s</td><td>{} µs</td></tr>",
-                    r.kind,
-                    escape(&r.name),
-                    escape(&r.key),
-                    if r.hit { "HIT" } else { "MISS" },
-                    r.age_ms as f64 / 1000.0,
-                    r.render_us
-                ));
-            }
-            html.push_str("</table></aside>");
-            Ok(Value::String(html))
+            let Some(state) = state.as_ref().filter(|s| s.debug) else {
+                return Ok(Value::String(String::new()));
+            };
+            let mut ctx = Context::new();
+            ctx.insert("reports", &state.reports);
+            Tera::one_off(DEBUG_PANEL, &ctx, true).map(Value::String)
         })
     }
     fn is_safe(&self) -> bool {
         true
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

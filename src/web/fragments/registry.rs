@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::cache::fragments::{FragmentDef, Fragments, LoadFuture, Loader};
+use super::{FragmentDef, Fragments, LoadFuture, Loader};
 use crate::cache::CacheManager;
 use crate::content::invalidation::deps;
 use crate::content::models::ToolFilter;

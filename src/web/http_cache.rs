@@ -19,7 +19,7 @@ use actix_web::{HttpResponse, HttpResponseBuilder};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::CacheManager;
+use crate::cache::{CacheManager, Key};
 
 /// What a cached response varies on, besides its path and query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,7 +226,7 @@ impl ResponseCache {
     }
 
     /// Method-independent: path, sorted query string, then each vary value.
-    fn key_for(&self, req: &ServiceRequest, policy: &ResponsePolicy) -> super::Key {
+    fn key_for(&self, req: &ServiceRequest, policy: &ResponsePolicy) -> Key {
         let mut parts = vec![
             req.path().to_string(),
             sorted_query(req.query_string(), policy.params),
@@ -245,7 +245,7 @@ impl ResponseCache {
         self.cache.key("response", parts)
     }
 
-    fn body_key(&self, etag: &str) -> super::Key {
+    fn body_key(&self, etag: &str) -> Key {
         self.cache.key("response", ["body", etag.trim_matches('"')])
     }
 }

@@ -1,0 +1,22 @@
+//! The application state every handler receives, passed explicitly as
+//! `web::Data<AppState>` (built by `startup`).
+
+use std::sync::Arc;
+
+use tera::Tera;
+
+use crate::cache::CacheManager;
+use crate::config::Config;
+use crate::content::Repository;
+use crate::web::fragments::Fragments;
+use crate::web::templates::Assets;
+
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub cache: CacheManager,
+    pub repo: Repository,
+    pub tera: Tera,
+    pub fragments: Fragments,
+    pub webhook_replays: crate::web::api::webhook::ReplayGuard,
+    pub assets: Assets,
+}
