@@ -523,38 +523,10 @@ impl CacheManager {
         std::str::from_utf8(&bytes).ok()?.parse().ok()
     }
 
-    /// The cached value, or `compute`'s result stored under the key. Concurrent misses
-    /// on one key in this process compute once; the others wait for that result.
-    pub async fn get_or_set<T, E, F, Fut>(
-        &self,
-        key: &Key,
-        ttl: Option<Duration>,
-        compute: F,
-    ) -> Result<T, E>
-    where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        E: Clone + Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let epoch = self.inner.write_epoch.load(Relaxed);
-        if let Some(hit) = self.get::<T>(key).await {
-            return Ok(hit);
-        }
-        let flight = FlightKey::new::<T, E>(key.as_str(), None, epoch);
-        self.inner
-            .flights
-            .run(flight, || async {
-                let value = compute().await?;
-                self.set(key, &value, ttl).await;
-                Ok(value)
-            })
-            .await
-    }
-
-    /// Like `get_or_set`, for an entry that depends on `tags`: it is served only while
-    /// every tag still has the version it was computed under, so `invalidate_tags`
-    /// drops it everywhere at once.
+    /// The cached value, or `compute`'s result stored under `key`, for an entry that
+    /// depends on `tags` (none for a plain TTL entry): it is served only while every
+    /// tag still has the version it was computed under, so `invalidate_tags` drops it
+    /// everywhere at once. Concurrent misses compute once (see `flight`).
     ///
     /// The fill race (a reader computes from old rows, a writer commits and bumps, then
     /// the reader stores) is closed by reading the versions *before* computing and

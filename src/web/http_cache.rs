@@ -155,7 +155,7 @@ impl ResponseCache {
                 .get_immutable::<serde_bytes::ByteBuf>(&body_key)
                 .await
             {
-                let res = respond_cached(&meta, body.into_vec(), &policy, method == Method::HEAD);
+                let res = respond_cached(&meta, body.into_vec(), &policy);
                 return Ok(req.into_response(res));
             }
             // The body was evicted before its metadata: rebuild.
@@ -214,7 +214,7 @@ impl ResponseCache {
         let res = if not_modified(req.headers(), &meta.etag, meta.last_modified) {
             respond_304(&meta, &policy)
         } else {
-            let mut res = respond_cached(&meta, bytes.to_vec(), &policy, method == Method::HEAD);
+            let mut res = respond_cached(&meta, bytes.to_vec(), &policy);
             set_x_cache(res.headers_mut(), "MISS");
             res.headers_mut()
                 .insert(header::AGE, HeaderValue::from_static("0"));
@@ -350,22 +350,15 @@ fn respond_304(meta: &ResponseMeta, policy: &ResponsePolicy) -> HttpResponse {
     builder.finish()
 }
 
-fn respond_cached(
-    meta: &ResponseMeta,
-    body: Vec<u8>,
-    policy: &ResponsePolicy,
-    head: bool,
-) -> HttpResponse {
+fn respond_cached(meta: &ResponseMeta, body: Vec<u8>, policy: &ResponsePolicy) -> HttpResponse {
     let mut builder =
         HttpResponse::build(StatusCode::from_u16(meta.status).unwrap_or(StatusCode::OK));
     for (name, value) in &meta.headers {
         builder.insert_header((name.as_str(), value.as_str()));
     }
     cache_headers(&mut builder, meta, policy);
-    if head {
-        builder.insert_header((header::CONTENT_LENGTH, body.len().to_string()));
-        return builder.finish();
-    }
+    // HEAD too: the HTTP layer sends a HEAD answer's headers (Content-Length of this
+    // body included) and never its bytes.
     builder.body(body)
 }
 

@@ -114,7 +114,7 @@ on_both_caches! {
         let calls: Vec<_> = (0..20).map(|_| {
             let (cache, key, computed) = (cache.clone(), key.clone(), computed.clone());
             tokio::spawn(async move {
-                cache.get_or_set(&key, None, || async {
+                cache.get_or_set_tagged(&key, &[], None, || async {
                     computed.fetch_add(1, Ordering::SeqCst);
                     // Long enough that every caller's first lookup is done before it ends,
                     // even on a loaded machine.
@@ -127,15 +127,15 @@ on_both_caches! {
             assert_eq!(call.await.unwrap(), post(9));
         }
         assert_eq!(computed.load(Ordering::SeqCst), 1, "one computation for 20 concurrent misses");
-        let again = cache.get_or_set(&key, None, || async { Ok::<_, ()>(post(10)) }).await.unwrap();
+        let again = cache.get_or_set_tagged(&key, &[], None, || async { Ok::<_, ()>(post(10)) }).await.unwrap();
         assert_eq!(again, post(9), "then served from the cache");
     }
 
     async fn a_failed_computation_is_not_cached(cache: CacheManager) {
         let key = cache.key("posts", ["flaky"]);
-        let err = cache.get_or_set(&key, None, || async { Err::<Post, _>("database down") }).await;
+        let err = cache.get_or_set_tagged(&key, &[], None, || async { Err::<Post, _>("database down") }).await;
         assert_eq!(err, Err("database down"));
-        let ok = cache.get_or_set(&key, None, || async { Ok::<_, &str>(post(3)) }).await;
+        let ok = cache.get_or_set_tagged(&key, &[], None, || async { Ok::<_, &str>(post(3)) }).await;
         assert_eq!(ok, Ok(post(3)));
     }
 

@@ -84,11 +84,11 @@ pub fn services_required() -> bool {
 enum TestDb {
     /// Another TestApp owns the database.
     Borrowed,
-    Sqlite(tempdir::TempDir),
+    Sqlite(tempfile::TempDir),
     Postgres {
         admin_url: String,
         name: String,
-        _dir: tempdir::TempDir,
+        _dir: tempfile::TempDir,
     },
 }
 
@@ -120,31 +120,10 @@ impl Drop for TestDb {
     }
 }
 
-/// A temporary directory (a minimal stand-in so the tests need no extra crate).
-pub mod tempdir {
-    pub struct TempDir(pub std::path::PathBuf);
-    impl TempDir {
-        pub fn new() -> Self {
-            let dir =
-                std::env::temp_dir().join(format!("folio-test-{}", uuid::Uuid::new_v4().simple()));
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-        pub fn path(&self) -> &std::path::Path {
-            &self.0
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 async fn create_test_db(backend: Backend) -> Option<(String, TestDb)> {
     match backend {
         Backend::Sqlite => {
-            let dir = tempdir::TempDir::new();
+            let dir = tempfile::TempDir::new().unwrap();
             let url = format!("sqlite://{}", dir.path().join("test.db").display());
             Some((url, TestDb::Sqlite(dir)))
         }
@@ -171,7 +150,7 @@ async fn create_test_db(backend: Backend) -> Option<(String, TestDb)> {
                 TestDb::Postgres {
                     admin_url,
                     name,
-                    _dir: tempdir::TempDir::new(),
+                    _dir: tempfile::TempDir::new().unwrap(),
                 },
             ))
         }

@@ -1,7 +1,7 @@
 use std::process::Command;
 
-use crate::helpers::tempdir::TempDir;
 use crate::on_both_backends;
+use tempfile::TempDir;
 
 on_both_backends! {
     async fn seeding_twice_adds_nothing(app: TestApp) {
@@ -32,16 +32,24 @@ on_both_backends! {
     }
 }
 
+/// The real binary, isolated from the developer's shell and `.env` (which could point
+/// it at their own `data/`): it runs in `dir`, with only the variables a test sets.
+fn folio(dir: &TempDir) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_folio"));
+    cmd.current_dir(dir.path())
+        .env_clear()
+        .env("DATA_DIR", dir.path())
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
 /// The real binary: `folio seed --posts 200` on a fresh SQLite file, twice.
 #[test]
 fn seed_subcommand_runs_twice_without_duplicates() {
-    let dir = TempDir::new();
+    let dir = TempDir::new().unwrap();
     let run = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_folio"))
+        let out = folio(&dir)
             .args(["seed", "--posts", "200"])
-            .env("DATA_DIR", dir.path())
-            .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "warn")
             .output()
             .expect("run folio");
         assert!(
@@ -64,15 +72,14 @@ fn seed_subcommand_runs_twice_without_duplicates() {
 /// A bad setting stops start-up with one line naming the variable.
 #[test]
 fn invalid_configuration_fails_fast_naming_the_variable() {
-    let dir = TempDir::new();
+    let dir = TempDir::new().unwrap();
     for (var, value) in [
         ("DATABASE_URL", "mysql://localhost/x"),
         ("CACHE_URL", "memcached://x"),
         ("BIND", "nowhere"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_folio"))
+        let out = folio(&dir)
             .arg("migrate")
-            .env("DATA_DIR", dir.path())
             .env(var, value)
             .output()
             .expect("run folio");
@@ -108,13 +115,11 @@ async fn clear_subcommand_deletes_by_pattern() {
     cache.set_many(&blog, None).await;
     let other = cache.key("tools", ["all"]);
     cache.set(&other, &1, None).await;
-    let dir = TempDir::new();
-    let out = Command::new(env!("CARGO_BIN_EXE_folio"))
+    let dir = TempDir::new().unwrap();
+    let out = folio(&dir)
         .args(["clear", "--pattern", "blog_*"])
-        .env("DATA_DIR", dir.path())
         .env("CACHE_URL", &url)
         .env("CACHE_KEY_PREFIX", &prefix)
-        .env("RUST_LOG", "warn")
         .output()
         .expect("run folio");
     assert!(

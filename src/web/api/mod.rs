@@ -22,13 +22,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, response_cache: ResponseCache) {
             .wrap(from_fn(move |req, next| {
                 response_cache.clone().handle(req, next)
             }))
-            .route("/posts/", web::get().to(posts::list))
-            .route("/posts/{slug}/", web::get().to(posts::detail))
-            .route("/personal-info/", web::get().to(site::personal_info))
-            .route("/social-links/", web::get().to(site::social_links))
-            .route("/ai-tools/", web::get().to(site::ai_tools))
-            .route("/openapi.json", web::get().to(openapi))
-            .route("/cache/invalidate/", web::post().to(webhook::invalidate))
+            // Resources, not bare routes: another method on a known path is a 405.
+            .service(web::resource("/posts/").get(posts::list))
+            .service(web::resource("/posts/{slug}/").get(posts::detail))
+            .service(web::resource("/personal-info/").get(site::personal_info))
+            .service(web::resource("/social-links/").get(site::social_links))
+            .service(web::resource("/ai-tools/").get(site::ai_tools))
+            .service(web::resource("/openapi.json").get(openapi))
+            .service(web::resource("/cache/invalidate/").post(webhook::invalidate))
             .default_service(web::to(not_found)),
     );
 }
