@@ -1,19 +1,20 @@
-//! Cache invalidation rules, as data, in one place.
+//! Cache invalidation rules, as data, in one place. One word throughout: *tag*.
 //!
-//! Every cached thing (a query result, a fragment, an API response) belongs to one or
-//! more *groups* — "blog listings", "post detail", "/api/posts/" — named by the reader
-//! (`deps::*`). `RULES` says which groups each model's changes drop; it reads like the
-//! seed's "Cache Invalidation Rules" list. After a write commits, the repository bumps
-//! the version of every group its model drops (`tags_for`), which drops every entry of
-//! those groups on every instance at once.
+//! Every cached thing (a query result, a fragment, an API response) depends on one or
+//! more cache tags — "blog listings", "post detail", "/api/posts/" — named where it is
+//! read (`depends_on::*`, `RESPONSE_TAGS`). `RULES` says which tags each model's change
+//! invalidates; it reads like the seed's "Cache Invalidation Rules" list. A write records
+//! `tags_invalidated_by(models)` with its transaction and applies them after commit
+//! (`Repository::invalidate_after_commit`): each tag gets a new version, which drops
+//! every entry depending on it on every instance at once.
 //!
-//! Why tag versions rather than deleting keys: a bump is O(groups), not O(entries); no
+//! Why tag versions rather than deleting keys: a bump is O(tags), not O(entries); no
 //! per-tag key set grows without bound; and an entry filled from rows read before a
 //! write is stored under the old version, so it is never served after the write (the
 //! fill race that bites cacheops/cachalot users). See `CacheManager::get_or_set_tagged`.
 //!
-//! Relationship-aware: authors and tags appear on posts, so their rules drop the post
-//! groups too. Header and footer components are keyed by their whole context, so a new
+//! Relationship-aware: authors and tags appear on posts, so their rules invalidate the
+//! post tags too. Header and footer components are keyed by their whole context, so a new
 //! social link gives them new keys by construction.
 
 /// A model whose changes are tracked.
@@ -56,9 +57,9 @@ impl Model {
     }
 }
 
-/// A group of cached data that is dropped as a whole.
+/// A cache tag: a set of cached data invalidated as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Group {
+pub enum CacheTag {
     PostLists,
     PopularPosts,
     PostDetail,
@@ -77,53 +78,53 @@ pub enum Group {
     AdminStats,
 }
 
-impl Group {
-    pub const ALL: [Group; 16] = [
-        Group::PostLists,
-        Group::PopularPosts,
-        Group::PostDetail,
-        Group::TagPages,
-        Group::TagCloud,
-        Group::Feed,
-        Group::Sitemap,
-        Group::PersonalInfo,
-        Group::SocialLinks,
-        Group::Tools,
-        Group::FeaturedTools,
-        Group::ApiPosts,
-        Group::ApiPersonalInfo,
-        Group::ApiSocialLinks,
-        Group::ApiAiTools,
-        Group::AdminStats,
+impl CacheTag {
+    pub const ALL: [CacheTag; 16] = [
+        CacheTag::PostLists,
+        CacheTag::PopularPosts,
+        CacheTag::PostDetail,
+        CacheTag::TagPages,
+        CacheTag::TagCloud,
+        CacheTag::Feed,
+        CacheTag::Sitemap,
+        CacheTag::PersonalInfo,
+        CacheTag::SocialLinks,
+        CacheTag::Tools,
+        CacheTag::FeaturedTools,
+        CacheTag::ApiPosts,
+        CacheTag::ApiPersonalInfo,
+        CacheTag::ApiSocialLinks,
+        CacheTag::ApiAiTools,
+        CacheTag::AdminStats,
     ];
 
-    /// The cache tag of this group.
-    pub const fn tag(self) -> &'static str {
+    /// The tag's name, as entries name it and the webhook accepts it.
+    pub const fn name(self) -> &'static str {
         match self {
-            Group::PostLists => "group:post_lists",
-            Group::PopularPosts => "group:popular_posts",
-            Group::PostDetail => "group:post_detail",
-            Group::TagPages => "group:tag_pages",
-            Group::TagCloud => "group:tag_cloud",
-            Group::Feed => "group:feed",
-            Group::Sitemap => "group:sitemap",
-            Group::PersonalInfo => "group:personal_info",
-            Group::SocialLinks => "group:social_links",
-            Group::Tools => "group:tools",
-            Group::FeaturedTools => "group:featured_tools",
-            Group::ApiPosts => "group:api_posts",
-            Group::ApiPersonalInfo => "group:api_personal_info",
-            Group::ApiSocialLinks => "group:api_social_links",
-            Group::ApiAiTools => "group:api_ai_tools",
-            Group::AdminStats => "group:admin_stats",
+            CacheTag::PostLists => "post_lists",
+            CacheTag::PopularPosts => "popular_posts",
+            CacheTag::PostDetail => "post_detail",
+            CacheTag::TagPages => "tag_pages",
+            CacheTag::TagCloud => "tag_cloud",
+            CacheTag::Feed => "feed",
+            CacheTag::Sitemap => "sitemap",
+            CacheTag::PersonalInfo => "personal_info",
+            CacheTag::SocialLinks => "social_links",
+            CacheTag::Tools => "tools",
+            CacheTag::FeaturedTools => "featured_tools",
+            CacheTag::ApiPosts => "api_posts",
+            CacheTag::ApiPersonalInfo => "api_personal_info",
+            CacheTag::ApiSocialLinks => "api_social_links",
+            CacheTag::ApiAiTools => "api_ai_tools",
+            CacheTag::AdminStats => "admin_stats",
         }
     }
 }
 
-use Group::*;
+use CacheTag::*;
 
-/// What each model's changes drop.
-pub const RULES: &[(Model, &[Group])] = &[
+/// What each model's change invalidates.
+pub const RULES: &[(Model, &[CacheTag])] = &[
     // posts → blog listings, recent, popular, tag pages, post detail, feed and sitemap,
     // home fragments, /api/posts/…
     (
@@ -167,8 +168,8 @@ pub const RULES: &[(Model, &[Group])] = &[
     (Model::ContactMessage, &[AdminStats]),
 ];
 
-/// The groups a model's change drops.
-pub fn groups_for(model: Model) -> &'static [Group] {
+/// The tags a model's change invalidates.
+pub fn invalidated_by(model: Model) -> &'static [CacheTag] {
     RULES
         .iter()
         .find(|(m, _)| *m == model)
@@ -177,63 +178,64 @@ pub fn groups_for(model: Model) -> &'static [Group] {
 }
 
 /// The tags to bump after `models` changed (deduplicated).
-pub fn tags_for(models: &[Model]) -> Vec<&'static str> {
+pub fn tags_invalidated_by(models: &[Model]) -> Vec<&'static str> {
     let mut tags: Vec<&'static str> = models
         .iter()
-        .flat_map(|m| groups_for(*m))
-        .map(|g| g.tag())
+        .flat_map(|m| invalidated_by(*m))
+        .map(|g| g.name())
         .collect();
     tags.sort_unstable();
     tags.dedup();
     tags
 }
 
-/// What each cached read depends on (the groups it belongs to).
-pub mod deps {
-    use super::Group;
+/// The tags each cached read depends on.
+pub mod depends_on {
+    use super::CacheTag;
 
-    pub const POST_LISTS: &[&str] = &[Group::PostLists.tag()];
-    pub const POPULAR_POSTS: &[&str] = &[Group::PopularPosts.tag()];
-    pub const POST_DETAIL: &[&str] = &[Group::PostDetail.tag()];
-    pub const TAG_PAGES: &[&str] = &[Group::TagPages.tag()];
-    pub const TAG_CLOUD: &[&str] = &[Group::TagCloud.tag()];
-    pub const FEED: &[&str] = &[Group::Feed.tag()];
-    pub const SITEMAP: &[&str] = &[Group::Sitemap.tag()];
-    pub const PERSONAL_INFO: &[&str] = &[Group::PersonalInfo.tag()];
-    pub const SOCIAL_LINKS: &[&str] = &[Group::SocialLinks.tag()];
-    pub const TOOLS: &[&str] = &[Group::Tools.tag()];
-    pub const FEATURED_TOOLS: &[&str] = &[Group::FeaturedTools.tag()];
+    pub const POST_LISTS: &[&str] = &[CacheTag::PostLists.name()];
+    pub const POPULAR_POSTS: &[&str] = &[CacheTag::PopularPosts.name()];
+    pub const POST_DETAIL: &[&str] = &[CacheTag::PostDetail.name()];
+    pub const TAG_PAGES: &[&str] = &[CacheTag::TagPages.name()];
+    pub const TAG_CLOUD: &[&str] = &[CacheTag::TagCloud.name()];
+    pub const FEED: &[&str] = &[CacheTag::Feed.name()];
+    pub const SITEMAP: &[&str] = &[CacheTag::Sitemap.name()];
+    pub const PERSONAL_INFO: &[&str] = &[CacheTag::PersonalInfo.name()];
+    pub const SOCIAL_LINKS: &[&str] = &[CacheTag::SocialLinks.name()];
+    pub const TOOLS: &[&str] = &[CacheTag::Tools.name()];
+    pub const FEATURED_TOOLS: &[&str] = &[CacheTag::FeaturedTools.name()];
     /// The about page: the owner's details and their links.
-    pub const ABOUT: &[&str] = &[Group::PersonalInfo.tag(), Group::SocialLinks.tag()];
-    pub const ADMIN_STATS: &[&str] = &[Group::AdminStats.tag()];
+    pub const ABOUT: &[&str] = &[CacheTag::PersonalInfo.name(), CacheTag::SocialLinks.name()];
+    pub const ADMIN_STATS: &[&str] = &[CacheTag::AdminStats.name()];
 }
 
-/// Response-cache rules: which group each cached API path belongs to.
-pub const RESPONSE_RULES: &[(&str, &[&str])] = &[
-    ("/api/posts/", &[Group::ApiPosts.tag()]),
-    ("/api/personal-info/", &[Group::ApiPersonalInfo.tag()]),
-    ("/api/social-links/", &[Group::ApiSocialLinks.tag()]),
-    ("/api/ai-tools/", &[Group::ApiAiTools.tag()]),
+/// The tags each cached API path depends on.
+pub const RESPONSE_TAGS: &[(&str, &[&str])] = &[
+    ("/api/posts/", &[CacheTag::ApiPosts.name()]),
+    ("/api/personal-info/", &[CacheTag::ApiPersonalInfo.name()]),
+    ("/api/social-links/", &[CacheTag::ApiSocialLinks.name()]),
+    ("/api/ai-tools/", &[CacheTag::ApiAiTools.name()]),
 ];
 
-/// Every group's tag: what a path without a rule depends on (safe, if wasteful).
-pub const ALL_GROUPS: [&str; Group::ALL.len()] = {
-    let mut tags = [""; Group::ALL.len()];
+/// Every tag: what a path without an entry in `RESPONSE_TAGS` depends on (safe, if
+/// wasteful).
+pub const ALL_TAGS: [&str; CacheTag::ALL.len()] = {
+    let mut tags = [""; CacheTag::ALL.len()];
     let mut i = 0;
     while i < tags.len() {
-        tags[i] = Group::ALL[i].tag();
+        tags[i] = CacheTag::ALL[i].name();
         i += 1;
     }
     tags
 };
 
-/// The groups a cached response under `prefix` belongs to.
-pub fn response_deps(prefix: &str) -> &'static [&'static str] {
-    RESPONSE_RULES
+/// The tags a cached response under `prefix` depends on.
+pub fn response_tags(prefix: &str) -> &'static [&'static str] {
+    RESPONSE_TAGS
         .iter()
         .find(|(p, _)| prefix.starts_with(p) || p.starts_with(prefix))
         .map(|(_, deps)| *deps)
-        .unwrap_or(&ALL_GROUPS)
+        .unwrap_or(&ALL_TAGS)
 }
 
 #[cfg(test)]
@@ -243,24 +245,25 @@ mod tests {
     #[test]
     fn every_model_has_a_rule_and_every_group_a_model() {
         for model in Model::ALL {
-            assert!(!groups_for(model).is_empty(), "{model:?} has no rule");
+            assert!(!invalidated_by(model).is_empty(), "{model:?} has no rule");
             assert_eq!(Model::parse(model.name()), Some(model));
         }
-        for group in Group::ALL {
+        for tag in CacheTag::ALL {
             assert!(
-                RULES.iter().any(|(_, groups)| groups.contains(&group)),
-                "{group:?} is never dropped"
+                RULES.iter().any(|(_, tags)| tags.contains(&tag)),
+                "{tag:?} is never invalidated"
             );
-            assert!(ALL_GROUPS.contains(&group.tag()));
+            assert!(ALL_TAGS.contains(&tag.name()));
         }
     }
 
     #[test]
     fn relationships_reach_the_posts() {
-        let author = tags_for(&[Model::Author]);
+        let author = tags_invalidated_by(&[Model::Author]);
         assert!(
-            author.contains(&Group::PostDetail.tag()) && author.contains(&Group::ApiPosts.tag())
+            author.contains(&CacheTag::PostDetail.name())
+                && author.contains(&CacheTag::ApiPosts.name())
         );
-        assert!(!tags_for(&[Model::SocialLink]).contains(&Group::PostLists.tag()));
+        assert!(!tags_invalidated_by(&[Model::SocialLink]).contains(&CacheTag::PostLists.name()));
     }
 }

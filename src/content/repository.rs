@@ -9,7 +9,7 @@ use chrono::{NaiveDateTime, Timelike, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::invalidation::{deps, tags_for, Model};
+use super::invalidation::{depends_on, tags_invalidated_by, Model};
 use super::markdown;
 use super::models::*;
 use super::query_key::query_key;
@@ -29,7 +29,7 @@ pub type RepoResult<T> = Result<T, DbError>;
 macro_rules! transact {
     ($repo:expr, $models:expr, |$conn:ident| $body:expr) => {{
         let repo: &Repository = &$repo;
-        let tags = tags_for($models);
+        let tags = tags_invalidated_by($models);
         let joined = tags.join(" ");
         let written = with_conn!(repo.db, |conn| {
             conn.transaction::<_, DbError, _>(async |$conn| {
@@ -192,7 +192,7 @@ impl Repository {
             .cached_query(
                 "personal_info",
                 &["one"],
-                deps::PERSONAL_INFO,
+                depends_on::PERSONAL_INFO,
                 None,
                 || async {
                     let row = with_conn!(self.db, |conn| {
@@ -216,7 +216,7 @@ impl Repository {
             .cached_query(
                 "social_links",
                 &[which],
-                deps::SOCIAL_LINKS,
+                depends_on::SOCIAL_LINKS,
                 None,
                 || async {
                     with_conn!(self.db, |conn| {
@@ -241,7 +241,7 @@ impl Repository {
     pub async fn ai_tools(&self, filter: &ToolFilter) -> RepoResult<Vec<AiTool>> {
         let all: Vec<AiTool> = self
             .cache
-            .cached_query("tools", &["all"], deps::TOOLS, None, || async {
+            .cached_query("tools", &["all"], depends_on::TOOLS, None, || async {
                 with_conn!(self.db, |conn| {
                     Ok(ai_tools::table
                         .select(AiTool::as_select())
@@ -289,7 +289,7 @@ impl Repository {
         }
         let key = query_key(&self.cache, "posts", &query!(), "recent");
         self.cache
-            .get_or_set_tagged(&key, deps::POST_LISTS, None, || async {
+            .get_or_set_tagged(&key, depends_on::POST_LISTS, None, || async {
                 let rows = with_conn!(self.db, |conn| Ok(query!()
                     .load::<(PostRow, String, String)>(conn)
                     .await?))?;
@@ -317,7 +317,7 @@ impl Repository {
         }
         let key = query_key(&self.cache, "popular", &query!(), "popular");
         self.cache
-            .get_or_set_tagged(&key, deps::POPULAR_POSTS, None, || async {
+            .get_or_set_tagged(&key, depends_on::POPULAR_POSTS, None, || async {
                 let rows = with_conn!(self.db, |conn| Ok(query!()
                     .load::<(PostRow, String, String)>(conn)
                     .await?))?;
@@ -342,7 +342,7 @@ impl Repository {
             page.to_string(),
         ];
         self.cache
-            .cached_query("posts", &parts, deps::POST_LISTS, None, || async {
+            .cached_query("posts", &parts, depends_on::POST_LISTS, None, || async {
                 let offset = (page.max(1) - 1) * per_page;
                 let (total, rows) = with_conn!(self.db, |conn| {
                     let tagged = |tag: i32| {
@@ -387,7 +387,7 @@ impl Repository {
     ) -> RepoResult<Option<PostDetail>> {
         let scope = if include_drafts { "any" } else { "published" };
         self.cache
-            .cached_lookup("post", &[scope, slug], deps::POST_DETAIL, || async {
+            .cached_lookup("post", &[scope, slug], depends_on::POST_DETAIL, || async {
                 let row = with_conn!(self.db, |conn| {
                     let mut query = posts::table
                         .inner_join(authors::table)
@@ -425,7 +425,7 @@ impl Repository {
             .cached_query(
                 "posts",
                 &["feed".to_string(), limit.to_string()],
-                deps::FEED,
+                depends_on::FEED,
                 None,
                 || async {
                     let rows = with_conn!(self.db, |conn| {
@@ -459,7 +459,7 @@ impl Repository {
 
     pub async fn tag_by_slug(&self, slug: &str) -> RepoResult<Option<Tag>> {
         self.cache
-            .cached_lookup("tags", &["slug", slug], deps::TAG_PAGES, || async {
+            .cached_lookup("tags", &["slug", slug], depends_on::TAG_PAGES, || async {
                 with_conn!(self.db, |conn| {
                     Ok(tags::table
                         .filter(tags::slug.eq(slug.to_string()))
@@ -475,7 +475,7 @@ impl Repository {
     /// Tags of published posts with their post counts, alphabetically.
     pub async fn tag_cloud(&self) -> RepoResult<Vec<TagCount>> {
         self.cache
-            .cached_query("tags", &["cloud"], deps::TAG_CLOUD, None, || async {
+            .cached_query("tags", &["cloud"], depends_on::TAG_CLOUD, None, || async {
                 let rows = with_conn!(self.db, |conn| {
                     Ok(post_tags::table
                         .inner_join(tags::table)
@@ -503,7 +503,7 @@ impl Repository {
     pub async fn sitemap(&self) -> RepoResult<(Vec<SitemapEntry>, Vec<TagCount>)> {
         let posts = self
             .cache
-            .cached_query("posts", &["sitemap"], deps::SITEMAP, None, || async {
+            .cached_query("posts", &["sitemap"], depends_on::SITEMAP, None, || async {
                 let rows = with_conn!(self.db, |conn| {
                     Ok(posts::table
                         .filter(posts::published.eq(true))
@@ -1137,8 +1137,8 @@ impl Repository {
     /// Counts for the admin overview (cached until a post or message changes).
     pub async fn admin_overview(&self) -> RepoResult<AdminOverview> {
         const DEPS: &[&str] = &[
-            super::invalidation::Group::AdminStats.tag(),
-            super::invalidation::Group::PostLists.tag(),
+            super::invalidation::CacheTag::AdminStats.name(),
+            super::invalidation::CacheTag::PostLists.name(),
         ];
         self.cache
             .cached_query("admin", &["overview"], DEPS, None, || async {

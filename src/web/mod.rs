@@ -18,7 +18,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use self::error::{ApiError, PageError};
 pub use self::state::AppState;
-use crate::content::invalidation::response_deps;
+use crate::content::invalidation::response_tags;
 use crate::web::http_cache::{ResponseCache, ResponsePolicy};
 
 /// The API response cache from configuration: one policy per configured prefix, each
@@ -29,7 +29,7 @@ fn response_cache(state: &AppState) -> ResponseCache {
         .response_cache_prefixes
         .iter()
         .map(|prefix| {
-            let mut policy = ResponsePolicy::new(config.response_cache_ttl, response_deps(prefix));
+            let mut policy = ResponsePolicy::new(config.response_cache_ttl, response_tags(prefix));
             policy.client_max_age = config.api_max_age;
             policy.params = Some(api::QUERY_PARAMS);
             (prefix.clone(), policy)

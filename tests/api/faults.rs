@@ -397,14 +397,12 @@ async fn a_bump_on_one_instance_drops_near_copies_on_the_other_before_it_returns
     let key = b.key("posts", ["list"]);
     for round in 0..20u32 {
         let filled = b
-            .get_or_set_tagged(&key, &["group:post_lists"], None, || async {
-                Ok::<_, ()>(round)
-            })
+            .get_or_set_tagged(&key, &["post_lists"], None, || async { Ok::<_, ()>(round) })
             .await;
         assert_eq!(filled, Ok(round));
         let near_hits = b.health().near_hits;
         assert_eq!(
-            b.get_tagged::<u32>(&key, &["group:post_lists"]).await.value,
+            b.get_tagged::<u32>(&key, &["post_lists"]).await.value,
             Some(round)
         );
         assert_eq!(
@@ -412,9 +410,9 @@ async fn a_bump_on_one_instance_drops_near_copies_on_the_other_before_it_returns
             near_hits + 1,
             "served from the near tier"
         );
-        assert!(a.invalidate_tags(&["group:post_lists"]).await);
+        assert!(a.invalidate_tags(&["post_lists"]).await);
         assert_eq!(
-            b.get_tagged::<u32>(&key, &["group:post_lists"]).await.value,
+            b.get_tagged::<u32>(&key, &["post_lists"]).await.value,
             None,
             "round {round}: B's near copy was dropped before A's bump returned"
         );
@@ -430,7 +428,7 @@ async fn near_copies_are_not_served_while_the_invalidation_channel_is_silent() {
     };
     let cache = own_cache(&redis, "silent").await;
     let key = cache.key("posts", ["list"]);
-    let tags = &["group:post_lists"];
+    let tags = &["post_lists"];
     cache
         .get_or_set_tagged(&key, tags, None, || async { Ok::<_, ()>(7u32) })
         .await

@@ -2,16 +2,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use folio::content::invalidation::{tags_for, Group, Model};
+use folio::content::invalidation::{tags_invalidated_by, CacheTag, Model};
 use folio::content::models::NewPersonalInfo;
 
 use crate::helpers::{spawn_app_with, Backend, TestApp};
 use crate::on_both_caches;
 
-/// What each model's change must drop, written out here (not read from `RULES`, the
+/// What each model's change must invalidate, written out here (not read from `RULES`, the
 /// table under test), as the seed's "Cache Invalidation Rules" list says it.
-const EXPECTED: &[(Model, &[Group])] = {
-    use Group::*;
+const EXPECTED: &[(Model, &[CacheTag])] = {
+    use CacheTag::*;
     &[
         (
             Model::Post,
@@ -50,22 +50,22 @@ const EXPECTED: &[(Model, &[Group])] = {
     ]
 };
 
-// For every model: a change drops exactly the groups expected, and every other entry
+// For every model: a change invalidates exactly the tags expected, and every other entry
 // stays.
 on_both_caches! {
-    async fn each_model_drops_exactly_its_groups(cache: CacheManager) {
+    async fn each_model_invalidates_exactly_its_tags(cache: CacheManager) {
         assert_eq!(EXPECTED.len(), Model::ALL.len(), "every model has an expectation");
         for (model, expected) in EXPECTED {
-            let keys: Vec<_> = Group::ALL.iter().map(|g| (cache.key("rule", [g.tag(), model.name()]), *g)).collect();
-            for (key, group) in &keys {
-                let stored = cache.get_or_set_tagged(key, &[group.tag()], None, || async { Ok::<_, ()>(1) }).await;
+            let keys: Vec<_> = CacheTag::ALL.iter().map(|g| (cache.key("rule", [g.name(), model.name()]), *g)).collect();
+            for (key, tag) in &keys {
+                let stored = cache.get_or_set_tagged(key, &[tag.name()], None, || async { Ok::<_, ()>(1) }).await;
                 assert_eq!(stored, Ok(1));
             }
-            assert!(cache.invalidate_tags(&tags_for(&[*model])).await);
-            for (key, group) in &keys {
-                let kept = cache.get_tagged::<i32>(key, &[group.tag()]).await.value.is_some();
-                let should_drop = expected.contains(group);
-                assert_eq!(kept, !should_drop, "{model:?} change: {group:?} should be {}", if should_drop { "dropped" } else { "kept" });
+            assert!(cache.invalidate_tags(&tags_invalidated_by(&[*model])).await);
+            for (key, tag) in &keys {
+                let kept = cache.get_tagged::<i32>(key, &[tag.name()]).await.value.is_some();
+                let should_drop = expected.contains(tag);
+                assert_eq!(kept, !should_drop, "{model:?} change: {tag:?} should be {}", if should_drop { "dropped" } else { "kept" });
             }
         }
     }

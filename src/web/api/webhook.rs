@@ -1,5 +1,5 @@
 //! `POST /api/cache/invalidate/`: lets external systems (a CMS, a deploy script) drop
-//! cached data by group tag, model or key pattern.
+//! cached data by cache tag, model or key pattern.
 //!
 //! Authentication: `X-Cache-Timestamp: <unix seconds>` and
 //! `X-Cache-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">` keyed with
@@ -16,7 +16,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::content::invalidation::{groups_for, Model, ALL_GROUPS};
+use crate::content::invalidation::{invalidated_by, Model, ALL_TAGS};
 use crate::web::error::ApiError;
 use crate::web::AppState;
 
@@ -26,7 +26,7 @@ pub const MAX_AGE: Duration = Duration::from_secs(300);
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InvalidateRequest {
-    /// Group tags (`group:post_lists`) or any tag entries were stored under.
+    /// Cache tags (`post_lists`, see `content::invalidation::CacheTag`).
     #[serde(default)]
     tags: Vec<String>,
     /// Model names (`post`, `social_link`, …): drops what the invalidation rules list.
@@ -164,7 +164,7 @@ pub async fn invalidate(
     if let Some(unknown) = request
         .tags
         .iter()
-        .find(|t| !ALL_GROUPS.contains(&t.as_str()))
+        .find(|t| !ALL_TAGS.contains(&t.as_str()))
     {
         return Err(ApiError::bad("tags", format!("unknown tag '{unknown}'")).into());
     }
@@ -172,8 +172,8 @@ pub async fn invalidate(
     tags.extend(
         models
             .iter()
-            .flat_map(|m| groups_for(*m))
-            .map(|g| g.tag().to_string()),
+            .flat_map(|m| invalidated_by(*m))
+            .map(|g| g.name().to_string()),
     );
     tags.sort();
     tags.dedup();

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::{FragmentDef, Fragments, LoadFuture, Loader};
 use crate::cache::CacheManager;
-use crate::content::invalidation::deps;
+use crate::content::invalidation::depends_on;
 use crate::content::models::ToolFilter;
 use crate::content::Repository;
 use crate::db::DbError;
@@ -61,7 +61,7 @@ pub fn registry(
         "home_intro",
         block(
             "fragments/home_intro.html",
-            deps::PERSONAL_INFO,
+            depends_on::PERSONAL_INFO,
             loader(repo, |r, _| async move {
                 Ok(json!({ "personal_info": r.personal_info().await? }))
             }),
@@ -71,7 +71,7 @@ pub fn registry(
         "recent_posts",
         block(
             "fragments/recent_posts.html",
-            deps::POST_LISTS,
+            depends_on::POST_LISTS,
             loader(repo, |r, _| async move {
                 Ok(json!({ "posts": r.recent_posts(RECENT_POSTS).await? }))
             }),
@@ -84,7 +84,7 @@ pub fn registry(
             ttl: Some(Duration::from_secs(60)),
             ..block(
                 "fragments/popular_posts.html",
-                deps::POPULAR_POSTS,
+                depends_on::POPULAR_POSTS,
                 loader(repo, |r, _| async move {
                     Ok(json!({ "posts": r.popular_posts(POPULAR_POSTS).await? }))
                 }),
@@ -95,7 +95,7 @@ pub fn registry(
         "featured_tools",
         block(
             "fragments/featured_tools.html",
-            deps::FEATURED_TOOLS,
+            depends_on::FEATURED_TOOLS,
             loader(repo, |r, _| async move {
                 let featured = ToolFilter {
                     featured: Some(true),
@@ -109,7 +109,7 @@ pub fn registry(
         "tag_cloud",
         block(
             "fragments/tag_cloud.html",
-            deps::TAG_CLOUD,
+            depends_on::TAG_CLOUD,
             loader(repo, |r, _| async move {
                 Ok(json!({ "tags": r.tag_cloud().await? }))
             }),
@@ -119,7 +119,7 @@ pub fn registry(
         "social_links",
         block(
             "fragments/social_links.html",
-            deps::SOCIAL_LINKS,
+            depends_on::SOCIAL_LINKS,
             loader(repo, |r, _| async move {
                 Ok(json!({ "links": r.social_links(false).await? }))
             }),
@@ -129,7 +129,7 @@ pub fn registry(
         "about",
         block(
             "fragments/about.html",
-            deps::ABOUT,
+            depends_on::ABOUT,
             loader(repo, |r, _| async move {
                 Ok(json!({ "personal_info": r.personal_info().await?, "links": r.social_links(false).await? }))
             }),
@@ -139,7 +139,7 @@ pub fn registry(
         "tools_by_category",
         block(
             "fragments/tools.html",
-            deps::TOOLS,
+            depends_on::TOOLS,
             loader(repo, |r, _| async move {
                 Ok(json!({ "categories": r.tools_by_category().await? }))
             }),
@@ -150,7 +150,7 @@ pub fn registry(
         "post_list",
         block(
             "fragments/post_list.html",
-            deps::POST_LISTS,
+            depends_on::POST_LISTS,
             loader(repo, |r, vary| async move {
                 let page = vary.get(0).and_then(Value::as_i64).unwrap_or(1);
                 let tag_id = match vary
@@ -170,7 +170,7 @@ pub fn registry(
         "post_body",
         block(
             "fragments/post_body.html",
-            deps::POST_DETAIL,
+            depends_on::POST_DETAIL,
             loader(repo, |r, vary| async move {
                 let slug = vary
                     .get(0)
@@ -185,7 +185,7 @@ pub fn registry(
         "latest_posts",
         FragmentDef {
             template: None,
-            depends_on: deps::POST_LISTS,
+            depends_on: depends_on::POST_LISTS,
             ttl: None,
             loader: loader(
                 repo,
