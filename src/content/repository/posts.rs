@@ -1,0 +1,612 @@
+//! The posts aggregate: posts with their tags and authors.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+
+use super::{now, RepoResult, Repository};
+use crate::content::invalidation::{depends_on, Model};
+use crate::content::markdown;
+use crate::content::models::*;
+use crate::content::query_key::query_key;
+use crate::content::schema::{authors, post_tags, posts, tags};
+use crate::db::DbError;
+use crate::with_conn;
+
+/// Links a post to its tags (created as needed), inside the caller's transaction on
+/// either backend; a macro because each backend's connection is a different type.
+macro_rules! link_tags {
+    ($conn:ident, $post_id:expr, $tags:expr, $stamp:expr) => {
+        for (name, slug) in $tags {
+            diesel::insert_into(tags::table)
+                .values((
+                    tags::name.eq(name),
+                    tags::slug.eq(slug),
+                    tags::updated_at.eq($stamp),
+                ))
+                .on_conflict(tags::slug)
+                .do_nothing()
+                .execute($conn)
+                .await?;
+        }
+        let slugs: Vec<&String> = $tags.iter().map(|(_, slug)| slug).collect();
+        let tag_ids: Vec<i32> = tags::table
+            .filter(tags::slug.eq_any(slugs))
+            .select(tags::id)
+            .load($conn)
+            .await?;
+        // One row at a time: SQLite has no multi-row insert in diesel.
+        for tag_id in tag_ids {
+            diesel::insert_into(post_tags::table)
+                .values((
+                    post_tags::post_id.eq($post_id),
+                    post_tags::tag_id.eq(tag_id),
+                ))
+                .execute($conn)
+                .await?;
+        }
+    };
+}
+
+impl Repository {
+    /// The most recently published posts. Keyed by the query's own SQL and binds.
+    pub async fn recent_posts(&self, limit: i64) -> RepoResult<Vec<PostSummary>> {
+        // A macro, not a value: each expansion infers its own backend.
+        macro_rules! query {
+            () => {
+                posts::table
+                    .inner_join(authors::table)
+                    .filter(posts::published.eq(true))
+                    .order_by((posts::published_at.desc(), posts::id.desc()))
+                    .limit(limit)
+                    .select((PostRow::as_select(), authors::name, authors::slug))
+            };
+        }
+        let key = query_key(&self.cache, "posts", &query!(), "recent");
+        self.cache
+            .get_or_set_tagged(&key, depends_on::POST_LISTS, None, || async {
+                let rows = with_conn!(self.db, |conn| Ok(query!()
+                    .load::<(PostRow, String, String)>(conn)
+                    .await?))?;
+                self.with_tags(rows).await
+            })
+            .await
+    }
+
+    /// The most viewed published posts. Views are near-real-time data: this list has the
+    /// short `popular` TTL instead of being invalidated on every view.
+    pub async fn popular_posts(&self, limit: i64) -> RepoResult<Vec<PostSummary>> {
+        macro_rules! query {
+            () => {
+                posts::table
+                    .inner_join(authors::table)
+                    .filter(posts::published.eq(true))
+                    .order_by((
+                        posts::view_count.desc(),
+                        posts::published_at.desc(),
+                        posts::id.desc(),
+                    ))
+                    .limit(limit)
+                    .select((PostRow::as_select(), authors::name, authors::slug))
+            };
+        }
+        let key = query_key(&self.cache, "popular", &query!(), "popular");
+        self.cache
+            .get_or_set_tagged(&key, depends_on::POPULAR_POSTS, None, || async {
+                let rows = with_conn!(self.db, |conn| Ok(query!()
+                    .load::<(PostRow, String, String)>(conn)
+                    .await?))?;
+                self.with_tags(rows).await
+            })
+            .await
+    }
+
+    /// One page of published posts, newest first, optionally only those with a tag.
+    /// `page` starts at 1; a page past the end comes back empty with `is_out_of_range`.
+    pub async fn published_posts(
+        &self,
+        page: i64,
+        per_page: i64,
+        tag_id: Option<i32>,
+    ) -> RepoResult<Page<PostSummary>> {
+        let tag_part = tag_id.map_or_else(|| "all".to_string(), |t| t.to_string());
+        let parts = [
+            "page".to_string(),
+            tag_part,
+            per_page.to_string(),
+            page.to_string(),
+        ];
+        self.cache
+            .cached_query("posts", &parts, depends_on::POST_LISTS, None, || async {
+                let offset = (page.max(1) - 1) * per_page;
+                let (total, rows) = with_conn!(self.db, |conn| {
+                    let tagged = |tag: i32| {
+                        post_tags::table
+                            .filter(post_tags::tag_id.eq(tag))
+                            .select(post_tags::post_id)
+                    };
+                    let mut count = posts::table.filter(posts::published.eq(true)).into_boxed();
+                    let mut list = posts::table
+                        .inner_join(authors::table)
+                        .filter(posts::published.eq(true))
+                        .into_boxed();
+                    if let Some(tag) = tag_id {
+                        count = count.filter(posts::id.eq_any(tagged(tag)));
+                        list = list.filter(posts::id.eq_any(tagged(tag)));
+                    }
+                    let total: i64 = count.count().get_result(conn).await?;
+                    let rows = list
+                        .order_by((posts::published_at.desc(), posts::id.desc()))
+                        .limit(per_page)
+                        .offset(offset)
+                        .select((PostRow::as_select(), authors::name, authors::slug))
+                        .load::<(PostRow, String, String)>(conn)
+                        .await?;
+                    Ok((total, rows))
+                })?;
+                Ok(Page {
+                    items: self.with_tags(rows).await?,
+                    total,
+                    page,
+                    per_page,
+                })
+            })
+            .await
+    }
+
+    /// A post by slug; drafts only when `include_drafts` (admin preview).
+    pub async fn post_by_slug(
+        &self,
+        slug: &str,
+        include_drafts: bool,
+    ) -> RepoResult<Option<PostDetail>> {
+        let scope = if include_drafts { "any" } else { "published" };
+        self.cache
+            .cached_lookup("post", &[scope, slug], depends_on::POST_DETAIL, || async {
+                let row = with_conn!(self.db, |conn| {
+                    let mut query = posts::table
+                        .inner_join(authors::table)
+                        .filter(posts::slug.eq(slug.to_string()))
+                        .into_boxed();
+                    if !include_drafts {
+                        query = query.filter(posts::published.eq(true));
+                    }
+                    Ok(query
+                        .select((PostRow::as_select(), authors::name, authors::slug))
+                        .first::<(PostRow, String, String)>(conn)
+                        .await
+                        .optional()?)
+                })?;
+                let Some(row) = row else { return Ok(None) };
+                Ok(self.details(vec![row]).await?.pop())
+            })
+            .await
+    }
+
+    /// Newest published posts with their bodies (the feed).
+    pub async fn latest_posts_with_body(&self, limit: i64) -> RepoResult<Vec<PostDetail>> {
+        self.cache
+            .cached_query(
+                "posts",
+                &["feed".to_string(), limit.to_string()],
+                depends_on::FEED,
+                None,
+                || async {
+                    let rows = with_conn!(self.db, |conn| {
+                        Ok(posts::table
+                            .inner_join(authors::table)
+                            .filter(posts::published.eq(true))
+                            .order_by((posts::published_at.desc(), posts::id.desc()))
+                            .limit(limit)
+                            .select((PostRow::as_select(), authors::name, authors::slug))
+                            .load::<(PostRow, String, String)>(conn)
+                            .await?)
+                    })?;
+                    self.details(rows).await
+                },
+            )
+            .await
+    }
+
+    pub async fn tag_by_slug(&self, slug: &str) -> RepoResult<Option<Tag>> {
+        self.cache
+            .cached_lookup("tags", &["slug", slug], depends_on::TAG_PAGES, || async {
+                with_conn!(self.db, |conn| {
+                    Ok(tags::table
+                        .filter(tags::slug.eq(slug.to_string()))
+                        .select(Tag::as_select())
+                        .first(conn)
+                        .await
+                        .optional()?)
+                })
+            })
+            .await
+    }
+
+    /// Tags of published posts with their post counts, alphabetically.
+    pub async fn tag_cloud(&self) -> RepoResult<Vec<TagCount>> {
+        self.cache
+            .cached_query("tags", &["cloud"], depends_on::TAG_CLOUD, None, || async {
+                let rows = with_conn!(self.db, |conn| {
+                    Ok(post_tags::table
+                        .inner_join(tags::table)
+                        .inner_join(posts::table)
+                        .filter(posts::published.eq(true))
+                        .group_by((tags::id, tags::name, tags::slug))
+                        .select((
+                            tags::name,
+                            tags::slug,
+                            diesel::dsl::count(post_tags::post_id),
+                        ))
+                        .order_by(tags::name)
+                        .load::<(String, String, i64)>(conn)
+                        .await?)
+                })?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(name, slug, count)| TagCount { name, slug, count })
+                    .collect())
+            })
+            .await
+    }
+
+    /// Every published post's slug and last change, and every used tag (the sitemap).
+    pub async fn sitemap(&self) -> RepoResult<(Vec<SitemapEntry>, Vec<TagCount>)> {
+        let posts = self
+            .cache
+            .cached_query("posts", &["sitemap"], depends_on::SITEMAP, None, || async {
+                let rows = with_conn!(self.db, |conn| {
+                    Ok(posts::table
+                        .filter(posts::published.eq(true))
+                        .order_by((posts::published_at.desc(), posts::id.desc()))
+                        .select((posts::slug, posts::updated_at))
+                        .load::<(String, NaiveDateTime)>(conn)
+                        .await?)
+                })?;
+                Ok::<_, DbError>(
+                    rows.into_iter()
+                        .map(|(slug, updated_at)| SitemapEntry { slug, updated_at })
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .await?;
+        Ok((posts, self.tag_cloud().await?))
+    }
+
+    pub async fn count_posts(&self) -> RepoResult<i64> {
+        with_conn!(self.db, |conn| Ok(posts::table
+            .count()
+            .get_result(conn)
+            .await?))
+    }
+
+    pub async fn author_by_slug(&self, slug: &str) -> RepoResult<Option<Author>> {
+        with_conn!(self.db, |conn| {
+            Ok(authors::table
+                .filter(authors::slug.eq(slug.to_string()))
+                .select(Author::as_select())
+                .first(conn)
+                .await
+                .optional()?)
+        })
+    }
+
+    /// Post rows (with their author's name and slug) → `PostDetail`s: the summaries
+    /// with their tags, and the bodies.
+    async fn details(&self, rows: Vec<(PostRow, String, String)>) -> RepoResult<Vec<PostDetail>> {
+        let bodies: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| (r.0.body_html.clone(), r.0.body_markdown.clone()))
+            .collect();
+        let summaries = self.with_tags(rows).await?;
+        Ok(summaries
+            .into_iter()
+            .zip(bodies)
+            .map(|(summary, (body_html, body_markdown))| PostDetail {
+                summary,
+                body_html,
+                body_markdown,
+            })
+            .collect())
+    }
+
+    /// Attaches each post's tags (one query for the whole list) and its author.
+    async fn with_tags(
+        &self,
+        rows: Vec<(PostRow, String, String)>,
+    ) -> RepoResult<Vec<PostSummary>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i32> = rows.iter().map(|r| r.0.id).collect();
+        let pairs = with_conn!(self.db, |conn| {
+            Ok(post_tags::table
+                .inner_join(tags::table)
+                .filter(post_tags::post_id.eq_any(ids.clone()))
+                .order_by(tags::name)
+                .select((post_tags::post_id, tags::name, tags::slug))
+                .load::<(i32, String, String)>(conn)
+                .await?)
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(row, author_name, author_slug)| {
+                let tags = pairs
+                    .iter()
+                    .filter(|(post_id, _, _)| *post_id == row.id)
+                    .map(|(_, name, slug)| TagRef {
+                        name: name.clone(),
+                        slug: slug.clone(),
+                    })
+                    .collect();
+                PostSummary::from_row(
+                    row,
+                    AuthorRef {
+                        name: author_name,
+                        slug: author_slug,
+                    },
+                    tags,
+                )
+            })
+            .collect())
+    }
+
+    /// Counts one view. Near-real-time data: it deliberately does not count as a content
+    /// change (views would otherwise flush every cache on every read).
+    /// Returns the new count, so the page shows it exactly although the post is cached.
+    pub async fn record_view(&self, post_id: i32) -> RepoResult<i64> {
+        with_conn!(self.db, |conn| {
+            Ok(diesel::update(posts::table.find(post_id))
+                .set(posts::view_count.eq(posts::view_count + 1))
+                .returning(posts::view_count)
+                .get_result(conn)
+                .await?)
+        })
+    }
+
+    /// Inserts an author unless one with the slug exists; returns the stored one.
+    pub async fn ensure_author(&self, author: &NewAuthor) -> RepoResult<Author> {
+        let (_, stored) = transact!(self, &[Model::Author], |conn| {
+            let inserted = diesel::insert_into(authors::table)
+                .values((
+                    authors::name.eq(&author.name),
+                    authors::slug.eq(&author.slug),
+                    authors::bio.eq(&author.bio),
+                    authors::updated_at.eq(now()),
+                ))
+                .on_conflict(authors::slug)
+                .do_nothing()
+                .execute(conn)
+                .await?;
+            let stored = authors::table
+                .filter(authors::slug.eq(&author.slug))
+                .select(Author::as_select())
+                .first(conn)
+                .await?;
+            Ok((inserted > 0, stored))
+        })?;
+        Ok(stored)
+    }
+
+    /// Renames an author or changes their bio (the slug stays: links keep working).
+    pub async fn update_author(&self, id: i32, name: &str, bio: &str) -> RepoResult<bool> {
+        let n = transact!(self, &[Model::Author], |conn| {
+            Ok(diesel::update(authors::table.find(id))
+                .set((
+                    authors::name.eq(name),
+                    authors::bio.eq(bio),
+                    authors::updated_at.eq(now()),
+                ))
+                .execute(conn)
+                .await?)
+        })?;
+        Ok(n > 0)
+    }
+
+    /// Creates a post with its tags in one transaction, unless its slug is taken (then
+    /// nothing changes and `None` comes back), which makes seeding idempotent.
+    pub async fn create_post_if_absent(&self, post: NewPost) -> RepoResult<Option<i32>> {
+        let body_html = markdown::to_safe_html(&post.body_markdown);
+        let excerpt = post
+            .excerpt
+            .clone()
+            .filter(|e| !e.trim().is_empty())
+            .unwrap_or_else(|| markdown::excerpt(&post.body_markdown, 240));
+        let published_at = match (post.published, post.published_at) {
+            (true, None) => Some(now()),
+            (_, at) => at,
+        };
+        let tag_list: Vec<(String, String)> = dedup_tags(&post.tags);
+        let created = transact!(self, &[Model::Post, Model::Tag], |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+                let stamp = now();
+                let inserted: Option<i32> = diesel::insert_into(posts::table)
+                    .values((
+                        posts::title.eq(&post.title),
+                        posts::slug.eq(&post.slug),
+                        posts::body_markdown.eq(&post.body_markdown),
+                        posts::body_html.eq(&body_html),
+                        posts::excerpt.eq(&excerpt),
+                        posts::author_id.eq(post.author_id),
+                        posts::published.eq(post.published),
+                        posts::published_at.eq(published_at),
+                        posts::created_at.eq(stamp),
+                        posts::updated_at.eq(stamp),
+                        posts::view_count.eq(0i64),
+                        posts::featured.eq(post.featured),
+                    ))
+                    .on_conflict(posts::slug)
+                    .do_nothing()
+                    .returning(posts::id)
+                    .get_result(conn)
+                    .await
+                    .optional()?;
+                let Some(post_id) = inserted else {
+                    return Ok(None);
+                };
+                link_tags!(conn, post_id, &tag_list, stamp);
+                Ok(Some(post_id))
+            })
+            .await
+            .map_err(DbError::from)
+        })?;
+        Ok(created)
+    }
+
+    pub async fn authors(&self) -> RepoResult<Vec<Author>> {
+        with_conn!(self.db, |conn| Ok(authors::table
+            .select(Author::as_select())
+            .order_by(authors::name)
+            .load(conn)
+            .await?))
+    }
+
+    /// Every post, drafts first, then newest (admin list; not cached).
+    pub async fn all_posts(&self) -> RepoResult<Vec<PostSummary>> {
+        let rows = with_conn!(self.db, |conn| {
+            Ok(posts::table
+                .inner_join(authors::table)
+                .order_by((
+                    posts::published.asc(),
+                    posts::published_at.desc(),
+                    posts::id.desc(),
+                ))
+                .select((PostRow::as_select(), authors::name, authors::slug))
+                .load::<(PostRow, String, String)>(conn)
+                .await?)
+        })?;
+        self.with_tags(rows).await
+    }
+
+    /// A post by id with its body and author id, for the edit form (not cached).
+    pub async fn post_for_edit(&self, id: i32) -> RepoResult<Option<(PostDetail, i32)>> {
+        let row = with_conn!(self.db, |conn| {
+            Ok(posts::table
+                .inner_join(authors::table)
+                .filter(posts::id.eq(id))
+                .select((PostRow::as_select(), authors::name, authors::slug))
+                .first::<(PostRow, String, String)>(conn)
+                .await
+                .optional()?)
+        })?;
+        let Some(row) = row else { return Ok(None) };
+        let author_id = row.0.author_id;
+        Ok(self.details(vec![row]).await?.pop().map(|d| (d, author_id)))
+    }
+
+    /// Creates a post; a taken slug is a unique violation (see `is_unique_violation`).
+    pub async fn create_post(&self, input: PostInput) -> RepoResult<i32> {
+        let id = self.save_post(None, input).await?;
+        Ok(id)
+    }
+
+    pub async fn update_post(&self, id: i32, input: PostInput) -> RepoResult<i32> {
+        self.save_post(Some(id), input).await
+    }
+
+    /// The one write path for posts: the row, its tags (created as needed) and the
+    /// links between them in one transaction, then the invalidation.
+    async fn save_post(&self, id: Option<i32>, input: PostInput) -> RepoResult<i32> {
+        let body_html = markdown::to_safe_html(&input.body_markdown);
+        let excerpt = input
+            .excerpt
+            .clone()
+            .filter(|e| !e.trim().is_empty())
+            .unwrap_or_else(|| markdown::excerpt(&input.body_markdown, 240));
+        let tag_list = dedup_tags(&input.tags);
+        let saved = transact!(self, &[Model::Post, Model::Tag], |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+                let stamp = now();
+                let post_id = match id {
+                    Some(id) => {
+                        let first_published: Option<Option<NaiveDateTime>> = posts::table
+                            .find(id)
+                            .select(posts::published_at)
+                            .first(conn)
+                            .await
+                            .optional()?;
+                        let Some(published_at) = first_published else {
+                            return Err(diesel::result::Error::NotFound);
+                        };
+                        let published_at = if input.published {
+                            published_at.or(Some(stamp))
+                        } else {
+                            published_at
+                        };
+                        diesel::update(posts::table.find(id))
+                            .set((
+                                posts::title.eq(&input.title),
+                                posts::slug.eq(&input.slug),
+                                posts::body_markdown.eq(&input.body_markdown),
+                                posts::body_html.eq(&body_html),
+                                posts::excerpt.eq(&excerpt),
+                                posts::author_id.eq(input.author_id),
+                                posts::published.eq(input.published),
+                                posts::published_at.eq(published_at),
+                                posts::featured.eq(input.featured),
+                                posts::updated_at.eq(stamp),
+                            ))
+                            .execute(conn)
+                            .await?;
+                        diesel::delete(post_tags::table.filter(post_tags::post_id.eq(id)))
+                            .execute(conn)
+                            .await?;
+                        id
+                    }
+                    None => {
+                        diesel::insert_into(posts::table)
+                            .values((
+                                posts::title.eq(&input.title),
+                                posts::slug.eq(&input.slug),
+                                posts::body_markdown.eq(&input.body_markdown),
+                                posts::body_html.eq(&body_html),
+                                posts::excerpt.eq(&excerpt),
+                                posts::author_id.eq(input.author_id),
+                                posts::published.eq(input.published),
+                                posts::published_at.eq(input.published.then_some(stamp)),
+                                posts::created_at.eq(stamp),
+                                posts::updated_at.eq(stamp),
+                                posts::view_count.eq(0i64),
+                                posts::featured.eq(input.featured),
+                            ))
+                            .returning(posts::id)
+                            .get_result(conn)
+                            .await?
+                    }
+                };
+                link_tags!(conn, post_id, &tag_list, stamp);
+                Ok(post_id)
+            })
+            .await
+            .map_err(DbError::from)
+        })?;
+        Ok(saved)
+    }
+
+    pub async fn delete_post(&self, id: i32) -> RepoResult<bool> {
+        let deleted = transact!(self, &[Model::Post], |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+                diesel::delete(post_tags::table.filter(post_tags::post_id.eq(id)))
+                    .execute(conn)
+                    .await?;
+                diesel::delete(posts::table.find(id)).execute(conn).await
+            })
+            .await
+            .map_err(DbError::from)
+        })?;
+        Ok(deleted > 0)
+    }
+}
+
+/// Tag names → (name, slug), dropping empties and repeats (by slug).
+fn dedup_tags(names: &[String]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for name in names {
+        let name = name.trim();
+        let slug = markdown::slugify(name);
+        if !slug.is_empty() && !out.iter().any(|(_, s)| *s == slug) {
+            out.push((name.to_string(), slug));
+        }
+    }
+    out
+}
