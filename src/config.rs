@@ -1,5 +1,7 @@
-//! Configuration from environment variables (a `.env` file is read first if present).
-//! Every value is validated here so start-up fails with one line naming the variable.
+//! Configuration: every setting declared once on `Settings` (clap, with `env`): its
+//! variable, default, parser and help. Values come from the environment (a `.env` file
+//! is read first if present) or from flags; a bad value stops start-up with one line
+//! naming the variable. `Config` is the resolved result the program uses.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -32,25 +34,24 @@ pub enum DatabaseUrl {
 }
 
 impl DatabaseUrl {
-    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+    pub fn parse(raw: &str) -> Result<Self, String> {
         let raw = raw.trim();
         if let Some(path) = raw
             .strip_prefix("sqlite://")
             .or_else(|| raw.strip_prefix("sqlite:"))
         {
             if path.is_empty() {
-                return Err(invalid("DATABASE_URL", "sqlite:// needs a file path"));
+                return Err("sqlite:// needs a file path".into());
             }
             return Ok(DatabaseUrl::Sqlite(path.to_string()));
         }
         if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
-            url::Url::parse(raw).map_err(|e| invalid("DATABASE_URL", e.to_string()))?;
+            url::Url::parse(raw).map_err(|e| e.to_string())?;
             return Ok(DatabaseUrl::Postgres(raw.to_string()));
         }
         let scheme = raw.split("://").next().unwrap_or(raw);
-        Err(invalid(
-            "DATABASE_URL",
-            format!("unsupported scheme '{scheme}' (expected sqlite://PATH or postgres://…)"),
+        Err(format!(
+            "unsupported scheme '{scheme}' (expected sqlite://PATH or postgres://…)"
         ))
     }
 }
@@ -167,175 +168,303 @@ pub struct Config {
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
-pub const DEFAULT_RESPONSE_PREFIXES: &[&str] = &[
-    "/api/posts/",
-    "/api/personal-info/",
-    "/api/social-links/",
-    "/api/ai-tools/",
-];
+pub const DEFAULT_RESPONSE_PREFIXES: &str =
+    "/api/posts/,/api/personal-info/,/api/social-links/,/api/ai-tools/";
 
-impl Config {
-    /// Reads the process environment (after loading `.env` if present).
-    pub fn from_env() -> Result<Config, ConfigError> {
-        let _ = dotenvy::dotenv();
-        Config::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+/// Every setting, declared once: its variable, default, parser and help. Each can be
+/// given as an environment variable (or in `.env`) or as a flag, and `folio --help`
+/// (or `folio serve --help`) lists them.
+#[derive(Clone, Debug, clap::Args)]
+#[command(next_help_heading = "Settings (each also read from the environment variable shown)")]
+pub struct Settings {
+    /// `sqlite://PATH` or `postgres://USER:PASS@HOST:PORT/DB` [default: sqlite://$DATA_DIR/folio.db]
+    #[arg(long, global = true, env = "DATABASE_URL", value_name = "DATABASE_URL", value_parser = DatabaseUrl::parse, hide_env_values = true)]
+    pub database_url: Option<DatabaseUrl>,
+    /// Where the SQLite file and the generated secret key live.
+    #[arg(
+        long,
+        global = true,
+        env = "DATA_DIR",
+        value_name = "DATA_DIR",
+        default_value = "data"
+    )]
+    pub data_dir: PathBuf,
+    /// `memory://`, `redis://HOST:PORT/DB`, or `none`.
+    #[arg(long, global = true, env = "CACHE_URL", value_name = "CACHE_URL", default_value = "memory://", value_parser = CacheUrl::parse, hide_env_values = true)]
+    pub cache_url: CacheUrl,
+    /// Prefix of every cache key (one per site sharing a Redis).
+    #[arg(long, global = true, env = "CACHE_KEY_PREFIX", value_name = "CACHE_KEY_PREFIX", default_value = "folio", value_parser = parse_prefix)]
+    pub cache_key_prefix: String,
+    /// Part of every key; bump it to orphan all old entries.
+    #[arg(
+        long,
+        global = true,
+        env = "CACHE_VERSION",
+        value_name = "CACHE_VERSION",
+        default_value_t = 1
+    )]
+    pub cache_version: u32,
+    /// Per Redis command, in milliseconds; a slower reply is a miss served from the database.
+    #[arg(long, global = true, env = "CACHE_TIMEOUT_MS", value_name = "CACHE_TIMEOUT_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cache_timeout_ms: u64,
+    /// Bound of the in-process cache, in bytes.
+    #[arg(long, global = true, env = "CACHE_MAX_BYTES", value_name = "CACHE_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub cache_max_bytes: u64,
+    /// Values larger than this many bytes are LZ4-compressed.
+    #[arg(
+        long,
+        global = true,
+        env = "CACHE_COMPRESS_OVER",
+        value_name = "CACHE_COMPRESS_OVER",
+        default_value_t = 1024
+    )]
+    pub cache_compress_over: usize,
+    /// TTL in seconds of families without their own.
+    #[arg(long, global = true, env = "CACHE_DEFAULT_TTL", value_name = "CACHE_DEFAULT_TTL", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cache_default_ttl: u64,
+    /// TTL per key family in seconds, as `posts=600,popular=60`; only known families.
+    #[arg(long, global = true, env = "CACHE_TTLS", value_name = "CACHE_TTLS", default_value = "", value_parser = parse_ttls)]
+    pub cache_ttls: FamilyTtls,
+    /// With Redis: keep hot entries and tag versions in process too (the near tier).
+    #[arg(long, global = true, env = "CACHE_NEAR", value_name = "CACHE_NEAR", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub cache_near: bool,
+    /// Bound of the near tier, in bytes.
+    #[arg(long, global = true, env = "CACHE_NEAR_MAX_BYTES", value_name = "CACHE_NEAR_MAX_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub cache_near_max_bytes: u64,
+    /// Longest a copy lives in the near tier, in seconds.
+    #[arg(long, global = true, env = "CACHE_NEAR_TTL", value_name = "CACHE_NEAR_TTL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cache_near_ttl: u64,
+    /// Path prefixes whose GET responses are cached whole (comma-separated).
+    #[arg(long, global = true, env = "RESPONSE_CACHE_PREFIXES", value_name = "RESPONSE_CACHE_PREFIXES", default_value = DEFAULT_RESPONSE_PREFIXES, value_delimiter = ',', value_parser = parse_path_prefix)]
+    pub response_cache_prefixes: Vec<String>,
+    /// Server-side TTL of cached responses, in seconds.
+    #[arg(
+        long,
+        global = true,
+        env = "RESPONSE_CACHE_TTL",
+        value_name = "RESPONSE_CACHE_TTL",
+        default_value_t = 300
+    )]
+    pub response_cache_ttl: u64,
+    /// `max-age` sent to clients for cached API responses, in seconds.
+    #[arg(
+        long,
+        global = true,
+        env = "API_MAX_AGE",
+        value_name = "API_MAX_AGE",
+        default_value_t = 60
+    )]
+    pub api_max_age: u64,
+    /// HMAC key of `POST /api/cache/invalidate/` (≥ 16 characters); unset turns it off.
+    #[arg(long, global = true, env = "CACHE_WEBHOOK_SECRET", value_name = "CACHE_WEBHOOK_SECRET", value_parser = parse_webhook_secret, hide_env_values = true)]
+    pub cache_webhook_secret: Option<SecretKey>,
+    /// Listen address, host:port (port 0 picks a free one).
+    #[arg(long, global = true, env = "BIND", value_name = "BIND", default_value = DEFAULT_BIND, value_parser = parse_bind)]
+    pub bind: String,
+    /// Public URL for absolute links (feed, sitemap, API pagination) [default: http://$BIND]
+    #[arg(long, global = true, env = "SITE_URL", value_name = "SITE_URL", value_parser = parse_site_url)]
+    pub site_url: Option<String>,
+    /// Signs and encrypts the session cookie (≥ 32 characters) [default: generated into $DATA_DIR/secret_key]
+    #[arg(long, global = true, env = "SECRET_KEY", value_name = "SECRET_KEY", value_parser = parse_secret_key, hide_env_values = true)]
+    pub secret_key: Option<SecretKey>,
+    /// Load the fixtures into an empty database at start-up.
+    #[arg(long, global = true, env = "SEED_ON_EMPTY", value_name = "SEED_ON_EMPTY", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub seed_on_empty: bool,
+    /// Debug mode: detailed error pages and cache debug panels.
+    #[arg(long, global = true, env = "APP_DEBUG", value_name = "APP_DEBUG", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub app_debug: bool,
+    /// HTTP worker threads [default: one per core]
+    #[arg(long, global = true, env = "WORKERS", value_name = "WORKERS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub workers: Option<u64>,
+}
+
+/// `CACHE_TTLS`, parsed.
+#[derive(Clone, Debug, Default)]
+pub struct FamilyTtls(pub Vec<(String, Duration)>);
+
+/// Only for parsing `Settings` on its own (tests, `from_lookup`).
+#[derive(clap::Parser)]
+#[command(name = "folio")]
+struct SettingsOnly {
+    #[command(flatten)]
+    settings: Settings,
+}
+
+impl Settings {
+    /// An empty variable (`WORKERS=` in `.env`) means "unset", as it always did: drop
+    /// them from the environment before clap reads it. Call before threads start.
+    pub fn forget_empty_variables() {
+        use clap::CommandFactory;
+        for arg in SettingsOnly::command().get_arguments() {
+            if let Some(var) = arg.get_env() {
+                if std::env::var(var).is_ok_and(|v| v.trim().is_empty()) {
+                    std::env::remove_var(var);
+                }
+            }
+        }
     }
 
+    /// Reads the settings from `get` (a variable lookup) and nothing else: neither the
+    /// process environment nor `.env`.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        use clap::{CommandFactory, FromArgMatches};
+        let command = SettingsOnly::command().mut_args(|a| a.env(None::<&str>));
+        let mut args = vec!["folio".to_string()];
+        for arg in SettingsOnly::command().get_arguments() {
+            let (Some(var), Some(long)) = (arg.get_env(), arg.get_long()) else {
+                continue;
+            };
+            if let Some(value) = get(&var.to_string_lossy()).filter(|v| !v.trim().is_empty()) {
+                args.push(format!("--{long}={value}"));
+            }
+        }
+        let matches = command
+            .try_get_matches_from(args)
+            .map_err(|e| ConfigError::from_clap(&e))?;
+        SettingsOnly::from_arg_matches(&matches)
+            .map(|s| s.settings)
+            .map_err(|e| ConfigError::from_clap(&e))
+    }
+}
+
+impl ConfigError {
+    /// One line naming the variable, from clap's error about a bad value.
+    pub fn from_clap(e: &clap::Error) -> ConfigError {
+        use clap::error::{ContextKind, ContextValue};
+        let arg = match e.get(ContextKind::InvalidArg) {
+            Some(ContextValue::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        // "--cache-url <CACHE_URL>": the value name is the variable.
+        let var = arg
+            .split_once('<')
+            .and_then(|(_, rest)| rest.split_once('>'))
+            .map(|(name, _)| name.to_string())
+            .unwrap_or(arg);
+        let reason = std::error::Error::source(e)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| e.kind().to_string());
+        ConfigError {
+            var: Box::leak(var.into_boxed_str()),
+            reason,
+        }
+    }
+}
+
+impl Config {
     /// Builds the configuration from any variable lookup (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "data".into()));
-        let database_url = match get("DATABASE_URL") {
-            Some(raw) => DatabaseUrl::parse(&raw)?,
-            None => DatabaseUrl::Sqlite(data_dir.join("folio.db").to_string_lossy().into_owned()),
+        Config::from_settings(Settings::from_lookup(get)?)
+    }
+
+    /// Resolves what depends on other settings (database path, site URL, secret key).
+    pub fn from_settings(s: Settings) -> Result<Config, ConfigError> {
+        let database_url = s.database_url.unwrap_or_else(|| {
+            DatabaseUrl::Sqlite(s.data_dir.join("folio.db").to_string_lossy().into_owned())
+        });
+        let secret_key = match s.secret_key {
+            Some(key) => key,
+            None => SecretKey::load_or_generate(&s.data_dir)?,
         };
-        let cache = cache_config(&get)?;
-        let bind = get("BIND").unwrap_or_else(|| DEFAULT_BIND.into());
-        validate_bind(&bind)?;
-        let secret_key = match get("SECRET_KEY") {
-            Some(v) => SecretKey::new(v)?,
-            None => SecretKey::load_or_generate(&data_dir)?,
-        };
-        let debug = parse_bool("APP_DEBUG", get("APP_DEBUG"))?.unwrap_or(false);
-        let seed_on_empty = parse_bool("SEED_ON_EMPTY", get("SEED_ON_EMPTY"))?.unwrap_or(true);
-        let site_url = get("SITE_URL").unwrap_or_else(|| format!("http://{bind}"));
-        url::Url::parse(&site_url).map_err(|e| invalid("SITE_URL", e.to_string()))?;
-        let workers = match get("WORKERS") {
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| invalid("WORKERS", format!("'{v}' is not a positive number")))?,
-            None => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
-        };
-        let response_cache_prefixes = get("RESPONSE_CACHE_PREFIXES")
-            .map(|v| {
-                v.split(',')
-                    .map(|p| p.trim().to_string())
-                    .filter(|p| !p.is_empty())
-                    .collect()
-            })
-            .unwrap_or_else(|| {
-                DEFAULT_RESPONSE_PREFIXES
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
+        let site_url = s.site_url.unwrap_or_else(|| format!("http://{}", s.bind));
+        let mut cache = CacheConfig::new(s.cache_url, &s.cache_key_prefix);
+        cache.version = s.cache_version;
+        cache.timeout = Duration::from_millis(s.cache_timeout_ms);
+        cache.max_bytes = s.cache_max_bytes;
+        cache.compress_over = s.cache_compress_over;
+        cache.default_ttl = Duration::from_secs(s.cache_default_ttl);
+        cache.family_ttls.extend(s.cache_ttls.0);
+        cache.near = s
+            .cache_near
+            .then(|| crate::cache::backend::redis::NearOptions {
+                max_bytes: s.cache_near_max_bytes,
+                max_ttl: Duration::from_secs(s.cache_near_ttl),
             });
-        if let Some(bad) = response_cache_prefixes.iter().find(|p| !p.starts_with('/')) {
-            return Err(invalid(
-                "RESPONSE_CACHE_PREFIXES",
-                format!("'{bad}' is not a path (start it with /)"),
-            ));
-        }
-        let seconds = |var: &'static str, default: u64| -> Result<Duration, ConfigError> {
-            match get(var) {
-                None => Ok(Duration::from_secs(default)),
-                Some(v) => v
-                    .trim()
-                    .parse::<u64>()
-                    .map(Duration::from_secs)
-                    .map_err(|_| invalid(var, format!("'{v}' is not a number of seconds"))),
-            }
-        };
-        let response_cache_ttl = seconds("RESPONSE_CACHE_TTL", 300)?;
-        let api_max_age = seconds("API_MAX_AGE", 60)?;
-        let webhook_secret = match get("CACHE_WEBHOOK_SECRET") {
-            None => None,
-            Some(v) if v.len() >= 16 => Some(SecretKey(v)),
-            Some(_) => {
-                return Err(invalid(
-                    "CACHE_WEBHOOK_SECRET",
-                    "must be at least 16 characters",
-                ))
-            }
-        };
         Ok(Config {
-            webhook_secret,
-            response_cache_prefixes,
-            response_cache_ttl,
-            api_max_age,
-            workers,
             database_url,
             cache,
-            bind,
+            bind: s.bind,
             secret_key,
-            data_dir,
-            seed_on_empty,
-            debug,
+            data_dir: s.data_dir,
+            seed_on_empty: s.seed_on_empty,
+            debug: s.app_debug,
             site_url: site_url.trim_end_matches('/').to_string(),
+            workers: s.workers.map_or_else(
+                || {
+                    std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(2)
+                },
+                |n| n as usize,
+            ),
+            response_cache_prefixes: s.response_cache_prefixes,
+            response_cache_ttl: Duration::from_secs(s.response_cache_ttl),
+            api_max_age: Duration::from_secs(s.api_max_age),
+            webhook_secret: s.cache_webhook_secret,
         })
     }
 }
 
-fn cache_config(get: &impl Fn(&str) -> Option<String>) -> Result<CacheConfig, ConfigError> {
-    let url = CacheUrl::parse(&get("CACHE_URL").unwrap_or_default())
-        .map_err(|reason| invalid("CACHE_URL", reason))?;
-    let prefix = get("CACHE_KEY_PREFIX").unwrap_or_else(|| "folio".into());
-    if !prefix
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+fn parse_prefix(v: &str) -> Result<String, String> {
+    if v.is_empty()
+        || !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
     {
-        return Err(invalid(
-            "CACHE_KEY_PREFIX",
-            "use only letters, digits, '_', '-' and '.'",
-        ));
+        return Err("use only letters, digits, '_', '-' and '.'".into());
     }
-    let mut cache = CacheConfig::new(url, &prefix);
-    let number = |var: &'static str| -> Result<Option<u64>, ConfigError> {
-        get(var)
-            .map(|v| {
-                v.trim()
-                    .parse::<u64>()
-                    .map_err(|_| invalid(var, format!("'{v}' is not a whole number")))
-            })
-            .transpose()
-    };
-    if let Some(v) = number("CACHE_VERSION")? {
-        cache.version = u32::try_from(v).map_err(|_| invalid("CACHE_VERSION", "too large"))?;
-    }
-    if let Some(ms) = number("CACHE_TIMEOUT_MS")? {
-        cache.timeout = Duration::from_millis(ms.max(1));
-    }
-    if let Some(bytes) = number("CACHE_MAX_BYTES")? {
-        cache.max_bytes = bytes;
-    }
-    if let Some(bytes) = number("CACHE_COMPRESS_OVER")? {
-        cache.compress_over = bytes as usize;
-    }
-    if let Some(secs) = number("CACHE_DEFAULT_TTL")? {
-        cache.default_ttl = Duration::from_secs(secs.max(1));
-    }
-    if let Some(near) = parse_bool("CACHE_NEAR", get("CACHE_NEAR"))? {
-        if !near {
-            cache.near = None;
+    Ok(v.to_string())
+}
+
+fn parse_ttls(list: &str) -> Result<FamilyTtls, String> {
+    let known: Vec<&str> = crate::cache::DEFAULT_FAMILY_TTLS
+        .iter()
+        .map(|(f, _)| *f)
+        .collect();
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (family, secs) = item
+            .split_once('=')
+            .and_then(|(f, s)| Some((f.trim(), s.trim().parse::<u64>().ok()?)))
+            .ok_or_else(|| format!("'{item}' is not family=seconds"))?;
+        if !known.contains(&family) {
+            return Err(format!(
+                "unknown family '{family}' (known: {})",
+                known.join(", ")
+            ));
         }
+        out.push((family.to_string(), Duration::from_secs(secs.max(1))));
     }
-    if let Some(near) = cache.near.as_mut() {
-        if let Some(bytes) = number("CACHE_NEAR_MAX_BYTES")? {
-            near.max_bytes = bytes;
-        }
-        if let Some(secs) = number("CACHE_NEAR_TTL")? {
-            near.max_ttl = Duration::from_secs(secs.max(1));
-        }
+    Ok(FamilyTtls(out))
+}
+
+fn parse_path_prefix(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    if !v.starts_with('/') {
+        return Err(format!("'{v}' is not a path (start it with /)"));
     }
-    if let Some(list) = get("CACHE_TTLS") {
-        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let parsed = item
-                .split_once('=')
-                .and_then(|(f, s)| Some((f.trim(), s.trim().parse::<u64>().ok()?)));
-            let Some((family, secs)) = parsed else {
-                return Err(invalid(
-                    "CACHE_TTLS",
-                    format!("'{item}' is not family=seconds"),
-                ));
-            };
-            cache
-                .family_ttls
-                .insert(family.to_string(), Duration::from_secs(secs.max(1)));
-        }
+    Ok(v.to_string())
+}
+
+fn parse_webhook_secret(v: &str) -> Result<SecretKey, String> {
+    if v.len() < 16 {
+        return Err("must be at least 16 characters".into());
     }
-    Ok(cache)
+    Ok(SecretKey(v.to_string()))
+}
+
+fn parse_secret_key(v: &str) -> Result<SecretKey, String> {
+    SecretKey::new(v.to_string()).map_err(|e| e.reason)
+}
+
+fn parse_site_url(v: &str) -> Result<String, String> {
+    url::Url::parse(v).map_err(|e| e.to_string())?;
+    Ok(v.to_string())
+}
+
+fn parse_bind(bind: &str) -> Result<String, String> {
+    validate_bind(bind).map_err(|e| e.reason)?;
+    Ok(bind.to_string())
 }
 
 pub fn validate_bind(bind: &str) -> Result<(), ConfigError> {
@@ -348,15 +477,11 @@ pub fn validate_bind(bind: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn parse_bool(var: &'static str, value: Option<String>) -> Result<Option<bool>, ConfigError> {
-    match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None => Ok(None),
-        Some("1" | "true" | "yes" | "on") => Ok(Some(true)),
-        Some("0" | "false" | "no" | "off") => Ok(Some(false)),
-        Some(other) => Err(invalid(
-            var,
-            format!("'{other}' is not a boolean (use true or false)"),
-        )),
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!("'{other}' is not a boolean (use true or false)")),
     }
 }
 
@@ -375,8 +500,7 @@ mod tests {
             DatabaseUrl::Postgres(_)
         ));
         let err = DatabaseUrl::parse("mysql://h/db").unwrap_err();
-        assert_eq!(err.var, "DATABASE_URL");
-        assert!(err.to_string().contains("mysql"));
+        assert!(err.contains("mysql"));
     }
 
     #[test]
@@ -385,8 +509,63 @@ mod tests {
         assert!(!format!("{url:?}").contains("hunter2"));
     }
 
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_apply_and_values_override_them() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let data = dir.path().to_str().unwrap();
+        let config = Config::from_lookup(lookup(&[("DATA_DIR", data)])).unwrap();
+        assert_eq!(config.bind, DEFAULT_BIND);
+        assert_eq!(config.cache.url, CacheUrl::Memory);
+        assert_eq!(config.cache.timeout, Duration::from_millis(100));
+        assert!(config.cache.near.is_some());
+        assert_eq!(config.response_cache_prefixes.len(), 4);
+        assert_eq!(config.site_url, "http://127.0.0.1:8080");
+        let config = Config::from_lookup(lookup(&[
+            ("DATA_DIR", data),
+            ("CACHE_NEAR", "off"),
+            ("CACHE_TTLS", "posts=5, popular=7"),
+            ("BIND", "0.0.0.0:9000"),
+            ("RESPONSE_CACHE_PREFIXES", "/api/posts/"),
+        ]))
+        .unwrap();
+        assert!(config.cache.near.is_none());
+        assert_eq!(config.cache.family_ttls["posts"], Duration::from_secs(5));
+        assert_eq!(config.cache.family_ttls["popular"], Duration::from_secs(7));
+        assert_eq!(config.response_cache_prefixes, vec!["/api/posts/"]);
+        assert_eq!(config.site_url, "http://0.0.0.0:9000");
+    }
+
+    #[test]
+    fn unknown_ttl_families_are_refused() {
+        let err = Config::from_lookup(lookup(&[("CACHE_TTLS", "postz=60")])).unwrap_err();
+        assert_eq!(err.var, "CACHE_TTLS");
+        assert!(
+            err.reason.contains("unknown family 'postz'"),
+            "{}",
+            err.reason
+        );
+    }
+
     #[test]
     fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("DATABASE_URL", "mysql://h/db"),
+            ("CACHE_TIMEOUT_MS", "0"),
+            ("CACHE_NEAR", "maybe"),
+            ("WORKERS", "none"),
+            ("RESPONSE_CACHE_PREFIXES", "api"),
+        ] {
+            let err = Config::from_lookup(lookup(&[(var, value)])).unwrap_err();
+            assert_eq!(err.var, var, "{err}");
+        }
         let err =
             Config::from_lookup(|name| (name == "CACHE_URL").then(|| "memcached://x".to_string()))
                 .unwrap_err();

@@ -21,6 +21,8 @@ use crate::config::Config;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: crate::config::Settings,
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,9 +40,18 @@ pub enum Command {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Before parsing: `.env` values count as environment variables.
+    let _ = dotenvy::dotenv();
+    crate::config::Settings::forget_empty_variables();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+            return fail(crate::config::ConfigError::from_clap(&e))
+        }
+        Err(e) => e.exit(),
+    };
     crate::telemetry::init();
-    let config = match Config::from_env() {
+    let config = match Config::from_settings(cli.settings) {
         Ok(config) => config,
         Err(e) => return fail(e),
     };

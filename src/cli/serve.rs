@@ -1,20 +1,14 @@
 use clap::Args;
 
-use crate::config::{validate_bind, Config};
+use crate::config::Config;
 use crate::startup::Application;
 
+/// `serve` takes the settings (`folio serve --help` lists them; `--bind` sets where it
+/// listens).
 #[derive(Debug, Default, Args)]
-pub struct ServeArgs {
-    /// host:port to listen on (overrides BIND).
-    #[arg(long)]
-    pub bind: Option<String>,
-}
+pub struct ServeArgs {}
 
-pub fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
-    if let Some(bind) = args.bind {
-        validate_bind(&bind)?;
-        config.bind = bind;
-    }
+pub fn run(config: Config, _args: ServeArgs) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(config).await?;
         let state = app.state();
