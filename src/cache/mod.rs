@@ -458,14 +458,19 @@ impl CacheManager {
         let raw: Vec<&str> = keys.iter().map(Key::as_str).collect();
         let started = Instant::now();
         let result = self.inner.backend.delete_many(&raw).await;
-        self.timed(Op::Delete, started);
+        self.deleted(Op::Delete, started, result)
+    }
+
+    /// Times and counts a deletion; a failure deleted nothing.
+    fn deleted(&self, op: Op, started: Instant, result: StoreResult<u64>) -> u64 {
+        self.timed(op, started);
         match result {
             Ok(n) => {
                 self.inner.stats.delete(n);
                 n
             }
             Err(e) => {
-                self.report(Op::Delete, e);
+                self.report(op, e);
                 0
             }
         }
@@ -487,17 +492,7 @@ impl CacheManager {
     async fn delete_full_pattern(&self, full: &str) -> u64 {
         let started = Instant::now();
         let result = self.inner.backend.delete_pattern(full).await;
-        self.timed(Op::DeletePattern, started);
-        match result {
-            Ok(n) => {
-                self.inner.stats.delete(n);
-                n
-            }
-            Err(e) => {
-                self.report(Op::DeletePattern, e);
-                0
-            }
-        }
+        self.deleted(Op::DeletePattern, started, result)
     }
 
     /// Adds `delta` to a counter (created at 0 with the family's TTL); None when the

@@ -123,41 +123,29 @@ impl CacheTag {
 
 use CacheTag::*;
 
+/// Everything that shows posts, or which posts have a tag: what a post's or a tag's
+/// change invalidates.
+const POSTS_AND_TAGS: &[CacheTag] = &[
+    PostLists,
+    PopularPosts,
+    PostDetail,
+    TagPages,
+    TagCloud,
+    Feed,
+    Sitemap,
+    ApiPosts,
+];
+
 /// What each model's change invalidates.
+#[rustfmt::skip]
 pub const RULES: &[(Model, &[CacheTag])] = &[
     // posts → blog listings, recent, popular, tag pages, post detail, feed and sitemap,
     // home fragments, /api/posts/…
-    (
-        Model::Post,
-        &[
-            PostLists,
-            PopularPosts,
-            PostDetail,
-            TagPages,
-            TagCloud,
-            Feed,
-            Sitemap,
-            ApiPosts,
-        ],
-    ),
-    // authors and tags are shown on posts
-    (
-        Model::Author,
-        &[PostLists, PopularPosts, PostDetail, Feed, ApiPosts],
-    ),
-    (
-        Model::Tag,
-        &[
-            PostLists,
-            PopularPosts,
-            PostDetail,
-            TagPages,
-            TagCloud,
-            Feed,
-            Sitemap,
-            ApiPosts,
-        ],
-    ),
+    (Model::Post, POSTS_AND_TAGS),
+    // tags: the same (tag pages and the tag cloud list posts by tag)
+    (Model::Tag, POSTS_AND_TAGS),
+    // authors are shown on posts (not on tag pages or the sitemap)
+    (Model::Author, &[PostLists, PopularPosts, PostDetail, Feed, ApiPosts]),
     // personal info → home and about sections, /api/personal-info/
     (Model::PersonalInfo, &[PersonalInfo, ApiPersonalInfo]),
     // social links → header and footer, contact page, /api/social-links/

@@ -48,57 +48,60 @@ macro_rules! link_tags {
     };
 }
 
-impl Repository {
-    /// The most recently published posts. Keyed by the query's own SQL and binds.
-    pub async fn recent_posts(&self, limit: i64) -> RepoResult<Vec<PostSummary>> {
-        // A macro, not a value: each expansion infers its own backend.
+/// Published posts with their authors in `$order`, at most `$limit`, cached under a key
+/// made from the query's own SQL and binds. A macro, not a function: each expansion of
+/// the query infers its own backend.
+macro_rules! post_list {
+    ($repo:ident, $family:literal, $depends_on:expr, $order:expr, $limit:expr) => {{
         macro_rules! query {
             () => {
                 posts::table
                     .inner_join(authors::table)
                     .filter(posts::published.eq(true))
-                    .order_by((posts::published_at.desc(), posts::id.desc()))
-                    .limit(limit)
+                    .order_by($order)
+                    .limit($limit)
                     .select((PostRow::as_select(), authors::name, authors::slug))
             };
         }
-        let key = query_key(&self.cache, "posts", &query!(), "recent");
-        self.cache
-            .get_or_set_tagged(&key, depends_on::POST_LISTS, None, || async {
-                let rows = with_conn!(self.db, |conn| Ok(query!()
+        let key = query_key(&$repo.cache, $family, &query!(), $family);
+        $repo
+            .cache
+            .get_or_set_tagged(&key, $depends_on, None, || async {
+                let rows = with_conn!($repo.db, |conn| Ok(query!()
                     .load::<(PostRow, String, String)>(conn)
                     .await?))?;
-                self.with_tags(rows).await
+                $repo.with_tags(rows).await
             })
             .await
+    }};
+}
+
+impl Repository {
+    /// The most recently published posts. Keyed by the query's own SQL and binds.
+    pub async fn recent_posts(&self, limit: i64) -> RepoResult<Vec<PostSummary>> {
+        post_list!(
+            self,
+            "posts",
+            depends_on::POST_LISTS,
+            (posts::published_at.desc(), posts::id.desc()),
+            limit
+        )
     }
 
     /// The most viewed published posts. Views are near-real-time data: this list has the
     /// short `popular` TTL instead of being invalidated on every view.
     pub async fn popular_posts(&self, limit: i64) -> RepoResult<Vec<PostSummary>> {
-        macro_rules! query {
-            () => {
-                posts::table
-                    .inner_join(authors::table)
-                    .filter(posts::published.eq(true))
-                    .order_by((
-                        posts::view_count.desc(),
-                        posts::published_at.desc(),
-                        posts::id.desc(),
-                    ))
-                    .limit(limit)
-                    .select((PostRow::as_select(), authors::name, authors::slug))
-            };
-        }
-        let key = query_key(&self.cache, "popular", &query!(), "popular");
-        self.cache
-            .get_or_set_tagged(&key, depends_on::POPULAR_POSTS, None, || async {
-                let rows = with_conn!(self.db, |conn| Ok(query!()
-                    .load::<(PostRow, String, String)>(conn)
-                    .await?))?;
-                self.with_tags(rows).await
-            })
-            .await
+        post_list!(
+            self,
+            "popular",
+            depends_on::POPULAR_POSTS,
+            (
+                posts::view_count.desc(),
+                posts::published_at.desc(),
+                posts::id.desc()
+            ),
+            limit
+        )
     }
 
     /// One page of published posts, newest first, optionally only those with a tag.

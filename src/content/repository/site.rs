@@ -35,6 +35,19 @@ macro_rules! save_by_id {
     }};
 }
 
+/// Inserts unless `$unique` is taken (seeding is idempotent); true if it inserted.
+macro_rules! insert_unless_taken {
+    ($conn:ident, $table:ident, $unique:ident, $values:expr) => {{
+        let inserted = diesel::insert_into($table::table)
+            .values($values)
+            .on_conflict($table::$unique)
+            .do_nothing()
+            .execute($conn)
+            .await?;
+        Ok(inserted > 0)
+    }};
+}
+
 /// What a write stores, for inserts and updates alike (stamped now).
 #[derive(Clone, Insertable, AsChangeset)]
 #[diesel(table_name = personal_info)]
@@ -228,30 +241,16 @@ impl Repository {
 
     /// Inserts a social link unless one with that name exists.
     pub async fn ensure_social_link(&self, link: &NewSocialLink) -> RepoResult<bool> {
-        let inserted = transact!(self, &[Model::SocialLink], |conn| {
-            let n = diesel::insert_into(social_links::table)
-                .values(SocialLinkWrite::from(link))
-                .on_conflict(social_links::name)
-                .do_nothing()
-                .execute(conn)
-                .await?;
-            Ok(n > 0)
-        })?;
-        Ok(inserted)
+        transact!(self, &[Model::SocialLink], |conn| {
+            insert_unless_taken!(conn, social_links, name, SocialLinkWrite::from(link))
+        })
     }
 
     /// Inserts an AI tool unless one with that slug exists.
     pub async fn ensure_ai_tool(&self, tool: &NewAiTool) -> RepoResult<bool> {
-        let inserted = transact!(self, &[Model::AiTool], |conn| {
-            let n = diesel::insert_into(ai_tools::table)
-                .values(AiToolWrite::from(tool))
-                .on_conflict(ai_tools::slug)
-                .do_nothing()
-                .execute(conn)
-                .await?;
-            Ok(n > 0)
-        })?;
-        Ok(inserted)
+        transact!(self, &[Model::AiTool], |conn| {
+            insert_unless_taken!(conn, ai_tools, slug, AiToolWrite::from(tool))
+        })
     }
 
     /// Replaces the owner's details (creating the row on a fresh site).
