@@ -249,21 +249,6 @@ pub struct NewContactMessage {
     pub sender_ip: Option<String>,
 }
 
-/// Input for creating a post; the repository renders Markdown, derives the excerpt when
-/// none is given and creates missing tags.
-#[derive(Debug, Clone)]
-pub struct NewPost {
-    pub title: String,
-    pub slug: String,
-    pub body_markdown: String,
-    pub excerpt: Option<String>,
-    pub author_id: i32,
-    pub tags: Vec<String>,
-    pub published: bool,
-    pub published_at: Option<NaiveDateTime>,
-    pub featured: bool,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 pub struct NewAuthor {
     pub name: String,
@@ -316,7 +301,8 @@ pub struct SitemapEntry {
     pub updated_at: NaiveDateTime,
 }
 
-/// A validated post from the admin form (create or update).
+/// A post to create or update (the admin form, seeding); the repository renders the
+/// Markdown, derives the excerpt when none is given and creates missing tags.
 #[derive(Debug, Clone)]
 pub struct PostInput {
     pub title: String,
@@ -326,6 +312,8 @@ pub struct PostInput {
     pub author_id: i32,
     pub tags: Vec<String>,
     pub published: bool,
+    /// When first published; None: now, if `published` (seeding gives dates).
+    pub published_at: Option<NaiveDateTime>,
     pub featured: bool,
 }
 

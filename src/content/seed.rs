@@ -118,7 +118,7 @@ pub async fn seed_fixtures(repo: &Repository) -> Result<SeedReport, SeedError> {
                 file,
                 reason: format!("unknown author '{}'", fixture.author),
             })?;
-        let post = NewPost {
+        let post = PostInput {
             author_id: author.id,
             ..fixture.post
         };
@@ -129,7 +129,7 @@ pub async fn seed_fixtures(repo: &Repository) -> Result<SeedReport, SeedError> {
 
 struct PostFixture {
     author: String,
-    post: NewPost,
+    post: PostInput,
 }
 
 /// Parses a fixture post: a `---` block of `key: value` lines, then Markdown.
@@ -161,7 +161,7 @@ fn parse_post(file: &'static str, text: &str) -> Result<PostFixture, SeedError> 
     };
     Ok(PostFixture {
         author: field("author").ok_or_else(|| bad("missing author"))?,
-        post: NewPost {
+        post: PostInput {
             slug: field("slug").unwrap_or_else(|| slugify(&title)),
             title,
             body_markdown: body.trim_start().to_string(),
@@ -286,7 +286,7 @@ pub async fn seed_generated(repo: &Repository, count: usize) -> Result<SeedRepor
             .collect();
         let author = authors.choose(&mut rng).expect("authors");
         let published = rng.random_ratio(9, 10);
-        let post = NewPost {
+        let post = PostInput {
             title,
             slug: format!("generated-post-{i}"),
             body_markdown: format!("## Notes\n\n{}", paragraphs.join("\n\n")),

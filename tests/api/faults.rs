@@ -116,6 +116,7 @@ async fn write(app: &TestApp, model: Model, v: u64) {
                     author_id,
                     tags,
                     published: true,
+                    published_at: None,
                     featured: post.summary.featured,
                 },
             )

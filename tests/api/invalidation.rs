@@ -206,6 +206,7 @@ async fn relationship_changes_reach_the_post_pages() {
         author_id: author.id,
         tags: vec!["Caching".into()],
         published: true,
+        published_at: None,
         featured: false,
     };
     let id = app.state.repo.create_post(input.clone()).await.unwrap();

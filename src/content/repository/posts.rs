@@ -76,6 +76,64 @@ macro_rules! post_list {
     }};
 }
 
+/// What a post write stores; an insert adds `created_at` and a zero view count.
+#[derive(Insertable, AsChangeset)]
+#[diesel(table_name = posts, treat_none_as_null = true)]
+struct PostWrite<'a> {
+    title: &'a str,
+    slug: &'a str,
+    body_markdown: &'a str,
+    body_html: String,
+    excerpt: String,
+    author_id: i32,
+    published: bool,
+    published_at: Option<NaiveDateTime>,
+    featured: bool,
+    updated_at: NaiveDateTime,
+}
+
+impl<'a> PostWrite<'a> {
+    /// Renders the Markdown and derives the excerpt when none is given.
+    fn new(
+        input: &'a PostInput,
+        published_at: Option<NaiveDateTime>,
+        stamp: NaiveDateTime,
+    ) -> Self {
+        PostWrite {
+            title: &input.title,
+            slug: &input.slug,
+            body_markdown: &input.body_markdown,
+            body_html: markdown::to_safe_html(&input.body_markdown),
+            excerpt: input
+                .excerpt
+                .clone()
+                .filter(|e| !e.trim().is_empty())
+                .unwrap_or_else(|| markdown::excerpt(&input.body_markdown, 240)),
+            author_id: input.author_id,
+            published: input.published,
+            published_at,
+            featured: input.featured,
+            updated_at: stamp,
+        }
+    }
+
+    /// With the columns only an insert sets.
+    fn inserted(
+        self,
+    ) -> (
+        Self,
+        diesel::dsl::Eq<posts::created_at, NaiveDateTime>,
+        diesel::dsl::Eq<posts::view_count, i64>,
+    ) {
+        let created = self.updated_at;
+        (
+            self,
+            posts::created_at.eq(created),
+            posts::view_count.eq(0i64),
+        )
+    }
+}
+
 impl Repository {
     /// The most recently published posts. Keyed by the query's own SQL and binds.
     pub async fn recent_posts(&self, limit: i64) -> RepoResult<Vec<PostSummary>> {
@@ -408,36 +466,17 @@ impl Repository {
 
     /// Creates a post with its tags in one transaction, unless its slug is taken (then
     /// nothing changes and `None` comes back), which makes seeding idempotent.
-    pub async fn create_post_if_absent(&self, post: NewPost) -> RepoResult<Option<i32>> {
-        let body_html = markdown::to_safe_html(&post.body_markdown);
-        let excerpt = post
-            .excerpt
-            .clone()
-            .filter(|e| !e.trim().is_empty())
-            .unwrap_or_else(|| markdown::excerpt(&post.body_markdown, 240));
-        let published_at = match (post.published, post.published_at) {
-            (true, None) => Some(now()),
-            (_, at) => at,
-        };
+    pub async fn create_post_if_absent(&self, post: PostInput) -> RepoResult<Option<i32>> {
         let tag_list: Vec<(String, String)> = dedup_tags(&post.tags);
         let created = transact!(self, &[Model::Post, Model::Tag], |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
                 let stamp = now();
+                let published_at = match (post.published, post.published_at) {
+                    (true, None) => Some(stamp),
+                    (_, at) => at,
+                };
                 let inserted: Option<i32> = diesel::insert_into(posts::table)
-                    .values((
-                        posts::title.eq(&post.title),
-                        posts::slug.eq(&post.slug),
-                        posts::body_markdown.eq(&post.body_markdown),
-                        posts::body_html.eq(&body_html),
-                        posts::excerpt.eq(&excerpt),
-                        posts::author_id.eq(post.author_id),
-                        posts::published.eq(post.published),
-                        posts::published_at.eq(published_at),
-                        posts::created_at.eq(stamp),
-                        posts::updated_at.eq(stamp),
-                        posts::view_count.eq(0i64),
-                        posts::featured.eq(post.featured),
-                    ))
+                    .values(PostWrite::new(&post, published_at, stamp).inserted())
                     .on_conflict(posts::slug)
                     .do_nothing()
                     .returning(posts::id)
@@ -510,12 +549,6 @@ impl Repository {
     /// The one write path for posts: the row, its tags (created as needed) and the
     /// links between them in one transaction, then the invalidation.
     async fn save_post(&self, id: Option<i32>, input: PostInput) -> RepoResult<i32> {
-        let body_html = markdown::to_safe_html(&input.body_markdown);
-        let excerpt = input
-            .excerpt
-            .clone()
-            .filter(|e| !e.trim().is_empty())
-            .unwrap_or_else(|| markdown::excerpt(&input.body_markdown, 240));
         let tag_list = dedup_tags(&input.tags);
         let saved = transact!(self, &[Model::Post, Model::Tag], |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
@@ -531,24 +564,10 @@ impl Repository {
                         let Some(published_at) = first_published else {
                             return Err(diesel::result::Error::NotFound);
                         };
-                        let published_at = if input.published {
-                            published_at.or(Some(stamp))
-                        } else {
-                            published_at
-                        };
+                        // The first publication date stays.
+                        let published_at = published_at.or(input.published.then_some(stamp));
                         diesel::update(posts::table.find(id))
-                            .set((
-                                posts::title.eq(&input.title),
-                                posts::slug.eq(&input.slug),
-                                posts::body_markdown.eq(&input.body_markdown),
-                                posts::body_html.eq(&body_html),
-                                posts::excerpt.eq(&excerpt),
-                                posts::author_id.eq(input.author_id),
-                                posts::published.eq(input.published),
-                                posts::published_at.eq(published_at),
-                                posts::featured.eq(input.featured),
-                                posts::updated_at.eq(stamp),
-                            ))
+                            .set(PostWrite::new(&input, published_at, stamp))
                             .execute(conn)
                             .await?;
                         diesel::delete(post_tags::table.filter(post_tags::post_id.eq(id)))
@@ -557,21 +576,9 @@ impl Repository {
                         id
                     }
                     None => {
+                        let published_at = input.published.then_some(stamp);
                         diesel::insert_into(posts::table)
-                            .values((
-                                posts::title.eq(&input.title),
-                                posts::slug.eq(&input.slug),
-                                posts::body_markdown.eq(&input.body_markdown),
-                                posts::body_html.eq(&body_html),
-                                posts::excerpt.eq(&excerpt),
-                                posts::author_id.eq(input.author_id),
-                                posts::published.eq(input.published),
-                                posts::published_at.eq(input.published.then_some(stamp)),
-                                posts::created_at.eq(stamp),
-                                posts::updated_at.eq(stamp),
-                                posts::view_count.eq(0i64),
-                                posts::featured.eq(input.featured),
-                            ))
+                            .values(PostWrite::new(&input, published_at, stamp).inserted())
                             .returning(posts::id)
                             .get_result(conn)
                             .await?

@@ -68,6 +68,7 @@ impl PostForm {
             author_id: author_id.expect("checked"),
             tags: split_list(&self.tags),
             published: self.published.is_some(),
+            published_at: None,
             featured: self.featured.is_some(),
         })
     }
