@@ -775,7 +775,7 @@ impl CacheManager {
         )
     }
 
-    /// Forgets the site-wide counters (a dashboard's "reset"; tests clean up with it).
+    /// Forgets the site-wide counters (tests clean up with it).
     pub async fn reset_site_stats(&self) {
         let _ = self.inner.backend.delete_many(&[&self.stats_hash()]).await;
     }

@@ -1,6 +1,7 @@
 //! Cache statistics: lock-free counters and latency histograms on the hot path, and a
-//! snapshot with ratios, a grade, percentiles and per-family hit ratios for the
-//! dashboard, the JSON endpoints and Prometheus.
+//! snapshot with ratios, a grade, percentiles and per-family hit ratios
+//! (`CacheManager::stats`, and `site_stats` summed over every instance sharing Redis).
+//! Nothing serves them over HTTP yet: the admin overview page shows the snapshot.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

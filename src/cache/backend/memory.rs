@@ -1,6 +1,6 @@
 //! The in-process backend: moka (TinyLFU admission and eviction, bounded by bytes
 //! through a weigher, a TTL per entry). Lookups are synchronous and never leave the
-//! thread, which is also what lets template functions use it without blocking.
+//! thread; the near tier in front of Redis is one of these too.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -130,7 +130,7 @@ pub enum FragmentError {
     Load { name: String, reason: String },
 }
 
-/// Counters a test (or the dashboard) can read: work done on misses.
+/// Counters a test can read: work done on misses.
 #[derive(Debug, Default)]
 pub struct FragmentStats {
     pub renders: AtomicU64,
