@@ -123,12 +123,11 @@ impl CacheTag {
 
 use CacheTag::*;
 
-/// Everything that shows posts, or which posts have a tag: what a post's or a tag's
-/// change invalidates.
-const POSTS_AND_TAGS: &[CacheTag] = &[
+/// Everything that lists posts or which posts have a tag: what a post's change
+/// invalidates, besides that post's own page (its per-object tag, `post_tag`).
+const POST_LISTINGS: &[CacheTag] = &[
     PostLists,
     PopularPosts,
-    PostDetail,
     TagPages,
     TagCloud,
     Feed,
@@ -136,14 +135,20 @@ const POSTS_AND_TAGS: &[CacheTag] = &[
     ApiPosts,
 ];
 
+/// The per-object tag of one post's page: a change to one post drops its own page, not
+/// every post's. Writes bump it for the old and the new slug.
+pub fn post_tag(slug: &str) -> String {
+    format!("post:{slug}")
+}
+
 /// What each model's change invalidates.
 #[rustfmt::skip]
 pub const RULES: &[(Model, &[CacheTag])] = &[
-    // posts → blog listings, recent, popular, tag pages, post detail, feed and sitemap,
-    // home fragments, /api/posts/…
-    (Model::Post, POSTS_AND_TAGS),
-    // tags: the same (tag pages and the tag cloud list posts by tag)
-    (Model::Tag, POSTS_AND_TAGS),
+    // posts → blog listings, recent, popular, tag pages, feed and sitemap, home
+    // fragments, /api/posts/…, and the post's own page (`post_tag`, per object)
+    (Model::Post, POST_LISTINGS),
+    // a tag renamed or removed shows on every post that has it
+    (Model::Tag, &[PostLists, PopularPosts, PostDetail, TagPages, TagCloud, Feed, Sitemap, ApiPosts]),
     // authors are shown on posts (not on tag pages or the sitemap)
     (Model::Author, &[PostLists, PopularPosts, PostDetail, Feed, ApiPosts]),
     // personal info → home and about sections, /api/personal-info/

@@ -154,6 +154,7 @@ async fn a_changed_template_gets_a_new_key() {
             fragments.register(
                 "x",
                 FragmentDef {
+                    object_tags: None,
                     template: Some("fragments/x.html"),
                     depends_on: &["model:post"],
                     ttl: None,

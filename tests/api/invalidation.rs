@@ -15,10 +15,10 @@ const EXPECTED: &[(Model, &[CacheTag])] = {
     &[
         (
             Model::Post,
+            // not every post page: a post's own page has its own tag (test below)
             &[
                 PostLists,
                 PopularPosts,
-                PostDetail,
                 TagPages,
                 TagCloud,
                 Feed,
@@ -251,4 +251,53 @@ async fn relationship_changes_reach_the_post_pages() {
     }
     let api = app.get_json("/api/posts/warming-caches-on-deploy/").await.1;
     assert_eq!(api["author"]["name"], "Ada Okafor-Lima");
+}
+
+/// A change to one post drops its own page (per-object tag), and the other posts' pages
+/// stay cached: their body fragments are not loaded again.
+#[actix_web::test]
+async fn a_post_edit_drops_its_own_page_and_keeps_the_others() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await.unwrap();
+    let other = "/blog/markdown-is-enough/";
+    app.get_text("/blog/stampedes-and-single-flight/").await;
+    app.get_text(other).await;
+    let repo = &app.state.repo;
+    let id = repo
+        .post_by_slug("stampedes-and-single-flight", false)
+        .await
+        .unwrap()
+        .unwrap()
+        .summary
+        .id;
+    let (post, author_id) = repo.post_for_edit(id).await.unwrap().unwrap();
+    let input = folio::content::models::PostInput {
+        title: "Stampedes, renamed".into(),
+        slug: "stampedes-renamed".into(),
+        body_markdown: post.body_markdown,
+        excerpt: None,
+        author_id,
+        tags: vec!["Caching".into()],
+        published: true,
+        published_at: None,
+        featured: false,
+    };
+    repo.update_post(id, input).await.unwrap();
+    // The old slug is gone at once, the new one shows the new title.
+    assert_eq!(
+        app.get("/blog/stampedes-and-single-flight/").await.status(),
+        404
+    );
+    assert!(app
+        .get_text("/blog/stampedes-renamed/")
+        .await
+        .1
+        .contains("Stampedes, renamed"));
+    // Another post's page still comes from the cache.
+    let loads = app.state.fragments.stats.loads.load(Ordering::SeqCst);
+    assert!(app.get_text(other).await.1.contains("Markdown is enough"));
+    assert_eq!(
+        app.state.fragments.stats.loads.load(Ordering::SeqCst),
+        loads,
+        "the other post's body fragment was not loaded again"
+    );
 }

@@ -13,34 +13,48 @@ pub type RepoResult<T> = Result<T, DbError>;
 
 /// Runs a write and records the invalidation of `models` in the same transaction (the
 /// outbox), then applies it once committed (`invalidate_after_commit`): a write can
-/// never be saved while its invalidation is lost. Evaluates to the body's result.
+/// never be saved while its invalidation is lost. Evaluates to the body's result. In the
+/// second form the body may push per-object tags (e.g. `post_tag(slug)`) to `$objects`.
 macro_rules! transact {
-    ($repo:expr, $models:expr, |$conn:ident| $body:expr) => {{
+    ($repo:expr, $models:expr, |$conn:ident| $body:expr) => {
+        transact!($repo, $models, |$conn, _objects| $body)
+    };
+    ($repo:expr, $models:expr, |$conn:ident, $objects:ident| $body:expr) => {{
+        use $crate::content::schema::cache_invalidations as outbox_rows;
         let repo: &Repository = &$repo;
-        let tags = $crate::content::invalidation::tags_invalidated_by($models);
-        let joined = tags.join(" ");
+        let model_tags = $crate::content::invalidation::tags_invalidated_by($models);
         let written = $crate::with_conn!(repo.db, |conn| {
             conn.transaction::<_, DbError, _>(async |$conn| {
                 // The write first: on SQLite it takes the write lock before anything is
                 // read, so a busy database makes it wait (busy_timeout) instead of
                 // failing with "database is locked" when a read would need upgrading.
-                let outbox: i32 =
-                    diesel::insert_into($crate::content::schema::cache_invalidations::table)
-                        .values((
-                            $crate::content::schema::cache_invalidations::tags.eq(&joined),
-                            $crate::content::schema::cache_invalidations::created_at
-                                .eq($crate::content::repository::now()),
-                        ))
-                        .returning($crate::content::schema::cache_invalidations::id)
-                        .get_result($conn)
-                        .await?;
+                let outbox: i32 = diesel::insert_into(outbox_rows::table)
+                    .values((
+                        outbox_rows::tags.eq(model_tags.join(" ")),
+                        outbox_rows::created_at.eq($crate::content::repository::now()),
+                    ))
+                    .returning(outbox_rows::id)
+                    .get_result($conn)
+                    .await?;
+                #[allow(unused_mut)]
+                let mut $objects: Vec<String> = Vec::new();
                 let value: Result<_, DbError> = async { $body }.await;
-                Ok((value?, outbox))
+                let value = value?;
+                let mut tags: Vec<String> = model_tags.iter().map(|t| t.to_string()).collect();
+                if !$objects.is_empty() {
+                    tags.extend($objects);
+                    diesel::update(outbox_rows::table.find(outbox))
+                        .set(outbox_rows::tags.eq(tags.join(" ")))
+                        .execute($conn)
+                        .await?;
+                }
+                Ok((value, outbox, tags))
             })
             .await
         });
         match written {
-            Ok((value, outbox)) => {
+            Ok((value, outbox, tags)) => {
+                let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
                 repo.invalidate_after_commit(outbox, &tags).await;
                 Ok(value)
             }

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::{now, RepoResult, Repository};
-use crate::content::invalidation::{depends_on, Model};
+use crate::content::invalidation::{depends_on, post_tag, CacheTag, Model};
 use crate::content::markdown;
 use crate::content::models::*;
 use crate::content::query_key::query_key;
@@ -222,8 +222,11 @@ impl Repository {
         include_drafts: bool,
     ) -> RepoResult<Option<PostDetail>> {
         let scope = if include_drafts { "any" } else { "published" };
+        // Every post page (author and tag changes show on all) and this post's own.
+        let own = post_tag(slug);
+        let page_tags = [CacheTag::PostDetail.name(), own.as_str()];
         self.cache
-            .cached_lookup("post", &[scope, slug], depends_on::POST_DETAIL, || async {
+            .cached_lookup("post", &[scope, slug], &page_tags, || async {
                 let row = with_conn!(self.db, |conn| {
                     let mut query = posts::table
                         .inner_join(authors::table)
@@ -468,31 +471,27 @@ impl Repository {
     /// nothing changes and `None` comes back), which makes seeding idempotent.
     pub async fn create_post_if_absent(&self, post: PostInput) -> RepoResult<Option<i32>> {
         let tag_list: Vec<(String, String)> = dedup_tags(&post.tags);
-        let created = transact!(self, &[Model::Post, Model::Tag], |conn| {
-            conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-                let stamp = now();
-                let published_at = match (post.published, post.published_at) {
-                    (true, None) => Some(stamp),
-                    (_, at) => at,
-                };
-                let inserted: Option<i32> = diesel::insert_into(posts::table)
-                    .values(PostWrite::new(&post, published_at, stamp).inserted())
-                    .on_conflict(posts::slug)
-                    .do_nothing()
-                    .returning(posts::id)
-                    .get_result(conn)
-                    .await
-                    .optional()?;
-                let Some(post_id) = inserted else {
-                    return Ok(None);
-                };
-                link_tags!(conn, post_id, &tag_list, stamp);
-                Ok(Some(post_id))
-            })
-            .await
-            .map_err(DbError::from)
-        })?;
-        Ok(created)
+        transact!(self, &[Model::Post], |conn, objects| {
+            let stamp = now();
+            let published_at = match (post.published, post.published_at) {
+                (true, None) => Some(stamp),
+                (_, at) => at,
+            };
+            let inserted: Option<i32> = diesel::insert_into(posts::table)
+                .values(PostWrite::new(&post, published_at, stamp).inserted())
+                .on_conflict(posts::slug)
+                .do_nothing()
+                .returning(posts::id)
+                .get_result(conn)
+                .await
+                .optional()?;
+            let Some(post_id) = inserted else {
+                return Ok(None);
+            };
+            link_tags!(conn, post_id, &tag_list, stamp);
+            objects.push(post_tag(&post.slug));
+            Ok(Some(post_id))
+        })
     }
 
     pub async fn authors(&self) -> RepoResult<Vec<Author>> {
@@ -550,64 +549,64 @@ impl Repository {
     /// links between them in one transaction, then the invalidation.
     async fn save_post(&self, id: Option<i32>, input: PostInput) -> RepoResult<i32> {
         let tag_list = dedup_tags(&input.tags);
-        let saved = transact!(self, &[Model::Post, Model::Tag], |conn| {
-            conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-                let stamp = now();
-                let post_id = match id {
-                    Some(id) => {
-                        let first_published: Option<Option<NaiveDateTime>> = posts::table
-                            .find(id)
-                            .select(posts::published_at)
-                            .first(conn)
-                            .await
-                            .optional()?;
-                        let Some(published_at) = first_published else {
-                            return Err(diesel::result::Error::NotFound);
-                        };
-                        // The first publication date stays.
-                        let published_at = published_at.or(input.published.then_some(stamp));
-                        diesel::update(posts::table.find(id))
-                            .set(PostWrite::new(&input, published_at, stamp))
-                            .execute(conn)
-                            .await?;
-                        diesel::delete(post_tags::table.filter(post_tags::post_id.eq(id)))
-                            .execute(conn)
-                            .await?;
-                        id
-                    }
-                    None => {
-                        let published_at = input.published.then_some(stamp);
-                        diesel::insert_into(posts::table)
-                            .values(PostWrite::new(&input, published_at, stamp).inserted())
-                            .returning(posts::id)
-                            .get_result(conn)
-                            .await?
-                    }
-                };
-                link_tags!(conn, post_id, &tag_list, stamp);
-                Ok(post_id)
-            })
-            .await
-            .map_err(DbError::from)
-        })?;
-        Ok(saved)
+        transact!(self, &[Model::Post], |conn, objects| {
+            let stamp = now();
+            let post_id = match id {
+                Some(id) => {
+                    let before: Option<(String, Option<NaiveDateTime>)> = posts::table
+                        .find(id)
+                        .select((posts::slug, posts::published_at))
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    let Some((old_slug, published_at)) = before else {
+                        return Err(diesel::result::Error::NotFound.into());
+                    };
+                    objects.push(post_tag(&old_slug));
+                    // The first publication date stays.
+                    let published_at = published_at.or(input.published.then_some(stamp));
+                    diesel::update(posts::table.find(id))
+                        .set(PostWrite::new(&input, published_at, stamp))
+                        .execute(conn)
+                        .await?;
+                    diesel::delete(post_tags::table.filter(post_tags::post_id.eq(id)))
+                        .execute(conn)
+                        .await?;
+                    id
+                }
+                None => {
+                    let published_at = input.published.then_some(stamp);
+                    diesel::insert_into(posts::table)
+                        .values(PostWrite::new(&input, published_at, stamp).inserted())
+                        .returning(posts::id)
+                        .get_result(conn)
+                        .await?
+                }
+            };
+            link_tags!(conn, post_id, &tag_list, stamp);
+            objects.push(post_tag(&input.slug));
+            Ok(post_id)
+        })
     }
 
     pub async fn delete_post(&self, id: i32) -> RepoResult<bool> {
-        let deleted = transact!(self, &[Model::Post], |conn| {
-            conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-                diesel::delete(post_tags::table.filter(post_tags::post_id.eq(id)))
-                    .execute(conn)
-                    .await?;
-                diesel::delete(posts::table.find(id)).execute(conn).await
-            })
-            .await
-            .map_err(DbError::from)
+        let deleted = transact!(self, &[Model::Post], |conn, objects| {
+            let slug: Option<String> = posts::table
+                .find(id)
+                .select(posts::slug)
+                .first(conn)
+                .await
+                .optional()?;
+            let Some(slug) = slug else { return Ok(false) };
+            objects.push(post_tag(&slug));
+            diesel::delete(post_tags::table.filter(post_tags::post_id.eq(id)))
+                .execute(conn)
+                .await?;
+            Ok(diesel::delete(posts::table.find(id)).execute(conn).await? > 0)
         })?;
-        Ok(deleted > 0)
+        Ok(deleted)
     }
 }
-
 /// Tag names → (name, slug), dropping empties and repeats (by slug).
 fn dedup_tags(names: &[String]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();

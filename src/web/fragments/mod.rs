@@ -47,6 +47,9 @@ pub struct FragmentDef {
     pub template: Option<&'static str>,
     /// Tags of the models it shows.
     pub depends_on: &'static [&'static str],
+    /// Per-object tags from the vary values (e.g. one post's own tag), besides
+    /// `depends_on`.
+    pub object_tags: Option<fn(&Value) -> Vec<String>>,
     pub ttl: Option<Duration>,
     pub loader: Loader,
 }
@@ -197,7 +200,13 @@ impl Fragments {
             .unwrap_or("0")
     }
 
-    fn key_for(&self, request: &Request) -> Result<(Key, &'static [&'static str]), FragmentError> {
+    /// The key and the tags the fragment depends on.
+    fn key_for(&self, request: &Request) -> Result<(Key, Vec<String>), FragmentError> {
+        let tags = |def: &FragmentDef, vary: &Value| -> Vec<String> {
+            let mut tags: Vec<String> = def.depends_on.iter().map(|t| t.to_string()).collect();
+            tags.extend(def.object_tags.map(|f| f(vary)).unwrap_or_default());
+            tags
+        };
         let hash = |v: &Value| hex::encode(&Sha256::digest(v.to_string().as_bytes())[..8]);
         Ok(match request {
             Request::Block { name, vary, .. } => {
@@ -206,7 +215,7 @@ impl Fragments {
                 (
                     self.cache
                         .key("fragment", ["block", name, version, &hash(vary)]),
-                    def.depends_on,
+                    tags(def, vary),
                 )
             }
             Request::Component {
@@ -221,12 +230,15 @@ impl Fragments {
                         "fragment",
                         ["component", name, self.version(template), &hash(ctx)],
                     ),
-                    &[],
+                    Vec::new(),
                 )
             }
             Request::Query { name, .. } => {
                 let def = self.def(name)?;
-                (self.cache.key("fragment", ["query", name]), def.depends_on)
+                (
+                    self.cache.key("fragment", ["query", name]),
+                    tags(def, &Value::Null),
+                )
             }
         })
     }
@@ -269,10 +281,19 @@ impl Fragments {
         let mut resolved = HashMap::new();
         let mut reports = Vec::new();
         if !requests.is_empty() {
-            let keyed: Vec<(Key, &[&str])> = requests
+            let owned: Vec<(Key, Vec<String>)> = requests
                 .iter()
                 .map(|r| self.key_for(r))
                 .collect::<Result<_, _>>()?;
+            let tag_refs: Vec<Vec<&str>> = owned
+                .iter()
+                .map(|(_, tags)| tags.iter().map(String::as_str).collect())
+                .collect();
+            let keyed: Vec<(Key, &[&str])> = owned
+                .iter()
+                .zip(&tag_refs)
+                .map(|((key, _), tags)| (key.clone(), tags.as_slice()))
+                .collect();
             let lookups = self.cache.get_many_tagged::<FragmentEntry>(&keyed).await;
             let now = now_ms();
             for ((request, (key, _)), lookup) in requests.iter().zip(&keyed).zip(lookups) {

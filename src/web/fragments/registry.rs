@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::{FragmentDef, Fragments, LoadFuture, Loader};
 use crate::cache::CacheManager;
-use crate::content::invalidation::depends_on;
+use crate::content::invalidation::{depends_on, post_tag};
 use crate::content::models::ToolFilter;
 use crate::content::Repository;
 use crate::db::DbError;
@@ -45,6 +45,7 @@ fn block(
     FragmentDef {
         template: Some(template),
         depends_on,
+        object_tags: None,
         ttl: None,
         loader,
     }
@@ -168,24 +169,34 @@ pub fn registry(
     // vary = [slug]
     f.register(
         "post_body",
-        block(
-            "fragments/post_body.html",
-            depends_on::POST_DETAIL,
-            loader(repo, |r, vary| async move {
-                let slug = vary
-                    .get(0)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                Ok(json!({ "post": r.post_by_slug(&slug, false).await? }))
+        FragmentDef {
+            // Every post page, and this post's own tag: a change to one post does not
+            // drop the others.
+            object_tags: Some(|vary| {
+                vec![post_tag(
+                    vary.get(0).and_then(Value::as_str).unwrap_or_default(),
+                )]
             }),
-        ),
+            ..block(
+                "fragments/post_body.html",
+                depends_on::POST_DETAIL,
+                loader(repo, |r, vary| async move {
+                    let slug = vary
+                        .get(0)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    Ok(json!({ "post": r.post_by_slug(&slug, false).await? }))
+                }),
+            )
+        },
     );
     f.register(
         "latest_posts",
         FragmentDef {
             template: None,
             depends_on: depends_on::POST_LISTS,
+            object_tags: None,
             ttl: None,
             loader: loader(
                 repo,
