@@ -11,6 +11,7 @@ mod faults;
 mod fragments;
 mod http_cache;
 mod invalidation;
+mod key_space;
 mod pages;
 mod redis_server;
 mod resilience;

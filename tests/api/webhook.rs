@@ -164,3 +164,26 @@ async fn without_a_secret_the_webhook_does_not_exist() {
     .await;
     assert_eq!(res.status(), 404);
 }
+
+/// Only the site's tags: a made-up one would become a key in the cache.
+#[actix_web::test]
+async fn tags_the_site_does_not_use_are_refused() {
+    let app = spawn_app_with(Backend::Sqlite, &[("CACHE_WEBHOOK_SECRET", SECRET)])
+        .await
+        .unwrap();
+    let body = r#"{"tags": ["made_up_tag"]}"#;
+    let ts = now();
+    let res = post(
+        &app,
+        body,
+        Some(ts),
+        Some(sign(SECRET, &ts.to_string(), body.as_bytes())),
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    let json: serde_json::Value = res.json().await.unwrap();
+    assert!(
+        json.to_string().contains("unknown tag 'made_up_tag'"),
+        "{json}"
+    );
+}
