@@ -21,21 +21,15 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::{CacheManager, Key};
 
-/// What a cached response varies on, besides its path and query string.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VaryOn {
-    /// A request header (`Accept-Language`, …); also listed in the `Vary` response header.
-    Header(HeaderName),
-    /// The signed-in user (from the session); responses become `private`.
-    User,
-}
-
 /// How one route (or path prefix) is cached: the seed's
-/// `@cache_api_response(timeout=300, vary_on=['user'])`.
+/// `@cache_api_response(timeout=300, vary_on=[…])`. Responses are shared by every
+/// visitor (`public`); signed-in admins bypass the cache.
 #[derive(Debug, Clone)]
 pub struct ResponsePolicy {
     pub ttl: Duration,
-    pub vary_on: Vec<VaryOn>,
+    /// Request headers (`Accept-Language`, …) each value of which gets its own entry;
+    /// listed in the `Vary` response header.
+    pub vary_on: Vec<HeaderName>,
     /// Tags of the models the response shows: bumping one drops the response.
     pub depends_on: &'static [&'static str],
     /// `max-age` given to clients and shared caches (the server copy is always fresh).
@@ -61,19 +55,15 @@ impl ResponsePolicy {
             params: None,
         }
     }
-    pub fn vary_on(mut self, vary: VaryOn) -> Self {
-        self.vary_on.push(vary);
+    pub fn vary_on(mut self, header: HeaderName) -> Self {
+        self.vary_on.push(header);
         self
     }
 }
 
-/// Hooks the web layer provides: who is signed in, and whether they are an admin (whose
-/// requests are never served from or stored in the shared cache).
-#[derive(Clone, Copy)]
-pub struct RequestIdentity {
-    pub user: fn(&ServiceRequest) -> Option<String>,
-    pub is_admin: fn(&ServiceRequest) -> bool,
-}
+/// Whether a request comes from a signed-in admin (the web layer knows how): their
+/// requests are never served from or stored in the shared cache.
+pub type IsAdmin = fn(&ServiceRequest) -> bool;
 
 /// The stored metadata of a response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,25 +83,25 @@ pub struct ResponseCache {
     cache: CacheManager,
     /// Path prefix → policy; the first match wins.
     policies: Rc<Vec<(String, ResponsePolicy)>>,
-    identity: RequestIdentity,
+    is_admin: IsAdmin,
 }
 
 impl ResponseCache {
     pub fn new(
         cache: CacheManager,
         policies: Vec<(String, ResponsePolicy)>,
-        identity: RequestIdentity,
+        is_admin: IsAdmin,
     ) -> Self {
         ResponseCache {
             cache,
             policies: Rc::new(policies),
-            identity,
+            is_admin,
         }
     }
 
     /// One policy for everything this wraps (a resource or scope).
-    pub fn route(cache: CacheManager, policy: ResponsePolicy, identity: RequestIdentity) -> Self {
-        Self::new(cache, vec![(String::new(), policy)], identity)
+    pub fn route(cache: CacheManager, policy: ResponsePolicy, is_admin: IsAdmin) -> Self {
+        Self::new(cache, vec![(String::new(), policy)], is_admin)
     }
 
     fn policy_for(&self, path: &str) -> Option<&ResponsePolicy> {
@@ -132,7 +122,7 @@ impl ResponseCache {
             return Ok(next.call(req).await?.map_into_boxed_body());
         };
         let cacheable_method = method == Method::GET || method == Method::HEAD;
-        if !cacheable_method || requests_no_store(req.headers()) || (self.identity.is_admin)(&req) {
+        if !cacheable_method || requests_no_store(req.headers()) || (self.is_admin)(&req) {
             let mut res = next.call(req).await?.map_into_boxed_body();
             if cacheable_method {
                 set_x_cache(res.headers_mut(), "BYPASS");
@@ -231,16 +221,14 @@ impl ResponseCache {
             req.path().to_string(),
             sorted_query(req.query_string(), policy.params),
         ];
-        for vary in &policy.vary_on {
-            parts.push(match vary {
-                VaryOn::Header(name) => req
-                    .headers()
+        for name in &policy.vary_on {
+            parts.push(
+                req.headers()
                     .get(name)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("")
                     .to_string(),
-                VaryOn::User => (self.identity.user)(req).unwrap_or_default(),
-            });
+            );
         }
         self.cache.key("response", parts)
     }
@@ -316,21 +304,12 @@ fn set_x_cache(headers: &mut HeaderMap, value: &'static str) {
 }
 
 fn cache_headers(builder: &mut HttpResponseBuilder, meta: &ResponseMeta, policy: &ResponsePolicy) {
-    let private = policy.vary_on.contains(&VaryOn::User);
-    let scope = if private { "private" } else { "public" };
     builder.insert_header((
         header::CACHE_CONTROL,
-        format!("{scope}, max-age={}", policy.client_max_age.as_secs()),
+        format!("public, max-age={}", policy.client_max_age.as_secs()),
     ));
     builder.insert_header((header::ETAG, meta.etag.clone()));
-    let vary: Vec<&str> = policy
-        .vary_on
-        .iter()
-        .map(|v| match v {
-            VaryOn::Header(name) => name.as_str(),
-            VaryOn::User => "Cookie",
-        })
-        .collect();
+    let vary: Vec<&str> = policy.vary_on.iter().map(HeaderName::as_str).collect();
     if !vary.is_empty() {
         builder.insert_header((header::VARY, vary.join(", ")));
     }

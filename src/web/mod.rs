@@ -35,7 +35,7 @@ fn response_cache(state: &AppState) -> ResponseCache {
             (prefix.clone(), policy)
         })
         .collect();
-    ResponseCache::new(state.cache.clone(), policies, session::IDENTITY)
+    ResponseCache::new(state.cache.clone(), policies, session::is_admin)
 }
 
 /// The route table: each module registers its own routes.

@@ -4,8 +4,6 @@
 use actix_session::SessionExt;
 use actix_web::dev::ServiceRequest;
 
-use crate::web::http_cache::RequestIdentity;
-
 /// Session key holding the signed-in admin's username.
 pub const ADMIN_KEY: &str = "admin_user";
 
@@ -13,11 +11,7 @@ pub fn admin_user(req: &ServiceRequest) -> Option<String> {
     req.get_session().get::<String>(ADMIN_KEY).ok().flatten()
 }
 
-fn is_admin(req: &ServiceRequest) -> bool {
+/// Whether an admin is signed in (the response cache's `IsAdmin`).
+pub fn is_admin(req: &ServiceRequest) -> bool {
     admin_user(req).is_some()
 }
-
-pub const IDENTITY: RequestIdentity = RequestIdentity {
-    user: admin_user,
-    is_admin,
-};
