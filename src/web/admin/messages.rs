@@ -1,4 +1,3 @@
-use actix_session::Session;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
@@ -7,12 +6,8 @@ use crate::web::csrf;
 use crate::web::error::PageError;
 use crate::web::AppState;
 
-pub async fn list(
-    state: web::Data<AppState>,
-    session: Session,
-    admin: Admin,
-) -> Result<HttpResponse, PageError> {
-    let mut ctx = admin_context(&state, &session, &admin, "messages");
+pub async fn list(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, PageError> {
+    let mut ctx = admin_context(&state, &admin, "messages");
     ctx.insert("messages", &state.repo.contact_messages().await?);
     render(&state, "admin/messages.html", &ctx).await
 }
@@ -27,12 +22,11 @@ pub struct ReadForm {
 
 pub async fn mark_read(
     state: web::Data<AppState>,
-    session: Session,
-    _admin: Admin,
+    admin: Admin,
     id: web::Path<i32>,
     form: web::Form<ReadForm>,
 ) -> Result<HttpResponse, PageError> {
-    if !csrf::verify(&session, &form.csrf_token) {
+    if !csrf::verify(&admin.session, &form.csrf_token) {
         return Ok(csrf_refused());
     }
     if !state

@@ -78,21 +78,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-/// The signed-in admin; extracting it from a request without a session redirects to
-/// the login page (and back afterwards).
-pub struct Admin(pub String);
+/// The signed-in admin and their session; extracting it from a request without a
+/// signed-in session redirects to the login page (and back afterwards).
+pub struct Admin {
+    pub user: String,
+    pub session: Session,
+}
 
 impl FromRequest for Admin {
     type Error = actix_web::Error;
     type Future = std::future::Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let session = Session::from_request(req, payload).into_inner();
-        let user = session
-            .ok()
-            .and_then(|s| s.get::<String>(ADMIN_KEY).ok().flatten());
-        std::future::ready(match user {
-            Some(user) => Ok(Admin(user)),
+        let session = Session::from_request(req, payload).into_inner().ok();
+        let signed_in = session.and_then(|session| {
+            let user = session.get::<String>(ADMIN_KEY).ok().flatten()?;
+            Some(Admin { user, session })
+        });
+        std::future::ready(match signed_in {
+            Some(admin) => Ok(admin),
             None => {
                 let next =
                     url::form_urlencoded::byte_serialize(req.path().as_bytes()).collect::<String>();
@@ -109,13 +113,13 @@ impl FromRequest for Admin {
 }
 
 /// The context every admin page starts from.
-fn admin_context(state: &AppState, session: &Session, admin: &Admin, section: &str) -> Context {
+fn admin_context(state: &AppState, admin: &Admin, section: &str) -> Context {
     let mut ctx = Context::new();
-    ctx.insert("admin_user", &admin.0);
+    ctx.insert("admin_user", &admin.user);
     ctx.insert("section", section);
     ctx.insert("assets", &state.assets);
     ctx.insert("csrf_field", csrf::FIELD);
-    ctx.insert("csrf_token", &csrf::token(session));
+    ctx.insert("csrf_token", &csrf::token(&admin.session));
     ctx
 }
 
@@ -180,12 +184,8 @@ fn csrf_refused() -> HttpResponse {
         .body("<h1>Form expired</h1><p>Your session changed before the form was sent. Go back, reload the page and send it again.</p>")
 }
 
-async fn overview(
-    state: web::Data<AppState>,
-    session: Session,
-    admin: Admin,
-) -> Result<HttpResponse, PageError> {
-    let mut ctx = admin_context(&state, &session, &admin, "overview");
+async fn overview(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, PageError> {
+    let mut ctx = admin_context(&state, &admin, "overview");
     ctx.insert("overview", &state.repo.admin_overview().await?);
     ctx.insert("cache_stats", &state.cache.stats());
     render(&state, "admin/index.html", &ctx).await

@@ -1,6 +1,5 @@
 use std::collections::BTreeMap;
 
-use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -74,26 +73,21 @@ impl PostForm {
     }
 }
 
-pub async fn list(
-    state: web::Data<AppState>,
-    session: Session,
-    admin: Admin,
-) -> Result<HttpResponse, PageError> {
-    let mut ctx = admin_context(&state, &session, &admin, "posts");
+pub async fn list(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, PageError> {
+    let mut ctx = admin_context(&state, &admin, "posts");
     ctx.insert("posts", &state.repo.all_posts().await?);
     render(&state, "admin/posts.html", &ctx).await
 }
 
 async fn form_page(
     state: &AppState,
-    session: &Session,
     admin: &Admin,
     post_id: Option<i32>,
     form: &PostForm,
     errors: &Errors,
     status: StatusCode,
 ) -> Result<HttpResponse, PageError> {
-    let mut ctx = admin_context(state, session, admin, "posts");
+    let mut ctx = admin_context(state, admin, "posts");
     ctx.insert("post_id", &post_id);
     ctx.insert("form", form);
     ctx.insert("errors", errors);
@@ -101,11 +95,7 @@ async fn form_page(
     render_status(state, "admin/post_form.html", &ctx, status).await
 }
 
-pub async fn new_form(
-    state: web::Data<AppState>,
-    session: Session,
-    admin: Admin,
-) -> Result<HttpResponse, PageError> {
+pub async fn new_form(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, PageError> {
     let authors = state.repo.authors().await?;
     let form = PostForm {
         author_id: authors
@@ -114,30 +104,19 @@ pub async fn new_form(
             .unwrap_or_default(),
         ..Default::default()
     };
-    form_page(
-        &state,
-        &session,
-        &admin,
-        None,
-        &form,
-        &Errors::new(),
-        StatusCode::OK,
-    )
-    .await
+    form_page(&state, &admin, None, &form, &Errors::new(), StatusCode::OK).await
 }
 
 pub async fn create(
     state: web::Data<AppState>,
-    session: Session,
     admin: Admin,
     form: web::Form<PostForm>,
 ) -> Result<HttpResponse, PageError> {
-    save(&state, &session, &admin, None, form.into_inner()).await
+    save(&state, &admin, None, form.into_inner()).await
 }
 
 pub async fn edit_form(
     state: web::Data<AppState>,
-    session: Session,
     admin: Admin,
     id: web::Path<i32>,
 ) -> Result<HttpResponse, PageError> {
@@ -165,7 +144,6 @@ pub async fn edit_form(
     };
     form_page(
         &state,
-        &session,
         &admin,
         Some(*id),
         &form,
@@ -177,23 +155,21 @@ pub async fn edit_form(
 
 pub async fn update(
     state: web::Data<AppState>,
-    session: Session,
     admin: Admin,
     id: web::Path<i32>,
     form: web::Form<PostForm>,
 ) -> Result<HttpResponse, PageError> {
-    save(&state, &session, &admin, Some(*id), form.into_inner()).await
+    save(&state, &admin, Some(*id), form.into_inner()).await
 }
 
 /// Validates and saves; problems re-render the form with the text kept.
 async fn save(
     state: &AppState,
-    session: &Session,
     admin: &Admin,
     id: Option<i32>,
     form: PostForm,
 ) -> Result<HttpResponse, PageError> {
-    if !csrf::verify(session, &form.csrf_token) {
+    if !csrf::verify(&admin.session, &form.csrf_token) {
         return Ok(csrf_refused());
     }
     let input = match form.validate() {
@@ -201,7 +177,6 @@ async fn save(
         Err(errors) => {
             return form_page(
                 state,
-                session,
                 admin,
                 id,
                 &form,
@@ -222,7 +197,6 @@ async fn save(
                 Errors::from([("slug", "Another post already uses this slug.".to_string())]);
             form_page(
                 state,
-                session,
                 admin,
                 id,
                 &form,
@@ -238,7 +212,6 @@ async fn save(
 
 pub async fn delete_form(
     state: web::Data<AppState>,
-    session: Session,
     admin: Admin,
     id: web::Path<i32>,
 ) -> Result<HttpResponse, PageError> {
@@ -247,19 +220,18 @@ pub async fn delete_form(
         .post_for_edit(*id)
         .await?
         .ok_or(PageError::NotFound)?;
-    let mut ctx = admin_context(&state, &session, &admin, "posts");
+    let mut ctx = admin_context(&state, &admin, "posts");
     ctx.insert("post", &post.summary);
     render(&state, "admin/post_delete.html", &ctx).await
 }
 
 pub async fn delete(
     state: web::Data<AppState>,
-    session: Session,
-    _admin: Admin,
+    admin: Admin,
     id: web::Path<i32>,
     form: web::Form<CsrfOnly>,
 ) -> Result<HttpResponse, PageError> {
-    if !csrf::verify(&session, &form.csrf_token) {
+    if !csrf::verify(&admin.session, &form.csrf_token) {
         return Ok(csrf_refused());
     }
     if !state.repo.delete_post(*id).await? {

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::de::DeserializeOwned;
@@ -100,13 +99,12 @@ impl PersonalInfoForm {
 
 async fn personal_info_page(
     state: &AppState,
-    session: &Session,
     admin: &Admin,
     form: &PersonalInfoForm,
     errors: &Errors,
     status: StatusCode,
 ) -> Result<HttpResponse, PageError> {
-    let mut ctx = admin_context(state, session, admin, "personal_info");
+    let mut ctx = admin_context(state, admin, "personal_info");
     ctx.insert("form", form);
     ctx.insert("errors", errors);
     render_status(state, "admin/personal_info.html", &ctx, status).await
@@ -114,7 +112,6 @@ async fn personal_info_page(
 
 pub async fn personal_info_form(
     state: web::Data<AppState>,
-    session: Session,
     admin: Admin,
 ) -> Result<HttpResponse, PageError> {
     let form = match state.repo.personal_info().await? {
@@ -130,24 +127,15 @@ pub async fn personal_info_form(
         },
         None => PersonalInfoForm::default(),
     };
-    personal_info_page(
-        &state,
-        &session,
-        &admin,
-        &form,
-        &Errors::new(),
-        StatusCode::OK,
-    )
-    .await
+    personal_info_page(&state, &admin, &form, &Errors::new(), StatusCode::OK).await
 }
 
 pub async fn save_personal_info(
     state: web::Data<AppState>,
-    session: Session,
     admin: Admin,
     form: web::Form<PersonalInfoForm>,
 ) -> Result<HttpResponse, PageError> {
-    if !csrf::verify(&session, &form.csrf_token) {
+    if !csrf::verify(&admin.session, &form.csrf_token) {
         return Ok(csrf_refused());
     }
     match form.validate() {
@@ -158,7 +146,6 @@ pub async fn save_personal_info(
         Err(errors) => {
             personal_info_page(
                 &state,
-                &session,
                 &admin,
                 &form,
                 &errors,
@@ -193,12 +180,11 @@ pub trait ListEditor: 'static {
 /// errors and the text as typed.
 async fn list_page<E: ListEditor>(
     state: &AppState,
-    session: &Session,
     admin: &Admin,
     failed: Option<(Option<i32>, &E::Form, &Errors)>,
     status: StatusCode,
 ) -> Result<HttpResponse, PageError> {
-    let mut ctx = admin_context(state, session, admin, E::SECTION);
+    let mut ctx = admin_context(state, admin, E::SECTION);
     ctx.insert("rows", &E::rows(&state.repo).await?);
     ctx.insert("failed_id", &failed.map(|(id, _, _)| id.unwrap_or(0)));
     ctx.insert(
@@ -214,26 +200,23 @@ async fn list_page<E: ListEditor>(
 
 pub async fn list<E: ListEditor>(
     state: web::Data<AppState>,
-    session: Session,
     admin: Admin,
 ) -> Result<HttpResponse, PageError> {
-    list_page::<E>(&state, &session, &admin, None, StatusCode::OK).await
+    list_page::<E>(&state, &admin, None, StatusCode::OK).await
 }
 
 async fn save<E: ListEditor>(
     state: &AppState,
-    session: &Session,
     admin: &Admin,
     id: Option<i32>,
     form: &E::Form,
 ) -> Result<HttpResponse, PageError> {
-    if !csrf::verify(session, E::csrf(form)) {
+    if !csrf::verify(&admin.session, E::csrf(form)) {
         return Ok(csrf_refused());
     }
     let refused = |errors: Errors| async move {
         list_page::<E>(
             state,
-            session,
             admin,
             Some((id, form, &errors)),
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -255,31 +238,28 @@ async fn save<E: ListEditor>(
 
 pub async fn create<E: ListEditor>(
     state: web::Data<AppState>,
-    session: Session,
     admin: Admin,
     form: web::Form<E::Form>,
 ) -> Result<HttpResponse, PageError> {
-    save::<E>(&state, &session, &admin, None, &form).await
+    save::<E>(&state, &admin, None, &form).await
 }
 
 pub async fn update<E: ListEditor>(
     state: web::Data<AppState>,
-    session: Session,
     admin: Admin,
     id: web::Path<i32>,
     form: web::Form<E::Form>,
 ) -> Result<HttpResponse, PageError> {
-    save::<E>(&state, &session, &admin, Some(*id), &form).await
+    save::<E>(&state, &admin, Some(*id), &form).await
 }
 
 pub async fn delete<E: ListEditor>(
     state: web::Data<AppState>,
-    session: Session,
-    _admin: Admin,
+    admin: Admin,
     id: web::Path<i32>,
     form: web::Form<CsrfOnly>,
 ) -> Result<HttpResponse, PageError> {
-    if !csrf::verify(&session, &form.csrf_token) {
+    if !csrf::verify(&admin.session, &form.csrf_token) {
         return Ok(csrf_refused());
     }
     if !E::delete(&state.repo, *id).await? {
