@@ -121,6 +121,16 @@ struct ErrorLog {
 
 const BURST: Duration = Duration::from_secs(10);
 
+/// See `CacheManager::downgrade`.
+#[derive(Clone)]
+pub struct WeakCacheManager(Weak<Inner>);
+
+impl WeakCacheManager {
+    pub fn upgrade(&self) -> Option<CacheManager> {
+        self.0.upgrade().map(|inner| CacheManager { inner })
+    }
+}
+
 /// The one cache API. Cheap to clone.
 #[derive(Clone)]
 pub struct CacheManager {
@@ -194,6 +204,11 @@ impl CacheManager {
                 write_epoch: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// A handle that does not keep the cache alive (for hooks the cache itself holds).
+    pub fn downgrade(&self) -> WeakCacheManager {
+        WeakCacheManager(Arc::downgrade(&self.inner))
     }
 
     /// A cache with the in-process backend and default settings (tests, tools).
@@ -791,13 +806,14 @@ impl CacheManager {
         if self.inner.redis.is_none() {
             return;
         }
-        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let weak = self.downgrade();
         tokio::spawn(async move {
             let mut flushed: HashMap<String, u64> = HashMap::new();
             loop {
                 tokio::time::sleep(every).await;
-                let Some(inner) = weak.upgrade() else { return };
-                let manager = CacheManager { inner };
+                let Some(manager) = weak.upgrade() else {
+                    return;
+                };
                 manager.flush_stats(&mut flushed).await;
             }
         });

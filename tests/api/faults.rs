@@ -535,3 +535,37 @@ async fn the_admin_sees_pending_invalidations_until_redis_has_them() {
         .1
         .contains("Headline version 42"));
 }
+
+/// A repository and cache that are dropped close their Redis connections and stop
+/// their heartbeat: the recovery hook and the outbox task inside hold them weakly.
+#[actix_web::test]
+async fn a_dropped_cache_closes_its_connections() {
+    let Some(redis) = OwnRedis::start() else {
+        return;
+    };
+    let clients = || {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string(), "CLIENT", "LIST"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let baseline = clients();
+    let dir = tempfile::TempDir::new().unwrap();
+    let url = folio::config::DatabaseUrl::Sqlite(dir.path().join("t.db").display().to_string());
+    folio::db::migrate(&url).await.unwrap();
+    let db = folio::db::Db::connect(&url).await.unwrap();
+    let cache = own_cache(&redis, "dropped").await;
+    let repo = folio::content::Repository::new(db, cache);
+    repo.start_invalidation_outbox(Duration::from_millis(50));
+    assert!(clients() >= baseline + 2, "commands and pub/sub connected");
+    drop(repo);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while clients() > baseline {
+        assert!(
+            Instant::now() < deadline,
+            "connections closed after the drop"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

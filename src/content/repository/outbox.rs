@@ -86,19 +86,26 @@ impl Repository {
     /// and retries them in the background every `every`. Stops with the repository's
     /// cache.
     pub fn start_invalidation_outbox(&self, every: Duration) {
-        let repo = self.clone();
+        // Weak: the hook lives inside the cache, which must not keep itself alive.
+        let (db, cache) = (self.db.clone(), self.cache.downgrade());
+        let repo_of = move || Some(Repository::new(db.clone(), cache.upgrade()?));
+        let hook_repo = repo_of.clone();
         self.cache.set_recovery_hook(Arc::new(move || {
-            let repo = repo.clone();
+            let repo = hook_repo();
             Box::pin(async move {
-                repo.apply_pending_invalidations(Duration::ZERO)
-                    .await
-                    .map_err(|e| e.to_string())
+                match repo {
+                    Some(repo) => repo
+                        .apply_pending_invalidations(Duration::ZERO)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    None => Ok(0),
+                }
             })
         }));
-        let repo = self.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
+                let Some(repo) = repo_of() else { return };
                 // Older than the lease: its writer has finished trying by then.
                 if let Err(e) = repo
                     .apply_pending_invalidations(Duration::from_secs(2))
