@@ -101,10 +101,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     let repo = Repository::new(db, cache.clone());
     repo.start_invalidation_outbox(std::time::Duration::from_millis(500));
     // Writes whose invalidation was pending when the last process stopped.
-    if let Err(e) = repo
-        .apply_pending_invalidations(std::time::Duration::ZERO)
-        .await
-    {
+    if let Err(e) = repo.apply_pending_invalidations().await {
         tracing::warn!(error = %e, "pending cache invalidations are retried in the background");
     }
     if config.seed_on_empty && repo.count_posts().await? == 0 && !repo.has_personal_info().await? {

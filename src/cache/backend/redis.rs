@@ -17,8 +17,11 @@
 //!   cache only while its last heartbeat was sent less than `LEASE` ago;
 //! - a bump sets the tag versions and publishes the change, then waits until every
 //!   subscriber acknowledged it, or until `LEASE` has passed (any instance that has not
-//!   applied it by then has stopped serving). On failure it also waits out `LEASE`, so
-//!   when Redis is frozen no instance still serves old entries when the write returns.
+//!   applied it by then has stopped serving). A failed bump is retried for `RETRY_FOR`
+//!   (this instance alone may have lost Redis while the others still serve), then it
+//!   waits out `LEASE`, so when Redis is frozen no instance still serves old entries
+//!   when the write returns; the write's outbox row is applied by any instance within
+//!   the outbox's retry interval.
 //! - after a loss the supervisor reconnects, resubscribes, drops the near tier, runs the
 //!   recovery hook (pending invalidations from the database) and only then serves.
 
@@ -44,6 +47,10 @@ const HEARTBEAT: Duration = Duration::from_millis(100);
 /// How long a heartbeat vouches for this instance's view of the invalidations.
 pub const LEASE: Duration = Duration::from_millis(1000);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long an invalidation is retried before the write returns with it pending (the
+/// outbox then has it, and every instance applies pending rows every 500 ms).
+const RETRY_FOR: Duration = Duration::from_secs(2);
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// The recovery hook may read many pending rows; it must not hold the cache off forever.
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -276,7 +283,17 @@ impl Shared {
         pipe.cmd("PUBLISH")
             .arg(&self.channels.inv)
             .arg(change.message(id, &self.instance));
-        let result: StoreResult<(usize,)> = self.run(&pipe, self.timeout, Gate::Open).await;
+        // Retried for a while: when only this instance lost Redis (its connection is
+        // being replaced), the others still serve, and must hear of the change.
+        let give_up = Instant::now() + RETRY_FOR;
+        let result: StoreResult<(usize,)> = loop {
+            match self.run(&pipe, self.timeout, Gate::Open).await {
+                Err(_) if Instant::now() + RETRY_PAUSE < give_up => {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                result => break result,
+            }
+        };
         let published = Instant::now();
         let outcome = match result {
             Ok((receivers,)) => {

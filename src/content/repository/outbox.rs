@@ -7,7 +7,7 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::{now, RepoResult, Repository};
+use super::{RepoResult, Repository};
 use crate::content::schema::cache_invalidations;
 use crate::db::DbError;
 use crate::with_conn;
@@ -34,13 +34,11 @@ impl Repository {
         true
     }
 
-    /// Applies the invalidations still pending that are at least `min_age` old (young
-    /// rows usually belong to a write that is applying them itself); returns how many.
-    pub async fn apply_pending_invalidations(&self, min_age: Duration) -> RepoResult<usize> {
-        let before = now() - chrono::Duration::from_std(min_age).unwrap_or_default();
+    /// Applies every invalidation still pending (this instance's or another's); returns
+    /// how many.
+    pub async fn apply_pending_invalidations(&self) -> RepoResult<usize> {
         let rows: Vec<(i32, String)> = with_conn!(self.db, |conn| {
             Ok(cache_invalidations::table
-                .filter(cache_invalidations::created_at.le(before))
                 .order_by(cache_invalidations::id)
                 .limit(500)
                 .select((cache_invalidations::id, cache_invalidations::tags))
@@ -95,7 +93,7 @@ impl Repository {
             Box::pin(async move {
                 match repo {
                     Some(repo) => repo
-                        .apply_pending_invalidations(Duration::ZERO)
+                        .apply_pending_invalidations()
                         .await
                         .map_err(|e| e.to_string()),
                     None => Ok(0),
@@ -106,11 +104,10 @@ impl Repository {
             loop {
                 tokio::time::sleep(every).await;
                 let Some(repo) = repo_of() else { return };
-                // Older than the lease: its writer has finished trying by then.
-                if let Err(e) = repo
-                    .apply_pending_invalidations(Duration::from_secs(2))
-                    .await
-                {
+                // Any pending row, also another instance's: if that instance alone lost
+                // Redis, this one applies its write for it (a second bump of a row its
+                // writer is applying at this moment costs one more miss, no more).
+                if let Err(e) = repo.apply_pending_invalidations().await {
                     tracing::debug!(error = %e, "pending invalidations not applied yet");
                 }
             }
