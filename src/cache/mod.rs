@@ -695,22 +695,9 @@ impl CacheManager {
         value: &T,
         ttl: Option<Duration>,
     ) {
-        let ttl = ttl.unwrap_or_else(|| self.ttl_for(key.family()));
-        let bytes = match self.inner.codec.encode(&TaggedRef { versions, value }) {
-            Ok(bytes) => bytes,
-            Err(e) => return self.report(Op::Set, e.into()),
-        };
-        let started = Instant::now();
-        let result = self
-            .inner
-            .backend
-            .set_many(&[(key.as_str(), bytes)], ttl, Sharing::Near)
-            .await;
-        self.timed(Op::Set, started);
-        match result {
-            Ok(()) => self.inner.stats.set(1),
-            Err(e) => self.report(Op::Set, e),
-        }
+        // Checked against the tag versions on every read: safe in a near tier.
+        self.set_shared(key, &TaggedRef { versions, value }, ttl, Sharing::Near)
+            .await
     }
 
     /// Current versions of tags (creating missing ones); None when the backend fails,
