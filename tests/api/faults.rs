@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use folio::cache::CacheUrl;
 use folio::cache::{CacheConfig, CacheManager};
 use folio::content::invalidation::Model;
-use folio::content::models::{NewAiTool, NewPersonalInfo, NewSocialLink, PostInput};
+use folio::content::models::{NewAiTool, NewSocialLink, PostInput};
 
 use crate::helpers::{spawn_app_with, Backend, TestApp};
 use crate::redis_server::OwnRedis;
@@ -78,15 +78,9 @@ async fn write(app: &TestApp, model: Model, v: u64) {
     let repo = &app.state.repo;
     match model {
         Model::PersonalInfo => repo
-            .save_personal_info(&NewPersonalInfo {
-                name: "Ada Okafor".into(),
-                headline: format!("Headline version {v}"),
-                bio: "Bio".into(),
-                location: "Lisbon".into(),
-                email: "hello@ada-okafor.dev".into(),
-                avatar_url: "/static/avatar.svg".into(),
-                skills: vec!["Rust".into()],
-            })
+            .save_personal_info(&crate::helpers::personal_info(format!(
+                "Headline version {v}"
+            )))
             .await
             .unwrap(),
         Model::Post | Model::Tag => {

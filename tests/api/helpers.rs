@@ -390,3 +390,16 @@ pub fn csrf_token(html: &str) -> String {
     let start = html.find(marker).expect("csrf field") + marker.len();
     html[start..].split('"').next().unwrap().to_string()
 }
+
+/// The owner's details with `headline` (the stale-read harnesses write versions).
+pub fn personal_info(headline: String) -> folio::content::models::NewPersonalInfo {
+    folio::content::models::NewPersonalInfo {
+        name: "Ada Okafor".into(),
+        headline,
+        bio: "Bio".into(),
+        location: "Lisbon".into(),
+        email: "hello@ada-okafor.dev".into(),
+        avatar_url: "/static/avatar.svg".into(),
+        skills: vec!["Rust".into()],
+    }
+}

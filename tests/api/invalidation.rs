@@ -3,7 +3,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use folio::content::invalidation::{tags_invalidated_by, CacheTag, Model};
-use folio::content::models::NewPersonalInfo;
 
 use crate::helpers::{spawn_app_with, Backend, TestApp};
 use crate::on_both_caches;
@@ -108,15 +107,7 @@ async fn assert_no_stale_reads(writer: &TestApp, readers: Vec<&TestApp>, writes:
         }
     }
     for version in 1..=writes {
-        let info = NewPersonalInfo {
-            name: "Ada Okafor".into(),
-            headline: format!("Headline version {version}"),
-            bio: "Bio".into(),
-            location: "Lisbon".into(),
-            email: "hello@ada-okafor.dev".into(),
-            avatar_url: "/static/avatar.svg".into(),
-            skills: vec!["Rust".into()],
-        };
+        let info = crate::helpers::personal_info(format!("Headline version {version}"));
         writer.state.repo.save_personal_info(&info).await.unwrap();
         committed.store(version, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(15)).await;

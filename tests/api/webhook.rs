@@ -13,6 +13,13 @@ fn now() -> u64 {
         .as_secs()
 }
 
+/// A correctly signed, current request.
+async fn signed(app: &TestApp, body: &str) -> reqwest::Response {
+    let ts = now();
+    let signature = sign(SECRET, &ts.to_string(), body.as_bytes());
+    post(app, body, Some(ts), Some(signature)).await
+}
+
 async fn post(
     app: &TestApp,
     body: &str,
@@ -45,14 +52,7 @@ async fn a_signed_request_drops_what_it_names() {
         "HIT"
     );
     let body = r#"{"models": ["social_link"], "patterns": ["fragment:*"]}"#;
-    let ts = now();
-    let res = post(
-        &app,
-        body,
-        Some(ts),
-        Some(sign(SECRET, &ts.to_string(), body.as_bytes())),
-    )
-    .await;
+    let res = signed(&app, body).await;
     assert_eq!(res.status(), 200);
     let answer: serde_json::Value = res.json().await.unwrap();
     assert!(
@@ -154,14 +154,7 @@ async fn bad_missing_old_and_replayed_signatures_are_refused() {
 async fn without_a_secret_the_webhook_does_not_exist() {
     let app = spawn_app_with(Backend::Sqlite, &[]).await.unwrap();
     let body = r#"{"tags": ["post_lists"]}"#;
-    let ts = now();
-    let res = post(
-        &app,
-        body,
-        Some(ts),
-        Some(sign(SECRET, &ts.to_string(), body.as_bytes())),
-    )
-    .await;
+    let res = signed(&app, body).await;
     assert_eq!(res.status(), 404);
 }
 
@@ -172,14 +165,7 @@ async fn tags_the_site_does_not_use_are_refused() {
         .await
         .unwrap();
     let body = r#"{"tags": ["made_up_tag"]}"#;
-    let ts = now();
-    let res = post(
-        &app,
-        body,
-        Some(ts),
-        Some(sign(SECRET, &ts.to_string(), body.as_bytes())),
-    )
-    .await;
+    let res = signed(&app, body).await;
     assert_eq!(res.status(), 400);
     let json: serde_json::Value = res.json().await.unwrap();
     assert!(
