@@ -139,6 +139,8 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Ser
             .cookie_content_security(CookieContentSecurity::Private)
             .build();
         App::new()
+            // Innermost: routing sees GET for a HEAD request (see `head_as_get`).
+            .wrap(from_fn(crate::web::middleware::head_as_get))
             .wrap(from_fn(crate::web::middleware::server_timing))
             .wrap(from_fn(crate::web::http_cache::conditional_get))
             .wrap(ErrorHandlers::new().default_handler(crate::web::error::render_error_page))

@@ -3,6 +3,7 @@
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::HttpMessage;
 use std::sync::Arc;
@@ -54,4 +55,23 @@ pub async fn server_timing(
         "request served"
     );
     Ok(res)
+}
+
+/// Put in the extensions of a request that arrived as HEAD (see `head_as_get`), so a
+/// handler can skip what only a reader's GET should do (counting a view).
+#[derive(Debug, Clone, Copy)]
+pub struct Head;
+
+/// Every GET route answers HEAD too: routing sees GET, and the HTTP layer, which knows
+/// the request was HEAD, sends the headers (Content-Length of the body included) and
+/// never the body.
+pub async fn head_as_get(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.method() == Method::HEAD {
+        req.head_mut().method = Method::GET;
+        req.extensions_mut().insert(Head);
+    }
+    next.call(req).await
 }

@@ -132,3 +132,47 @@ on_both_backends! {
         assert_eq!(id.to_str().unwrap().len(), 36, "a UUID");
     }
 }
+
+// Every GET route answers HEAD with the headers GET sends (Content-Length included) and
+// no body; a HEAD of a post does not count as a view.
+on_both_backends! {
+    async fn every_get_route_answers_head(app: TestApp) {
+        for path in [
+            "/",
+            "/blog/",
+            "/blog/tag/caching/",
+            "/about/",
+            "/tools/",
+            "/contact/",
+            "/feed.xml",
+            "/sitemap.xml",
+            "/api/posts/",
+            "/api/social-links/",
+            "/admin/login/",
+        ] {
+            let get = app.get(path).await;
+            assert_eq!(get.status(), 200, "GET {path}");
+            let content_type = get.headers()["content-type"].clone();
+            let length = get.bytes().await.unwrap().len();
+            let head = app.client.head(app.url(path)).send().await.unwrap();
+            assert_eq!(head.status(), 200, "HEAD {path}");
+            assert_eq!(head.headers()["content-type"], content_type, "HEAD {path}");
+            if path != "/contact/" && path != "/admin/login/" {
+                // (those two carry a fresh CSRF token, so their length may differ)
+                assert_eq!(
+                    head.headers()["content-length"].to_str().unwrap(),
+                    length.to_string(),
+                    "HEAD {path} announces the length GET sends"
+                );
+            }
+        }
+        let post = "/blog/stampedes-and-single-flight/";
+        let views = |html: &str| html.split(" view").next().and_then(|s| s.rsplit(' ').next()).and_then(|n| n.parse::<i64>().ok());
+        let before = views(&app.get_text(post).await.1).expect("the page shows its views");
+        for _ in 0..3 {
+            assert_eq!(app.client.head(app.url(post)).send().await.unwrap().status(), 200);
+        }
+        let after = views(&app.get_text(post).await.1).unwrap();
+        assert_eq!(after, before + 1, "HEAD requests counted no view");
+    }
+}

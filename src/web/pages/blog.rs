@@ -1,7 +1,8 @@
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 use super::{base_context, render, PageQuery, PER_PAGE};
 use crate::web::error::PageError;
+use crate::web::middleware::Head;
 use crate::web::AppState;
 
 pub async fn list(
@@ -51,9 +52,10 @@ pub async fn tag(
     render(&state, "blog/list.html", ctx).await
 }
 
-/// A published post; showing it counts one view.
+/// A published post; showing it counts one view (a HEAD request does not).
 pub async fn detail(
     state: web::Data<AppState>,
+    req: HttpRequest,
     slug: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
     let post = state
@@ -61,7 +63,11 @@ pub async fn detail(
         .post_by_slug(&slug, false)
         .await?
         .ok_or(PageError::NotFound)?;
-    let views = state.repo.record_view(post.summary.id).await?;
+    let views = if req.extensions().contains::<Head>() {
+        post.summary.view_count
+    } else {
+        state.repo.record_view(post.summary.id).await?
+    };
     let mut ctx = base_context(&state, "blog").await?;
     // The body is a cached fragment; the page around it needs only the summary.
     ctx.insert("post", &post.summary);
