@@ -300,6 +300,19 @@ impl CacheManager {
         Ok(())
     }
 
+    /// One round trip to the backend (none for in-process stores), timed.
+    pub async fn ping(&self) -> Result<Duration, StoreError> {
+        let started = Instant::now();
+        self.inner.backend.ping().await?;
+        Ok(started.elapsed())
+    }
+
+    /// (entries, bytes, bound) of the in-process store, if this is one.
+    pub fn local_size(&self) -> Option<(u64, u64, u64)> {
+        let (entries, bytes) = self.inner.backend.local_size()?;
+        Some((entries, bytes, self.inner.config.max_bytes))
+    }
+
     /// Whether the backend serves now (Redis: breaker closed and heartbeat current).
     pub async fn wait_until_serving(&self, limit: Duration) -> bool {
         match &self.inner.redis {

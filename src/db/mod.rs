@@ -167,7 +167,8 @@ impl Db {
         Ok(db)
     }
 
-    async fn ping(&self) -> Result<(), DbError> {
+    /// One trivial query: does the database answer?
+    pub async fn ping(&self) -> Result<(), DbError> {
         let check = async {
             match &self.backend {
                 Backend::Pg(p) => p.get().await?.batch_execute("SELECT 1").await?,

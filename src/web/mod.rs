@@ -6,6 +6,7 @@ pub mod api;
 pub mod csrf;
 pub mod error;
 pub mod fragments;
+pub mod health;
 pub mod http_cache;
 pub mod middleware;
 pub mod pages;
@@ -43,6 +44,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
     cfg.configure(|cfg| api::configure(cfg, response_cache(state)))
         .configure(pages::configure)
         .configure(admin::configure)
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
         .route("/static/{file}", web::get().to(static_file))
         .default_service(web::to(not_found));
 }

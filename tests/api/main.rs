@@ -9,6 +9,7 @@ mod cache;
 mod contact;
 mod faults;
 mod fragments;
+mod health;
 mod http_cache;
 mod invalidation;
 mod key_space;

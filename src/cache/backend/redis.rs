@@ -274,6 +274,7 @@ impl Shared {
     /// Applies a change everywhere: `pipe` (the writes) and a message to every instance,
     /// then waits as the module documentation says.
     async fn broadcast(&self, mut pipe: redis::Pipeline, change: Change<'_>) -> StoreResult<()> {
+        // Before: this instance stops serving the old entries at once.
         if let Some(near) = self.near() {
             change.apply(near);
         }
@@ -297,6 +298,12 @@ impl Shared {
         let published = Instant::now();
         let outcome = match result {
             Ok((receivers,)) => {
+                // Again, now that Redis has the change: a read of this instance that
+                // refilled the near tier between the first drop and the SET brought the
+                // old versions back (its epoch predates this second drop).
+                if let Some(near) = self.near() {
+                    change.apply(near);
+                }
                 while wait.count.load(Relaxed) < receivers {
                     let left = LEASE.saturating_sub(published.elapsed());
                     if left.is_zero() {
@@ -697,7 +704,8 @@ impl Backend for RedisBackend {
 
     async fn ping(&self) -> StoreResult<()> {
         let s = &self.shared;
-        s.run::<()>(&redis::cmd("PING"), s.bulk_timeout, Gate::Open)
+        // A health check: answer within a second or count as down.
+        s.run::<()>(&redis::cmd("PING"), CONNECT_TIMEOUT, Gate::Open)
             .await
     }
 

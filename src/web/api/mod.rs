@@ -30,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, response_cache: ResponseCache) {
             .service(web::resource("/ai-tools/").get(site::ai_tools))
             .service(web::resource("/openapi.json").get(openapi))
             .service(web::resource("/cache/invalidate/").post(webhook::invalidate))
+            .service(web::resource("/cache/health/").get(crate::web::health::cache_health))
             .default_service(web::to(not_found)),
     );
 }
