@@ -84,14 +84,7 @@ async fn write(app: &TestApp, model: Model, v: u64) {
             .await
             .unwrap(),
         Model::Post | Model::Tag => {
-            let id = repo
-                .post_by_slug(POST, true)
-                .await
-                .unwrap()
-                .unwrap()
-                .summary
-                .id;
-            let (post, author_id) = repo.post_for_edit(id).await.unwrap().unwrap();
+            let (id, post, author_id) = app.post_to_edit(POST).await;
             let mut tags: Vec<String> = post.summary.tags.iter().map(|t| t.name.clone()).collect();
             let mut title = post.summary.title.clone();
             if model == Model::Tag {
@@ -365,10 +358,7 @@ async fn no_stale_reads_on_one_instance_while_redis_stalls() {
     let Some(mut redis) = OwnRedis::start() else {
         return;
     };
-    let url = redis.url();
-    let app = spawn_app_with(Backend::Sqlite, &[("CACHE_URL", url.as_str())])
-        .await
-        .unwrap();
+    let app = redis.app().await;
     run_scenario(&mut redis, &[&app], Fault::Stall).await;
 }
 
@@ -491,10 +481,7 @@ async fn the_admin_sees_pending_invalidations_until_redis_has_them() {
     let Some(redis) = OwnRedis::start() else {
         return;
     };
-    let url = redis.url();
-    let app = spawn_app_with(Backend::Sqlite, &[("CACHE_URL", url.as_str())])
-        .await
-        .unwrap();
+    let app = redis.app().await;
     app.sign_in_admin().await;
     assert!(!app.get_text("/admin/").await.1.contains("has not taken"));
     redis.freeze();

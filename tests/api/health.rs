@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use crate::helpers::{spawn_app_with, Backend};
 use crate::on_both_app_caches;
 use crate::redis_server::OwnRedis;
 
@@ -36,10 +35,7 @@ async fn a_lost_redis_is_unhealthy_but_the_site_stays_ready() {
     let Some(mut redis) = OwnRedis::start() else {
         return;
     };
-    let url = redis.url();
-    let app = spawn_app_with(Backend::Sqlite, &[("CACHE_URL", url.as_str())])
-        .await
-        .unwrap();
+    let app = redis.app().await;
     assert_eq!(app.get("/api/cache/health/").await.status(), 200);
     redis.stop();
     let mut answer = None;

@@ -403,3 +403,19 @@ pub fn personal_info(headline: String) -> folio::content::models::NewPersonalInf
         skills: vec!["Rust".into()],
     }
 }
+
+impl TestApp {
+    /// A post as the admin's edit form loads it: its id, its detail and its author's id.
+    pub async fn post_to_edit(&self, slug: &str) -> (i32, folio::content::models::PostDetail, i32) {
+        let repo = &self.state.repo;
+        let id = repo
+            .post_by_slug(slug, true)
+            .await
+            .unwrap()
+            .expect("post")
+            .summary
+            .id;
+        let (post, author_id) = repo.post_for_edit(id).await.unwrap().unwrap();
+        (id, post, author_id)
+    }
+}

@@ -253,14 +253,7 @@ async fn a_post_edit_drops_its_own_page_and_keeps_the_others() {
     app.get_text("/blog/stampedes-and-single-flight/").await;
     app.get_text(other).await;
     let repo = &app.state.repo;
-    let id = repo
-        .post_by_slug("stampedes-and-single-flight", false)
-        .await
-        .unwrap()
-        .unwrap()
-        .summary
-        .id;
-    let (post, author_id) = repo.post_for_edit(id).await.unwrap().unwrap();
+    let (id, post, author_id) = app.post_to_edit("stampedes-and-single-flight").await;
     let input = folio::content::models::PostInput {
         title: "Stampedes, renamed".into(),
         slug: "stampedes-renamed".into(),

@@ -67,6 +67,14 @@ impl OwnRedis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The app (SQLite, fixtures) with this server as its cache.
+    pub async fn app(&self) -> crate::helpers::TestApp {
+        let url = self.url();
+        crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, &[("CACHE_URL", &url)])
+            .await
+            .expect("app starts")
+    }
+
     fn signal(&self, signal: &str) -> bool {
         Command::new("kill")
             .args([signal, &self.child.id().to_string()])
