@@ -163,6 +163,14 @@ pub struct Config {
     pub response_cache_ttl: Duration,
     /// `max-age` sent to clients for cached API responses.
     pub api_max_age: Duration,
+    /// Whole public pages cached for anonymous readers.
+    pub page_cache: bool,
+    pub page_cache_ttl: Duration,
+    /// How long past its TTL a cached page (or API response) may still be served when
+    /// rendering it fails (the database is unreachable).
+    pub stale_if_error: Duration,
+    /// How often counted post views are written.
+    pub view_flush_interval: Duration,
     /// Signs invalidation webhook requests; None turns the webhook off.
     pub webhook_secret: Option<SecretKey>,
 }
@@ -255,6 +263,26 @@ pub struct Settings {
         default_value_t = 60
     )]
     pub api_max_age: u64,
+    /// Cache whole public pages for anonymous readers (signed-in admins always bypass it).
+    #[arg(long, global = true, env = "PAGE_CACHE", value_name = "PAGE_CACHE", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub page_cache: bool,
+    /// Server-side TTL of cached pages, in seconds (writes drop them at once anyway).
+    #[arg(long, global = true, env = "PAGE_CACHE_TTL", value_name = "PAGE_CACHE_TTL", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub page_cache_ttl: u64,
+    /// Seconds past its TTL a cached page or API response is still served, marked stale,
+    /// when the database cannot render it (0: never).
+    #[arg(
+        long,
+        global = true,
+        env = "STALE_IF_ERROR",
+        value_name = "STALE_IF_ERROR",
+        default_value_t = 3600
+    )]
+    pub stale_if_error: u64,
+    /// How often post views counted in memory are written, in seconds (the lag of the
+    /// counts readers see).
+    #[arg(long, global = true, env = "VIEW_FLUSH_INTERVAL", value_name = "VIEW_FLUSH_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub view_flush_interval: u64,
     /// HMAC key of `POST /api/cache/invalidate/` (≥ 16 characters); unset turns it off.
     #[arg(long, global = true, env = "CACHE_WEBHOOK_SECRET", value_name = "CACHE_WEBHOOK_SECRET", value_parser = parse_webhook_secret, hide_env_values = true)]
     pub cache_webhook_secret: Option<SecretKey>,
@@ -400,6 +428,10 @@ impl Config {
             response_cache_prefixes: s.response_cache_prefixes,
             response_cache_ttl: Duration::from_secs(s.response_cache_ttl),
             api_max_age: Duration::from_secs(s.api_max_age),
+            page_cache: s.page_cache,
+            page_cache_ttl: Duration::from_secs(s.page_cache_ttl),
+            stale_if_error: Duration::from_secs(s.stale_if_error),
+            view_flush_interval: Duration::from_secs(s.view_flush_interval),
             webhook_secret: s.cache_webhook_secret,
         })
     }

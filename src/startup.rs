@@ -16,6 +16,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::cache::CacheManager;
 use crate::config::Config;
+use crate::content::views::ViewCounter;
 use crate::content::{seed, Repository};
 use crate::db::{self, Db, DbError};
 use crate::web::templates::{self, Assets};
@@ -80,8 +81,17 @@ impl Application {
         self.state.clone()
     }
 
+    /// Serves until stopped (SIGTERM, SIGINT): requests in flight finish, then the
+    /// counted views and statistics are written.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        let state = self.state;
+        match state.views.flush(&state.repo).await {
+            Ok(n) => tracing::info!(views = n, "counted views written"),
+            Err(e) => tracing::error!(error = %e, lost = state.views.pending(), "counted views could not be written"),
+        }
+        state.cache.flush_stats().await;
+        served
     }
 }
 
@@ -108,6 +118,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         let report = seed::seed_fixtures(&repo).await?;
         tracing::info!(%report, "empty database seeded from fixtures");
     }
+    let views = Arc::new(ViewCounter::default());
+    views.start(repo.clone(), config.view_flush_interval);
     let fragments =
         crate::web::fragments::registry(cache.clone(), &repo, templates::TEMPLATES, config.debug);
     Ok(AppState {
@@ -116,6 +128,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         config: Arc::new(config),
         cache,
         repo,
+        views,
         tera: templates::build()?,
         assets: Assets::new(),
     })
@@ -138,19 +151,22 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Ser
             .cookie_secure(secure)
             .cookie_content_security(CookieContentSecurity::Private)
             .build();
+        let response_cache = crate::web::response_cache(&state);
         App::new()
             // Innermost: routing sees GET for a HEAD request (see `head_as_get`).
             .wrap(from_fn(crate::web::middleware::head_as_get))
             .wrap(from_fn(crate::web::middleware::server_timing))
             .wrap(from_fn(crate::web::http_cache::conditional_get))
             .wrap(ErrorHandlers::new().default_handler(crate::web::error::render_error_page))
+            // Inside the session (an admin bypasses it), outside everything that renders.
+            .wrap(from_fn(move |req, next| response_cache.clone().handle(req, next)))
             .wrap(session)
             .wrap(actix_web::middleware::from_fn(
                 crate::web::middleware::request_id_header,
             ))
             .wrap(TracingLogger::default())
             .app_data(state.clone())
-            .configure(|cfg| crate::web::configure(cfg, &state))
+            .configure(crate::web::configure)
     })
     .workers(workers)
     .listen(listener)?

@@ -15,6 +15,7 @@ pub mod flight;
 pub mod key;
 pub mod query;
 pub mod stats;
+pub mod trace;
 pub mod url;
 
 use std::collections::HashMap;
@@ -35,6 +36,7 @@ use self::codec::Codec;
 use self::flight::{FlightKey, Flights};
 pub use self::key::{Key, KeyMaker};
 pub use self::stats::{CacheStats, Op, StatsSnapshot};
+pub use self::trace::TagTrace;
 pub use self::url::CacheUrl;
 
 #[derive(Debug, thiserror::Error)]
@@ -149,12 +151,29 @@ struct Inner {
     flights: Flights,
     /// Bumped by every invalidation from this process (see `flight`).
     write_epoch: AtomicU64,
+    /// The counters as last added to the site-wide statistics.
+    stats_flushed: Mutex<HashMap<String, u64>>,
+    stats_flush: tokio::sync::Mutex<()>,
 }
 
 #[derive(Serialize)]
 struct TaggedRef<'a, T> {
     versions: &'a [u64],
     value: &'a T,
+}
+
+#[derive(Serialize)]
+struct TracedRef<'a, T> {
+    tags: Vec<&'a str>,
+    versions: Vec<u64>,
+    value: &'a T,
+}
+
+#[derive(Deserialize)]
+struct Traced<T> {
+    tags: Vec<String>,
+    versions: Vec<u64>,
+    value: T,
 }
 
 /// The result of `get_tagged`.
@@ -202,6 +221,8 @@ impl CacheManager {
                 },
                 flights: Flights::default(),
                 write_epoch: AtomicU64::new(0),
+                stats_flushed: Mutex::new(HashMap::new()),
+                stats_flush: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -669,6 +690,11 @@ impl CacheManager {
                 }
             }
         }
+        if TagTrace::active() {
+            for (tag_key, version) in tag_keys.iter().zip(&versions) {
+                TagTrace::note(tag_key, *version);
+            }
+        }
         let versions_of = |tags: &[&str], from: &[Option<u64>]| -> Option<Vec<u64>> {
             tags.iter()
                 .map(|t| from[tag_names.binary_search(t).expect("tag in union")])
@@ -711,6 +737,121 @@ impl CacheManager {
         // Checked against the tag versions on every read: safe in a near tier.
         self.set_shared(key, &TaggedRef { versions, value }, ttl, Sharing::Near)
             .await
+    }
+
+    /// Records the current versions of `tags` in the running trace (see `trace`), for a
+    /// value that depends on them whatever its lookups read.
+    pub async fn trace_tags(&self, tags: &[&str]) {
+        let tag_keys: Vec<String> = tags.iter().map(|t| self.inner.keys.tag_key(t)).collect();
+        let versions = self.tag_versions(&tag_keys).await;
+        for (i, tag_key) in tag_keys.iter().enumerate() {
+            TagTrace::note(tag_key, versions.as_ref().map(|v| v[i]));
+        }
+    }
+
+    /// A value stored by `set_traced`, if every tag its trace recorded still has the
+    /// version it was built under. Two reads: the entry, then its tags' versions (both
+    /// in-process with a near tier).
+    pub async fn get_traced<T: DeserializeOwned>(&self, key: &Key) -> Option<T> {
+        let started = Instant::now();
+        let result = self.inner.backend.get_many(&[key.as_str()], Sharing::Near).await;
+        let bytes = match result {
+            Ok(mut values) => values.pop().flatten(),
+            Err(e) => {
+                self.report(Op::Get, e);
+                None
+            }
+        };
+        let current = match bytes.map(|b| self.inner.codec.decode::<Traced<T>>(&b)) {
+            Some(Ok(traced)) if traced.tags.is_empty() => Some(traced.value),
+            Some(Ok(traced)) => match self
+                .inner
+                .backend
+                .get_many_tagged(&[], &traced.tags)
+                .await
+            {
+                Ok((_, versions)) => versions
+                    .iter()
+                    .zip(&traced.versions)
+                    .all(|(now, then)| *now == Some(*then))
+                    .then_some(traced.value),
+                Err(e) => {
+                    self.report(Op::Get, e);
+                    None
+                }
+            },
+            Some(Err(e)) => {
+                self.report(Op::Get, e.into());
+                None
+            }
+            None => None,
+        };
+        self.timed(Op::Get, started);
+        match current {
+            Some(_) => self.inner.stats.hit(key.family()),
+            None => self.inner.stats.miss(key.family()),
+        }
+        current
+    }
+
+    /// Stores a value built while `trace` was recorded, under the versions it saw;
+    /// nothing if the trace is incomplete (a lookup failed).
+    pub async fn set_traced<T: Serialize>(
+        &self,
+        key: &Key,
+        trace: &TagTrace,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> bool {
+        if !trace.is_complete() {
+            return false;
+        }
+        let (tags, versions): (Vec<&str>, Vec<u64>) = trace.tag_keys().unzip();
+        // Checked against the tag versions on every read: safe in a near tier.
+        self.set_shared(
+            key,
+            &TracedRef {
+                tags,
+                versions,
+                value,
+            },
+            ttl,
+            Sharing::Near,
+        )
+        .await;
+        true
+    }
+
+    /// The raw bytes of a content-addressed entry (a response body), copied nowhere.
+    pub async fn get_raw_immutable(&self, key: &Key) -> Option<backend::Bytes> {
+        let started = Instant::now();
+        let result = self.inner.backend.get_many(&[key.as_str()], Sharing::Near).await;
+        self.timed(Op::Get, started);
+        let value = result
+            .map_err(|e| self.report(Op::Get, e))
+            .ok()
+            .and_then(|mut v| v.pop().flatten());
+        match value {
+            Some(_) => self.inner.stats.hit(key.family()),
+            None => self.inner.stats.miss(key.family()),
+        }
+        value
+    }
+
+    /// Stores raw bytes under a content address (see `get_raw_immutable`).
+    pub async fn set_raw_immutable(&self, key: &Key, bytes: Vec<u8>, ttl: Option<Duration>) {
+        let ttl = ttl.unwrap_or_else(|| self.ttl_for(key.family()));
+        let started = Instant::now();
+        let result = self
+            .inner
+            .backend
+            .set_many(&[(key.as_str(), bytes)], ttl, Sharing::Near)
+            .await;
+        self.timed(Op::Set, started);
+        match result {
+            Ok(()) => self.inner.stats.set(1),
+            Err(e) => self.report(Op::Set, e),
+        }
     }
 
     /// Current versions of tags (creating missing ones); None when the backend fails,
@@ -808,19 +949,18 @@ impl CacheManager {
         }
         let weak = self.downgrade();
         tokio::spawn(async move {
-            let mut flushed: HashMap<String, u64> = HashMap::new();
             loop {
                 tokio::time::sleep(every).await;
                 let Some(manager) = weak.upgrade() else {
                     return;
                 };
-                manager.flush_stats(&mut flushed).await;
+                manager.flush_stats().await;
             }
         });
     }
 
     /// Sends the counter deltas since the last flush; on failure they are sent next time.
-    pub async fn flush_stats(&self, flushed: &mut HashMap<String, u64>) {
+    pub async fn flush_stats(&self) {
         let (totals, families) = self.inner.stats.totals_and_families();
         let mut now: Vec<(String, u64)> = vec![
             ("hits".into(), totals.hits),
@@ -833,10 +973,14 @@ impl CacheManager {
             now.push((format!("family:{name}:hits"), hits));
             now.push((format!("family:{name}:misses"), misses));
         }
-        let deltas: Vec<(String, u64)> = now
-            .iter()
-            .map(|(f, v)| (f.clone(), v - flushed.get(f).copied().unwrap_or(0)))
-            .collect();
+        // One flush at a time: two would both send the same deltas.
+        let _one = self.inner.stats_flush.lock().await;
+        let deltas: Vec<(String, u64)> = {
+            let flushed = self.inner.stats_flushed.lock();
+            now.iter()
+                .map(|(f, v)| (f.clone(), v - flushed.get(f).copied().unwrap_or(0)))
+                .collect()
+        };
         if self
             .inner
             .backend
@@ -844,7 +988,7 @@ impl CacheManager {
             .await
             .is_ok()
         {
-            flushed.extend(now);
+            self.inner.stats_flushed.lock().extend(now);
         }
     }
 }

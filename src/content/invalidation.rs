@@ -27,10 +27,12 @@ pub enum Model {
     SocialLink,
     AiTool,
     ContactMessage,
+    /// A batch of post views (see `content::views`).
+    PostViews,
 }
 
 impl Model {
-    pub const ALL: [Model; 7] = [
+    pub const ALL: [Model; 8] = [
         Model::Post,
         Model::Author,
         Model::Tag,
@@ -38,6 +40,7 @@ impl Model {
         Model::SocialLink,
         Model::AiTool,
         Model::ContactMessage,
+        Model::PostViews,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +52,7 @@ impl Model {
             Model::SocialLink => "social_link",
             Model::AiTool => "ai_tool",
             Model::ContactMessage => "contact_message",
+            Model::PostViews => "post_views",
         }
     }
 
@@ -159,6 +163,9 @@ pub const RULES: &[(Model, &[CacheTag])] = &[
     (Model::AiTool, &[Tools, FeaturedTools, ApiAiTools]),
     // contact messages → admin statistics
     (Model::ContactMessage, &[AdminStats]),
+    // a batch of views → the popular list, and each viewed post's page (`post_tag`),
+    // so the counts shown lag by the batch interval, not by a TTL
+    (Model::PostViews, &[PopularPosts]),
 ];
 
 /// The tags a model's change invalidates.

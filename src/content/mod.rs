@@ -8,5 +8,6 @@ pub mod query_key;
 pub mod repository;
 pub mod schema;
 pub mod seed;
+pub mod views;
 
 pub use repository::Repository;

@@ -8,32 +8,58 @@
 //! built, so a 304 costs one small lookup.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::body::{self, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::{
+    self, EntityTag, Header, HeaderMap, HeaderName, HeaderValue, IfModifiedSince, IfNoneMatch,
+};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, HttpResponseBuilder};
+use actix_web::HttpResponse;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cache::{CacheManager, Key};
+use crate::cache::{CacheManager, Key, TagTrace};
+use crate::content::views::ViewCounter;
 
-/// How one route (or path prefix) is cached: the seed's
-/// `@cache_api_response(timeout=300, vary_on=[…])`. Responses are shared by every
-/// visitor (`public`); signed-in admins bypass the cache.
+/// Which request paths a policy covers.
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+impl PathMatch {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// How the responses under one path are cached: the seed's
+/// `@cache_api_response(timeout=300, vary_on=[…])`, and the page cache. Responses are
+/// shared by every visitor; signed-in admins bypass the cache.
 #[derive(Debug, Clone)]
 pub struct ResponsePolicy {
+    /// Key family (`page`, `response`): statistics and patterns are per family.
+    pub family: &'static str,
+    /// How long a stored response is served without asking the handler.
     pub ttl: Duration,
+    /// How much longer it is kept to be served stale when the handler fails (5xx).
+    pub stale_if_error: Duration,
     /// Request headers (`Accept-Language`, …) each value of which gets its own entry;
     /// listed in the `Vary` response header.
     pub vary_on: Vec<HeaderName>,
-    /// Tags of the models the response shows: bumping one drops the response.
+    /// Tags the response depends on besides those its lookups read (which are traced,
+    /// see `cache::trace`).
     pub depends_on: &'static [&'static str],
-    /// `max-age` given to clients and shared caches (the server copy is always fresh).
-    pub client_max_age: Duration,
+    /// `Cache-Control` sent to clients.
+    pub cache_control: HeaderValue,
     /// The query parameters the handler reads; only they are part of the key, so
     /// made-up parameters cannot multiply entries (None: the whole query string).
     pub params: Option<&'static [&'static str]>,
@@ -45,13 +71,21 @@ pub struct ResponsePolicy {
 #[derive(Debug, Clone, Copy)]
 pub struct DoNotStore;
 
+/// Put in a response's extensions by a handler whose page is a reader's view of a post
+/// (its id): the response cache counts one view each time the page is sent in full to
+/// a reader, from the cache or not — never for HEAD, a 304 or a prefetch.
+#[derive(Debug, Clone, Copy)]
+pub struct ViewOf(pub i32);
+
 impl ResponsePolicy {
-    pub fn new(ttl: Duration, depends_on: &'static [&'static str]) -> Self {
+    pub fn new(family: &'static str, ttl: Duration, depends_on: &'static [&'static str]) -> Self {
         ResponsePolicy {
+            family,
             ttl,
+            stale_if_error: Duration::ZERO,
             vary_on: Vec::new(),
             depends_on,
-            client_max_age: Duration::from_secs(60),
+            cache_control: HeaderValue::from_static("no-cache"),
             params: None,
         }
     }
@@ -70,108 +104,209 @@ pub type IsAdmin = fn(&ServiceRequest) -> bool;
 struct ResponseMeta {
     status: u16,
     headers: Vec<(String, String)>,
+    /// Quoted, as sent.
     etag: String,
-    last_modified: Option<u64>,
-    stored_at: u64,
+    stored_at_ms: u64,
+    fresh_ms: u64,
+    view_of: Option<i32>,
 }
 
-/// Headers that are kept with a cached body; the rest (cookies, timing) are per request.
-const KEPT_HEADERS: &[&str] = &["content-type", "content-language", "last-modified", "link"];
+impl ResponseMeta {
+    fn fresh_left_ms(&self, now_ms: u64) -> Option<u64> {
+        (self.stored_at_ms + self.fresh_ms)
+            .checked_sub(now_ms)
+            .filter(|left| *left > 0)
+    }
+}
+
+/// Headers that are kept with a cached body; the rest (cookies, timing, the handler's
+/// own validators) are per request or replaced by the cache's.
+const KEPT_HEADERS: &[&str] = &["content-type", "content-language", "link"];
+
+/// The request's conditions, read before anything else sees the request.
+#[derive(Default)]
+struct Conditions {
+    none_match: Option<IfNoneMatch>,
+    modified_since: Option<u64>,
+}
+
+impl Conditions {
+    fn of(req: &ServiceRequest) -> Conditions {
+        let headers = req.headers();
+        Conditions {
+            none_match: headers
+                .contains_key(header::IF_NONE_MATCH)
+                .then(|| IfNoneMatch::parse(req).ok())
+                .flatten(),
+            modified_since: headers
+                .contains_key(header::IF_MODIFIED_SINCE)
+                .then(|| IfModifiedSince::parse(req).ok())
+                .flatten()
+                .map(|d| unix(SystemTime::from(d.0))),
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.none_match.is_some() || self.modified_since.is_some()
+    }
+
+    /// RFC 9110 §13.1: If-None-Match (weak comparison) wins over If-Modified-Since.
+    fn not_modified(&self, etag: &str, last_modified: Option<u64>) -> bool {
+        match &self.none_match {
+            Some(IfNoneMatch::Any) => true,
+            Some(IfNoneMatch::Items(tags)) => {
+                let ours = EntityTag::new_strong(etag.trim_matches('"').to_string());
+                tags.iter().any(|t| t.weak_eq(&ours))
+            }
+            None => matches!((self.modified_since, last_modified), (Some(since), Some(modified)) if since >= modified),
+        }
+    }
+}
+
+/// The Last-Modified of a response stored at `stored_at_ms`: the second it was made,
+/// sent only once that second is over. Two versions made within one second then never
+/// share a Last-Modified a client has seen, so If-Modified-Since cannot get a wrong
+/// 304 — not for edits in the same second, nor for deletes and renames, which
+/// timestamps of the rows shown would miss.
+fn last_modified(stored_at_ms: u64, now_ms: u64) -> Option<u64> {
+    let second = stored_at_ms / 1000;
+    (now_ms / 1000 > second).then_some(second)
+}
 
 #[derive(Clone)]
 pub struct ResponseCache {
     cache: CacheManager,
-    /// Path prefix → policy; the first match wins.
-    policies: Rc<Vec<(String, ResponsePolicy)>>,
+    /// The first match wins.
+    policies: Rc<Vec<(PathMatch, ResponsePolicy)>>,
     is_admin: IsAdmin,
+    views: Arc<ViewCounter>,
+}
+
+/// What the response cache did, for `X-Cache` and `Cache-Status` (RFC 9211).
+enum Outcome {
+    Hit { ttl_left_ms: u64 },
+    Miss { stored: bool },
+    Stale { status: u16 },
+    Bypass,
 }
 
 impl ResponseCache {
     pub fn new(
         cache: CacheManager,
-        policies: Vec<(String, ResponsePolicy)>,
+        policies: Vec<(PathMatch, ResponsePolicy)>,
         is_admin: IsAdmin,
+        views: Arc<ViewCounter>,
     ) -> Self {
         ResponseCache {
             cache,
             policies: Rc::new(policies),
             is_admin,
+            views,
         }
-    }
-
-    /// One policy for everything this wraps (a resource or scope).
-    pub fn route(cache: CacheManager, policy: ResponsePolicy, is_admin: IsAdmin) -> Self {
-        Self::new(cache, vec![(String::new(), policy)], is_admin)
     }
 
     fn policy_for(&self, path: &str) -> Option<&ResponsePolicy> {
         self.policies
             .iter()
-            .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .find(|(m, _)| m.matches(path))
             .map(|(_, p)| p)
     }
 
-    /// The middleware body; use with `actix_web::middleware::from_fn` (see `web`).
+    /// Counts a post view if this response is one reader's full view of it.
+    fn count_view(&self, head: bool, req: &HeaderMap, status: StatusCode, view_of: Option<i32>) {
+        if let Some(id) = view_of.filter(|_| !head && status == StatusCode::OK && !is_prefetch(req))
+        {
+            self.views.record(id);
+        }
+    }
+
+    /// The middleware body; use with `actix_web::middleware::from_fn` (see `startup`).
     pub async fn handle(
         self,
         mut req: ServiceRequest,
         next: Next<impl MessageBody + 'static>,
     ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-        let method = req.method().clone();
-        let Some(policy) = self.policy_for(req.path()).cloned() else {
-            return Ok(next.call(req).await?.map_into_boxed_body());
+        let head = req.method() == Method::HEAD;
+        let cacheable_method = head || req.method() == Method::GET;
+        let policy = match self.policy_for(req.path()) {
+            Some(policy) if cacheable_method => policy.clone(),
+            _ => return Ok(next.call(req).await?.map_into_boxed_body()),
         };
-        let cacheable_method = method == Method::GET || method == Method::HEAD;
-        if !cacheable_method || requests_no_store(req.headers()) || (self.is_admin)(&req) {
-            let mut res = next.call(req).await?.map_into_boxed_body();
-            if cacheable_method {
-                set_x_cache(res.headers_mut(), "BYPASS");
-            }
-            return Ok(res);
+        if requests_no_store(req.headers()) || (self.is_admin)(&req) {
+            let res = next.call(req).await?.map_into_boxed_body();
+            let view_of = res.response().extensions().get::<ViewOf>().map(|v| v.0);
+            self.count_view(head, res.request().headers(), res.status(), view_of);
+            return Ok(with_outcome(res, Outcome::Bypass));
         }
+        let conditions = Conditions::of(&req);
         let key = self.key_for(&req, &policy);
-        let lookup = self
-            .cache
-            .get_tagged::<ResponseMeta>(&key, policy.depends_on)
-            .await;
-        if let Some(meta) = lookup.value {
-            if not_modified(req.headers(), &meta.etag, meta.last_modified) {
-                let res = respond_304(&meta, &policy);
-                return Ok(req.into_response(res));
+        let now = now_ms();
+        let mut stale = None;
+        if let Some(meta) = self.cache.get_traced::<ResponseMeta>(&key).await {
+            match meta.fresh_left_ms(now) {
+                Some(ttl_left_ms) => {
+                    let modified = last_modified(meta.stored_at_ms, now);
+                    if conditions.not_modified(&meta.etag, modified) {
+                        let res = respond(&meta, None, &policy, now);
+                        return Ok(with_outcome(req.into_response(res), Outcome::Hit { ttl_left_ms }));
+                    }
+                    if let Some(body) = self.body(&policy, &meta.etag).await {
+                        self.count_view(head, req.headers(), StatusCode::OK, meta.view_of);
+                        let res = respond(&meta, Some(body), &policy, now);
+                        return Ok(with_outcome(req.into_response(res), Outcome::Hit { ttl_left_ms }));
+                    }
+                    // The body was evicted before its metadata: rebuild.
+                }
+                None => stale = Some(meta),
             }
-            let body_key = self.body_key(&meta.etag);
-            if let Some(body) = self
-                .cache
-                .get_immutable::<serde_bytes::ByteBuf>(&body_key)
-                .await
-            {
-                let res = respond_cached(&meta, body.into_vec(), &policy);
-                return Ok(req.into_response(res));
-            }
-            // The body was evicted before its metadata: rebuild.
         }
 
-        // A miss: let the handler build it (HEAD is served by the GET handler).
-        if method == Method::HEAD {
-            req.head_mut().method = Method::GET;
+        // A miss: the handler builds it, and the conditions are answered here, from
+        // what it built (the layers inside must not answer 304 to a response this
+        // cache is about to store).
+        if conditions.any() {
+            let headers = req.headers_mut();
+            headers.remove(header::IF_NONE_MATCH);
+            headers.remove(header::IF_MODIFIED_SINCE);
         }
-        let res = next.call(req).await?;
+        let (res, trace) = TagTrace::record(async {
+            self.cache.trace_tags(policy.depends_on).await;
+            next.call(req).await
+        })
+        .await;
+        let res = res?;
+        let view_of = res.response().extensions().get::<ViewOf>().map(|v| v.0);
+        if is_stale_if_error_status(res.status()) {
+            let grace = policy.ttl + policy.stale_if_error;
+            if let Some(meta) = stale.filter(|m| m.stored_at_ms + grace.as_millis() as u64 > now) {
+                if let Some(body) = self.body(&policy, &meta.etag).await {
+                    let status = res.status().as_u16();
+                    tracing::warn!(path = res.request().path(), status, "serving a stale copy");
+                    self.count_view(head, res.request().headers(), StatusCode::OK, meta.view_of);
+                    let (req, _) = res.into_parts();
+                    let res = respond(&meta, Some(body), &policy, now);
+                    return Ok(with_outcome(
+                        ServiceResponse::new(req, res),
+                        Outcome::Stale { status },
+                    ));
+                }
+            }
+        }
+        self.count_view(head, res.request().headers(), res.status(), view_of);
         let storable = res.status() == StatusCode::OK
             && !res.headers().contains_key(header::SET_COOKIE)
             && res.response().extensions().get::<DoNotStore>().is_none();
         if !storable {
-            let mut res = res.map_into_boxed_body();
-            set_x_cache(res.headers_mut(), "BYPASS");
-            return Ok(res);
+            return Ok(with_outcome(res.map_into_boxed_body(), Outcome::Bypass));
         }
         let (req, res) = res.into_parts();
-        let (head, body) = res.into_parts();
+        let (head_part, body) = res.into_parts();
         let bytes = body::to_bytes(body)
             .await
             .map_err(|e| actix_web::error::ErrorInternalServerError(e.into()))?;
         let meta = ResponseMeta {
-            status: head.status().as_u16(),
-            headers: head
+            status: head_part.status().as_u16(),
+            headers: head_part
                 .headers()
                 .iter()
                 .filter(|(name, _)| KEPT_HEADERS.contains(&name.as_str()))
@@ -179,40 +314,45 @@ impl ResponseCache {
                     Some((name.to_string(), value.to_str().ok()?.to_string()))
                 })
                 .collect(),
-            etag: strong_etag(&bytes),
-            last_modified: head
+            etag: head_part
                 .headers()
-                .get(header::LAST_MODIFIED)
+                .get(header::ETAG)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<header::HttpDate>().ok())
-                .map(|d| unix(SystemTime::from(d))),
-            stored_at: unix(SystemTime::now()),
+                .map(String::from)
+                .unwrap_or_else(|| strong_etag(&bytes)),
+            stored_at_ms: now,
+            fresh_ms: policy.ttl.as_millis() as u64,
+            view_of,
         };
-        if let Some(versions) = &lookup.versions {
+        let stored = trace.is_complete();
+        if stored {
             // The body first: metadata must never point at a body that is not there.
+            let keep = Some(policy.ttl + policy.stale_if_error);
             self.cache
-                .set_immutable(
-                    &self.body_key(&meta.etag),
-                    &serde_bytes::Bytes::new(&bytes),
-                    Some(policy.ttl),
-                )
+                .set_raw_immutable(&self.body_key(&policy, &meta.etag), bytes.to_vec(), keep)
                 .await;
-            self.cache
-                .set_tagged(&key, versions, &meta, Some(policy.ttl))
-                .await;
+            self.cache.set_traced(&key, &trace, &meta, keep).await;
         }
-        let res = if not_modified(req.headers(), &meta.etag, meta.last_modified) {
-            respond_304(&meta, &policy)
+        let res = if conditions.not_modified(&meta.etag, None) {
+            respond(&meta, None, &policy, now)
         } else {
-            let mut res = respond_cached(&meta, bytes.to_vec(), &policy);
-            set_x_cache(res.headers_mut(), "MISS");
-            res.headers_mut()
-                .insert(header::AGE, HeaderValue::from_static("0"));
+            // The handler's own response (its timing headers too), with the cache's
+            // validators.
+            let mut res = head_part.set_body(bytes).map_into_boxed_body();
+            cache_headers(res.headers_mut(), &meta, &policy, now);
             res
         };
-        let mut res = ServiceResponse::new(req, res);
-        set_x_cache(res.headers_mut(), "MISS");
-        Ok(res)
+        Ok(with_outcome(
+            ServiceResponse::new(req, res),
+            Outcome::Miss { stored },
+        ))
+    }
+
+    async fn body(&self, policy: &ResponsePolicy, etag: &str) -> Option<bytes::Bytes> {
+        self.cache
+            .get_raw_immutable(&self.body_key(policy, etag))
+            .await
+            .map(bytes::Bytes::from_owner)
     }
 
     /// Method-independent: path, sorted query string, then each vary value.
@@ -230,11 +370,12 @@ impl ResponseCache {
                     .to_string(),
             );
         }
-        self.cache.key("response", parts)
+        self.cache.key(policy.family, parts)
     }
 
-    fn body_key(&self, etag: &str) -> Key {
-        self.cache.key("response", ["body", etag.trim_matches('"')])
+    fn body_key(&self, policy: &ResponsePolicy, etag: &str) -> Key {
+        self.cache
+            .key(policy.family, ["body", etag.trim_matches('"')])
     }
 }
 
@@ -246,6 +387,20 @@ fn requests_no_store(headers: &HeaderMap) -> bool {
             v.split(',')
                 .any(|d| d.trim().eq_ignore_ascii_case("no-store"))
         })
+}
+
+/// RFC 5861's stale-if-error statuses.
+fn is_stale_if_error_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
+/// A browser's speculative load (link prefetch, prerender): not a reader's view.
+fn is_prefetch(headers: &HeaderMap) -> bool {
+    ["sec-purpose", "purpose", "x-purpose", "x-moz"]
+        .iter()
+        .filter_map(|name| headers.get(*name))
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("prefetch") || v.contains("preview"))
 }
 
 /// `a=1&b=2` in a canonical order, so `?b=2&a=1` shares the entry; only `known`
@@ -271,74 +426,79 @@ fn unix(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// RFC 9110 §13.1: If-None-Match wins over If-Modified-Since.
-pub fn not_modified(headers: &HeaderMap, etag: &str, last_modified: Option<u64>) -> bool {
-    if let Some(inm) = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    {
-        return inm
-            .split(',')
-            .map(str::trim)
-            .any(|t| t == "*" || t.trim_start_matches("W/") == etag);
-    }
-    match (
-        headers
-            .get(header::IF_MODIFIED_SINCE)
-            .and_then(|v| v.to_str().ok()),
-        last_modified,
-    ) {
-        (Some(since), Some(modified)) => since
-            .parse::<header::HttpDate>()
-            .map(|d| unix(SystemTime::from(d)) >= modified)
-            .unwrap_or(false),
-        _ => false,
-    }
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
-fn set_x_cache(headers: &mut HeaderMap, value: &'static str) {
+fn with_outcome(mut res: ServiceResponse<BoxBody>, outcome: Outcome) -> ServiceResponse<BoxBody> {
+    let (x_cache, status) = match outcome {
+        Outcome::Hit { ttl_left_ms } => ("HIT", format!("folio; hit; ttl={}", ttl_left_ms / 1000)),
+        Outcome::Miss { stored: true } => ("MISS", "folio; fwd=miss; stored".to_string()),
+        Outcome::Miss { stored: false } => ("MISS", "folio; fwd=miss".to_string()),
+        Outcome::Stale { status } => ("STALE", format!("folio; fwd=stale; fwd-status={status}")),
+        Outcome::Bypass => ("BYPASS", "folio; fwd=bypass".to_string()),
+    };
+    let headers = res.headers_mut();
     headers.insert(
         HeaderName::from_static("x-cache"),
-        HeaderValue::from_static(value),
+        HeaderValue::from_static(x_cache),
     );
-}
-
-fn cache_headers(builder: &mut HttpResponseBuilder, meta: &ResponseMeta, policy: &ResponsePolicy) {
-    builder.insert_header((
-        header::CACHE_CONTROL,
-        format!("public, max-age={}", policy.client_max_age.as_secs()),
-    ));
-    builder.insert_header((header::ETAG, meta.etag.clone()));
-    let vary: Vec<&str> = policy.vary_on.iter().map(HeaderName::as_str).collect();
-    if !vary.is_empty() {
-        builder.insert_header((header::VARY, vary.join(", ")));
+    if let Ok(value) = HeaderValue::from_str(&status) {
+        headers.insert(HeaderName::from_static("cache-status"), value);
     }
-    let age = unix(SystemTime::now()).saturating_sub(meta.stored_at);
-    builder.insert_header((header::AGE, age.to_string()));
-    builder.insert_header((HeaderName::from_static("x-cache"), "HIT"));
+    res
 }
 
-fn respond_304(meta: &ResponseMeta, policy: &ResponsePolicy) -> HttpResponse {
-    let mut builder = HttpResponse::NotModified();
-    cache_headers(&mut builder, meta, policy);
-    for (name, value) in &meta.headers {
-        if name == "last-modified" {
-            builder.insert_header((name.as_str(), value.as_str()));
+/// A stored response: the body when given, else a 304 with the same validators.
+fn respond(
+    meta: &ResponseMeta,
+    body: Option<bytes::Bytes>,
+    policy: &ResponsePolicy,
+    now_ms: u64,
+) -> HttpResponse {
+    let mut res = match &body {
+        Some(_) => HttpResponse::build(StatusCode::from_u16(meta.status).unwrap_or(StatusCode::OK)),
+        None => HttpResponse::NotModified(),
+    };
+    if body.is_some() {
+        for (name, value) in &meta.headers {
+            res.insert_header((name.as_str(), value.as_str()));
         }
     }
-    builder.finish()
+    let mut res = match body {
+        // HEAD too: the HTTP layer sends a HEAD answer's headers (Content-Length of
+        // this body included) and never its bytes.
+        Some(body) => res.body(body),
+        None => res.finish(),
+    };
+    cache_headers(res.headers_mut(), meta, policy, now_ms);
+    res
 }
 
-fn respond_cached(meta: &ResponseMeta, body: Vec<u8>, policy: &ResponsePolicy) -> HttpResponse {
-    let mut builder =
-        HttpResponse::build(StatusCode::from_u16(meta.status).unwrap_or(StatusCode::OK));
-    for (name, value) in &meta.headers {
-        builder.insert_header((name.as_str(), value.as_str()));
+/// The validators and freshness headers of a response from (or into) the cache.
+fn cache_headers(headers: &mut HeaderMap, meta: &ResponseMeta, policy: &ResponsePolicy, now_ms: u64) {
+    headers.insert(header::CACHE_CONTROL, policy.cache_control.clone());
+    if let Ok(etag) = HeaderValue::from_str(&meta.etag) {
+        headers.insert(header::ETAG, etag);
     }
-    cache_headers(&mut builder, meta, policy);
-    // HEAD too: the HTTP layer sends a HEAD answer's headers (Content-Length of this
-    // body included) and never its bytes.
-    builder.body(body)
+    headers.remove(header::LAST_MODIFIED);
+    if let Some(second) = last_modified(meta.stored_at_ms, now_ms) {
+        let date = header::HttpDate::from(UNIX_EPOCH + Duration::from_secs(second));
+        if let Ok(value) = HeaderValue::from_str(&date.to_string()) {
+            headers.insert(header::LAST_MODIFIED, value);
+        }
+    }
+    if !policy.vary_on.is_empty() {
+        let vary: Vec<&str> = policy.vary_on.iter().map(HeaderName::as_str).collect();
+        if let Ok(value) = HeaderValue::from_str(&vary.join(", ")) {
+            headers.insert(header::VARY, value);
+        }
+    }
+    let age = now_ms.saturating_sub(meta.stored_at_ms) / 1000;
+    headers.insert(header::AGE, HeaderValue::from(age));
 }
 
 /// ETag and 304 for responses the response cache does not handle (HTML pages): the
@@ -350,6 +510,7 @@ pub async fn conditional_get(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let is_get = req.method() == Method::GET || req.method() == Method::HEAD;
+    let conditions = Conditions::of(&req);
     let res = next.call(req).await?;
     let applies = is_get
         && res.status() == StatusCode::OK
@@ -376,7 +537,7 @@ pub async fn conditional_get(
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
-    if not_modified(req.headers(), &etag, None) {
+    if conditions.not_modified(&etag, None) {
         let mut not_modified = HttpResponse::NotModified();
         for (name, value) in head.headers() {
             if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
@@ -389,13 +550,4 @@ pub async fn conditional_get(
         req,
         head.set_body(bytes).map_into_boxed_body(),
     ))
-}
-
-/// `Last-Modified` for the newest of some timestamps (UTC).
-pub fn last_modified_header(newest: chrono::NaiveDateTime) -> (HeaderName, String) {
-    let time = SystemTime::from(newest.and_utc());
-    (
-        header::LAST_MODIFIED,
-        header::HttpDate::from(time).to_string(),
-    )
 }

@@ -14,34 +14,52 @@ pub mod session;
 pub mod state;
 pub mod templates;
 
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use self::error::{ApiError, PageError};
 pub use self::state::AppState;
 use crate::content::invalidation::response_tags;
-use crate::web::http_cache::{ResponseCache, ResponsePolicy};
+use crate::web::http_cache::{PathMatch, ResponseCache, ResponsePolicy};
 
-/// The API response cache from configuration: one policy per configured prefix, each
-/// depending on the models the invalidation rules list for it.
-fn response_cache(state: &AppState) -> ResponseCache {
+/// The response cache from configuration: one policy per API prefix, each depending on
+/// the models the invalidation rules list for it, and, unless `PAGE_CACHE=false`, one
+/// per public page (what a page depends on is traced as it is rendered).
+pub fn response_cache(state: &AppState) -> ResponseCache {
     let config = &state.config;
-    let policies = config
+    let mut policies: Vec<(PathMatch, ResponsePolicy)> = config
         .response_cache_prefixes
         .iter()
         .map(|prefix| {
-            let mut policy = ResponsePolicy::new(config.response_cache_ttl, response_tags(prefix));
-            policy.client_max_age = config.api_max_age;
+            let mut policy =
+                ResponsePolicy::new("response", config.response_cache_ttl, response_tags(prefix));
+            policy.cache_control = HeaderValue::from_str(&format!(
+                "public, max-age={}",
+                config.api_max_age.as_secs()
+            ))
+            .expect("digits");
             policy.params = Some(api::QUERY_PARAMS);
-            (prefix.clone(), policy)
+            policy.stale_if_error = config.stale_if_error;
+            (PathMatch::Prefix(prefix.clone()), policy)
         })
         .collect();
-    ResponseCache::new(state.cache.clone(), policies, session::is_admin)
+    if config.page_cache {
+        let mut page = ResponsePolicy::new("page", config.page_cache_ttl, &[]);
+        page.params = Some(pages::QUERY_PARAMS);
+        page.stale_if_error = config.stale_if_error;
+        policies.extend(pages::CACHED.iter().map(|m| (m.clone(), page.clone())));
+    }
+    ResponseCache::new(
+        state.cache.clone(),
+        policies,
+        session::is_admin,
+        state.views.clone(),
+    )
 }
 
 /// The route table: each module registers its own routes.
-pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
-    cfg.configure(|cfg| api::configure(cfg, response_cache(state)))
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.configure(api::configure)
         .configure(pages::configure)
         .configure(admin::configure)
         .route("/healthz", web::get().to(health::healthz))

@@ -7,6 +7,7 @@ use tera::Tera;
 
 use crate::cache::CacheManager;
 use crate::config::Config;
+use crate::content::views::ViewCounter;
 use crate::content::Repository;
 use crate::web::fragments::Fragments;
 use crate::web::templates::Assets;
@@ -15,6 +16,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub cache: CacheManager,
     pub repo: Repository,
+    /// Post views not written yet.
+    pub views: Arc<ViewCounter>,
     pub tera: Tera,
     pub fragments: Fragments,
     pub webhook_replays: crate::web::api::webhook::ReplayGuard,

@@ -156,6 +156,7 @@ async fn write(app: &TestApp, model: Model, v: u64) {
             .unwrap()
         }
         Model::ContactMessage => unreachable!("not shown to readers"),
+        Model::PostViews => unreachable!("counted views are tested in `views`"),
     }
 }
 

@@ -25,13 +25,20 @@ fn result_of(html: &str, name: &str) -> String {
     }
 }
 
+/// A page rendered through the fragment cache, past the page cache (which a
+/// `no-store` request bypasses).
+async fn rendered(app: &crate::helpers::TestApp, path: &str) -> (u16, String) {
+    let res = app.client.get(app.url(path)).header("cache-control", "no-store").send().await.unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
 on_both_app_caches! {
     async fn a_warm_home_page_runs_no_sql_and_renders_no_fragment(app: TestApp) {
-        let (_, cold) = app.get_text("/").await;
+        let (_, cold) = rendered(&app, "/").await;
         let before = work(&app);
         let ops = |app: &crate::helpers::TestApp, op: &str| app.state.cache.stats().latency.iter().find(|l| l.op == op).map_or(0, |l| l.count);
         let (gets, batches, sets) = (ops(&app, "get"), ops(&app, "get_many"), app.state.cache.stats().totals.sets);
-        let (status, warm) = app.get_text("/").await;
+        let (status, warm) = rendered(&app, "/").await;
         assert_eq!(status, 200);
         assert_eq!(work(&app), before, "no query, no loader, no fragment render");
         assert_eq!(ops(&app, "get_many"), batches + 1, "all fragments in one lookup (one MGET on Redis)");
@@ -43,23 +50,23 @@ on_both_app_caches! {
 
     async fn vary_values_are_cached_apart(app: TestApp) {
         app.seed_generated(30).await;
-        let (_, one) = app.get_text("/blog/?page=1").await;
-        let (_, two) = app.get_text("/blog/?page=2").await;
+        let (_, one) = rendered(&app, "/blog/?page=1").await;
+        let (_, two) = rendered(&app, "/blog/?page=2").await;
         assert_ne!(one, two);
         let loads = work(&app).1;
-        assert_eq!(app.get_text("/blog/?page=1").await.1, one);
-        assert_eq!(app.get_text("/blog/?page=2").await.1, two);
+        assert_eq!(rendered(&app, "/blog/?page=1").await.1, one);
+        assert_eq!(rendered(&app, "/blog/?page=2").await.1, two);
         assert_eq!(work(&app).1, loads, "both pages' lists come from the cache");
-        let (_, tagged) = app.get_text("/blog/tag/caching/").await;
+        let (_, tagged) = rendered(&app, "/blog/tag/caching/").await;
         assert!(tagged.contains("Stampedes and single flight") && !tagged.contains("Markdown is enough"));
     }
 
     async fn a_model_change_drops_exactly_the_fragments_that_show_it(app: TestApp) {
-        app.get_text("/").await;
+        rendered(&app, "/").await;
         let link = folio::content::models::NewSocialLink { name: "Bluesky".into(), url: "https://bsky.app/profile/ada".into(), icon: "bluesky".into(), sort_order: 9, visible: true };
         let loads = work(&app).1;
         assert!(app.state.repo.ensure_social_link(&link).await.unwrap());
-        let (_, html) = app.get_text("/").await;
+        let (_, html) = rendered(&app, "/").await;
         assert_eq!(crate::helpers::count(&html, "https://bsky.app/profile/ada"), 2, "the social fragment and the footer show it");
         assert_eq!(work(&app).1, loads + 1, "only the social links fragment was reloaded");
     }
@@ -67,7 +74,10 @@ on_both_app_caches! {
 
 #[actix_web::test]
 async fn the_debug_panel_shows_hits_and_misses_only_in_debug_mode() {
-    let app = spawn_app_with(crate::helpers::Backend::Sqlite, &[("APP_DEBUG", "true")])
+    let app = spawn_app_with(
+        crate::helpers::Backend::Sqlite,
+        &[("APP_DEBUG", "true"), ("PAGE_CACHE", "false")],
+    )
         .await
         .unwrap();
     let (_, cold) = app.get_text("/").await;
@@ -119,7 +129,7 @@ async fn the_debug_panel_shows_hits_and_misses_only_in_debug_mode() {
 async fn fragments_expire_after_their_ttl() {
     let app = spawn_app_with(
         crate::helpers::Backend::Sqlite,
-        &[("CACHE_TTLS", "fragment=1")],
+        &[("CACHE_TTLS", "fragment=1"), ("PAGE_CACHE", "false")],
     )
     .await
     .unwrap();

@@ -46,6 +46,7 @@ const EXPECTED: &[(Model, &[CacheTag])] = {
         (Model::SocialLink, &[SocialLinks, ApiSocialLinks]),
         (Model::AiTool, &[Tools, FeaturedTools, ApiAiTools]),
         (Model::ContactMessage, &[AdminStats]),
+        (Model::PostViews, &[PopularPosts]),
     ]
 };
 

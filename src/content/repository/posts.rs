@@ -415,16 +415,20 @@ impl Repository {
             .collect())
     }
 
-    /// Counts one view. Near-real-time data: it deliberately does not count as a content
-    /// change (views would otherwise flush every cache on every read).
-    /// Returns the new count, so the page shows it exactly although the post is cached.
-    pub async fn record_view(&self, post_id: i32) -> RepoResult<i64> {
-        with_conn!(self.db, |conn| {
-            Ok(diesel::update(posts::table.find(post_id))
-                .set(posts::view_count.eq(posts::view_count + 1))
-                .returning(posts::view_count)
-                .get_result(conn)
-                .await?)
+    /// Adds batched view counts (post id, views) in one transaction; bumps the popular
+    /// list and each viewed post's own tag. Posts deleted meanwhile are skipped.
+    pub async fn add_views(&self, views: &[(i32, i64)]) -> RepoResult<()> {
+        transact!(self, &[Model::PostViews], |conn, objects| {
+            for (id, n) in views {
+                let slug: Option<String> = diesel::update(posts::table.find(id))
+                    .set(posts::view_count.eq(posts::view_count + n))
+                    .returning(posts::slug)
+                    .get_result(conn)
+                    .await
+                    .optional()?;
+                objects.extend(slug.map(|s| post_tag(&s)));
+            }
+            Ok(())
         })
     }
 

@@ -7,21 +7,17 @@ mod posts;
 mod site;
 pub mod webhook;
 
-use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::web::http_cache::ResponseCache;
 use utoipa::OpenApi;
 
 use super::error::ApiError;
 
-/// The API routes, inside the response cache configured by `RESPONSE_CACHE_*`.
-pub fn configure(cfg: &mut web::ServiceConfig, response_cache: ResponseCache) {
+/// The API routes (the response cache in front of them is configured by
+/// `RESPONSE_CACHE_*`, see `web::response_cache`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api")
-            .wrap(from_fn(move |req, next| {
-                response_cache.clone().handle(req, next)
-            }))
             // Resources, not bare routes: another method on a known path is a 405.
             .service(web::resource("/posts/").get(posts::list))
             .service(web::resource("/posts/{slug}/").get(posts::detail))

@@ -4,7 +4,7 @@ use utoipa::IntoParams;
 use super::dto::{PostDetailDto, PostList, PostListItem};
 use super::{parse_page, parse_slug, RawQuery};
 use crate::web::error::{ApiError, ErrorBody};
-use crate::web::http_cache::{last_modified_header, DoNotStore};
+use crate::web::http_cache::DoNotStore;
 use crate::web::pages::PER_PAGE;
 use crate::web::AppState;
 
@@ -64,9 +64,6 @@ pub async fn list(state: web::Data<AppState>, query: RawQuery) -> Result<HttpRes
         url
     };
     let mut res = HttpResponse::Ok();
-    if let Some(newest) = page.items.iter().map(|p| p.updated_at).max() {
-        res.insert_header(last_modified_header(newest));
-    }
     Ok(res.json(PostList {
         count: page.total,
         next: page.has_next().then(|| link(page.page + 1)),
@@ -88,6 +85,5 @@ pub async fn detail(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no published post with slug '{slug}'")))?;
     Ok(HttpResponse::Ok()
-        .insert_header(last_modified_header(post.summary.updated_at))
         .json(PostDetailDto::from(post)))
 }

@@ -5,7 +5,7 @@ use super::dto::{AiToolDto, AiToolList, PersonalInfoDto, SocialLinkDto, SocialLi
 use super::{parse_bool, RawQuery};
 use crate::content::models::ToolFilter;
 use crate::web::error::{ApiError, ErrorBody};
-use crate::web::http_cache::{last_modified_header, DoNotStore};
+use crate::web::http_cache::DoNotStore;
 use crate::web::AppState;
 
 /// The site owner's details.
@@ -18,7 +18,6 @@ pub async fn personal_info(state: web::Data<AppState>) -> Result<HttpResponse, A
         .await?
         .ok_or_else(|| ApiError::NotFound("no personal info has been set up".into()))?;
     Ok(HttpResponse::Ok()
-        .insert_header(last_modified_header(info.updated_at))
         .json(PersonalInfoDto::from(info)))
 }
 
@@ -27,9 +26,6 @@ pub async fn personal_info(state: web::Data<AppState>) -> Result<HttpResponse, A
 pub async fn social_links(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let links = state.repo.social_links(false).await?;
     let mut res = HttpResponse::Ok();
-    if let Some(newest) = links.iter().map(|l| l.updated_at).max() {
-        res.insert_header(last_modified_header(newest));
-    }
     let links: Vec<SocialLinkDto> = links.into_iter().map(Into::into).collect();
     Ok(res.json(SocialLinkList {
         count: links.len(),
@@ -71,9 +67,6 @@ pub async fn ai_tools(
     };
     let tools = state.repo.ai_tools(&filter).await?;
     let mut res = HttpResponse::Ok();
-    if let Some(newest) = tools.iter().map(|t| t.updated_at).max() {
-        res.insert_header(last_modified_header(newest));
-    }
     let unknown_category = tools.is_empty() && filter.category.is_some();
     let tools: Vec<AiToolDto> = tools.into_iter().map(Into::into).collect();
     let mut res = res.json(AiToolList {

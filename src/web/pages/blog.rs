@@ -1,8 +1,8 @@
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 
 use super::{base_context, render, PageQuery, PER_PAGE};
 use crate::web::error::PageError;
-use crate::web::middleware::Head;
+use crate::web::http_cache::ViewOf;
 use crate::web::AppState;
 
 pub async fn list(
@@ -52,10 +52,10 @@ pub async fn tag(
     render(&state, "blog/list.html", ctx).await
 }
 
-/// A published post; showing it counts one view (a HEAD request does not).
+/// A published post. Its views are counted by the response cache (`ViewOf`), also when
+/// the page comes from the cache, and written in batches (`content::views`).
 pub async fn detail(
     state: web::Data<AppState>,
-    req: HttpRequest,
     slug: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
     let post = state
@@ -63,14 +63,11 @@ pub async fn detail(
         .post_by_slug(&slug, false)
         .await?
         .ok_or(PageError::NotFound)?;
-    let views = if req.extensions().contains::<Head>() {
-        post.summary.view_count
-    } else {
-        state.repo.record_view(post.summary.id).await?
-    };
     let mut ctx = base_context(&state, "blog").await?;
     // The body is a cached fragment; the page around it needs only the summary.
+    ctx.insert("view_count", &post.summary.view_count);
     ctx.insert("post", &post.summary);
-    ctx.insert("view_count", &views);
-    render(&state, "blog/detail.html", ctx).await
+    let mut res = render(&state, "blog/detail.html", ctx).await?;
+    res.extensions_mut().insert(ViewOf(post.summary.id));
+    Ok(res)
 }

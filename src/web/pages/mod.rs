@@ -12,6 +12,7 @@ use serde::Deserialize;
 use tera::Context;
 
 use super::error::PageError;
+use crate::web::http_cache::PathMatch;
 use crate::web::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -27,6 +28,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/feed.xml", web::get().to(feeds::atom))
         .route("/sitemap.xml", web::get().to(feeds::sitemap));
 }
+
+/// The pages cached whole for anonymous readers: every public GET page but the contact
+/// form, whose CSRF token is per visitor.
+pub static CACHED: std::sync::LazyLock<Vec<PathMatch>> = std::sync::LazyLock::new(|| {
+    vec![
+        PathMatch::Exact("/".into()),
+        PathMatch::Prefix("/blog/".into()),
+        PathMatch::Exact("/about/".into()),
+        PathMatch::Exact("/tools/".into()),
+        PathMatch::Exact("/feed.xml".into()),
+        PathMatch::Exact("/sitemap.xml".into()),
+    ]
+});
+
+/// The query parameters pages read; the page cache keys on these only.
+pub const QUERY_PARAMS: &[&str] = &["page"];
 
 /// Posts per page on the blog and tag pages.
 pub const PER_PAGE: i64 = 20;
