@@ -88,7 +88,9 @@ impl Application {
         let state = self.state;
         match state.views.flush(&state.repo).await {
             Ok(n) => tracing::info!(views = n, "counted views written"),
-            Err(e) => tracing::error!(error = %e, lost = state.views.pending(), "counted views could not be written"),
+            Err(e) => {
+                tracing::error!(error = %e, lost = state.views.pending(), "counted views could not be written")
+            }
         }
         state.cache.flush_stats().await;
         served
@@ -159,7 +161,9 @@ fn run(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Ser
             .wrap(from_fn(crate::web::http_cache::conditional_get))
             .wrap(ErrorHandlers::new().default_handler(crate::web::error::render_error_page))
             // Inside the session (an admin bypasses it), outside everything that renders.
-            .wrap(from_fn(move |req, next| response_cache.clone().handle(req, next)))
+            .wrap(from_fn(move |req, next| {
+                response_cache.clone().handle(req, next)
+            }))
             .wrap(session)
             .wrap(actix_web::middleware::from_fn(
                 crate::web::middleware::request_id_header,

@@ -754,7 +754,11 @@ impl CacheManager {
     /// in-process with a near tier).
     pub async fn get_traced<T: DeserializeOwned>(&self, key: &Key) -> Option<T> {
         let started = Instant::now();
-        let result = self.inner.backend.get_many(&[key.as_str()], Sharing::Near).await;
+        let result = self
+            .inner
+            .backend
+            .get_many(&[key.as_str()], Sharing::Near)
+            .await;
         let bytes = match result {
             Ok(mut values) => values.pop().flatten(),
             Err(e) => {
@@ -764,12 +768,7 @@ impl CacheManager {
         };
         let current = match bytes.map(|b| self.inner.codec.decode::<Traced<T>>(&b)) {
             Some(Ok(traced)) if traced.tags.is_empty() => Some(traced.value),
-            Some(Ok(traced)) => match self
-                .inner
-                .backend
-                .get_many_tagged(&[], &traced.tags)
-                .await
-            {
+            Some(Ok(traced)) => match self.inner.backend.get_many_tagged(&[], &traced.tags).await {
                 Ok((_, versions)) => versions
                     .iter()
                     .zip(&traced.versions)
@@ -825,7 +824,11 @@ impl CacheManager {
     /// The raw bytes of a content-addressed entry (a response body), copied nowhere.
     pub async fn get_raw_immutable(&self, key: &Key) -> Option<backend::Bytes> {
         let started = Instant::now();
-        let result = self.inner.backend.get_many(&[key.as_str()], Sharing::Near).await;
+        let result = self
+            .inner
+            .backend
+            .get_many(&[key.as_str()], Sharing::Near)
+            .await;
         self.timed(Op::Get, started);
         let value = result
             .map_err(|e| self.report(Op::Get, e))

@@ -49,6 +49,22 @@ impl From<diesel::result::Error> for DbError {
 }
 
 impl DbError {
+    /// The database cannot be reached (rather than a query being wrong): a 503.
+    pub fn is_unavailable(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            DbError::Pool(_) | DbError::Connect(_) => true,
+            DbError::Query(e) => matches!(
+                **e,
+                Error::DatabaseError(
+                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                    _
+                ) | Error::BrokenTransactionManager
+            ),
+            DbError::Migration(_) => false,
+        }
+    }
+
     /// The row asked for does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, DbError::Query(e) if matches!(**e, diesel::result::Error::NotFound))

@@ -11,6 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::db::DbError;
+use crate::web::fragments::FragmentError;
 use crate::web::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,11 @@ impl ResponseError for PageError {
     fn status_code(&self) -> StatusCode {
         match self {
             PageError::NotFound => StatusCode::NOT_FOUND,
+            PageError::Db(e) | PageError::Fragment(FragmentError::Load { source: e, .. })
+                if e.is_unavailable() =>
+            {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -94,6 +100,7 @@ impl ResponseError for ApiError {
             ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Db(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -105,6 +112,14 @@ impl ResponseError for ApiError {
             }
             ApiError::NotFound(message) => ("not_found", None, message.clone()),
             ApiError::Unavailable(message) => ("unavailable", None, message.clone()),
+            ApiError::Db(e) if e.is_unavailable() => {
+                tracing::error!(error = %e, "api request failed");
+                (
+                    "unavailable",
+                    None,
+                    "the database is unavailable".to_string(),
+                )
+            }
             ApiError::Db(e) => {
                 tracing::error!(error = %e, "api request failed");
                 ("internal", None, "internal server error".to_string())

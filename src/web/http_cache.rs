@@ -158,7 +158,9 @@ impl Conditions {
                 let ours = EntityTag::new_strong(etag.trim_matches('"').to_string());
                 tags.iter().any(|t| t.weak_eq(&ours))
             }
-            None => matches!((self.modified_since, last_modified), (Some(since), Some(modified)) if since >= modified),
+            None => {
+                matches!((self.modified_since, last_modified), (Some(since), Some(modified)) if since >= modified)
+            }
         }
     }
 }
@@ -248,12 +250,18 @@ impl ResponseCache {
                     let modified = last_modified(meta.stored_at_ms, now);
                     if conditions.not_modified(&meta.etag, modified) {
                         let res = respond(&meta, None, &policy, now);
-                        return Ok(with_outcome(req.into_response(res), Outcome::Hit { ttl_left_ms }));
+                        return Ok(with_outcome(
+                            req.into_response(res),
+                            Outcome::Hit { ttl_left_ms },
+                        ));
                     }
                     if let Some(body) = self.body(&policy, &meta.etag).await {
                         self.count_view(head, req.headers(), StatusCode::OK, meta.view_of);
                         let res = respond(&meta, Some(body), &policy, now);
-                        return Ok(with_outcome(req.into_response(res), Outcome::Hit { ttl_left_ms }));
+                        return Ok(with_outcome(
+                            req.into_response(res),
+                            Outcome::Hit { ttl_left_ms },
+                        ));
                     }
                     // The body was evicted before its metadata: rebuild.
                 }
@@ -479,7 +487,12 @@ fn respond(
 }
 
 /// The validators and freshness headers of a response from (or into) the cache.
-fn cache_headers(headers: &mut HeaderMap, meta: &ResponseMeta, policy: &ResponsePolicy, now_ms: u64) {
+fn cache_headers(
+    headers: &mut HeaderMap,
+    meta: &ResponseMeta,
+    policy: &ResponsePolicy,
+    now_ms: u64,
+) {
     headers.insert(header::CACHE_CONTROL, policy.cache_control.clone());
     if let Ok(etag) = HeaderValue::from_str(&meta.etag) {
         headers.insert(header::ETAG, etag);

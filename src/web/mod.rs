@@ -33,11 +33,9 @@ pub fn response_cache(state: &AppState) -> ResponseCache {
         .map(|prefix| {
             let mut policy =
                 ResponsePolicy::new("response", config.response_cache_ttl, response_tags(prefix));
-            policy.cache_control = HeaderValue::from_str(&format!(
-                "public, max-age={}",
-                config.api_max_age.as_secs()
-            ))
-            .expect("digits");
+            policy.cache_control =
+                HeaderValue::from_str(&format!("public, max-age={}", config.api_max_age.as_secs()))
+                    .expect("digits");
             policy.params = Some(api::QUERY_PARAMS);
             policy.stale_if_error = config.stale_if_error;
             (PathMatch::Prefix(prefix.clone()), policy)

@@ -28,7 +28,13 @@ fn result_of(html: &str, name: &str) -> String {
 /// A page rendered through the fragment cache, past the page cache (which a
 /// `no-store` request bypasses).
 async fn rendered(app: &crate::helpers::TestApp, path: &str) -> (u16, String) {
-    let res = app.client.get(app.url(path)).header("cache-control", "no-store").send().await.unwrap();
+    let res = app
+        .client
+        .get(app.url(path))
+        .header("cache-control", "no-store")
+        .send()
+        .await
+        .unwrap();
     (res.status().as_u16(), res.text().await.unwrap())
 }
 
@@ -78,8 +84,8 @@ async fn the_debug_panel_shows_hits_and_misses_only_in_debug_mode() {
         crate::helpers::Backend::Sqlite,
         &[("APP_DEBUG", "true"), ("PAGE_CACHE", "false")],
     )
-        .await
-        .unwrap();
+    .await
+    .unwrap();
     let (_, cold) = app.get_text("/").await;
     assert!(cold.contains("class=\"cache-debug\""));
     assert_eq!(result_of(&cold, "recent_posts"), "MISS");
@@ -159,8 +165,9 @@ async fn a_changed_template_gets_a_new_key() {
             tera.add_raw_templates(sources).unwrap();
             Fragments::register_functions(&mut tera);
             let mut fragments = Fragments::new(cache, &sources, false);
-            let loader: folio::web::fragments::Loader =
-                Arc::new(|_| Box::pin(async { Ok(serde_json::json!({"n": 1})) }));
+            let loader: folio::web::fragments::Loader = Arc::new(|_| {
+                Box::pin(async { Ok::<_, folio::db::DbError>(serde_json::json!({"n": 1})) })
+            });
             fragments.register(
                 "x",
                 FragmentDef {

@@ -319,6 +319,9 @@ macro_rules! on_both_caches {
 #[macro_export]
 macro_rules! on_both_app_caches {
     ($(async fn $name:ident($app:ident: TestApp) $body:block)*) => {
+        $crate::on_both_app_caches! { with &[]; $(async fn $name($app: TestApp) $body)* }
+    };
+    (with $extra:expr; $(async fn $name:ident($app:ident: TestApp) $body:block)*) => {
         $(
             mod $name {
                 #[allow(unused_imports)]
@@ -329,14 +332,16 @@ macro_rules! on_both_app_caches {
 
                 #[actix_web::test]
                 async fn memory_cache() {
-                    run(spawn_app_with(Backend::Sqlite, &[]).await.unwrap()).await
+                    run(spawn_app_with(Backend::Sqlite, $extra).await.unwrap()).await
                 }
 
                 #[actix_web::test]
                 async fn redis_cache() {
                     let Some(url) = $crate::helpers::test_redis_url() else { return };
                     let prefix = $crate::helpers::unique_prefix();
-                    let app = spawn_app_with(Backend::Sqlite, &[("CACHE_URL", &url), ("CACHE_KEY_PREFIX", &prefix), ("CACHE_TIMEOUT_MS", "2000")]).await.unwrap();
+                    let mut vars = vec![("CACHE_URL", url.as_str()), ("CACHE_KEY_PREFIX", &prefix), ("CACHE_TIMEOUT_MS", "2000")];
+                    vars.extend_from_slice($extra);
+                    let app = spawn_app_with(Backend::Sqlite, &vars).await.unwrap();
                     let cache = app.state.cache.clone();
                     run(app).await;
                     cache.clear().await;

@@ -155,9 +155,10 @@ mod per_route_wrapper {
     async fn vary_values_get_their_own_entries() {
         let calls = Arc::new(AtomicUsize::new(0));
         let cache = CacheManager::in_memory(&crate::helpers::unique_prefix());
-        let mut policy =
-            ResponsePolicy::new("response", Duration::from_secs(300), &["post_lists"]).vary_on(ACCEPT_LANGUAGE);
-        policy.cache_control = actix_web::http::header::HeaderValue::from_static("public, max-age=60");
+        let mut policy = ResponsePolicy::new("response", Duration::from_secs(300), &["post_lists"])
+            .vary_on(ACCEPT_LANGUAGE);
+        policy.cache_control =
+            actix_web::http::header::HeaderValue::from_static("public, max-age=60");
         let wrapper = ResponseCache::new(
             cache.clone(),
             vec![(PathMatch::Prefix("/".into()), policy)],

@@ -84,6 +84,5 @@ pub async fn detail(
         .post_by_slug(&slug, false)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no published post with slug '{slug}'")))?;
-    Ok(HttpResponse::Ok()
-        .json(PostDetailDto::from(post)))
+    Ok(HttpResponse::Ok().json(PostDetailDto::from(post)))
 }

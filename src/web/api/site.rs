@@ -17,8 +17,7 @@ pub async fn personal_info(state: web::Data<AppState>) -> Result<HttpResponse, A
         .personal_info()
         .await?
         .ok_or_else(|| ApiError::NotFound("no personal info has been set up".into()))?;
-    Ok(HttpResponse::Ok()
-        .json(PersonalInfoDto::from(info)))
+    Ok(HttpResponse::Ok().json(PersonalInfoDto::from(info)))
 }
 
 /// Visible social links in display order.

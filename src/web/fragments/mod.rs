@@ -30,12 +30,13 @@ use sha2::{Digest, Sha256};
 use tera::{Context, Tera};
 
 use crate::cache::{CacheManager, Key};
+use crate::db::DbError;
 
 pub mod registry;
 
 pub use registry::registry;
 
-pub type LoadFuture = Pin<Box<dyn Future<Output = Result<Value, String>>>>;
+pub type LoadFuture = Pin<Box<dyn Future<Output = Result<Value, DbError>>>>;
 /// Loads a fragment's data (a tera context as JSON) from its vary values.
 pub type Loader = Arc<dyn Fn(Value) -> LoadFuture + Send + Sync>;
 
@@ -129,8 +130,8 @@ pub enum FragmentError {
     Template(#[from] tera::Error),
     #[error("fragment '{0}' is not registered")]
     Unknown(String),
-    #[error("loading fragment '{name}': {reason}")]
-    Load { name: String, reason: String },
+    #[error("loading fragment '{name}': {source}")]
+    Load { name: String, source: DbError },
 }
 
 /// Counters a test can read: work done on misses.
@@ -372,9 +373,9 @@ impl Fragments {
         self.stats.loads.fetch_add(1, Relaxed);
         (def.loader)(args)
             .await
-            .map_err(|reason| FragmentError::Load {
+            .map_err(|source| FragmentError::Load {
                 name: name.to_string(),
-                reason,
+                source,
             })
     }
 }

@@ -31,8 +31,9 @@ where
     Arc::new(move |args: Value| -> LoadFuture {
         let (repo, f) = (repo.clone(), f.clone());
         Box::pin(async move {
-            let value = f(repo, args).await.map_err(|e| e.to_string())?;
-            serde_json::to_value(value).map_err(|e| e.to_string())
+            let value = f(repo, args).await?;
+            serde_json::to_value(value)
+                .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)).into())
         })
     })
 }
