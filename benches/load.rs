@@ -2,11 +2,17 @@
 //! (Debian's package) at several connection counts. A benchmark, not a test: it prints
 //! and writes `bench/results/latest.md`; targets are ratios within one run.
 //!
+//! The ceiling: this same executable, re-run with `FOLIO_CEILING` set, serves the bytes
+//! the memory server answered for each target from memory with a minimal actix handler
+//! (no routing, no middleware): what the machine can do at most with these bytes.
+//!
 //! Knobs: BENCH_BACKENDS (memory,redis,redis-no-near,none), BENCH_CONNECTIONS
-//! (32,256,512), BENCH_TARGETS (/,/api/posts/), BENCH_DURATION (seconds, 5),
-//! BENCH_ROUNDS (1), BENCH_POSTS (200), BENCH_REDIS_URL (redis://127.0.0.1:6379).
-//! Each round runs every backend once per target and connection count, interleaved,
-//! so a slow moment of the machine hits all backends alike.
+//! (32,256,512), BENCH_TARGETS (`/,/blog/,post,/api/posts/,304:/,304:/api/posts/`;
+//! `post` is the newest post's page, `304:` sends the page's ETag in If-None-Match),
+//! BENCH_DURATION (seconds, 5), BENCH_ROUNDS (3), BENCH_POSTS (200), BENCH_REDIS_URL
+//! (redis://127.0.0.1:6379). Each round runs every server (the ceiling first) once per
+//! target and connection count, interleaved (A B C A B C), so a slow moment of the
+//! machine hits all alike; ratios are taken within a round, then the median.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -162,8 +168,12 @@ fn millis(text: &str) -> f64 {
     }
 }
 
-fn wrk(url: &str, connections: u64, seconds: u64) -> Run {
-    let out = Command::new("wrk")
+fn wrk(url: &str, header: Option<&str>, connections: u64, seconds: u64) -> Run {
+    let mut cmd = Command::new("wrk");
+    if let Some(header) = header {
+        cmd.args(["-H", header]);
+    }
+    let out = cmd
         .args([
             "-t1",
             &format!("-c{connections}"),
@@ -208,7 +218,114 @@ fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// A target as wrk drives it: the path and, for a conditional request, the header.
+#[derive(Clone)]
+struct Target {
+    label: String,
+    path: String,
+    header: Option<String>,
+}
+
+fn fetch(port: u16, path: &str) -> (Vec<u8>, String, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-D", "-", "-o", "-", "-m", "10"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl");
+    let raw = out.stdout;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    (raw[split + 4..].to_vec(), header("content-type"), header("etag"))
+}
+
+/// The ceiling server (see the module comment): `FOLIO_CEILING=port,dir` where `dir`
+/// holds `<n>.body` / `<n>.type` / `<n>.path` per target.
+fn ceiling(spec: &str) {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    let (port, dir) = spec.split_once(',').expect("port,dir");
+    let mut pages: Vec<(String, String, bytes::Bytes)> = Vec::new();
+    for n in 0.. {
+        let file = |ext: &str| std::path::Path::new(dir).join(format!("{n}.{ext}"));
+        let Ok(path) = std::fs::read_to_string(file("path")) else {
+            break;
+        };
+        pages.push((
+            path,
+            std::fs::read_to_string(file("type")).unwrap(),
+            std::fs::read(file("body")).unwrap().into(),
+        ));
+    }
+    let pages = std::sync::Arc::new(pages);
+    actix_web::rt::System::new().block_on(async move {
+        HttpServer::new(move || {
+            let pages = pages.clone();
+            App::new().default_service(web::to(move |req: HttpRequest| {
+                let page = pages.iter().find(|(p, _, _)| p == req.path()).cloned();
+                async move {
+                    match page {
+                        Some((_, content_type, body)) => HttpResponse::Ok()
+                            .insert_header(("content-type", content_type))
+                            .body(body),
+                        None => HttpResponse::NotFound().finish(),
+                    }
+                }
+            }))
+        })
+        .bind(("127.0.0.1", port.parse::<u16>().unwrap()))
+        .unwrap()
+        .run()
+        .await
+        .unwrap()
+    });
+}
+
+fn start_ceiling(dir: &std::path::Path, pages: &[(String, Vec<u8>, String)]) -> Server {
+    let ceiling_dir = dir.join("ceiling");
+    std::fs::create_dir_all(&ceiling_dir).unwrap();
+    for (n, (path, body, content_type)) in pages.iter().enumerate() {
+        std::fs::write(ceiling_dir.join(format!("{n}.path")), path).unwrap();
+        std::fs::write(ceiling_dir.join(format!("{n}.body")), body).unwrap();
+        std::fs::write(ceiling_dir.join(format!("{n}.type")), content_type).unwrap();
+    }
+    let port = free_port();
+    let log = dir.join("ceiling.log");
+    let child = Command::new(std::env::current_exe().unwrap())
+        .env("FOLIO_CEILING", format!("{port},{}", ceiling_dir.display()))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start the ceiling");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the ceiling did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Server {
+        name: "ceiling".into(),
+        child,
+        port,
+        log,
+    }
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("FOLIO_CEILING") {
+        return ceiling(&spec);
+    }
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return; // `cargo test --benches` lists and runs nothing here
+    }
     if Command::new("wrk").arg("--version").output().is_err() {
         eprintln!("load benchmark skipped: wrk is not installed (apt-get install wrk)");
         return;
@@ -218,9 +335,12 @@ fn main() {
         .iter()
         .filter_map(|c| c.parse().ok())
         .collect();
-    let targets = env_list("BENCH_TARGETS", "/,/api/posts/");
+    let target_specs = env_list(
+        "BENCH_TARGETS",
+        "/,/blog/,post,/api/posts/,304:/,304:/api/posts/",
+    );
     let seconds = env_num("BENCH_DURATION", 5);
-    let rounds = env_num("BENCH_ROUNDS", 1);
+    let rounds = env_num("BENCH_ROUNDS", 3);
     let redis_url =
         std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
 
@@ -237,35 +357,73 @@ fn main() {
         .expect("seed");
     assert!(seeded.success(), "seeding failed");
 
-    let servers: Vec<Server> = backends
+    let mut backends = backends;
+    if !backends.iter().any(|b| b == "memory") {
+        backends.insert(0, "memory".into()); // the ceiling serves the memory server's bytes
+    }
+    let mut servers: Vec<Server> = backends
         .iter()
         .map(|b| start(b, &dir, &db, &redis_url))
         .collect();
+    let memory_port = servers[0].port;
+    // Resolve the targets against the memory server: the newest post, each page's ETag.
+    let newest = {
+        let (body, _, _) = fetch(memory_port, "/api/posts/");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("posts JSON");
+        format!("/blog/{}/", json["results"][0]["slug"].as_str().expect("a post"))
+    };
+    let targets: Vec<Target> = target_specs
+        .iter()
+        .map(|spec| {
+            let (conditional, path) = match spec.strip_prefix("304:") {
+                Some(path) => (true, path.to_string()),
+                None if spec == "post" => (false, newest.clone()),
+                None => (false, spec.clone()),
+            };
+            let header = conditional.then(|| {
+                let (_, _, etag) = fetch(memory_port, &path);
+                assert!(!etag.is_empty(), "{path} has an ETag");
+                format!("If-None-Match: {etag}")
+            });
+            Target {
+                label: if conditional { format!("{path} (304)") } else { path.clone() },
+                path,
+                header,
+            }
+        })
+        .collect();
+    let mut ceiling_pages: Vec<(String, Vec<u8>, String)> = Vec::new();
+    for t in &targets {
+        if !ceiling_pages.iter().any(|(p, _, _)| *p == t.path) {
+            let (body, content_type, _) = fetch(memory_port, &t.path);
+            ceiling_pages.push((t.path.clone(), body, content_type));
+        }
+    }
+    servers.insert(0, start_ceiling(&dir, &ceiling_pages));
+
     let redis = redis_pid(&redis_url);
-    let client = std::time::Duration::from_secs(5);
     for server in &servers {
         for target in &targets {
             for _ in 0..3 {
-                let _ = Command::new("curl")
-                    .args(["-s", "-o", "/dev/null", "-m", &client.as_secs().to_string()])
-                    .arg(format!("http://127.0.0.1:{}{target}", server.port))
-                    .status();
+                fetch(server.port, &target.path);
             }
         }
     }
 
-    // (connections, target, backend) -> runs
+    // (connections, target label, server) -> runs, one per round
     let mut results: BTreeMap<(u64, String, String), Vec<Run>> = BTreeMap::new();
     for round in 0..rounds {
         for &c in &connections {
             for target in &targets {
                 for server in &servers {
-                    let url = format!("http://127.0.0.1:{}{target}", server.port);
+                    let url = format!("http://127.0.0.1:{}{}", server.port, target.path);
+                    // The ceiling has no 304: it is measured on the 200 of the same bytes.
+                    let header = target.header.as_deref().filter(|_| server.name != "ceiling");
                     let (cpu0, redis0) = (
                         cpu_micros(server.child.id()),
                         redis.map(cpu_micros).unwrap_or(0),
                     );
-                    let mut run = wrk(&url, c, seconds);
+                    let mut run = wrk(&url, header, c, seconds);
                     let requests = run.requests.max(1) as f64;
                     run.server_us = (cpu_micros(server.child.id()) - cpu0) as f64 / requests;
                     if server.name.starts_with("redis") {
@@ -273,15 +431,16 @@ fn main() {
                             (redis.map(cpu_micros).unwrap_or(0) - redis0) as f64 / requests;
                     }
                     eprintln!(
-                        "round {} c={c} {target} {}: {:.0} req/s, {:.1} µs CPU/req, {} errors",
+                        "round {} c={c} {} {}: {:.0} req/s, {:.1} µs CPU/req, {} errors",
                         round + 1,
+                        target.label,
                         server.name,
                         run.rps,
                         run.server_us + run.redis_us,
                         run.errors
                     );
                     results
-                        .entry((c, target.clone(), server.name.clone()))
+                        .entry((c, target.label.clone(), server.name.clone()))
                         .or_default()
                         .push(run);
                 }
@@ -292,29 +451,23 @@ fn main() {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "# Load benchmark\n\nwrk -t1, {seconds} s per run, {rounds} round(s), medians; ratios against `memory` and `none` at the same target and connection count. CPU µs/request: the server process (+ redis-server for Redis backends). Release build, SQLite, {} posts.\n",
-        env_num("BENCH_POSTS", 200)
+        "# Load benchmark\n\nwrk -t1, {seconds} s per run, {rounds} round(s) interleaved; medians, and ratios against the ceiling taken within each round (then the median). CPU µs/request: the server process (+ redis-server for Redis backends). Release build, SQLite, {} posts, {} cores.\n",
+        env_num("BENCH_POSTS", 200),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let _ = writeln!(md, "| connections | target | backend | req/s | × memory | × none | p50 ms | p99 ms | errors | server CPU µs/req | + redis µs/req | breaker trips |");
+    let _ = writeln!(md, "| connections | target | server | req/s | × ceiling req/s | p50 ms | p99 ms | errors | CPU µs/req | × ceiling CPU | + redis µs/req | breaker trips |");
     let _ = writeln!(
         md,
         "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
-    let rps = |c: u64, t: &str, b: &str| -> Option<f64> {
-        results
-            .get(&(c, t.to_string(), b.to_string()))
-            .map(|runs| median(runs.iter().map(|r| r.rps).collect()))
-    };
     for &c in &connections {
         for target in &targets {
+            let ceiling = &results[&(c, target.label.clone(), "ceiling".to_string())];
             for server in &servers {
-                let runs = &results[&(c, target.clone(), server.name.clone())];
-                let med = |f: fn(&Run) -> f64| median(runs.iter().map(f).collect());
-                let r = med(|r| r.rps);
-                let ratio = |other: &str| {
-                    rps(c, target, other)
-                        .filter(|o| *o > 0.0)
-                        .map_or("–".into(), |o| format!("{:.2}", r / o))
+                let runs = &results[&(c, target.label.clone(), server.name.clone())];
+                let med = |f: &dyn Fn(&Run) -> f64| median(runs.iter().map(f).collect());
+                let per_round = |f: &dyn Fn(&Run, &Run) -> f64| {
+                    median(runs.iter().zip(ceiling).map(|(r, c)| f(r, c)).collect())
                 };
                 let trips = std::fs::read_to_string(&server.log)
                     .unwrap_or_default()
@@ -322,22 +475,23 @@ fn main() {
                     .count();
                 let _ = writeln!(
                     md,
-                    "| {c} | `{target}` | {} | {:.0} | {} | {} | {:.2} | {:.2} | {} | {:.1} | {:.1} | {} |",
+                    "| {c} | `{}` | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.2} | {:.1} | {} |",
+                    target.label,
                     server.name,
-                    r,
-                    ratio("memory"),
-                    ratio("none"),
-                    med(|r| r.p50_ms),
-                    med(|r| r.p99_ms),
+                    med(&|r| r.rps),
+                    per_round(&|r, c| r.rps / c.rps.max(1.0)),
+                    med(&|r| r.p50_ms),
+                    med(&|r| r.p99_ms),
                     runs.iter().map(|r| r.errors).sum::<u64>(),
-                    med(|r| r.server_us),
-                    med(|r| r.redis_us),
+                    med(&|r| r.server_us + r.redis_us),
+                    per_round(&|r, c| (r.server_us + r.redis_us) / c.server_us.max(0.001)),
+                    med(&|r| r.redis_us),
                     trips
                 );
             }
         }
     }
-    let _ = writeln!(md, "\nPeak RSS (MiB):");
+    let _ = writeln!(md, "\nPeak RSS (VmHWM, MiB):\n");
     for server in &servers {
         let _ = writeln!(
             md,
