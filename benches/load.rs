@@ -246,7 +246,11 @@ fn fetch(port: u16, path: &str) -> (Vec<u8>, String, String) {
             })
             .unwrap_or_default()
     };
-    (raw[split + 4..].to_vec(), header("content-type"), header("etag"))
+    (
+        raw[split + 4..].to_vec(),
+        header("content-type"),
+        header("etag"),
+    )
 }
 
 /// The ceiling server (see the module comment): `FOLIO_CEILING=port,dir` where `dir`
@@ -370,7 +374,10 @@ fn main() {
     let newest = {
         let (body, _, _) = fetch(memory_port, "/api/posts/");
         let json: serde_json::Value = serde_json::from_slice(&body).expect("posts JSON");
-        format!("/blog/{}/", json["results"][0]["slug"].as_str().expect("a post"))
+        format!(
+            "/blog/{}/",
+            json["results"][0]["slug"].as_str().expect("a post")
+        )
     };
     let targets: Vec<Target> = target_specs
         .iter()
@@ -386,7 +393,11 @@ fn main() {
                 format!("If-None-Match: {etag}")
             });
             Target {
-                label: if conditional { format!("{path} (304)") } else { path.clone() },
+                label: if conditional {
+                    format!("{path} (304)")
+                } else {
+                    path.clone()
+                },
                 path,
                 header,
             }
@@ -418,7 +429,10 @@ fn main() {
                 for server in &servers {
                     let url = format!("http://127.0.0.1:{}{}", server.port, target.path);
                     // The ceiling has no 304: it is measured on the 200 of the same bytes.
-                    let header = target.header.as_deref().filter(|_| server.name != "ceiling");
+                    let header = target
+                        .header
+                        .as_deref()
+                        .filter(|_| server.name != "ceiling");
                     let (cpu0, redis0) = (
                         cpu_micros(server.child.id()),
                         redis.map(cpu_micros).unwrap_or(0),

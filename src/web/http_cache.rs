@@ -207,13 +207,6 @@ impl ResponseCache {
         }
     }
 
-    fn policy_for(&self, path: &str) -> Option<&ResponsePolicy> {
-        self.policies
-            .iter()
-            .find(|(m, _)| m.matches(path))
-            .map(|(_, p)| p)
-    }
-
     /// Counts a post view if this response is one reader's full view of it.
     fn count_view(&self, head: bool, req: &HeaderMap, status: StatusCode, view_of: Option<i32>) {
         if let Some(id) = view_of.filter(|_| !head && status == StatusCode::OK && !is_prefetch(req))
@@ -230,8 +223,9 @@ impl ResponseCache {
     ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
         let head = req.method() == Method::HEAD;
         let cacheable_method = head || req.method() == Method::GET;
-        let policy = match self.policy_for(req.path()) {
-            Some(policy) if cacheable_method => policy.clone(),
+        let policies = self.policies.clone();
+        let policy = match policies.iter().find(|(m, _)| m.matches(req.path())) {
+            Some((_, policy)) if cacheable_method => policy,
             _ => return Ok(next.call(req).await?.map_into_boxed_body()),
         };
         if requests_no_store(req.headers()) || (self.is_admin)(&req) {
@@ -241,7 +235,7 @@ impl ResponseCache {
             return Ok(with_outcome(res, Outcome::Bypass));
         }
         let conditions = Conditions::of(&req);
-        let key = self.key_for(&req, &policy);
+        let key = self.key_for(&req, policy);
         let now = now_ms();
         let mut stale = None;
         if let Some(meta) = self.cache.get_traced::<ResponseMeta>(&key).await {
@@ -249,15 +243,15 @@ impl ResponseCache {
                 Some(ttl_left_ms) => {
                     let modified = last_modified(meta.stored_at_ms, now);
                     if conditions.not_modified(&meta.etag, modified) {
-                        let res = respond(&meta, None, &policy, now);
+                        let res = respond(&meta, None, policy, now);
                         return Ok(with_outcome(
                             req.into_response(res),
                             Outcome::Hit { ttl_left_ms },
                         ));
                     }
-                    if let Some(body) = self.body(&policy, &meta.etag).await {
+                    if let Some(body) = self.body(policy, &meta.etag).await {
                         self.count_view(head, req.headers(), StatusCode::OK, meta.view_of);
-                        let res = respond(&meta, Some(body), &policy, now);
+                        let res = respond(&meta, Some(body), policy, now);
                         return Ok(with_outcome(
                             req.into_response(res),
                             Outcome::Hit { ttl_left_ms },
@@ -287,12 +281,12 @@ impl ResponseCache {
         if is_stale_if_error_status(res.status()) {
             let grace = policy.ttl + policy.stale_if_error;
             if let Some(meta) = stale.filter(|m| m.stored_at_ms + grace.as_millis() as u64 > now) {
-                if let Some(body) = self.body(&policy, &meta.etag).await {
+                if let Some(body) = self.body(policy, &meta.etag).await {
                     let status = res.status().as_u16();
                     tracing::warn!(path = res.request().path(), status, "serving a stale copy");
                     self.count_view(head, res.request().headers(), StatusCode::OK, meta.view_of);
                     let (req, _) = res.into_parts();
-                    let res = respond(&meta, Some(body), &policy, now);
+                    let res = respond(&meta, Some(body), policy, now);
                     return Ok(with_outcome(
                         ServiceResponse::new(req, res),
                         Outcome::Stale { status },
@@ -337,17 +331,17 @@ impl ResponseCache {
             // The body first: metadata must never point at a body that is not there.
             let keep = Some(policy.ttl + policy.stale_if_error);
             self.cache
-                .set_raw_immutable(&self.body_key(&policy, &meta.etag), bytes.to_vec(), keep)
+                .set_raw_immutable(&self.body_key(policy, &meta.etag), bytes.to_vec(), keep)
                 .await;
             self.cache.set_traced(&key, &trace, &meta, keep).await;
         }
         let res = if conditions.not_modified(&meta.etag, None) {
-            respond(&meta, None, &policy, now)
+            respond(&meta, None, policy, now)
         } else {
             // The handler's own response (its timing headers too), with the cache's
             // validators.
             let mut res = head_part.set_body(bytes).map_into_boxed_body();
-            cache_headers(res.headers_mut(), &meta, &policy, now);
+            cache_headers(res.headers_mut(), &meta, policy, now);
             res
         };
         Ok(with_outcome(
