@@ -151,6 +151,8 @@ struct Inner {
     flights: Flights,
     /// Bumped by every invalidation from this process (see `flight`).
     write_epoch: AtomicU64,
+    /// Traced entries already checked against their tags (see `get_traced`).
+    validated: moka::sync::Cache<String, Validated>,
     /// The counters as last added to the site-wide statistics.
     stats_flushed: Mutex<HashMap<String, u64>>,
     stats_flush: tokio::sync::Mutex<()>,
@@ -174,6 +176,15 @@ struct Traced<T> {
     tags: Vec<String>,
     versions: Vec<u64>,
     value: T,
+}
+
+/// A traced entry as last validated (see `get_traced`).
+#[derive(Clone)]
+struct Validated {
+    /// Held, so the pointer cannot be reused by another value while this is kept.
+    bytes: Arc<[u8]>,
+    epoch: u64,
+    value: Arc<dyn std::any::Any + Send + Sync>,
 }
 
 /// The result of `get_tagged`.
@@ -221,6 +232,7 @@ impl CacheManager {
                 },
                 flights: Flights::default(),
                 write_epoch: AtomicU64::new(0),
+                validated: moka::sync::Cache::new(10_000),
                 stats_flushed: Mutex::new(HashMap::new()),
                 stats_flush: tokio::sync::Mutex::new(()),
             }),
@@ -751,14 +763,15 @@ impl CacheManager {
 
     /// A value stored by `set_traced`, if every tag its trace recorded still has the
     /// version it was built under. Two reads: the entry, then its tags' versions (both
-    /// in-process with a near tier).
-    pub async fn get_traced<T: DeserializeOwned>(&self, key: &Key) -> Option<T> {
+    /// in-process with a near tier). Where the backend has a tag epoch, an entry already
+    /// validated (the same bytes) under the current epoch is answered from its decoded
+    /// copy, without decoding or checking its tags again: a warm page's lookup.
+    pub async fn get_traced<T>(&self, key: &Key) -> Option<Arc<T>>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
         let started = Instant::now();
-        let result = self
-            .inner
-            .backend
-            .get_many(&[key.as_str()], Sharing::Near)
-            .await;
+        let result = self.inner.backend.get_many(&[key.as_str()], Sharing::Near).await;
         let bytes = match result {
             Ok(mut values) => values.pop().flatten(),
             Err(e) => {
@@ -766,24 +779,30 @@ impl CacheManager {
                 None
             }
         };
-        let current = match bytes.map(|b| self.inner.codec.decode::<Traced<T>>(&b)) {
-            Some(Ok(traced)) if traced.tags.is_empty() => Some(traced.value),
-            Some(Ok(traced)) => match self.inner.backend.get_many_tagged(&[], &traced.tags).await {
-                Ok((_, versions)) => versions
-                    .iter()
-                    .zip(&traced.versions)
-                    .all(|(now, then)| *now == Some(*then))
-                    .then_some(traced.value),
-                Err(e) => {
-                    self.report(Op::Get, e);
-                    None
+        let epoch = self.inner.backend.tag_epoch();
+        let memo = bytes.as_ref().zip(epoch).and_then(|(bytes, epoch)| {
+            let v = self.inner.validated.get(key.as_str())?;
+            (Arc::ptr_eq(&v.bytes, bytes) && v.epoch == epoch)
+                .then(|| v.value.downcast::<T>().ok())
+                .flatten()
+        });
+        let current = match (memo, bytes) {
+            (Some(value), _) => Some(value),
+            (None, Some(bytes)) => {
+                let value = self.validate_traced::<T>(&bytes).await.map(Arc::new);
+                if let (Some(value), Some(epoch)) = (&value, epoch) {
+                    self.inner.validated.insert(
+                        key.as_str().to_string(),
+                        Validated {
+                            bytes,
+                            epoch,
+                            value: value.clone(),
+                        },
+                    );
                 }
-            },
-            Some(Err(e)) => {
-                self.report(Op::Get, e.into());
-                None
+                value
             }
-            None => None,
+            (None, None) => None,
         };
         self.timed(Op::Get, started);
         match current {
@@ -791,6 +810,36 @@ impl CacheManager {
             None => self.inner.stats.miss(key.family()),
         }
         current
+    }
+
+    /// Decodes a traced entry and checks its tags' current versions.
+    async fn validate_traced<T: DeserializeOwned>(&self, bytes: &[u8]) -> Option<T> {
+        let traced = match self.inner.codec.decode::<Traced<T>>(bytes) {
+            Ok(traced) => traced,
+            Err(e) => {
+                self.report(Op::Get, e.into());
+                return None;
+            }
+        };
+        if traced.tags.is_empty() {
+            return Some(traced.value);
+        }
+        match self
+            .inner
+            .backend
+            .get_many_tagged(&[], &traced.tags)
+            .await
+        {
+            Ok((_, versions)) => versions
+                .iter()
+                .zip(&traced.versions)
+                .all(|(now, then)| *now == Some(*then))
+                .then_some(traced.value),
+            Err(e) => {
+                self.report(Op::Get, e);
+                None
+            }
+        }
     }
 
     /// Stores a value built while `trace` was recorded, under the versions it saw;

@@ -237,7 +237,7 @@ impl ResponseCache {
         let conditions = Conditions::of(&req);
         let key = self.key_for(&req, policy);
         let now = now_ms();
-        let mut stale = None;
+        let mut stale: Option<Arc<ResponseMeta>> = None;
         if let Some(meta) = self.cache.get_traced::<ResponseMeta>(&key).await {
             match meta.fresh_left_ms(now) {
                 Some(ttl_left_ms) => {

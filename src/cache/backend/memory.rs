@@ -43,6 +43,8 @@ pub struct MemoryStore {
     /// Tag versions live outside the evicting cache: they are few (one per tag) and
     /// must never be evicted, or an old entry could look current again.
     tags: Arc<Mutex<HashMap<String, u64>>>,
+    /// Counts bumps (see `Backend::tag_epoch`).
+    epoch: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl MemoryStore {
@@ -59,6 +61,7 @@ impl MemoryStore {
         MemoryStore {
             cache,
             tags: Arc::default(),
+            epoch: Arc::default(),
         }
     }
 
@@ -163,6 +166,9 @@ impl MemoryStore {
         for k in tag_keys {
             tags.insert(k.clone(), rand::random());
         }
+        // Under the lock, after the versions: whoever sees the old epoch read before.
+        self.epoch
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 }
@@ -203,5 +209,8 @@ impl Backend for MemoryStore {
     }
     fn local_size(&self) -> Option<(u64, u64)> {
         Some(self.size())
+    }
+    fn tag_epoch(&self) -> Option<u64> {
+        Some(self.epoch.load(std::sync::atomic::Ordering::SeqCst))
     }
 }

@@ -113,6 +113,13 @@ pub trait Backend: Send + Sync {
     /// Installs the hook run before serving again after the store was lost.
     fn set_recovery_hook(&self, _hook: RecoveryHook) {}
 
+    /// A counter that moves whenever a tag version this process can see changes, if the
+    /// store can tell (in-process, or Redis with a coherent near tier): an entry
+    /// validated against its tags at epoch E is still valid while the epoch is E.
+    fn tag_epoch(&self) -> Option<u64> {
+        None
+    }
+
     /// (entries, weighted bytes) of an in-process store.
     fn local_size(&self) -> Option<(u64, u64)> {
         None

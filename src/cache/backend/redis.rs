@@ -733,6 +733,11 @@ impl Backend for RedisBackend {
         .map(Some)
     }
 
+    fn tag_epoch(&self) -> Option<u64> {
+        let s = &self.shared;
+        s.near().filter(|_| s.serving()).map(NearTier::epoch)
+    }
+
     fn health(&self) -> BackendHealth {
         let s = &self.shared;
         let state = if s.breaker.state() == State::Closed && !s.serving() {
