@@ -131,6 +131,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         cache,
         repo,
         views,
+        collapsing: Default::default(),
         tera: templates::build()?,
         assets: Assets::new(),
     })

@@ -771,7 +771,11 @@ impl CacheManager {
         T: DeserializeOwned + Send + Sync + 'static,
     {
         let started = Instant::now();
-        let result = self.inner.backend.get_many(&[key.as_str()], Sharing::Near).await;
+        let result = self
+            .inner
+            .backend
+            .get_many(&[key.as_str()], Sharing::Near)
+            .await;
         let bytes = match result {
             Ok(mut values) => values.pop().flatten(),
             Err(e) => {
@@ -824,12 +828,7 @@ impl CacheManager {
         if traced.tags.is_empty() {
             return Some(traced.value);
         }
-        match self
-            .inner
-            .backend
-            .get_many_tagged(&[], &traced.tags)
-            .await
-        {
+        match self.inner.backend.get_many_tagged(&[], &traced.tags).await {
             Ok((_, versions)) => versions
                 .iter()
                 .zip(&traced.versions)

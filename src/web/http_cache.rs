@@ -182,11 +182,56 @@ pub struct ResponseCache {
     policies: Rc<Vec<(PathMatch, ResponsePolicy)>>,
     is_admin: IsAdmin,
     views: Arc<ViewCounter>,
+    collapsing: Arc<Collapsing>,
+}
+
+/// How long a request waits for a concurrent miss of the same key before rendering
+/// itself.
+const COLLAPSE_WAIT: Duration = Duration::from_secs(10);
+
+/// The misses being rendered, by key, shared by every worker: a later request for the
+/// same key waits for the first (request collapsing).
+#[derive(Default)]
+pub struct Collapsing {
+    rendering:
+        parking_lot::Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<()>>>,
+}
+
+enum Join<'a> {
+    Leader(Rendering<'a>),
+    /// Resolves (with an error) when the leader is done, stored or not.
+    Follower(tokio::sync::watch::Receiver<()>),
+}
+
+/// The first miss of a key; dropping it (done, failed or cancelled) releases the others.
+struct Rendering<'a> {
+    collapsing: &'a Collapsing,
+    key: String,
+}
+
+impl Drop for Rendering<'_> {
+    fn drop(&mut self) {
+        self.collapsing.rendering.lock().remove(&self.key);
+    }
+}
+
+impl Collapsing {
+    fn join(&self, key: &str) -> Join<'_> {
+        let mut rendering = self.rendering.lock();
+        if let Some(leader) = rendering.get(key) {
+            return Join::Follower(leader.subscribe());
+        }
+        rendering.insert(key.to_string(), tokio::sync::watch::channel(()).0);
+        Join::Leader(Rendering {
+            collapsing: self,
+            key: key.to_string(),
+        })
+    }
 }
 
 /// What the response cache did, for `X-Cache` and `Cache-Status` (RFC 9211).
 enum Outcome {
-    Hit { ttl_left_ms: u64 },
+    Hit { ttl_left_ms: u64, collapsed: bool },
     Miss { stored: bool },
     Stale { status: u16 },
     Bypass,
@@ -198,12 +243,14 @@ impl ResponseCache {
         policies: Vec<(PathMatch, ResponsePolicy)>,
         is_admin: IsAdmin,
         views: Arc<ViewCounter>,
+        collapsing: Arc<Collapsing>,
     ) -> Self {
         ResponseCache {
             cache,
             policies: Rc::new(policies),
             is_admin,
             views,
+            collapsing,
         }
     }
 
@@ -218,7 +265,7 @@ impl ResponseCache {
     /// The middleware body; use with `actix_web::middleware::from_fn` (see `startup`).
     pub async fn handle(
         self,
-        mut req: ServiceRequest,
+        req: ServiceRequest,
         next: Next<impl MessageBody + 'static>,
     ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
         let head = req.method() == Method::HEAD;
@@ -236,32 +283,34 @@ impl ResponseCache {
         }
         let conditions = Conditions::of(&req);
         let key = self.key_for(&req, policy);
-        let now = now_ms();
-        let mut stale: Option<Arc<ResponseMeta>> = None;
-        if let Some(meta) = self.cache.get_traced::<ResponseMeta>(&key).await {
-            match meta.fresh_left_ms(now) {
-                Some(ttl_left_ms) => {
-                    let modified = last_modified(meta.stored_at_ms, now);
-                    if conditions.not_modified(&meta.etag, modified) {
-                        let res = respond(&meta, None, policy, now);
-                        return Ok(with_outcome(
-                            req.into_response(res),
-                            Outcome::Hit { ttl_left_ms },
-                        ));
+        let (mut req, mut stale) = match self
+            .from_store(req, &key, policy, &conditions, head, false)
+            .await
+        {
+            Ok(res) => return Ok(res),
+            Err(missed) => missed,
+        };
+        // Concurrent misses of one key render once: the others wait for that copy (a
+        // stampede of renders is what an invalidated hot page would otherwise cost).
+        let _leader = match self.collapsing.join(key.as_str()) {
+            Join::Leader(guard) => Some(guard),
+            Join::Follower(mut done) => {
+                let _ = tokio::time::timeout(COLLAPSE_WAIT, done.changed()).await;
+                match self
+                    .from_store(req, &key, policy, &conditions, head, true)
+                    .await
+                {
+                    Ok(res) => return Ok(res),
+                    // Not stored (an error, a response that must not be): render.
+                    Err((r, s)) => {
+                        req = r;
+                        stale = s.or(stale);
                     }
-                    if let Some(body) = self.body(policy, &meta.etag).await {
-                        self.count_view(head, req.headers(), StatusCode::OK, meta.view_of);
-                        let res = respond(&meta, Some(body), policy, now);
-                        return Ok(with_outcome(
-                            req.into_response(res),
-                            Outcome::Hit { ttl_left_ms },
-                        ));
-                    }
-                    // The body was evicted before its metadata: rebuild.
                 }
-                None => stale = Some(meta),
+                None
             }
-        }
+        };
+        let now = now_ms();
 
         // A miss: the handler builds it, and the conditions are answered here, from
         // what it built (the layers inside must not answer 304 to a response this
@@ -348,6 +397,44 @@ impl ResponseCache {
             ServiceResponse::new(req, res),
             Outcome::Miss { stored },
         ))
+    }
+
+    /// Answers from the stored copy if it is fresh, or gives the request back with the
+    /// expired copy, if any (for stale-if-error).
+    async fn from_store(
+        &self,
+        req: ServiceRequest,
+        key: &Key,
+        policy: &ResponsePolicy,
+        conditions: &Conditions,
+        head: bool,
+        collapsed: bool,
+    ) -> Result<ServiceResponse<BoxBody>, (ServiceRequest, Option<Arc<ResponseMeta>>)> {
+        let now = now_ms();
+        let Some(meta) = self.cache.get_traced::<ResponseMeta>(key).await else {
+            return Err((req, None));
+        };
+        let Some(ttl_left_ms) = meta.fresh_left_ms(now) else {
+            return Err((req, Some(meta)));
+        };
+        let hit = Outcome::Hit {
+            ttl_left_ms,
+            collapsed,
+        };
+        let modified = last_modified(meta.stored_at_ms, now);
+        if conditions.not_modified(&meta.etag, modified) {
+            let res = respond(&meta, None, policy, now);
+            return Ok(with_outcome(req.into_response(res), hit));
+        }
+        match self.body(policy, &meta.etag).await {
+            Some(body) => {
+                self.count_view(head, req.headers(), StatusCode::OK, meta.view_of);
+                let res = respond(&meta, Some(body), policy, now);
+                Ok(with_outcome(req.into_response(res), hit))
+            }
+            // The body was evicted before its metadata: rebuild.
+            None => Err((req, None)),
+        }
     }
 
     async fn body(&self, policy: &ResponsePolicy, etag: &str) -> Option<bytes::Bytes> {
@@ -437,7 +524,17 @@ fn now_ms() -> u64 {
 
 fn with_outcome(mut res: ServiceResponse<BoxBody>, outcome: Outcome) -> ServiceResponse<BoxBody> {
     let (x_cache, status) = match outcome {
-        Outcome::Hit { ttl_left_ms } => ("HIT", format!("folio; hit; ttl={}", ttl_left_ms / 1000)),
+        Outcome::Hit {
+            ttl_left_ms,
+            collapsed,
+        } => (
+            "HIT",
+            format!(
+                "folio; hit; ttl={}{}",
+                ttl_left_ms / 1000,
+                if collapsed { "; collapsed" } else { "" }
+            ),
+        ),
         Outcome::Miss { stored: true } => ("MISS", "folio; fwd=miss; stored".to_string()),
         Outcome::Miss { stored: false } => ("MISS", "folio; fwd=miss".to_string()),
         Outcome::Stale { status } => ("STALE", format!("folio; fwd=stale; fwd-status={status}")),

@@ -52,6 +52,7 @@ pub fn response_cache(state: &AppState) -> ResponseCache {
         policies,
         session::is_admin,
         state.views.clone(),
+        state.collapsing.clone(),
     )
 }
 

@@ -18,6 +18,8 @@ pub struct AppState {
     pub repo: Repository,
     /// Post views not written yet.
     pub views: Arc<ViewCounter>,
+    /// Page and API misses being rendered, shared by the workers (see `http_cache`).
+    pub collapsing: Arc<crate::web::http_cache::Collapsing>,
     pub tera: Tera,
     pub fragments: Fragments,
     pub webhook_replays: crate::web::api::webhook::ReplayGuard,

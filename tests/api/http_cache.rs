@@ -164,6 +164,7 @@ mod per_route_wrapper {
             vec![(PathMatch::Prefix("/".into()), policy)],
             nobody_is_admin,
             Default::default(),
+            Default::default(),
         );
         let counter = calls.clone();
         let app = test::init_service(

@@ -82,6 +82,18 @@ on_both_app_caches! {
         assert_eq!(header(res.headers(), "cache-status"), "folio; fwd=bypass");
     }
 
+    async fn concurrent_misses_of_a_page_render_it_once(app: TestApp) {
+        let requests = (0..24).map(|_| app.get("/blog/"));
+        let statuses: Vec<String> = futures_util::future::join_all(requests)
+            .await
+            .iter()
+            .map(|res| header(res.headers(), "cache-status"))
+            .collect();
+        let rendered = statuses.iter().filter(|s| s.contains("fwd=miss")).count();
+        assert_eq!(rendered, 1, "one render, the others waited for it: {statuses:?}");
+        assert!(statuses.iter().any(|s| s.ends_with("; collapsed")), "{statuses:?}");
+    }
+
     async fn a_304_for_a_page_is_answered_from_metadata(app: TestApp) {
         let first = app.get("/about/").await;
         let etag = header(first.headers(), "etag");

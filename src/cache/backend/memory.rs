@@ -167,8 +167,7 @@ impl MemoryStore {
             tags.insert(k.clone(), rand::random());
         }
         // Under the lock, after the versions: whoever sees the old epoch read before.
-        self.epoch
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 }
