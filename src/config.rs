@@ -171,6 +171,12 @@ pub struct Config {
     pub stale_if_error: Duration,
     /// How often counted post views are written.
     pub view_flush_interval: Duration,
+    /// Warm the cache in the background at start-up.
+    pub warm_on_start: bool,
+    /// Re-warm the critical path after this process's writes.
+    pub warm_after_invalidation: bool,
+    /// Bearer token of the cache admin API (`/api/cache/warm/`, `/api/cache/clear/`).
+    pub cache_admin_token: Option<SecretKey>,
     /// Signs invalidation webhook requests; None turns the webhook off.
     pub webhook_secret: Option<SecretKey>,
 }
@@ -283,6 +289,15 @@ pub struct Settings {
     /// counts readers see).
     #[arg(long, global = true, env = "VIEW_FLUSH_INTERVAL", value_name = "VIEW_FLUSH_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub view_flush_interval: u64,
+    /// Warm the cache in the background at start-up (the site answers meanwhile).
+    #[arg(long, global = true, env = "WARM_ON_START", value_name = "WARM_ON_START", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub warm_on_start: bool,
+    /// After a write, re-warm the critical-path pages it dropped (home).
+    #[arg(long, global = true, env = "WARM_AFTER_INVALIDATION", value_name = "WARM_AFTER_INVALIDATION", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub warm_after_invalidation: bool,
+    /// Bearer token for POST /api/cache/warm/ and /api/cache/clear/ (≥ 16 characters); admins signed in can use them without it.
+    #[arg(long, global = true, env = "CACHE_ADMIN_TOKEN", value_name = "CACHE_ADMIN_TOKEN", value_parser = parse_webhook_secret, hide_env_values = true)]
+    pub cache_admin_token: Option<SecretKey>,
     /// HMAC key of `POST /api/cache/invalidate/` (≥ 16 characters); unset turns it off.
     #[arg(long, global = true, env = "CACHE_WEBHOOK_SECRET", value_name = "CACHE_WEBHOOK_SECRET", value_parser = parse_webhook_secret, hide_env_values = true)]
     pub cache_webhook_secret: Option<SecretKey>,
@@ -432,6 +447,9 @@ impl Config {
             page_cache_ttl: Duration::from_secs(s.page_cache_ttl),
             stale_if_error: Duration::from_secs(s.stale_if_error),
             view_flush_interval: Duration::from_secs(s.view_flush_interval),
+            warm_on_start: s.warm_on_start,
+            warm_after_invalidation: s.warm_after_invalidation,
+            cache_admin_token: s.cache_admin_token,
             webhook_secret: s.cache_webhook_secret,
         })
     }

@@ -66,6 +66,12 @@ impl Application {
             bind: state.config.bind.clone(),
             source,
         })?;
+        if state.config.warm_on_start {
+            crate::web::warm::on_start(state.clone());
+        }
+        if state.config.warm_after_invalidation {
+            crate::web::warm::after_invalidations(state.clone());
+        }
         Ok(Application {
             port,
             server,
@@ -110,6 +116,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         }
     }
     cache.spawn_stats_flusher(std::time::Duration::from_secs(1));
+    cache.spawn_history();
     let repo = Repository::new(db, cache.clone());
     repo.start_invalidation_outbox(std::time::Duration::from_millis(500));
     // Writes whose invalidation was pending when the last process stopped.
@@ -132,6 +139,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         repo,
         views,
         collapsing: Default::default(),
+        warm_token: hex::encode(rand::random::<[u8; 16]>()),
+        warming: Default::default(),
         tera: templates::build()?,
         assets: Assets::new(),
     })
@@ -142,36 +151,52 @@ fn cookie_key(config: &Config) -> Key {
     Key::from(&Sha512::digest(config.secret_key.expose().as_bytes()))
 }
 
-fn run(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Server> {
+/// The application, as every worker serves it and as warming requests it in process.
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
     let key = cookie_key(&state.config);
     let secure = state.config.site_url.starts_with("https://");
+    let session = SessionMiddleware::builder(CookieSessionStore::default(), key)
+        .cookie_name("folio_session".into())
+        .cookie_http_only(true)
+        .cookie_same_site(SameSite::Lax)
+        .cookie_secure(secure)
+        .cookie_content_security(CookieContentSecurity::Private)
+        .build();
+    let response_cache = crate::web::response_cache(&state);
+    App::new()
+        // Innermost: routing sees GET for a HEAD request (see `head_as_get`).
+        .wrap(from_fn(crate::web::middleware::head_as_get))
+        .wrap(from_fn(crate::web::middleware::server_timing))
+        .wrap(from_fn(crate::web::http_cache::conditional_get))
+        .wrap(ErrorHandlers::new().default_handler(crate::web::error::render_error_page))
+        // Inside the session (an admin bypasses it), outside everything that renders.
+        .wrap(from_fn(move |req, next| {
+            response_cache.clone().handle(req, next)
+        }))
+        .wrap(session)
+        .wrap(actix_web::middleware::from_fn(
+            crate::web::middleware::request_id_header,
+        ))
+        .wrap(TracingLogger::default())
+        .app_data(state)
+        .configure(crate::web::configure)
+}
+
+fn run(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Server> {
     let workers = state.config.workers;
-    let server = HttpServer::new(move || {
-        let session = SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
-            .cookie_name("folio_session".into())
-            .cookie_http_only(true)
-            .cookie_same_site(SameSite::Lax)
-            .cookie_secure(secure)
-            .cookie_content_security(CookieContentSecurity::Private)
-            .build();
-        let response_cache = crate::web::response_cache(&state);
-        App::new()
-            // Innermost: routing sees GET for a HEAD request (see `head_as_get`).
-            .wrap(from_fn(crate::web::middleware::head_as_get))
-            .wrap(from_fn(crate::web::middleware::server_timing))
-            .wrap(from_fn(crate::web::http_cache::conditional_get))
-            .wrap(ErrorHandlers::new().default_handler(crate::web::error::render_error_page))
-            // Inside the session (an admin bypasses it), outside everything that renders.
-            .wrap(from_fn(move |req, next| {
-                response_cache.clone().handle(req, next)
-            }))
-            .wrap(session)
-            .wrap(actix_web::middleware::from_fn(
-                crate::web::middleware::request_id_header,
-            ))
-            .wrap(TracingLogger::default())
-            .app_data(state.clone())
-            .configure(crate::web::configure)
+    let server = HttpServer::new({
+        let state = state.clone();
+        move || app(state.clone())
     })
     .workers(workers)
     .listen(listener)?

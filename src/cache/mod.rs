@@ -12,6 +12,7 @@
 pub mod backend;
 pub mod codec;
 pub mod flight;
+pub mod history;
 pub mod key;
 pub mod query;
 pub mod stats;
@@ -151,6 +152,10 @@ struct Inner {
     flights: Flights,
     /// Bumped by every invalidation from this process (see `flight`).
     write_epoch: AtomicU64,
+    /// Samples of the counters for the windowed ratios (see `history`).
+    history: history::History,
+    /// Counts this process's invalidations, for whoever re-warms after them.
+    writes: tokio::sync::watch::Sender<u64>,
     /// Traced entries already checked against their tags (see `get_traced`).
     validated: moka::sync::Cache<String, Validated>,
     /// The counters as last added to the site-wide statistics.
@@ -233,6 +238,8 @@ impl CacheManager {
                 flights: Flights::default(),
                 write_epoch: AtomicU64::new(0),
                 validated: moka::sync::Cache::new(10_000),
+                writes: tokio::sync::watch::channel(0).0,
+                history: history::History::new(Duration::from_secs(10)),
                 stats_flushed: Mutex::new(HashMap::new()),
                 stats_flush: tokio::sync::Mutex::new(()),
             }),
@@ -905,6 +912,39 @@ impl CacheManager {
         }
     }
 
+    /// Hit ratio and operations over the last `seconds` (this process).
+    pub fn window(&self, seconds: u64) -> history::Window {
+        self.inner
+            .history
+            .window(seconds, &self.inner.stats.totals())
+    }
+
+    /// The last hour, a point per sample (this process).
+    pub fn chart(&self) -> Vec<history::Point> {
+        self.inner.history.chart()
+    }
+
+    /// Samples the counters every 10 s (for `window` and `chart`) until dropped.
+    pub fn spawn_history(&self) {
+        let weak = self.downgrade();
+        self.inner.history.record(&self.inner.stats.totals());
+        let every = self.inner.history.every();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(manager) = weak.upgrade() else {
+                    return;
+                };
+                manager.inner.history.record(&manager.inner.stats.totals());
+            }
+        });
+    }
+
+    /// Changes after each of this process's invalidations (see `web::warm`).
+    pub fn subscribe_writes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.writes.subscribe()
+    }
+
     /// Current versions of tags (creating missing ones); None when the backend fails,
     /// in which case nothing may be stored.
     async fn tag_versions(&self, tag_keys: &[String]) -> Option<Vec<u64>> {
@@ -926,6 +966,7 @@ impl CacheManager {
         self.inner.write_epoch.fetch_add(1, Relaxed);
         let result = self.inner.backend.bump_tags(&tag_keys).await;
         self.timed(Op::Delete, started);
+        self.inner.writes.send_modify(|n| *n += 1);
         match result {
             Ok(()) => {
                 self.inner.stats.delete(tag_keys.len() as u64);

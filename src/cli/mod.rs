@@ -5,6 +5,7 @@ mod create_admin;
 mod migrate;
 mod seed;
 mod serve;
+mod warm;
 
 use std::process::ExitCode;
 
@@ -37,6 +38,8 @@ pub enum Command {
     CreateAdmin(create_admin::CreateAdminArgs),
     /// Delete cached entries: all of this site's, or those matching --pattern.
     Clear(clear::ClearArgs),
+    /// Warm the cache by priority (`--type=all|main|blog|api`); with memory:// asks the running server.
+    Warm(warm::WarmArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -64,6 +67,7 @@ pub fn main() -> ExitCode {
         Command::Seed(args) => seed::run(config, args),
         Command::CreateAdmin(args) => create_admin::run(config, args),
         Command::Clear(args) => clear::run(config, args),
+        Command::Warm(args) => warm::run(config, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -81,6 +81,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -100,6 +104,8 @@ impl ResponseError for ApiError {
             ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Db(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -112,6 +118,8 @@ impl ResponseError for ApiError {
             }
             ApiError::NotFound(message) => ("not_found", None, message.clone()),
             ApiError::Unavailable(message) => ("unavailable", None, message.clone()),
+            ApiError::Unauthorized(message) => ("unauthorized", None, message.clone()),
+            ApiError::Forbidden(message) => ("forbidden", None, message.clone()),
             ApiError::Db(e) if e.is_unavailable() => {
                 tracing::error!(error = %e, "api request failed");
                 (

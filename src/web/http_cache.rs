@@ -100,7 +100,7 @@ impl ResponsePolicy {
 pub type IsAdmin = fn(&ServiceRequest) -> bool;
 
 /// The stored metadata of a response.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct ResponseMeta {
     status: u16,
     headers: Vec<(String, String)>,
@@ -109,6 +109,41 @@ struct ResponseMeta {
     stored_at_ms: u64,
     fresh_ms: u64,
     view_of: Option<i32>,
+    /// Stored by a warm request (see `WarmStats`).
+    #[serde(default)]
+    warmed: bool,
+    /// This decoded copy has been counted as a warmed entry's first hit.
+    #[serde(skip)]
+    hit_counted: std::sync::atomic::AtomicBool,
+}
+
+/// How well warming pays: of the entries warm requests stored, how many readers hit
+/// before they expired or were evicted (this process's).
+#[derive(Debug, Default)]
+pub struct WarmStats {
+    pub stored: std::sync::atomic::AtomicU64,
+    pub hit: std::sync::atomic::AtomicU64,
+    unhit: parking_lot::Mutex<std::collections::HashSet<String>>,
+}
+
+impl WarmStats {
+    fn stored(&self, key: &str) {
+        if self.unhit.lock().insert(key.to_string()) {
+            self.stored
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    fn hit(&self, key: &str) {
+        if self.unhit.lock().remove(key) {
+            self.hit.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    /// hit / stored; None before anything was warmed.
+    pub fn effectiveness(&self) -> Option<f64> {
+        let stored = self.stored.load(std::sync::atomic::Ordering::Relaxed);
+        (stored > 0)
+            .then(|| self.hit.load(std::sync::atomic::Ordering::Relaxed) as f64 / stored as f64)
+    }
 }
 
 impl ResponseMeta {
@@ -183,6 +218,9 @@ pub struct ResponseCache {
     is_admin: IsAdmin,
     views: Arc<ViewCounter>,
     collapsing: Arc<Collapsing>,
+    /// Marks warm requests (see `web::warm`).
+    warm_token: Arc<str>,
+    warming: Arc<WarmStats>,
 }
 
 /// How long a request waits for a concurrent miss of the same key before rendering
@@ -244,6 +282,8 @@ impl ResponseCache {
         is_admin: IsAdmin,
         views: Arc<ViewCounter>,
         collapsing: Arc<Collapsing>,
+        warm_token: Arc<str>,
+        warming: Arc<WarmStats>,
     ) -> Self {
         ResponseCache {
             cache,
@@ -251,6 +291,8 @@ impl ResponseCache {
             is_admin,
             views,
             collapsing,
+            warm_token,
+            warming,
         }
     }
 
@@ -283,12 +325,22 @@ impl ResponseCache {
         }
         let conditions = Conditions::of(&req);
         let key = self.key_for(&req, policy);
-        let (mut req, mut stale) = match self
-            .from_store(req, &key, policy, &conditions, head, false)
-            .await
-        {
-            Ok(res) => return Ok(res),
-            Err(missed) => missed,
+        let warm = !self.warm_token.is_empty()
+            && req
+                .headers()
+                .get(crate::web::warm::WARM_HEADER)
+                .is_some_and(|v| v.as_bytes() == self.warm_token.as_bytes());
+        let force = warm && req.headers().contains_key(crate::web::warm::FORCE_HEADER);
+        let (mut req, mut stale) = if force {
+            (req, None)
+        } else {
+            match self
+                .stored_answer(req, &key, policy, &conditions, head, false)
+                .await
+            {
+                Ok(res) => return Ok(res),
+                Err(missed) => missed,
+            }
         };
         // Concurrent misses of one key render once: the others wait for that copy (a
         // stampede of renders is what an invalidated hot page would otherwise cost).
@@ -297,7 +349,7 @@ impl ResponseCache {
             Join::Follower(mut done) => {
                 let _ = tokio::time::timeout(COLLAPSE_WAIT, done.changed()).await;
                 match self
-                    .from_store(req, &key, policy, &conditions, head, true)
+                    .stored_answer(req, &key, policy, &conditions, head, true)
                     .await
                 {
                     Ok(res) => return Ok(res),
@@ -374,6 +426,8 @@ impl ResponseCache {
             stored_at_ms: now,
             fresh_ms: policy.ttl.as_millis() as u64,
             view_of,
+            warmed: warm,
+            hit_counted: Default::default(),
         };
         let stored = trace.is_complete();
         if stored {
@@ -383,6 +437,9 @@ impl ResponseCache {
                 .set_raw_immutable(&self.body_key(policy, &meta.etag), bytes.to_vec(), keep)
                 .await;
             self.cache.set_traced(&key, &trace, &meta, keep).await;
+            if warm {
+                self.warming.stored(key.as_str());
+            }
         }
         let res = if conditions.not_modified(&meta.etag, None) {
             respond(&meta, None, policy, now)
@@ -401,7 +458,7 @@ impl ResponseCache {
 
     /// Answers from the stored copy if it is fresh, or gives the request back with the
     /// expired copy, if any (for stale-if-error).
-    async fn from_store(
+    async fn stored_answer(
         &self,
         req: ServiceRequest,
         key: &Key,
@@ -429,6 +486,14 @@ impl ResponseCache {
         match self.body(policy, &meta.etag).await {
             Some(body) => {
                 self.count_view(head, req.headers(), StatusCode::OK, meta.view_of);
+                if meta.warmed
+                    && !meta
+                        .hit_counted
+                        .swap(true, std::sync::atomic::Ordering::Relaxed)
+                    && !req.headers().contains_key(crate::web::warm::WARM_HEADER)
+                {
+                    self.warming.hit(key.as_str());
+                }
                 let res = respond(&meta, Some(body), policy, now);
                 Ok(with_outcome(req.into_response(res), hit))
             }

@@ -13,6 +13,7 @@ pub mod pages;
 pub mod session;
 pub mod state;
 pub mod templates;
+pub mod warm;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -53,6 +54,8 @@ pub fn response_cache(state: &AppState) -> ResponseCache {
         session::is_admin,
         state.views.clone(),
         state.collapsing.clone(),
+        state.warm_token.as_str().into(),
+        state.warming.clone(),
     )
 }
 

@@ -20,6 +20,9 @@ pub struct AppState {
     pub views: Arc<ViewCounter>,
     /// Page and API misses being rendered, shared by the workers (see `http_cache`).
     pub collapsing: Arc<crate::web::http_cache::Collapsing>,
+    /// Marks this process's warm requests (random per process).
+    pub warm_token: String,
+    pub warming: Arc<crate::web::http_cache::WarmStats>,
     pub tera: Tera,
     pub fragments: Fragments,
     pub webhook_replays: crate::web::api::webhook::ReplayGuard,

@@ -157,6 +157,9 @@ async fn create_test_db(backend: Backend) -> Option<(String, TestDb)> {
     }
 }
 
+/// The cache admin API's bearer token in tests.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 /// Starts the app on port 0 with the fixtures loaded; `None` when the backend is not
 /// available here (the test then skips, printing why).
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -183,6 +186,11 @@ async fn start(database_url: &str, data_dir: &str, extra: &[(&str, &str)], db: T
         ("BIND", "127.0.0.1:0"),
         ("WORKERS", "1"),
         ("SITE_URL", "http://blog.example.com"),
+        // Tests count misses and queries from a cold start; those that test warming
+        // turn it on.
+        ("WARM_ON_START", "false"),
+        ("WARM_AFTER_INVALIDATION", "false"),
+        ("CACHE_ADMIN_TOKEN", ADMIN_TOKEN),
         (
             "SECRET_KEY",
             "test-secret-key-that-is-long-enough-for-cookies-0123456789",

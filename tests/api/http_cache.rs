@@ -165,6 +165,8 @@ mod per_route_wrapper {
             nobody_is_admin,
             Default::default(),
             Default::default(),
+            "".into(),
+            Default::default(),
         );
         let counter = calls.clone();
         let app = test::init_service(

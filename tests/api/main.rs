@@ -18,4 +18,5 @@ mod pages;
 mod redis_server;
 mod resilience;
 mod seed;
+mod warming;
 mod webhook;

@@ -2,6 +2,7 @@
 //! consumers: they live in `dto.rs`, separate from the content models, and the OpenAPI
 //! description is generated from the same types so the two cannot drift.
 
+pub mod cache;
 pub mod dto;
 mod posts;
 mod site;
@@ -27,6 +28,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/openapi.json").get(openapi))
             .service(web::resource("/cache/invalidate/").post(webhook::invalidate))
             .service(web::resource("/cache/health/").get(crate::web::health::cache_health))
+            .service(web::resource("/cache/stats/").get(cache::stats))
+            .service(web::resource("/cache/warm/").post(cache::warm))
+            .service(web::resource("/cache/clear/").post(cache::clear))
             .default_service(web::to(not_found)),
     );
 }

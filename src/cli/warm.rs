@@ -1,0 +1,150 @@
+use std::io::IsTerminal;
+
+use clap::Args;
+
+use crate::cache::CacheUrl;
+use crate::config::Config;
+use crate::web::warm::{WarmOptions, WarmReport, WarmType};
+
+#[derive(Debug, Args)]
+pub struct WarmArgs {
+    /// What to warm.
+    #[arg(long = "type", value_enum, default_value = "all")]
+    pub kind: WarmType,
+    /// Stop after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// Rebuild entries that exist too.
+    #[arg(long)]
+    pub force: bool,
+    /// Print items and hit ratio before and after.
+    #[arg(long)]
+    pub stats: bool,
+    /// With `memory://`: the running server to ask [default: http://$BIND]
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+pub fn run(config: Config, args: WarmArgs) -> anyhow::Result<()> {
+    let options = WarmOptions {
+        kind: args.kind,
+        force: args.force,
+        timeout_secs: args.timeout,
+        ..WarmOptions::default()
+    };
+    let report = if config.cache.url == CacheUrl::Memory {
+        ask_the_server(&config, &args, &options)?
+    } else {
+        warm_here(config, &args, &options)?
+    };
+    print_report(&report);
+    anyhow::ensure!(
+        report.totals().failed == 0,
+        "{} item(s) failed",
+        report.totals().failed
+    );
+    Ok(())
+}
+
+/// `memory://` lives in the server's process: only the server can warm it.
+fn ask_the_server(
+    config: &Config,
+    args: &WarmArgs,
+    options: &WarmOptions,
+) -> anyhow::Result<WarmReport> {
+    let base = args
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.bind));
+    eprintln!(
+        "CACHE_URL is memory://: the cache lives in the running server's process, so this asks it to warm itself ({base}/api/cache/warm/)"
+    );
+    let token = config.cache_admin_token.as_ref().ok_or_else(|| {
+        anyhow::anyhow!("CACHE_ADMIN_TOKEN must be set (the same as the server's) to ask it")
+    })?;
+    super::runtime()?.block_on(async {
+        let res = reqwest::Client::new()
+            .post(format!("{}/api/cache/warm/", base.trim_end_matches('/')))
+            .bearer_auth(token.expose())
+            .json(options)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("the server at {base} does not answer: {e}"))?;
+        let status = res.status();
+        anyhow::ensure!(
+            status.is_success(),
+            "the server refused: {status} {}",
+            res.text().await.unwrap_or_default()
+        );
+        Ok(res.json::<WarmReport>().await?)
+    })
+}
+
+/// A shared cache (Redis): warmed from here, through the same application code.
+fn warm_here(config: Config, args: &WarmArgs, options: &WarmOptions) -> anyhow::Result<WarmReport> {
+    let config = Config {
+        warm_on_start: false,
+        warm_after_invalidation: false,
+        ..config
+    };
+    actix_web::rt::System::new().block_on(async {
+        let state = actix_web::web::Data::new(crate::startup::build_state(config).await?);
+        let before = state.cache.site_stats().await;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+                    .expect("template"),
+            );
+            bar
+        });
+        let progress = |done: usize, total: usize, path: &str| match &bar {
+            Some(bar) => {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+                bar.set_message(path.to_string());
+            }
+            None => eprintln!("[{done}/{total}] {path}"),
+        };
+        let report = crate::web::warm::warm(state.clone(), options, &progress).await;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        if args.stats {
+            let after = state.cache.site_stats().await;
+            println!(
+                "before: {} lookups, hit ratio {:.1} %",
+                before.totals.hits + before.totals.misses,
+                before.hit_ratio * 100.0
+            );
+            println!(
+                "after:  {} lookups, hit ratio {:.1} %",
+                after.totals.hits + after.totals.misses,
+                after.hit_ratio * 100.0
+            );
+        }
+        state.cache.flush_stats().await;
+        Ok(report)
+    })
+}
+
+fn print_report(report: &WarmReport) {
+    println!(
+        "{:<8} {:>7} {:>8} {:>7}",
+        "type", "warmed", "skipped", "failed"
+    );
+    for (kind, c) in &report.by_type {
+        println!("{kind:<8} {:>7} {:>8} {:>7}", c.warmed, c.skipped, c.failed);
+    }
+    let t = report.totals();
+    println!(
+        "{:<8} {:>7} {:>8} {:>7}   in {} ms",
+        "total", t.warmed, t.skipped, t.failed, report.duration_ms
+    );
+    for f in &report.failures {
+        println!("failed: {} ({})", f.path, f.error);
+    }
+    if let Some(why) = &report.stopped {
+        println!("stopped early: {why}");
+    }
+}

@@ -1,0 +1,156 @@
+//! The cache's own API: statistics for anyone who monitors the site, and warming and
+//! clearing for admins only — a signed-in admin's session with its CSRF token in
+//! `X-CSRF-Token`, or `Authorization: Bearer <CACHE_ADMIN_TOKEN>` for scripts.
+
+use actix_session::Session;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::web::error::ApiError;
+use crate::web::warm::{self, WarmOptions};
+use crate::web::AppState;
+
+/// The windows the hit ratio is given over, in seconds.
+const WINDOWS: [(&str, u64); 3] = [("1m", 60), ("5m", 300), ("1h", 3600)];
+
+/// `GET /api/cache/stats/`: this instance's counters, ratios over 1 min / 5 min / 1 h,
+/// per family, latency percentiles, memory, breaker and warming; with Redis, the
+/// site-wide totals of every instance too.
+pub async fn stats(state: web::Data<AppState>) -> HttpResponse {
+    let cache = &state.cache;
+    let instance = cache.stats();
+    let windows: serde_json::Map<String, serde_json::Value> = WINDOWS
+        .iter()
+        .map(|(name, secs)| (name.to_string(), json!(cache.window(*secs))))
+        .collect();
+    let site = match cache.backend_name() {
+        "memory" | "none" => None,
+        _ => Some(cache.site_stats().await),
+    };
+    let warming = &state.warming;
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({
+            "instance": instance,
+            "windows": windows,
+            "site": site,
+            "memory": cache.local_size().map(|(entries, bytes, max_bytes)| json!({
+                "entries": entries, "bytes": bytes, "max_bytes": max_bytes,
+            })),
+            "warming": {
+                "stored": warming.stored.load(std::sync::atomic::Ordering::Relaxed),
+                "hit_before_expiry": warming.hit.load(std::sync::atomic::Ordering::Relaxed),
+                "effectiveness": warming.effectiveness(),
+            },
+            "views_pending": state.views.pending(),
+            "history": cache.chart(),
+        }))
+}
+
+/// Admins only (see the module comment): 401 without credentials, 403 with wrong ones.
+fn authorize(req: &HttpRequest, session: &Session, state: &AppState) -> Result<(), ApiError> {
+    if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
+        let given = auth
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        return match &state.config.cache_admin_token {
+            Some(token) if bool::from(token.expose().as_bytes().ct_eq(given.as_bytes())) => Ok(()),
+            _ => Err(ApiError::Forbidden("invalid bearer token".into())),
+        };
+    }
+    if session
+        .get::<String>(crate::web::session::ADMIN_KEY)
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        let csrf = req
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        return if crate::web::csrf::verify(session, csrf) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "missing or wrong X-CSRF-Token header".into(),
+            ))
+        };
+    }
+    Err(ApiError::Unauthorized(
+        "sign in as an admin, or send Authorization: Bearer <CACHE_ADMIN_TOKEN>".into(),
+    ))
+}
+
+/// A JSON body, or the defaults when there is none; a clear 400 otherwise.
+fn json_body<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad("body", format!("not valid JSON for this call: {e}")))
+}
+
+/// `POST /api/cache/warm/` with `{"type": "all|main|blog|api", "force": false,
+/// "timeout_secs": 120}` (all optional): warms and returns the report.
+pub async fn warm(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &session, &state)?;
+    let options: WarmOptions = json_body(&body)?;
+    let report = warm::warm(state.clone(), &options, &|_, _, _| {}).await;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClearRequest {
+    pattern: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+/// `POST /api/cache/clear/` with `{"pattern": "fragment:*"}` (a glob over this site's
+/// keys after `{prefix}:{version}:`) or `{"all": true}`. A pattern that would match
+/// everything must say `all`.
+pub async fn clear(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &session, &state)?;
+    let request: ClearRequest = json_body(&body)?;
+    let deleted = match (request.pattern.as_deref().map(str::trim), request.all) {
+        (_, true) => state.cache.clear().await,
+        (None, false) => {
+            return Err(ApiError::bad(
+                "pattern",
+                "give a pattern such as \"fragment:*\", or {\"all\": true} to clear everything",
+            ))
+        }
+        (Some(pattern), false) if matches_everything(pattern) => {
+            return Err(ApiError::bad(
+                "pattern",
+                format!(
+                    "'{pattern}' matches every key: send {{\"all\": true}} to clear everything"
+                ),
+            ))
+        }
+        (Some(pattern), false) => state.cache.delete_pattern(pattern).await,
+    };
+    Ok(HttpResponse::Ok().json(json!({ "deleted": deleted })))
+}
+
+/// Empty, or wildcards only with a `*` (`*`, `**`, `*?*`): every key.
+pub fn matches_everything(pattern: &str) -> bool {
+    pattern.is_empty() || (pattern.contains('*') && pattern.chars().all(|c| c == '*' || c == '?'))
+}

@@ -1,0 +1,321 @@
+//! Cache warming: the site requests its own pages through the same `App` that serves
+//! readers (in process, no HTTP, no second copy of any query or template), by priority:
+//! 1 the critical path (home and the navigation it carries), 2 high traffic (blog,
+//! about, tools, recent and popular posts, the API lists), 3 heavy queries (tag pages,
+//! later blog pages, feed, sitemap), 4 every post in the sitemap.
+//!
+//! It must not hurt the site it warms: a few requests at a time, fewer (and a pause)
+//! when its requests get slower than they started, and it stops before an in-process
+//! cache near its bound would have to evict hotter entries for colder ones. Warm
+//! requests are marked (`x-folio-warm` with the process's token), so they count no view
+//! and `force` can rewrite entries that exist.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use actix_web::test::{self, TestRequest};
+use actix_web::web;
+use serde::{Deserialize, Serialize};
+
+use crate::db::DbError;
+use crate::web::AppState;
+
+/// Header of a warm request; its value is the process's `warm_token`.
+pub const WARM_HEADER: &str = "x-folio-warm";
+/// With a valid `WARM_HEADER`: rebuild and store even if a fresh copy exists.
+pub const FORCE_HEADER: &str = "x-folio-warm-force";
+
+/// Which part of the site to warm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum WarmType {
+    #[default]
+    All,
+    /// Home, about, tools, feed, sitemap.
+    Main,
+    /// `/blog/…`.
+    Blog,
+    /// `/api/…`.
+    Api,
+}
+
+impl WarmType {
+    fn of(path: &str) -> WarmType {
+        if path.starts_with("/api/") {
+            WarmType::Api
+        } else if path.starts_with("/blog/") {
+            WarmType::Blog
+        } else {
+            WarmType::Main
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            WarmType::All => "all",
+            WarmType::Main => "main",
+            WarmType::Blog => "blog",
+            WarmType::Api => "api",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WarmOptions {
+    #[serde(rename = "type", default)]
+    pub kind: WarmType,
+    #[serde(default)]
+    pub force: bool,
+    /// Stop after this long (seconds).
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// Warm priorities 1..=this (1: the critical path only).
+    #[serde(default = "default_priority")]
+    pub max_priority: u8,
+}
+
+fn default_timeout() -> u64 {
+    120
+}
+fn default_priority() -> u8 {
+    4
+}
+
+impl Default for WarmOptions {
+    fn default() -> Self {
+        WarmOptions {
+            kind: WarmType::All,
+            force: false,
+            timeout_secs: default_timeout(),
+            max_priority: default_priority(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Counts {
+    pub warmed: u64,
+    /// Already warm (served from the cache).
+    pub skipped: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Failure {
+    pub path: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WarmReport {
+    /// Per type (`main`, `blog`, `api`) and per priority (`p1`…).
+    pub by_type: BTreeMap<String, Counts>,
+    pub by_priority: BTreeMap<String, Counts>,
+    pub failures: Vec<Failure>,
+    /// Why it stopped before the end, if it did.
+    pub stopped: Option<String>,
+    pub items: u64,
+    pub duration_ms: u64,
+}
+
+impl WarmReport {
+    pub fn totals(&self) -> Counts {
+        self.by_type.values().fold(Counts::default(), |mut t, c| {
+            t.warmed += c.warmed;
+            t.skipped += c.skipped;
+            t.failed += c.failed;
+            t
+        })
+    }
+}
+
+/// Most requests in flight at once, and the slow-down that halves them.
+const MAX_CONCURRENCY: usize = 4;
+const SLOWDOWN: u32 = 4;
+/// Share of an in-process cache's bound past which warming stops.
+const FULL: f64 = 0.9;
+
+/// The paths to warm, by priority, read through the repository (cached reads).
+pub async fn plan(state: &AppState, kind: WarmType) -> Result<Vec<(u8, String)>, DbError> {
+    let repo = &state.repo;
+    let post = |slug: &str| format!("/blog/{slug}/");
+    let mut plan: Vec<(u8, String)> = vec![(1, "/".into())];
+    for path in [
+        "/blog/",
+        "/about/",
+        "/tools/",
+        "/api/posts/",
+        "/api/personal-info/",
+        "/api/social-links/",
+        "/api/ai-tools/",
+    ] {
+        plan.push((2, path.into()));
+    }
+    let recent = repo
+        .recent_posts(crate::web::fragments::registry::RECENT_POSTS)
+        .await?;
+    let popular = repo
+        .popular_posts(crate::web::fragments::registry::POPULAR_POSTS)
+        .await?;
+    plan.extend(recent.iter().chain(&popular).map(|p| (2, post(&p.slug))));
+    let (posts, tags) = repo.sitemap().await?;
+    plan.extend(tags.iter().map(|t| (3, format!("/blog/tag/{}/", t.slug))));
+    let pages =
+        (posts.len() as i64 + crate::web::pages::PER_PAGE - 1) / crate::web::pages::PER_PAGE;
+    plan.extend((2..=pages).map(|n| (3, format!("/blog/?page={n}"))));
+    plan.push((3, "/feed.xml".into()));
+    plan.push((3, "/sitemap.xml".into()));
+    plan.extend(posts.iter().map(|p| (4, post(&p.slug))));
+    let mut seen = std::collections::HashSet::new();
+    plan.retain(|(_, path)| {
+        seen.insert(path.clone()) && (kind == WarmType::All || WarmType::of(path) == kind)
+    });
+    Ok(plan)
+}
+
+/// Warms by priority (see the module comment); `progress(done, total, path)` after each.
+pub async fn warm(
+    state: web::Data<AppState>,
+    options: &WarmOptions,
+    progress: &dyn Fn(usize, usize, &str),
+) -> WarmReport {
+    let started = Instant::now();
+    let mut report = WarmReport::default();
+    let plan = match plan(&state, options.kind).await {
+        Ok(plan) => plan,
+        Err(e) => {
+            report.stopped = Some(format!("cannot read what to warm: {e}"));
+            return report;
+        }
+    };
+    let plan: Vec<(u8, String)> = plan
+        .into_iter()
+        .filter(|(p, _)| *p <= options.max_priority)
+        .collect();
+    let app = test::init_service(crate::startup::app(state.clone())).await;
+    let deadline = started + Duration::from_secs(options.timeout_secs);
+    let (mut concurrency, mut baseline): (usize, Option<Duration>) = (MAX_CONCURRENCY, None);
+    let mut done = 0;
+    while done < plan.len() {
+        if Instant::now() >= deadline {
+            report.stopped = Some(format!("timeout after {} s", options.timeout_secs));
+            break;
+        }
+        if let Some((_, bytes, max)) = state.cache.local_size() {
+            if bytes as f64 >= FULL * max as f64 {
+                report.stopped = Some(format!(
+                    "the in-process cache is near its bound ({bytes} of {max} bytes): warming more would evict hotter entries"
+                ));
+                break;
+            }
+        }
+        let batch = &plan[done..(done + concurrency).min(plan.len())];
+        let calls = batch.iter().map(|(_, path)| {
+            let mut req = TestRequest::get()
+                .uri(path)
+                .insert_header((WARM_HEADER, state.warm_token.as_str()))
+                .insert_header(("sec-purpose", "prefetch"));
+            if options.force {
+                req = req.insert_header((FORCE_HEADER, "1"));
+            }
+            let app = &app;
+            async move {
+                let began = Instant::now();
+                let res = test::try_call_service(app, req.to_request()).await;
+                (res, began.elapsed())
+            }
+        });
+        let results = futures_util::future::join_all(calls).await;
+        let mut slowest = Duration::ZERO;
+        for ((priority, path), (res, took)) in batch.iter().zip(results) {
+            slowest = slowest.max(took);
+            let outcome = match res {
+                Ok(res) if res.status().is_success() => {
+                    let hit = res
+                        .headers()
+                        .get("x-cache")
+                        .is_some_and(|v| v.as_bytes() == b"HIT");
+                    Ok(hit)
+                }
+                Ok(res) => Err(format!("status {}", res.status())),
+                Err(e) => Err(e.to_string()),
+            };
+            let by_type = report
+                .by_type
+                .entry(WarmType::of(path).name().to_string())
+                .or_default();
+            match &outcome {
+                Ok(true) => by_type.skipped += 1,
+                Ok(false) => by_type.warmed += 1,
+                Err(_) => by_type.failed += 1,
+            }
+            let by_priority = report
+                .by_priority
+                .entry(format!("p{priority}"))
+                .or_default();
+            match outcome {
+                Ok(true) => by_priority.skipped += 1,
+                Ok(false) => by_priority.warmed += 1,
+                Err(error) => {
+                    by_priority.failed += 1;
+                    report.failures.push(Failure {
+                        path: path.clone(),
+                        error,
+                    });
+                }
+            }
+            done += 1;
+            report.items += 1;
+            progress(done, plan.len(), path);
+        }
+        // Back off when the site answers slower than when warming began.
+        let base = *baseline.get_or_insert(slowest.max(Duration::from_millis(1)));
+        if slowest > base * SLOWDOWN {
+            concurrency = (concurrency / 2).max(1);
+            tokio::time::sleep(slowest).await;
+        } else if concurrency < MAX_CONCURRENCY {
+            concurrency += 1;
+        }
+    }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    report
+}
+
+/// Warms at start-up in the background (the server answers meanwhile) and logs it.
+pub fn on_start(state: web::Data<AppState>) {
+    actix_web::rt::spawn(async move {
+        let report = warm(state, &WarmOptions::default(), &|_, _, _| {}).await;
+        let t = report.totals();
+        tracing::info!(
+            warmed = t.warmed,
+            skipped = t.skipped,
+            failed = t.failed,
+            ms = report.duration_ms,
+            stopped = report.stopped.as_deref().unwrap_or(""),
+            "start-up warming done: {} items warmed in {} ms",
+            t.warmed,
+            report.duration_ms
+        );
+    });
+}
+
+/// After this process's writes, re-warms the critical path they dropped, so the next
+/// visitor after an edit gets a hit. Stops when the state is dropped.
+pub fn after_invalidations(state: web::Data<AppState>) {
+    let mut writes = state.cache.subscribe_writes();
+    let weak = std::sync::Arc::downgrade(&state.into_inner());
+    actix_web::rt::spawn(async move {
+        while writes.changed().await.is_ok() {
+            // Several writes in a row (a form saving a post and its tags): warm once.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            writes.mark_unchanged();
+            let Some(state) = weak.upgrade() else { return };
+            let options = WarmOptions {
+                max_priority: 1,
+                timeout_secs: 10,
+                ..WarmOptions::default()
+            };
+            let report = warm(web::Data::from(state), &options, &|_, _, _| {}).await;
+            tracing::debug!(warmed = report.totals().warmed, "re-warmed after a write");
+        }
+    });
+}

@@ -1,0 +1,191 @@
+//! Warming and the cache API: who may warm and clear, what a bad pattern gets, start-up
+//! warming that does not delay the first reader, re-warming after an edit, the `warm`
+//! command, and hit ratios over windows that follow the traffic.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{csrf_token, spawn_app_with, Backend, TestApp, ADMIN_TOKEN};
+use crate::on_both_app_caches;
+
+async fn post_json(app: &TestApp, path: &str, body: Value, bearer: Option<&str>) -> (u16, Value) {
+    let mut req = app.client.post(app.url(path)).json(&body);
+    if let Some(token) = bearer {
+        req = req.bearer_auth(token);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+fn x_cache(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("x-cache")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+on_both_app_caches! {
+    async fn warm_and_clear_are_for_admins_only(app: TestApp) {
+        for path in ["/api/cache/warm/", "/api/cache/clear/"] {
+            let (status, body) = post_json(&app, path, json!({"all": true}), None).await;
+            assert_eq!(status, 401, "{path}: anonymous");
+            assert_eq!(body["error"]["code"], "unauthorized");
+            let (status, _) = post_json(&app, path, json!({"all": true}), Some("wrong-token")).await;
+            assert_eq!(status, 403, "{path}: a wrong token");
+        }
+        // A signed-in admin needs the CSRF token too.
+        app.sign_in_admin().await;
+        let (status, _) = post_json(&app, "/api/cache/clear/", json!({"pattern": "fragment:*"}), None).await;
+        assert_eq!(status, 403, "no CSRF token");
+        let token = csrf_token(&app.get_text("/admin/posts/new/").await.1);
+        let res = app.client.post(app.url("/api/cache/clear/")).header("x-csrf-token", token).json(&json!({"pattern": "fragment:*"})).send().await.unwrap();
+        assert_eq!(res.status(), 200, "admin with CSRF");
+    }
+
+    async fn warming_fills_the_site_and_reports_it(app: TestApp) {
+        app.seed_generated(30).await;
+        let (status, report) = post_json(&app, "/api/cache/warm/", json!({"type": "all"}), Some(ADMIN_TOKEN)).await;
+        assert_eq!(status, 200, "{report}");
+        let warmed = |t: &str| report["by_type"][t]["warmed"].as_u64().unwrap_or(0);
+        assert!(warmed("blog") > 30 && warmed("main") >= 4 && warmed("api") >= 4, "{report}");
+        assert_eq!(report["failures"], json!([]));
+        assert_eq!(report["by_priority"]["p1"]["warmed"], 1, "the home page first");
+        // Readers now hit, and counted no view for the warm requests.
+        for path in ["/", "/blog/", "/blog/?page=2", "/blog/tag/caching/", "/api/posts/", "/feed.xml"] {
+            assert_eq!(x_cache(&app.get(path).await), "HIT", "{path}");
+        }
+        assert_eq!(app.state.views.pending(), 0, "warming counts no views");
+        // Again: everything is already warm; with force, rebuilt.
+        let (_, again) = post_json(&app, "/api/cache/warm/", json!({"type": "api"}), Some(ADMIN_TOKEN)).await;
+        assert_eq!(again["by_type"]["api"]["warmed"], 0, "{again}");
+        assert!(again["by_type"]["api"]["skipped"].as_u64().unwrap() >= 4);
+        let (_, forced) = post_json(&app, "/api/cache/warm/", json!({"type": "api", "force": true}), Some(ADMIN_TOKEN)).await;
+        assert_eq!(forced["by_type"]["api"]["skipped"], 0, "{forced}");
+        // How well it paid: some warmed entries were hit.
+        let (_, stats) = app.get_json("/api/cache/stats/").await;
+        assert!(stats["warming"]["effectiveness"].as_f64().unwrap() > 0.0, "{}", stats["warming"]);
+    }
+
+    async fn bad_patterns_get_a_400_and_clear_nothing(app: TestApp) {
+        app.get("/").await;
+        for body in [json!({}), json!({"pattern": ""}), json!({"pattern": "*"}), json!({"pattern": "**"}), json!({"pattern": "*?*"}), json!({"patern": "x"})] {
+            let (status, answer) = post_json(&app, "/api/cache/clear/", body.clone(), Some(ADMIN_TOKEN)).await;
+            assert_eq!(status, 400, "{body}: {answer}");
+            assert!(answer["error"]["message"].as_str().unwrap().len() > 10);
+        }
+        let res = app.client.post(app.url("/api/cache/clear/")).bearer_auth(ADMIN_TOKEN).header("content-type", "application/json").body("{not json").send().await.unwrap();
+        assert_eq!(res.status(), 400);
+        assert_eq!(x_cache(&app.get("/").await), "HIT", "nothing was cleared");
+        let (status, answer) = post_json(&app, "/api/cache/clear/", json!({"pattern": "page:*"}), Some(ADMIN_TOKEN)).await;
+        assert_eq!(status, 200);
+        assert!(answer["deleted"].as_u64().unwrap() >= 1, "{answer}");
+        assert_eq!(x_cache(&app.get("/").await), "MISS", "the pages were cleared");
+        let (status, _) = post_json(&app, "/api/cache/clear/", json!({"all": true}), Some(ADMIN_TOKEN)).await;
+        assert_eq!(status, 200);
+    }
+
+    async fn window_ratios_follow_the_traffic(app: TestApp) {
+        let ratio = |stats: &Value, w: &str| stats["windows"][w]["hit_ratio"].as_f64();
+        // Misses only: every page once, bypassing nothing.
+        for n in 1..=5 {
+            app.get(&format!("/blog/?page={n}")).await;
+        }
+        let (_, cold) = app.get_json("/api/cache/stats/").await;
+        for _ in 0..200 {
+            app.get("/about/").await;
+        }
+        let (_, warm) = app.get_json("/api/cache/stats/").await;
+        let (before, after) = (ratio(&cold, "1m").unwrap(), ratio(&warm, "1m").unwrap());
+        assert!(after > before + 0.2, "1 min ratio moved from {before} to {after}");
+        assert!(ratio(&warm, "1h").is_some() && warm["instance"]["hit_ratio"].is_number());
+        assert!(warm["history"].is_array());
+    }
+}
+
+on_both_app_caches! {
+    with &[("WARM_AFTER_INVALIDATION", "true")];
+
+    async fn the_next_visitor_after_an_edit_gets_a_hit(app: TestApp) {
+        assert_eq!(x_cache(&app.get("/").await), "MISS");
+        let link = folio::content::models::NewSocialLink { name: "Bluesky".into(), url: "https://bsky.app/profile/rewarm".into(), icon: "bluesky".into(), sort_order: 9, visible: true };
+        assert!(app.state.repo.ensure_social_link(&link).await.unwrap());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            // Through the stats, not a request: a request would warm it itself.
+            let warmed = app.state.warming.stored.load(std::sync::atomic::Ordering::Relaxed);
+            if warmed > 0 { break; }
+            assert!(Instant::now() < deadline, "re-warmed in the background");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let res = app.get("/").await;
+        assert_eq!(x_cache(&res), "HIT", "the visitor after the edit");
+        assert!(res.text().await.unwrap().contains("https://bsky.app/profile/rewarm"), "and it shows the edit");
+    }
+}
+
+/// Start-up warming runs in the background: the first reader is answered at once, and
+/// pages nobody asked for yet are hits soon after.
+#[actix_web::test]
+async fn startup_warming_does_not_delay_the_first_reader() {
+    let started = Instant::now();
+    let app = spawn_app_with(Backend::Sqlite, &[("WARM_ON_START", "true")])
+        .await
+        .unwrap();
+    let res = app.get("/contact/").await;
+    assert_eq!(res.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, stats) = app.get_json("/api/cache/stats/").await;
+        if stats["warming"]["stored"].as_u64().unwrap_or(0) >= 10 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "warmed in the background: {}",
+            stats["warming"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(x_cache(&app.get("/blog/tag/caching/").await), "HIT");
+}
+
+/// `folio warm` against memory:// asks the running server and says so.
+#[actix_web::test]
+async fn the_warm_command_asks_a_memory_server() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await.unwrap();
+    let dir = tempfile::TempDir::new().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_folio"))
+        .env_clear()
+        .current_dir(dir.path())
+        .args(["warm", "--type=api", "--url", &app.address])
+        .env("CACHE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("DATA_DIR", dir.path())
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("asks it to warm itself"), "{stderr}");
+    assert!(
+        stdout.contains("api") && stdout.contains("total"),
+        "{stdout}"
+    );
+    assert_eq!(x_cache(&app.get("/api/posts/").await), "HIT");
+    // Without the token: a clear error, a failing exit.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_folio"))
+        .env_clear()
+        .current_dir(dir.path())
+        .args(["warm", "--url", &app.address])
+        .env("DATA_DIR", dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CACHE_ADMIN_TOKEN"));
+}
