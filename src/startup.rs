@@ -49,6 +49,8 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Application, StartupError> {
+        // Before anything records: the cache's latencies count from the first request.
+        crate::web::metrics::handle();
         let state = web::Data::new(build_state(config).await?);
         let listener =
             TcpListener::bind(&state.config.bind).map_err(|source| StartupError::Bind {
@@ -188,6 +190,7 @@ pub fn app(
             crate::web::middleware::request_id_header,
         ))
         .wrap(TracingLogger::default())
+        .wrap(from_fn(crate::web::metrics::record_requests))
         .app_data(state)
         .configure(crate::web::configure)
 }

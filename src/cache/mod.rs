@@ -380,6 +380,8 @@ impl CacheManager {
     fn timed(&self, op: Op, started: Instant) {
         let elapsed = started.elapsed();
         self.inner.stats.record_latency(op, elapsed);
+        metrics::histogram!("folio_cache_operation_seconds", "op" => op.name())
+            .record(elapsed.as_secs_f64());
         crate::timing::add(crate::timing::Phase::Cache, elapsed);
     }
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod fragments;
 pub mod health;
 pub mod http_cache;
+pub mod metrics;
 pub mod middleware;
 pub mod pages;
 pub mod session;
@@ -66,6 +67,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(admin::configure)
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(metrics::metrics))
         .route("/static/{file}", web::get().to(static_file))
         .default_service(web::to(not_found));
 }

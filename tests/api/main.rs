@@ -13,6 +13,7 @@ mod health;
 mod http_cache;
 mod invalidation;
 mod key_space;
+mod monitoring;
 mod page_cache;
 mod pages;
 mod redis_server;

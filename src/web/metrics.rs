@@ -1,0 +1,107 @@
+//! `/metrics` in Prometheus text format (the `metrics` facade and its Prometheus
+//! exporter): HTTP request durations by route pattern and status, cache operation
+//! latencies (recorded by the cache core as they happen), and, read at each scrape, the
+//! cache's counters per family, hit ratios, memory, breaker and warming.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse};
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::web::AppState;
+
+/// Latency buckets, in seconds: 50 µs to 10 s.
+const BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 10.0,
+];
+
+/// The process's recorder (installed once, whatever the number of apps in it).
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("seconds".into()), BUCKETS)
+            .expect("buckets are valid")
+            .install_recorder()
+            .expect("no other metrics recorder is installed")
+    })
+}
+
+/// Records every request's duration by route pattern (never the raw path: the labels
+/// stay bounded), method and status. Outermost, so cache hits are measured too.
+pub async fn record_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().as_str().to_string();
+    let res = next.call(req).await?;
+    histogram!(
+        "folio_http_request_duration_seconds",
+        "route" => route,
+        "method" => method,
+        "status" => res.status().as_str().to_string()
+    )
+    .record(started.elapsed().as_secs_f64());
+    Ok(res)
+}
+
+/// `GET /metrics`.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let handle = handle();
+    let cache = &state.cache;
+    let stats = cache.stats();
+    let backend = cache.backend_name();
+    for (name, value) in [
+        ("folio_cache_hits_total", stats.totals.hits),
+        ("folio_cache_misses_total", stats.totals.misses),
+        ("folio_cache_sets_total", stats.totals.sets),
+        ("folio_cache_deletes_total", stats.totals.deletes),
+        ("folio_cache_errors_total", stats.totals.errors),
+    ] {
+        counter!(name, "backend" => backend).absolute(value);
+    }
+    for family in &stats.families {
+        counter!("folio_cache_family_hits_total", "family" => family.name.clone())
+            .absolute(family.hits);
+        counter!("folio_cache_family_misses_total", "family" => family.name.clone())
+            .absolute(family.misses);
+    }
+    gauge!("folio_cache_hit_ratio", "window" => "lifetime").set(stats.hit_ratio);
+    for (window, seconds) in [("1m", 60), ("5m", 300), ("1h", 3600)] {
+        if let Some(ratio) = cache.window(seconds).hit_ratio {
+            gauge!("folio_cache_hit_ratio", "window" => window).set(ratio);
+        }
+    }
+    if let Some((entries, bytes, max)) = cache.local_size() {
+        gauge!("folio_cache_entries").set(entries as f64);
+        gauge!("folio_cache_bytes").set(bytes as f64);
+        gauge!("folio_cache_max_bytes").set(max as f64);
+    }
+    let health = cache.health();
+    gauge!("folio_cache_breaker_open").set(if health.breaker == "closed" { 0.0 } else { 1.0 });
+    counter!("folio_cache_breaker_trips_total").absolute(health.breaker_trips);
+    if health.near_enabled {
+        gauge!("folio_cache_near_entries").set(health.near_entries as f64);
+        gauge!("folio_cache_near_bytes").set(health.near_bytes as f64);
+    }
+    let warming = &state.warming;
+    counter!("folio_cache_warmed_total")
+        .absolute(warming.stored.load(std::sync::atomic::Ordering::Relaxed));
+    counter!("folio_cache_warmed_hit_total")
+        .absolute(warming.hit.load(std::sync::atomic::Ordering::Relaxed));
+    gauge!("folio_views_pending").set(state.views.pending() as f64);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .insert_header(("cache-control", "no-store"))
+        .body(handle.render())
+}
