@@ -9,6 +9,7 @@
 //! A failing cache never fails a request: every backend error is counted, logged at
 //! most once per burst, and turned into a miss (get) or a no-op (set).
 
+pub mod advice;
 pub mod backend;
 pub mod codec;
 pub mod flight;
@@ -640,7 +641,9 @@ impl CacheManager {
         self.inner
             .flights
             .run(flight, || async {
+                let started = Instant::now();
                 let value = compute().await?;
+                self.inner.stats.fill(key.family(), started.elapsed());
                 if let Some(versions) = versions.as_ref().filter(|_| keep(&value)) {
                     self.set_tagged(key, versions, &value, ttl).await;
                 }
@@ -940,6 +943,17 @@ impl CacheManager {
                 manager.inner.history.record(&manager.inner.stats.totals());
             }
         });
+    }
+
+    /// A value of `family` was computed after a miss outside `get_or_set_tagged` (a
+    /// fragment, a page), taking `took`: what the monitor ranks misses by.
+    pub fn record_fill(&self, family: &'static str, took: Duration) {
+        self.inner.stats.fill(family, took);
+    }
+
+    /// Entries an in-process store evicted to make room (not expired ones).
+    pub fn evictions(&self) -> u64 {
+        self.inner.backend.evictions()
     }
 
     /// Changes after each of this process's invalidations (see `web::warm`).

@@ -107,6 +107,9 @@ impl Histogram {
 pub struct FamilyCounters {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
+    /// Values computed after a miss, and the time that took (what a miss costs).
+    pub fills: AtomicU64,
+    pub fill_micros: AtomicU64,
 }
 
 #[derive(Default)]
@@ -148,6 +151,13 @@ impl CacheStats {
         self.families.write().entry(name).or_default().clone()
     }
 
+    /// A value of `family` was computed after a miss, taking `took`.
+    pub fn fill(&self, family: &'static str, took: Duration) {
+        let f = self.family(family);
+        f.fills.fetch_add(1, Relaxed);
+        f.fill_micros.fetch_add(took.as_micros() as u64, Relaxed);
+    }
+
     pub fn hit(&self, family: &'static str) {
         self.counters.hits.fetch_add(1, Relaxed);
         self.family(family).hits.fetch_add(1, Relaxed);
@@ -185,7 +195,13 @@ impl CacheStats {
             .read()
             .iter()
             .map(|(name, f)| {
-                FamilySnapshot::new(name, f.hits.load(Relaxed), f.misses.load(Relaxed))
+                let mut s = FamilySnapshot::new(name, f.hits.load(Relaxed), f.misses.load(Relaxed));
+                let fills = f.fills.load(Relaxed);
+                if fills > 0 {
+                    s.avg_fill_ms =
+                        Some(f.fill_micros.load(Relaxed) as f64 / fills as f64 / 1000.0);
+                }
+                s
             })
             .collect();
         families.sort_by(|a, b| a.name.cmp(&b.name));
@@ -240,6 +256,9 @@ pub struct FamilySnapshot {
     pub hits: u64,
     pub misses: u64,
     pub hit_ratio: f64,
+    /// Average time to compute a value after a miss (this process), if any was.
+    #[serde(default)]
+    pub avg_fill_ms: Option<f64>,
 }
 
 impl FamilySnapshot {
@@ -249,7 +268,13 @@ impl FamilySnapshot {
             hits,
             misses,
             hit_ratio: ratio(hits, hits + misses),
+            avg_fill_ms: None,
         }
+    }
+
+    /// What its misses cost: misses × the average time to compute one.
+    pub fn miss_cost_ms(&self) -> f64 {
+        self.misses as f64 * self.avg_fill_ms.unwrap_or(0.0)
     }
 }
 

@@ -3,6 +3,7 @@
 mod clear;
 mod create_admin;
 mod migrate;
+mod monitor;
 mod seed;
 mod serve;
 mod warm;
@@ -40,6 +41,8 @@ pub enum Command {
     Clear(clear::ClearArgs),
     /// Warm the cache by priority (`--type=all|main|blog|api`); with memory:// asks the running server.
     Warm(warm::WarmArgs),
+    /// Watch the cache of a running server (`--action=stats|health|test`, `--watch`).
+    Monitor(monitor::MonitorArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -68,6 +71,7 @@ pub fn main() -> ExitCode {
         Command::CreateAdmin(args) => create_admin::run(config, args),
         Command::Clear(args) => clear::run(config, args),
         Command::Warm(args) => warm::run(config, args),
+        Command::Monitor(args) => monitor::run(config, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

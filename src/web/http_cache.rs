@@ -372,6 +372,7 @@ impl ResponseCache {
             headers.remove(header::IF_NONE_MATCH);
             headers.remove(header::IF_MODIFIED_SINCE);
         }
+        let render_started = std::time::Instant::now();
         let (res, trace) = TagTrace::record(async {
             self.cache.trace_tags(policy.depends_on).await;
             next.call(req).await
@@ -429,6 +430,8 @@ impl ResponseCache {
             warmed: warm,
             hit_counted: Default::default(),
         };
+        self.cache
+            .record_fill(policy.family, render_started.elapsed());
         let stored = trace.is_complete();
         if stored {
             // The body first: metadata must never point at a body that is not there.

@@ -35,3 +35,85 @@ on_both_app_caches! {
             .any(|s| s.get_labelset().ok().and_then(|l| l.get_label_value("window").map(|w| w == "1m")).unwrap_or(false)));
     }
 }
+
+on_both_app_caches! {
+    async fn the_monitor_api_ranks_families_by_miss_cost_and_advises(app: TestApp) {
+        app.seed_generated(30).await;
+        for n in 1..=3 {
+            app.get(&format!("/blog/?page={n}")).await;
+            app.get("/").await;
+        }
+        let (status, body) = app.get_json("/api/cache/monitor/").await;
+        assert_eq!(status, 200);
+        let ranked = body["families_by_miss_cost"].as_array().unwrap();
+        let costs: Vec<f64> = ranked.iter().map(|f| f["miss_cost_ms"].as_f64().unwrap()).collect();
+        assert!(costs.windows(2).all(|w| w[0] >= w[1]), "ranked: {costs:?}");
+        assert!(ranked.iter().any(|f| f["name"] == "page" && f["avg_fill_ms"].as_f64().unwrap() > 0.0), "{ranked:?}");
+        assert!(!body["recommendations"].as_array().unwrap().is_empty());
+        assert!(body["windows"]["5m"]["lookups"].as_u64().unwrap() > 0);
+    }
+}
+
+async fn folio(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_folio"));
+    cmd.env_clear()
+        .current_dir(dir.path())
+        .env("DATA_DIR", dir.path())
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[actix_web::test]
+async fn the_monitor_command_shows_stats_and_fails_health_on_a_stopped_redis() {
+    let Some(mut redis) = crate::redis_server::OwnRedis::start() else {
+        return;
+    };
+    let app = redis.app().await;
+    app.get("/").await;
+    app.get("/").await;
+    let (ok, stdout, stderr) =
+        folio(&["monitor", "--action=stats", "--url", &app.address], &[]).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("hit ratio")
+            && stdout.contains("1 min")
+            && stdout.contains("recommendations:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("page"), "the families: {stdout}");
+    let (ok, stdout, _) = folio(&["monitor", "--action=health", "--url", &app.address], &[]).await;
+    assert!(ok, "healthy while Redis runs: {stdout}");
+    redis.stop();
+    let (ok, stdout, stderr) =
+        folio(&["monitor", "--action=health", "--url", &app.address], &[]).await;
+    assert!(!ok, "non-zero exit when Redis is down: {stdout}");
+    assert!(stderr.contains("unhealthy"), "{stderr}");
+    // And the benchmark of a live backend.
+    let Some(url) = crate::helpers::test_redis_url() else {
+        return;
+    };
+    let prefix = crate::helpers::unique_prefix();
+    let (ok, stdout, stderr) = folio(
+        &["monitor", "--action=test"],
+        &[("CACHE_URL", &url), ("CACHE_KEY_PREFIX", &prefix)],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    for op in ["set", "get", "delete"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(op) && l.split_whitespace().count() == 4),
+            "{stdout}"
+        );
+    }
+}

@@ -45,11 +45,20 @@ pub struct MemoryStore {
     tags: Arc<Mutex<HashMap<String, u64>>>,
     /// Counts bumps (see `Backend::tag_epoch`).
     epoch: Arc<std::sync::atomic::AtomicU64>,
+    /// Entries evicted for room (size), not expired ones.
+    evicted: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl MemoryStore {
     pub fn new(max_bytes: u64) -> Self {
+        let evicted: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+        let counter = evicted.clone();
         let cache = Cache::builder()
+            .eviction_listener(move |_, _, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
             .max_capacity(max_bytes)
             .weigher(|k: &String, e: &Entry| {
                 (k.len() + e.value.len() + 64)
@@ -62,6 +71,7 @@ impl MemoryStore {
             cache,
             tags: Arc::default(),
             epoch: Arc::default(),
+            evicted,
         }
     }
 
@@ -208,6 +218,9 @@ impl Backend for MemoryStore {
     }
     fn local_size(&self) -> Option<(u64, u64)> {
         Some(self.size())
+    }
+    fn evictions(&self) -> u64 {
+        self.evicted.load(std::sync::atomic::Ordering::Relaxed)
     }
     fn tag_epoch(&self) -> Option<u64> {
         Some(self.epoch.load(std::sync::atomic::Ordering::SeqCst))

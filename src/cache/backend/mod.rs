@@ -120,6 +120,11 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// Entries an in-process store evicted for room.
+    fn evictions(&self) -> u64 {
+        0
+    }
+
     /// (entries, weighted bytes) of an in-process store.
     fn local_size(&self) -> Option<(u64, u64)> {
         None

@@ -20,6 +20,48 @@ const WINDOWS: [(&str, u64); 3] = [("1m", 60), ("5m", 300), ("1h", 3600)];
 /// per family, latency percentiles, memory, breaker and warming; with Redis, the
 /// site-wide totals of every instance too.
 pub async fn stats(state: web::Data<AppState>) -> HttpResponse {
+    no_store(stats_json(&state).await)
+}
+
+/// `GET /api/cache/monitor/`: the statistics, the key families ranked by what their
+/// misses cost (misses × average time to compute one), and recommendations.
+pub async fn monitor(state: web::Data<AppState>) -> HttpResponse {
+    let cache = &state.cache;
+    let instance = cache.stats();
+    let mut ranked = instance.families.clone();
+    ranked.sort_by(|a, b| b.miss_cost_ms().total_cmp(&a.miss_cost_ms()));
+    let ranked: Vec<serde_json::Value> = ranked
+        .iter()
+        .map(|f| {
+            json!({
+                "name": f.name, "hits": f.hits, "misses": f.misses, "hit_ratio": f.hit_ratio,
+                "avg_fill_ms": f.avg_fill_ms, "miss_cost_ms": f.miss_cost_ms(),
+            })
+        })
+        .collect();
+    let warming = &state.warming;
+    let advice = crate::cache::advice::recommendations(&crate::cache::advice::Inputs {
+        stats: &instance,
+        last_minute: &cache.window(60),
+        last_hour: &cache.window(3600),
+        evictions: cache.evictions(),
+        max_bytes: cache.local_size().map(|(_, _, max)| max),
+        warmed: warming.stored.load(std::sync::atomic::Ordering::Relaxed),
+        warmed_hit: warming.hit.load(std::sync::atomic::Ordering::Relaxed),
+    });
+    let mut body = stats_json(&state).await;
+    body["families_by_miss_cost"] = json!(ranked);
+    body["recommendations"] = json!(advice);
+    no_store(body)
+}
+
+fn no_store(body: serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}
+
+async fn stats_json(state: &AppState) -> serde_json::Value {
     let cache = &state.cache;
     let instance = cache.stats();
     let windows: serde_json::Map<String, serde_json::Value> = WINDOWS
@@ -31,9 +73,7 @@ pub async fn stats(state: web::Data<AppState>) -> HttpResponse {
         _ => Some(cache.site_stats().await),
     };
     let warming = &state.warming;
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({
+    json!({
             "instance": instance,
             "windows": windows,
             "site": site,
@@ -46,8 +86,9 @@ pub async fn stats(state: web::Data<AppState>) -> HttpResponse {
                 "effectiveness": warming.effectiveness(),
             },
             "views_pending": state.views.pending(),
+            "evictions": cache.evictions(),
             "history": cache.chart(),
-        }))
+    })
 }
 
 /// Admins only (see the module comment): 401 without credentials, 403 with wrong ones.

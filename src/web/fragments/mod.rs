@@ -301,7 +301,9 @@ impl Fragments {
                 let (entry, hit) = match lookup.value {
                     Some(entry) => (entry, true),
                     None => {
+                        let started = Instant::now();
                         let entry = self.fill(tera, request).await?;
+                        self.cache.record_fill(key.family(), started.elapsed());
                         if let Some(versions) = lookup.versions {
                             let ttl = request_ttl(request)
                                 .or_else(|| self.def(name_of(request)).ok().and_then(|d| d.ttl));
