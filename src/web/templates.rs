@@ -40,6 +40,7 @@ pub const TEMPLATES: &[(&str, &str)] = embed![
     "admin/base.html",
     "admin/login.html",
     "admin/index.html",
+    "admin/cache.html",
     "admin/posts.html",
     "admin/post_form.html",
     "admin/post_delete.html",
@@ -64,6 +65,11 @@ pub const STATIC_FILES: &[(&str, &str, &str)] = &[
         "avatar.svg",
         "image/svg+xml",
         include_str!("../../static/avatar.svg"),
+    ),
+    (
+        "dashboard.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/dashboard.js"),
     ),
 ];
 

@@ -7,6 +7,7 @@ mod admin;
 mod api_routes;
 mod cache;
 mod contact;
+mod dashboard;
 mod faults;
 mod fragments;
 mod health;

@@ -24,6 +24,7 @@ use site::{AiTools, SocialLinks};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/", web::get().to(overview))
+        .route("/admin/cache/", web::get().to(cache_dashboard))
         .route("/admin/login/", web::get().to(auth::login_form))
         .route("/admin/login/", web::post().to(auth::login))
         .route("/admin/logout/", web::post().to(auth::logout))
@@ -182,6 +183,34 @@ fn csrf_refused() -> HttpResponse {
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body("<h1>Form expired</h1><p>Your session changed before the form was sent. Go back, reload the page and send it again.</p>")
+}
+
+/// The cache dashboard: rendered with the current numbers, then kept live by
+/// `static/dashboard.js` from `/api/cache/monitor/`.
+async fn cache_dashboard(
+    state: web::Data<AppState>,
+    admin: Admin,
+    query: web::Query<std::collections::HashMap<String, String>>,
+) -> Result<HttpResponse, PageError> {
+    let mut ctx = admin_context(&state, &admin, "cache");
+    let monitor = crate::web::api::cache::monitor_json(&state).await;
+    ctx.insert("stats", &monitor);
+    ctx.insert("recommendations", &monitor["recommendations"]);
+    // `?refresh=MS` (at least 500): how often the page refreshes itself.
+    let refresh_ms: u64 = query
+        .get("refresh")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000u64)
+        .max(500);
+    ctx.insert("refresh_ms", &refresh_ms);
+    ctx.insert(
+        "dashboard_js",
+        &format!(
+            "/static/dashboard.js?v={}",
+            crate::web::templates::short_hash(include_str!("../../../static/dashboard.js"))
+        ),
+    );
+    render(&state, "admin/cache.html", &ctx).await
 }
 
 async fn overview(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, PageError> {

@@ -26,6 +26,11 @@ pub async fn stats(state: web::Data<AppState>) -> HttpResponse {
 /// `GET /api/cache/monitor/`: the statistics, the key families ranked by what their
 /// misses cost (misses × average time to compute one), and recommendations.
 pub async fn monitor(state: web::Data<AppState>) -> HttpResponse {
+    no_store(monitor_json(&state).await)
+}
+
+/// What `monitor` answers (the dashboard renders it too).
+pub async fn monitor_json(state: &AppState) -> serde_json::Value {
     let cache = &state.cache;
     let instance = cache.stats();
     let mut ranked = instance.families.clone();
@@ -49,10 +54,10 @@ pub async fn monitor(state: web::Data<AppState>) -> HttpResponse {
         warmed: warming.stored.load(std::sync::atomic::Ordering::Relaxed),
         warmed_hit: warming.hit.load(std::sync::atomic::Ordering::Relaxed),
     });
-    let mut body = stats_json(&state).await;
+    let mut body = stats_json(state).await;
     body["families_by_miss_cost"] = json!(ranked);
     body["recommendations"] = json!(advice);
-    no_store(body)
+    body
 }
 
 fn no_store(body: serde_json::Value) -> HttpResponse {
