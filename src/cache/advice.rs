@@ -15,6 +15,8 @@ pub struct Inputs<'a> {
     /// Entries warming stored, and how many of them a reader hit.
     pub warmed: u64,
     pub warmed_hit: u64,
+    /// The shared server's memory (Redis).
+    pub server: Option<&'a super::backend::ServerMemory>,
 }
 
 /// Below this many lookups a ratio says nothing.
@@ -58,6 +60,14 @@ pub fn recommendations(i: &Inputs) -> Vec<String> {
             i.max_bytes
                 .map(|b| format!(" (bound {} MiB)", b / (1024 * 1024)))
                 .unwrap_or_default()
+        ));
+    }
+    if let Some(server) = i.server.filter(|s| s.evicted_keys > 0) {
+        advice.push(format!(
+            "Redis evicted {} keys for room (maxmemory {} MiB, policy {}): raise its maxmemory",
+            server.evicted_keys,
+            server.max_bytes / (1024 * 1024),
+            server.policy
         ));
     }
     if let Some(health) = &i.stats.health {
@@ -127,6 +137,7 @@ mod tests {
             max_bytes: Some(64 << 20),
             warmed: 0,
             warmed_hit: 0,
+            server: None,
         });
         assert!(
             advice[0].contains("fell to 40 %") && advice[0].contains("92 %"),
@@ -164,6 +175,7 @@ mod tests {
             max_bytes: None,
             warmed: 0,
             warmed_hit: 0,
+            server: None,
         });
         assert_eq!(
             advice,

@@ -37,7 +37,7 @@ pub use self::backend::{Backend, BackendHealth, RecoveryHook, Sharing};
 use self::codec::Codec;
 use self::flight::{FlightKey, Flights};
 pub use self::key::{Key, KeyMaker};
-pub use self::stats::{CacheStats, Op, StatsSnapshot};
+pub use self::stats::{CacheStats, FamilyEvent, Op, StatsSnapshot};
 pub use self::trace::TagTrace;
 pub use self::url::CacheUrl;
 
@@ -362,6 +362,16 @@ impl CacheManager {
         }
     }
 
+    /// `report`, counted against the key's family too.
+    fn report_for(&self, key: &Key, op: Op, error: StoreError) {
+        if !matches!(error, StoreError::Off) {
+            self.inner
+                .stats
+                .family_event(key.family(), FamilyEvent::Error);
+        }
+        self.report(op, error)
+    }
+
     fn report(&self, op: Op, error: StoreError) {
         if matches!(error, StoreError::Off) {
             return;
@@ -422,7 +432,7 @@ impl CacheManager {
         match result {
             Ok(mut values) => self.decode(key, values.pop().flatten()),
             Err(e) => {
-                self.report(Op::Get, e);
+                self.report_for(key, Op::Get, e);
                 self.inner.stats.miss(key.family());
                 None
             }
@@ -488,8 +498,13 @@ impl CacheManager {
             .await;
         self.timed(Op::Set, started);
         match result {
-            Ok(()) => self.inner.stats.set(1),
-            Err(e) => self.report(Op::Set, e),
+            Ok(()) => {
+                self.inner.stats.set(1);
+                self.inner
+                    .stats
+                    .family_event(key.family(), FamilyEvent::Set);
+            }
+            Err(e) => self.report_for(key, Op::Set, e),
         }
     }
 
@@ -638,9 +653,12 @@ impl CacheManager {
         // Readers that saw different versions (or this process's writes) must not share
         // a computation: one begun before a write must not answer a reader after it.
         let flight = FlightKey::new::<T, E>(key.as_str(), versions.as_deref(), epoch);
-        self.inner
+        let led = std::sync::atomic::AtomicBool::new(false);
+        let result = self
+            .inner
             .flights
             .run(flight, || async {
+                led.store(true, Relaxed);
                 let started = Instant::now();
                 let value = compute().await?;
                 self.inner.stats.fill(key.family(), started.elapsed());
@@ -649,7 +667,13 @@ impl CacheManager {
                 }
                 Ok(value)
             })
-            .await
+            .await;
+        if !led.load(Relaxed) {
+            self.inner
+                .stats
+                .family_event(key.family(), FamilyEvent::Coalesced);
+        }
+        result
     }
 
     /// Looks up a tagged entry: the value if it is still current, and on a miss the
@@ -912,8 +936,13 @@ impl CacheManager {
             .await;
         self.timed(Op::Set, started);
         match result {
-            Ok(()) => self.inner.stats.set(1),
-            Err(e) => self.report(Op::Set, e),
+            Ok(()) => {
+                self.inner.stats.set(1);
+                self.inner
+                    .stats
+                    .family_event(key.family(), FamilyEvent::Set);
+            }
+            Err(e) => self.report_for(key, Op::Set, e),
         }
     }
 
@@ -945,10 +974,27 @@ impl CacheManager {
         });
     }
 
+    /// Counts an event of a family the core does not see happen (a collapsed page
+    /// miss, a stale page served).
+    pub fn record_event(&self, family: &'static str, what: FamilyEvent) {
+        self.inner.stats.family_event(family, what);
+    }
+
     /// A value of `family` was computed after a miss outside `get_or_set_tagged` (a
     /// fragment, a page), taking `took`: what the monitor ranks misses by.
     pub fn record_fill(&self, family: &'static str, took: Duration) {
         self.inner.stats.fill(family, took);
+    }
+
+    /// The shared server's memory and evictions (Redis `INFO`); None in process.
+    pub async fn server_memory(&self) -> Option<backend::ServerMemory> {
+        self.inner
+            .backend
+            .server_memory()
+            .await
+            .map_err(|e| self.report(Op::Other, e))
+            .ok()
+            .flatten()
     }
 
     /// Entries an in-process store evicted to make room (not expired ones).

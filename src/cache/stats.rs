@@ -110,6 +110,12 @@ pub struct FamilyCounters {
     /// Values computed after a miss, and the time that took (what a miss costs).
     pub fills: AtomicU64,
     pub fill_micros: AtomicU64,
+    pub sets: AtomicU64,
+    pub errors: AtomicU64,
+    /// Misses that waited for another caller's computation instead of computing.
+    pub coalesced: AtomicU64,
+    /// Stale copies served because computing failed (stale-if-error).
+    pub stale: AtomicU64,
 }
 
 #[derive(Default)]
@@ -149,6 +155,18 @@ impl CacheStats {
             return f.clone();
         }
         self.families.write().entry(name).or_default().clone()
+    }
+
+    /// One more `what` (sets, errors, coalesced waits, stale copies served) in `family`.
+    pub fn family_event(&self, family: &'static str, what: FamilyEvent) {
+        let f = self.family(family);
+        match what {
+            FamilyEvent::Set => &f.sets,
+            FamilyEvent::Error => &f.errors,
+            FamilyEvent::Coalesced => &f.coalesced,
+            FamilyEvent::Stale => &f.stale,
+        }
+        .fetch_add(1, Relaxed);
     }
 
     /// A value of `family` was computed after a miss, taking `took`.
@@ -196,6 +214,10 @@ impl CacheStats {
             .iter()
             .map(|(name, f)| {
                 let mut s = FamilySnapshot::new(name, f.hits.load(Relaxed), f.misses.load(Relaxed));
+                s.sets = f.sets.load(Relaxed);
+                s.errors = f.errors.load(Relaxed);
+                s.coalesced = f.coalesced.load(Relaxed);
+                s.stale_served = f.stale.load(Relaxed);
                 let fills = f.fills.load(Relaxed);
                 if fills > 0 {
                     s.avg_fill_ms =
@@ -259,6 +281,24 @@ pub struct FamilySnapshot {
     /// Average time to compute a value after a miss (this process), if any was.
     #[serde(default)]
     pub avg_fill_ms: Option<f64>,
+    #[serde(default)]
+    pub sets: u64,
+    #[serde(default)]
+    pub errors: u64,
+    /// Misses that waited for another caller's computation (single flight).
+    #[serde(default)]
+    pub coalesced: u64,
+    #[serde(default)]
+    pub stale_served: u64,
+}
+
+/// What `CacheStats::family_event` counts.
+#[derive(Debug, Clone, Copy)]
+pub enum FamilyEvent {
+    Set,
+    Error,
+    Coalesced,
+    Stale,
 }
 
 impl FamilySnapshot {
@@ -269,6 +309,10 @@ impl FamilySnapshot {
             misses,
             hit_ratio: ratio(hits, hits + misses),
             avg_fill_ms: None,
+            sets: 0,
+            errors: 0,
+            coalesced: 0,
+            stale_served: 0,
         }
     }
 

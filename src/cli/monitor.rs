@@ -14,6 +14,9 @@ pub enum Action {
     Health,
     /// A short benchmark of the configured backend from here: ops/s, p50/p99.
     Test,
+    /// Database and cache together: the costliest computations (queries and renders
+    /// behind each key family) with their families' hit ratios.
+    Analyze,
 }
 
 #[derive(Debug, Args)]
@@ -40,6 +43,11 @@ pub fn run(config: Config, args: MonitorArgs) -> anyhow::Result<()> {
         match args.action {
             Action::Test => test(&config).await,
             Action::Health => health(&base).await,
+            Action::Analyze => {
+                let stats = get(&format!("{base}/api/cache/monitor/")).await?.1;
+                print!("{}", analyze(&stats));
+                Ok(())
+            }
             Action::Stats => loop {
                 let stats = get(&format!("{base}/api/cache/monitor/")).await?.1;
                 if args.watch {
@@ -138,6 +146,18 @@ fn render(s: &Value, base: &str) -> String {
             s["evictions"]
         );
     }
+    if let Some(m) = s["server_memory"].as_object() {
+        let mib = |v: &Value| v.as_f64().unwrap_or(0.0) / 1048576.0;
+        let _ = writeln!(
+            out,
+            "{:<14} {:.1} MiB used, maxmemory {:.0} MiB ({}), {} keys evicted",
+            "redis memory",
+            mib(&m["used_bytes"]),
+            mib(&m["max_bytes"]),
+            m["policy"].as_str().unwrap_or("?"),
+            m["evicted_keys"]
+        );
+    }
     if let Some(h) = i["health"].as_object() {
         let _ = writeln!(
             out,
@@ -177,6 +197,43 @@ fn render(s: &Value, base: &str) -> String {
     for r in s["recommendations"].as_array().into_iter().flatten() {
         let _ = writeln!(out, "  - {}", r.as_str().unwrap_or(""));
     }
+    out
+}
+
+/// Families by the time one computation takes (the database work and rendering behind
+/// a miss), with how often the cache spares it.
+fn analyze(s: &Value) -> String {
+    use std::fmt::Write;
+    let mut families: Vec<&Value> = s["families_by_miss_cost"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["avg_fill_ms"].is_number())
+        .collect();
+    families.sort_by(|a, b| {
+        b["avg_fill_ms"]
+            .as_f64()
+            .unwrap_or(0.0)
+            .total_cmp(&a["avg_fill_ms"].as_f64().unwrap_or(0.0))
+    });
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<16} {:>14} {:>10} {:>10} {:>16}",
+        "family", "compute ms", "hit ratio", "misses", "time spent ms"
+    );
+    for f in families {
+        let _ = writeln!(
+            out,
+            "{:<16} {:>14.2} {:>10} {:>10} {:>16.1}",
+            f["name"].as_str().unwrap_or("?"),
+            f["avg_fill_ms"].as_f64().unwrap_or(0.0),
+            pct(&f["hit_ratio"]),
+            f["misses"],
+            f["miss_cost_ms"].as_f64().unwrap_or(0.0)
+        );
+    }
+    let _ = writeln!(out, "\n(a computation is what a miss costs: its queries and rendering; the cache spares it on every hit)");
     out
 }
 

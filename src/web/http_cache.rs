@@ -352,7 +352,11 @@ impl ResponseCache {
                     .stored_answer(req, &key, policy, &conditions, head, true)
                     .await
                 {
-                    Ok(res) => return Ok(res),
+                    Ok(res) => {
+                        self.cache
+                            .record_event(policy.family, crate::cache::FamilyEvent::Coalesced);
+                        return Ok(res);
+                    }
                     // Not stored (an error, a response that must not be): render.
                     Err((r, s)) => {
                         req = r;
@@ -386,6 +390,8 @@ impl ResponseCache {
                 if let Some(body) = self.body(policy, &meta.etag).await {
                     let status = res.status().as_u16();
                     tracing::warn!(path = res.request().path(), status, "serving a stale copy");
+                    self.cache
+                        .record_event(policy.family, crate::cache::FamilyEvent::Stale);
                     self.count_view(head, res.request().headers(), StatusCode::OK, meta.view_of);
                     let (req, _) = res.into_parts();
                     let res = respond(&meta, Some(body), policy, now);

@@ -142,12 +142,7 @@ async fn the_dashboard_shows_live_numbers_and_warms() {
         loop {
             let status = text("action-status").await?;
             if let Some(rest) = status.strip_prefix("warmed ") {
-                let warmed: u64 = rest
-                    .split(',')
-                    .next()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
+                let warmed: u64 = rest.split(',').next().unwrap().parse().unwrap();
                 assert!(warmed > 5, "{status}");
                 break;
             }

@@ -51,6 +51,12 @@ on_both_app_caches! {
         assert!(ranked.iter().any(|f| f["name"] == "page" && f["avg_fill_ms"].as_f64().unwrap() > 0.0), "{ranked:?}");
         assert!(!body["recommendations"].as_array().unwrap().is_empty());
         assert!(body["windows"]["5m"]["lookups"].as_u64().unwrap() > 0);
+        let family = |name: &str| ranked.iter().find(|f| f["name"] == name).cloned().unwrap();
+        assert!(body["instance"]["families"].as_array().unwrap().iter().any(|f| f["sets"].as_u64().unwrap() > 0), "sets per family");
+        assert!(family("page")["misses"].as_u64().unwrap() >= 4);
+        if app.state.cache.backend_name() == "redis" {
+            assert!(body["server_memory"]["used_bytes"].as_u64().unwrap() > 0, "Redis INFO memory: {}", body["server_memory"]);
+        }
     }
 }
 
@@ -90,6 +96,12 @@ async fn the_monitor_command_shows_stats_and_fails_health_on_a_stopped_redis() {
         "{stdout}"
     );
     assert!(stdout.contains("page"), "the families: {stdout}");
+    assert!(stdout.contains("redis memory"), "{stdout}");
+    let (ok, stdout, _) = folio(&["monitor", "--action=analyze", "--url", &app.address], &[]).await;
+    assert!(
+        ok && stdout.contains("compute ms") && stdout.contains("page"),
+        "{stdout}"
+    );
     let (ok, stdout, _) = folio(&["monitor", "--action=health", "--url", &app.address], &[]).await;
     assert!(ok, "healthy while Redis runs: {stdout}");
     redis.stop();

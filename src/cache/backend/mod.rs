@@ -32,6 +32,17 @@ pub enum Sharing {
     Shared,
 }
 
+/// The memory of a shared cache server (all sites on it, not only this one's keys).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ServerMemory {
+    pub used_bytes: u64,
+    /// 0: no limit.
+    pub max_bytes: u64,
+    pub policy: String,
+    /// Keys the server evicted for room since it started.
+    pub evicted_keys: u64,
+}
+
 /// What an operator needs to know about a backend's health; part of the statistics.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct BackendHealth {
@@ -118,6 +129,11 @@ pub trait Backend: Send + Sync {
     /// validated against its tags at epoch E is still valid while the epoch is E.
     fn tag_epoch(&self) -> Option<u64> {
         None
+    }
+
+    /// A shared server's memory: `INFO memory` and `evicted_keys` for Redis.
+    async fn server_memory(&self) -> StoreResult<Option<ServerMemory>> {
+        Ok(None)
     }
 
     /// Entries an in-process store evicted for room.

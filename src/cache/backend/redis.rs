@@ -709,6 +709,29 @@ impl Backend for RedisBackend {
             .await
     }
 
+    async fn server_memory(&self) -> StoreResult<Option<super::ServerMemory>> {
+        let s = &self.shared;
+        let info: String = s
+            .run(
+                redis::cmd("INFO").arg("memory").arg("stats"),
+                s.timeout,
+                Gate::Serving,
+            )
+            .await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        let number = |name: &str| field(name).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok(Some(super::ServerMemory {
+            used_bytes: number("used_memory"),
+            max_bytes: number("maxmemory"),
+            policy: field("maxmemory_policy").unwrap_or("").to_string(),
+            evicted_keys: number("evicted_keys"),
+        }))
+    }
+
     async fn add_to_hash(&self, hash: &str, fields: &[(String, u64)]) -> StoreResult<()> {
         let s = &self.shared;
         let mut pipe = redis::pipe();

@@ -45,6 +45,7 @@ pub async fn monitor_json(state: &AppState) -> serde_json::Value {
         })
         .collect();
     let warming = &state.warming;
+    let server = cache.server_memory().await;
     let advice = crate::cache::advice::recommendations(&crate::cache::advice::Inputs {
         stats: &instance,
         last_minute: &cache.window(60),
@@ -53,6 +54,7 @@ pub async fn monitor_json(state: &AppState) -> serde_json::Value {
         max_bytes: cache.local_size().map(|(_, _, max)| max),
         warmed: warming.stored.load(std::sync::atomic::Ordering::Relaxed),
         warmed_hit: warming.hit.load(std::sync::atomic::Ordering::Relaxed),
+        server: server.as_ref(),
     });
     let mut body = stats_json(state).await;
     body["families_by_miss_cost"] = json!(ranked);
@@ -92,6 +94,7 @@ async fn stats_json(state: &AppState) -> serde_json::Value {
             },
             "views_pending": state.views.pending(),
             "evictions": cache.evictions(),
+            "server_memory": cache.server_memory().await,
             "history": cache.chart(),
     })
 }
