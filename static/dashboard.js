@@ -70,6 +70,17 @@
       });
       body.appendChild(tr);
     });
+    var rows = document.getElementById("instances");
+    if ((s.instances || []).length > 0) {
+      rows.textContent = "";
+      s.instances.forEach(function (r) {
+        var tr = document.createElement("tr");
+        [r.id + (r.this_process ? " (this one)" : ""), r.hits, r.misses, pct(r.hit_ratio), r.errors].forEach(function (v) {
+          var td = document.createElement("td"); td.textContent = String(v); tr.appendChild(td);
+        });
+        rows.appendChild(tr);
+      });
+    }
     var history = s.history || [];
     chart("chart-ratio", history.map(function (p) { return { t: p.at_unix, v: p.hit_ratio }; }), 1);
     chart("chart-ops", history.map(function (p) { return { t: p.at_unix, v: p.ops_per_second }; }), 0);

@@ -155,6 +155,9 @@ struct Inner {
     write_epoch: AtomicU64,
     /// Samples of the counters for the windowed ratios (see `history`).
     history: history::History,
+    /// Names this process in the per-instance statistics: host, pid and a random part
+    /// (several managers may live in one process).
+    instance_id: String,
     /// Counts this process's invalidations, for whoever re-warms after them.
     writes: tokio::sync::watch::Sender<u64>,
     /// Traced entries already checked against their tags (see `get_traced`).
@@ -191,6 +194,25 @@ struct Validated {
     bytes: Arc<[u8]>,
     epoch: u64,
     value: Arc<dyn std::any::Any + Send + Sync>,
+}
+
+/// One instance's counters, as it last published them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct InstanceRow {
+    pub id: String,
+    pub hits: u64,
+    pub misses: u64,
+    pub errors: u64,
+    pub hit_ratio: f64,
+    pub seen_unix: u64,
+    pub this_process: bool,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The result of `get_tagged`.
@@ -240,6 +262,17 @@ impl CacheManager {
                 write_epoch: AtomicU64::new(0),
                 validated: moka::sync::Cache::new(10_000),
                 writes: tokio::sync::watch::channel(0).0,
+                instance_id: format!(
+                    "{}-{}-{:04x}",
+                    std::env::var("HOSTNAME")
+                        .ok()
+                        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+                        .map(|h| h.trim().to_string())
+                        .filter(|h| !h.is_empty())
+                        .unwrap_or_else(|| "host".into()),
+                    std::process::id(),
+                    rand::random::<u16>()
+                ),
                 history: history::History::new(Duration::from_secs(10)),
                 stats_flushed: Mutex::new(HashMap::new()),
                 stats_flush: tokio::sync::Mutex::new(()),
@@ -1085,9 +1118,51 @@ impl CacheManager {
         )
     }
 
+    /// One row per instance sharing this Redis (seen in the last 30 s): this process's
+    /// counters are published with the site-wide ones. Empty on in-process stores.
+    pub async fn instances(&self) -> Vec<InstanceRow> {
+        let Ok(Some(fields)) = self.inner.backend.read_hash(&self.instances_hash()).await else {
+            return Vec::new();
+        };
+        let mut rows: std::collections::BTreeMap<String, InstanceRow> = Default::default();
+        for (field, value) in fields {
+            let Some((id, what)) = field.rsplit_once(':') else {
+                continue;
+            };
+            let row = rows.entry(id.to_string()).or_insert_with(|| InstanceRow {
+                id: id.to_string(),
+                ..Default::default()
+            });
+            match what {
+                "hits" => row.hits = value,
+                "misses" => row.misses = value,
+                "errors" => row.errors = value,
+                "seen" => row.seen_unix = value,
+                _ => {}
+            }
+        }
+        let now = unix_now();
+        rows.into_values()
+            .filter(|r| r.seen_unix + 30 >= now)
+            .map(|mut r| {
+                r.hit_ratio = stats::ratio(r.hits, r.hits + r.misses);
+                r.this_process = r.id == self.inner.instance_id;
+                r
+            })
+            .collect()
+    }
+
+    fn instances_hash(&self) -> String {
+        format!("{}@instances", self.inner.keys.prefix())
+    }
+
     /// Forgets the site-wide counters (tests clean up with it).
     pub async fn reset_site_stats(&self) {
-        let _ = self.inner.backend.delete_many(&[&self.stats_hash()]).await;
+        let _ = self
+            .inner
+            .backend
+            .delete_many(&[&self.stats_hash(), &self.instances_hash()])
+            .await;
     }
 
     fn stats_hash(&self) -> String {
@@ -1144,5 +1219,34 @@ impl CacheManager {
         {
             self.inner.stats_flushed.lock().extend(now);
         }
+        // This instance's row (absolute values), and rows of instances gone a minute.
+        let id = &self.inner.instance_id;
+        let totals = self.inner.stats.totals();
+        let row = [
+            (format!("{id}:hits"), totals.hits),
+            (format!("{id}:misses"), totals.misses),
+            (format!("{id}:errors"), totals.errors),
+            (format!("{id}:seen"), unix_now()),
+        ];
+        let gone: Vec<String> = match self.inner.backend.read_hash(&self.instances_hash()).await {
+            Ok(Some(fields)) => {
+                let stale: Vec<&str> = fields
+                    .iter()
+                    .filter(|(f, seen)| f.ends_with(":seen") && seen + 60 < unix_now())
+                    .filter_map(|(f, _)| f.strip_suffix(":seen"))
+                    .collect();
+                fields
+                    .iter()
+                    .filter(|(f, _)| f.rsplit_once(':').is_some_and(|(i, _)| stale.contains(&i)))
+                    .map(|(f, _)| f.clone())
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        let _ = self
+            .inner
+            .backend
+            .set_in_hash(&self.instances_hash(), &row, &gone)
+            .await;
     }
 }

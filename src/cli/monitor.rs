@@ -193,6 +193,29 @@ fn render(s: &Value, base: &str) -> String {
             f["miss_cost_ms"].as_f64().unwrap_or(0.0)
         );
     }
+    if let Some(rows) = s["instances"].as_array().filter(|r| !r.is_empty()) {
+        let s_hits = &s["site"]["hits"];
+        let _ = writeln!(
+            out,
+            "\n{:<32} {:>10} {:>10} {:>10}   site-wide: {} hits, ratio {}",
+            "instance",
+            "hits",
+            "misses",
+            "ratio",
+            s_hits,
+            pct(&s["site"]["hit_ratio"])
+        );
+        for r in rows {
+            let _ = writeln!(
+                out,
+                "{:<32} {:>10} {:>10} {:>10}",
+                r["id"].as_str().unwrap_or("?"),
+                r["hits"],
+                r["misses"],
+                pct(&r["hit_ratio"])
+            );
+        }
+    }
     let _ = writeln!(out, "\nrecommendations:");
     for r in s["recommendations"].as_array().into_iter().flatten() {
         let _ = writeln!(out, "  - {}", r.as_str().unwrap_or(""));

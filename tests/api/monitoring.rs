@@ -129,3 +129,43 @@ async fn the_monitor_command_shows_stats_and_fails_health_on_a_stopped_redis() {
         );
     }
 }
+
+/// Instances sharing a Redis each publish a row; the stats show them all and the
+/// site-wide totals.
+#[actix_web::test]
+async fn instances_sharing_redis_each_have_a_row() {
+    let Some(url) = crate::helpers::test_redis_url() else {
+        return;
+    };
+    let prefix = crate::helpers::unique_prefix();
+    let cache = [
+        ("CACHE_URL", url.as_str()),
+        ("CACHE_KEY_PREFIX", prefix.as_str()),
+    ];
+    let a = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, &cache)
+        .await
+        .unwrap();
+    let b = a.second_instance(&cache).await;
+    a.get("/").await;
+    b.get("/about/").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (_, stats) = a.get_json("/api/cache/stats/").await;
+        let rows = stats["instances"].as_array().unwrap().clone();
+        if rows.len() == 2 && rows.iter().all(|r| r["misses"].as_u64().unwrap() > 0) {
+            assert_eq!(rows.iter().filter(|r| r["this_process"] == true).count(), 1);
+            assert!(
+                stats["site"]["misses"].as_u64().unwrap()
+                    >= rows
+                        .iter()
+                        .map(|r| r["misses"].as_u64().unwrap())
+                        .sum::<u64>()
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "two rows: {rows:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    a.state.cache.clear().await;
+    a.state.cache.reset_site_stats().await;
+}

@@ -91,7 +91,9 @@ on_both_app_caches! {
             .collect();
         let rendered = statuses.iter().filter(|s| s.contains("fwd=miss")).count();
         assert_eq!(rendered, 1, "one render, the others waited for it: {statuses:?}");
-        assert!(statuses.iter().any(|s| s.ends_with("; collapsed")), "{statuses:?}");
+        // The others waited for that render ("collapsed") or came after it (a plain hit;
+        // how many overlap depends on how fast the connections open).
+        assert!(statuses.iter().filter(|s| !s.contains("fwd=miss")).all(|s| s.starts_with("folio; hit")), "{statuses:?}");
     }
 
     async fn a_304_for_a_page_is_answered_from_metadata(app: TestApp) {

@@ -109,6 +109,16 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
+    /// Sets fields of a shared hash to absolute values and removes others.
+    async fn set_in_hash(
+        &self,
+        _hash: &str,
+        _set: &[(String, u64)],
+        _remove: &[String],
+    ) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// None when the store is not shared.
     async fn read_hash(&self, _hash: &str) -> StoreResult<Option<Vec<(String, u64)>>> {
         Ok(None)

@@ -745,6 +745,28 @@ impl Backend for RedisBackend {
         s.run::<()>(&pipe, s.bulk_timeout, Gate::Serving).await
     }
 
+    async fn set_in_hash(
+        &self,
+        hash: &str,
+        set: &[(String, u64)],
+        remove: &[String],
+    ) -> StoreResult<()> {
+        let s = &self.shared;
+        let mut pipe = redis::pipe();
+        if !set.is_empty() {
+            let mut cmd = redis::cmd("HSET");
+            cmd.arg(hash);
+            for (field, value) in set {
+                cmd.arg(field).arg(*value);
+            }
+            pipe.add_command(cmd).ignore();
+        }
+        if !remove.is_empty() {
+            pipe.cmd("HDEL").arg(hash).arg(remove).ignore();
+        }
+        s.run::<()>(&pipe, s.timeout, Gate::Serving).await
+    }
+
     async fn read_hash(&self, hash: &str) -> StoreResult<Option<Vec<(String, u64)>>> {
         let s = &self.shared;
         s.run(

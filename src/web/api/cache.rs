@@ -84,6 +84,7 @@ async fn stats_json(state: &AppState) -> serde_json::Value {
             "instance": instance,
             "windows": windows,
             "site": site,
+            "instances": cache.instances().await,
             "memory": cache.local_size().map(|(entries, bytes, max_bytes)| json!({
                 "entries": entries, "bytes": bytes, "max_bytes": max_bytes,
             })),
