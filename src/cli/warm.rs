@@ -62,9 +62,31 @@ fn ask_the_server(
     let token = config.cache_admin_token.as_ref().ok_or_else(|| {
         anyhow::anyhow!("CACHE_ADMIN_TOKEN must be set (the same as the server's) to ask it")
     })?;
+    let base = base.trim_end_matches('/').to_string();
     super::runtime()?.block_on(async {
-        let res = reqwest::Client::new()
-            .post(format!("{}/api/cache/warm/", base.trim_end_matches('/')))
+        let client = reqwest::Client::new();
+        let ratio = |client: reqwest::Client, base: String| async move {
+            let stats: serde_json::Value = client
+                .get(format!("{base}/api/cache/stats/"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let i = &stats["instance"];
+            Some((
+                i["hits"].as_u64()? + i["misses"].as_u64()?,
+                i["hit_ratio"].as_f64()?,
+            ))
+        };
+        let before = if args.stats {
+            ratio(client.clone(), base.clone()).await
+        } else {
+            None
+        };
+        let res = client
+            .post(format!("{base}/api/cache/warm/"))
             .bearer_auth(token.expose())
             .json(options)
             .send()
@@ -76,7 +98,20 @@ fn ask_the_server(
             "the server refused: {status} {}",
             res.text().await.unwrap_or_default()
         );
-        Ok(res.json::<WarmReport>().await?)
+        let report = res.json::<WarmReport>().await?;
+        if let (Some((lookups, ratio)), Some((after_lookups, after_ratio))) =
+            (before, ratio(client, base).await)
+        {
+            println!(
+                "before: {lookups} lookups, hit ratio {:.1} %",
+                ratio * 100.0
+            );
+            println!(
+                "after:  {after_lookups} lookups, hit ratio {:.1} %",
+                after_ratio * 100.0
+            );
+        }
+        Ok(report)
     })
 }
 

@@ -189,3 +189,52 @@ async fn the_warm_command_asks_a_memory_server() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("CACHE_ADMIN_TOKEN"));
 }
+
+/// `folio warm` with Redis warms the shared cache from its own process, through the
+/// same application code; the running site then hits.
+#[actix_web::test]
+async fn the_warm_command_warms_a_shared_redis() {
+    let Some(url) = crate::helpers::test_redis_url() else {
+        return;
+    };
+    let prefix = crate::helpers::unique_prefix();
+    let cache = [
+        ("CACHE_URL", url.as_str()),
+        ("CACHE_KEY_PREFIX", prefix.as_str()),
+    ];
+    let app = spawn_app_with(Backend::Sqlite, &cache).await.unwrap();
+    let config = &app.state.config;
+    let database_url = config.database_url.to_url();
+    let data_dir = config.data_dir.to_string_lossy().into_owned();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_folio"))
+        .env_clear()
+        .current_dir(&data_dir)
+        .args(["warm", "--type=all", "--stats"])
+        .env("DATABASE_URL", &database_url)
+        .env("DATA_DIR", &data_dir)
+        .env("CACHE_URL", &url)
+        .env("CACHE_KEY_PREFIX", &prefix)
+        .env("SEED_ON_EMPTY", "false")
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("before:") && stdout.contains("after:"),
+        "{stdout}"
+    );
+    assert!(!stderr.contains("asks it"), "warmed from here: {stderr}");
+    for path in ["/", "/blog/", "/api/posts/", "/blog/tag/caching/"] {
+        assert_eq!(
+            x_cache(&app.get(path).await),
+            "HIT",
+            "{path} warmed by the command"
+        );
+    }
+    app.state.cache.clear().await;
+    app.state.cache.reset_site_stats().await;
+}
