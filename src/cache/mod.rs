@@ -523,6 +523,11 @@ impl CacheManager {
             Ok(b) => b,
             Err(e) => return self.report(Op::Set, e.into()),
         };
+        self.store(key, bytes, ttl, sharing).await
+    }
+
+    /// Writes encoded bytes, timed and counted.
+    async fn store(&self, key: &Key, bytes: Vec<u8>, ttl: Duration, sharing: Sharing) {
         let started = Instant::now();
         let result = self
             .inner
@@ -961,22 +966,7 @@ impl CacheManager {
     /// Stores raw bytes under a content address (see `get_raw_immutable`).
     pub async fn set_raw_immutable(&self, key: &Key, bytes: Vec<u8>, ttl: Option<Duration>) {
         let ttl = ttl.unwrap_or_else(|| self.ttl_for(key.family()));
-        let started = Instant::now();
-        let result = self
-            .inner
-            .backend
-            .set_many(&[(key.as_str(), bytes)], ttl, Sharing::Near)
-            .await;
-        self.timed(Op::Set, started);
-        match result {
-            Ok(()) => {
-                self.inner.stats.set(1);
-                self.inner
-                    .stats
-                    .family_event(key.family(), FamilyEvent::Set);
-            }
-            Err(e) => self.report_for(key, Op::Set, e),
-        }
+        self.store(key, bytes, ttl, Sharing::Near).await
     }
 
     /// Hit ratio and operations over the last `seconds` (this process).
