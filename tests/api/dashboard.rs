@@ -48,11 +48,28 @@ fn start_chromedriver() -> Option<(Driver, u16)> {
 }
 
 #[actix_web::test]
-async fn the_dashboard_shows_live_numbers_and_warms() {
+async fn the_dashboard_shows_live_numbers_and_warms_on_the_in_process_cache() {
+    the_dashboard_shows_live_numbers_and_warms(&[]).await
+}
+
+#[actix_web::test]
+async fn the_dashboard_shows_live_numbers_and_warms_on_redis() {
+    let Some(url) = crate::helpers::test_redis_url() else {
+        return;
+    };
+    let prefix = crate::helpers::unique_prefix();
+    the_dashboard_shows_live_numbers_and_warms(&[
+        ("CACHE_URL", &url),
+        ("CACHE_KEY_PREFIX", &prefix),
+    ])
+    .await
+}
+
+async fn the_dashboard_shows_live_numbers_and_warms(extra: &[(&str, &str)]) {
     let Some((_driver, port)) = start_chromedriver() else {
         return;
     };
-    let app = spawn_app_with(Backend::Sqlite, &[]).await.unwrap();
+    let app = spawn_app_with(Backend::Sqlite, extra).await.unwrap();
     let hash = folio::web::admin::hash_password("correct-horse-battery").unwrap();
     app.state.repo.upsert_admin("ada", &hash).await.unwrap();
     let profile = tempfile::TempDir::new().unwrap();
@@ -103,7 +120,7 @@ async fn the_dashboard_shows_live_numbers_and_warms() {
             .wait()
             .for_element(Locator::Css("#families tr"))
             .await?;
-        assert_eq!(text("backend").await?, "memory");
+        assert_eq!(text("backend").await?, app.state.cache.backend_name());
         let before: u64 = text("lookups").await?.parse().unwrap();
         browser
             .execute("window.__still_here = true;", vec![])
@@ -160,5 +177,7 @@ async fn the_dashboard_shows_live_numbers_and_warms() {
     };
     let result = run.await;
     let _ = browser.close().await;
+    app.state.cache.clear().await;
+    app.state.cache.reset_site_stats().await;
     result.expect("the dashboard works in a browser");
 }
