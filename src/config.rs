@@ -179,6 +179,16 @@ pub struct Config {
     pub cache_admin_token: Option<SecretKey>,
     /// Signs invalidation webhook requests; None turns the webhook off.
     pub webhook_secret: Option<SecretKey>,
+    /// Largest Markdown body the post form accepts, in bytes.
+    pub max_post_bytes: usize,
+    /// An admin session ends after this long without a request…
+    pub session_idle: Duration,
+    /// …and this long after sign-in, whatever happens.
+    pub session_max_age: Duration,
+    /// Proxies whose `X-Forwarded-For` is believed (see `web::client`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Contact messages one address may send per hour.
+    pub contact_per_hour: u32,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -301,6 +311,21 @@ pub struct Settings {
     /// HMAC key of `POST /api/cache/invalidate/` (≥ 16 characters); unset turns it off.
     #[arg(long, global = true, env = "CACHE_WEBHOOK_SECRET", value_name = "CACHE_WEBHOOK_SECRET", value_parser = parse_webhook_secret, hide_env_values = true)]
     pub cache_webhook_secret: Option<SecretKey>,
+    /// Largest post the admin form accepts, in bytes of Markdown (longer ones are shown again with the error and the text kept).
+    #[arg(long, global = true, env = "MAX_POST_BYTES", value_name = "MAX_POST_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..=64 << 20))]
+    pub max_post_bytes: u64,
+    /// Seconds without a request after which an admin must sign in again.
+    #[arg(long, global = true, env = "SESSION_IDLE_TIMEOUT", value_name = "SESSION_IDLE_TIMEOUT", default_value_t = 2 * 3600, value_parser = clap::value_parser!(u64).range(60..))]
+    pub session_idle_timeout: u64,
+    /// Seconds after sign-in after which an admin must sign in again, active or not.
+    #[arg(long, global = true, env = "SESSION_MAX_AGE", value_name = "SESSION_MAX_AGE", default_value_t = 12 * 3600, value_parser = clap::value_parser!(u64).range(60..))]
+    pub session_max_age: u64,
+    /// Reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed; the client is the nearest address not in this list.
+    #[arg(long, global = true, env = "TRUSTED_PROXIES", value_name = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_ip_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Contact messages one client address may send per hour.
+    #[arg(long, global = true, env = "CONTACT_RATE_LIMIT", value_name = "CONTACT_RATE_LIMIT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub contact_rate_limit: u32,
     /// Listen address, host:port (port 0 picks a free one).
     #[arg(long, global = true, env = "BIND", value_name = "BIND", default_value = DEFAULT_BIND, value_parser = parse_bind)]
     pub bind: String,
@@ -451,8 +476,21 @@ impl Config {
             warm_after_invalidation: s.warm_after_invalidation,
             cache_admin_token: s.cache_admin_token,
             webhook_secret: s.cache_webhook_secret,
+            max_post_bytes: s.max_post_bytes as usize,
+            session_idle: Duration::from_secs(s.session_idle_timeout),
+            session_max_age: Duration::from_secs(s.session_max_age),
+            trusted_proxies: s.trusted_proxies,
+            contact_per_hour: s.contact_rate_limit,
         })
     }
+}
+
+/// `10.0.0.1` or `10.0.0.0/8` (and IPv6 alike).
+fn parse_ip_net(v: &str) -> Result<ipnet::IpNet, String> {
+    let v = v.trim();
+    v.parse::<ipnet::IpNet>()
+        .or_else(|_| v.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("'{v}' is not an IP address or CIDR (10.0.0.1, 10.0.0.0/8)"))
 }
 
 fn parse_prefix(v: &str) -> Result<String, String> {

@@ -135,6 +135,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         crate::web::fragments::registry(cache.clone(), &repo, templates::TEMPLATES, config.debug);
     Ok(AppState {
         webhook_replays: Default::default(),
+        limits: crate::web::limits::Limits::new(config.workers),
         fragments,
         config: Arc::new(config),
         cache,
@@ -190,6 +191,7 @@ pub fn app(
             crate::web::middleware::request_id_header,
         ))
         .wrap(TracingLogger::default())
+        .wrap(crate::web::middleware::security_headers(&state.config.site_url))
         .wrap(from_fn(crate::web::metrics::record_requests))
         .app_data(state)
         .configure(crate::web::configure)

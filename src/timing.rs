@@ -64,6 +64,11 @@ impl RequestTiming {
         Duration::from_micros(self.render_us.load(Relaxed))
     }
 
+    /// `total;dur=2.0` (milliseconds): what any visitor may see.
+    pub fn total_only(total: Duration) -> String {
+        format!("total;dur={:.3}", total.as_secs_f64() * 1000.0)
+    }
+
     /// `db;dur=1.2, cache;dur=0.1, render;dur=0.4, total;dur=2.0` (milliseconds).
     pub fn server_timing(&self, total: Duration) -> String {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;

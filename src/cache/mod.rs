@@ -76,6 +76,10 @@ pub const DEFAULT_FAMILY_TTLS: &[(&str, u64)] = &[
     ("popular", 60),
     // failed sign-ins are counted for this long
     ("login_attempts", 900),
+    // used webhook signatures: longer than the ±5 minutes a signed request is accepted
+    ("webhook", 660),
+    // contact messages are counted per address for this long
+    ("contact_sends", 3600),
 ];
 
 #[derive(Debug, Clone)]

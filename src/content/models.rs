@@ -324,6 +324,8 @@ pub struct AdminUser {
     pub username: String,
     pub password_hash: String,
     pub created_at: NaiveDateTime,
+    /// Sessions signed in under another value are refused (see `web::session`).
+    pub session_generation: i32,
 }
 
 /// Numbers for the admin overview.

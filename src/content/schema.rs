@@ -120,6 +120,7 @@ diesel::table! {
         username -> Text,
         password_hash -> Text,
         created_at -> Timestamp,
+        session_generation -> Integer,
     }
 }
 

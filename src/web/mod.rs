@@ -3,11 +3,13 @@
 
 pub mod admin;
 pub mod api;
+pub mod client;
 pub mod csrf;
 pub mod error;
 pub mod fragments;
 pub mod health;
 pub mod http_cache;
+pub mod limits;
 pub mod metrics;
 pub mod middleware;
 pub mod pages;

@@ -26,5 +26,7 @@ pub struct AppState {
     pub tera: Tera,
     pub fragments: Fragments,
     pub webhook_replays: crate::web::api::webhook::ReplayGuard,
+    /// Sign-in and contact-form limits.
+    pub limits: crate::web::limits::Limits,
     pub assets: Assets,
 }

@@ -125,7 +125,14 @@ on_both_app_caches! {
         assert_eq!(header(res.headers(), "cache-control"), "private, no-store", "session-dependent page");
     }
 
-    async fn responses_carry_server_timing(app: TestApp) {
+    async fn server_timing_details_only_for_admins(app: TestApp) {
+        // A visitor learns the total, not whether the database was asked (a cache miss).
+        for path in ["/", "/about/", "/api/posts/", "/no-such-page/"] {
+            let res = app.get(path).await;
+            let timing = header(res.headers(), "server-timing");
+            assert!(timing.starts_with("total;dur=") && !timing.contains("db;"), "{path}: {timing}");
+        }
+        app.sign_in_admin().await;
         let res = app.get("/").await;
         let timing = header(res.headers(), "server-timing");
         for part in ["db;dur=", "cache;dur=", "render;dur=", "total;dur="] {

@@ -56,9 +56,11 @@ on_both_app_caches! {
             assert_eq!(attempt(format!("nobody-{i}")).await, 401);
         }
         // One counter for the address, holding all six, instead of six keys of one.
-        let shared = app.state.cache.key("login_attempts", ["127.0.0.1", "?"]);
+        let shared = app.state.cache.key("login_attempts", ["pair", "127.0.0.1", "?"]);
         assert_eq!(app.state.cache.get_counter(&shared).await, Some(6));
-        let per_name = app.state.cache.key("login_attempts", ["127.0.0.1", "nobody-3"]);
+        let per_name = app.state.cache.key("login_attempts", ["pair", "127.0.0.1", "nobody-3"]);
         assert_eq!(app.state.cache.get_counter(&per_name).await, None);
+        let per_account = app.state.cache.key("login_attempts", ["account", "nobody-3"]);
+        assert_eq!(app.state.cache.get_counter(&per_account).await, None);
     }
 }

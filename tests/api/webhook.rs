@@ -173,3 +173,77 @@ async fn tags_the_site_does_not_use_are_refused() {
         "{json}"
     );
 }
+
+/// The same signature in upper or mixed case is the same signature: a replay, on this
+/// instance and on another sharing the cache.
+mod replays_in_any_case {
+    use super::*;
+
+    crate::on_both_app_caches! { with &[("CACHE_WEBHOOK_SECRET", SECRET)];
+        async fn are_refused(app: TestApp) {
+            let body = r#"{"tags": ["post_lists"]}"#;
+            let ts = now();
+            let good = sign(SECRET, &ts.to_string(), body.as_bytes());
+            let hex = good.strip_prefix("sha256=").unwrap();
+            assert_eq!(post(&app, body, Some(ts), Some(good.clone())).await.status(), 200);
+            let mixed: String = hex
+                .chars()
+                .enumerate()
+                .map(|(i, c)| if i % 2 == 0 { c.to_ascii_uppercase() } else { c })
+                .collect();
+            for variant in [format!("sha256={}", hex.to_uppercase()), format!("sha256={mixed}"), good.clone()] {
+                let res = post(&app, body, Some(ts), Some(variant.clone())).await;
+                assert_eq!(res.status(), 401, "{variant} replayed");
+            }
+            if let folio::cache::CacheUrl::Redis(url) = &app.state.config.cache.url {
+                let other = app.second_instance(&[
+                    ("CACHE_URL", url.as_str()),
+                    ("CACHE_KEY_PREFIX", &app.state.config.cache.key_prefix),
+                    ("CACHE_WEBHOOK_SECRET", SECRET),
+                ]).await;
+                let upper = format!("sha256={}", hex.to_uppercase());
+                assert_eq!(post(&other, body, Some(ts), Some(upper)).await.status(), 401, "replayed on another instance");
+            }
+        }
+    }
+}
+
+/// A request that could not be done (503: the cache refused the invalidation) is not
+/// consumed: the sender's retry with the same signature succeeds once the cache is back.
+#[actix_web::test]
+async fn a_retry_after_a_503_is_not_a_replay() {
+    let Some(mut redis) = crate::redis_server::OwnRedis::start() else {
+        return;
+    };
+    let url = redis.url();
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[("CACHE_URL", &url), ("CACHE_WEBHOOK_SECRET", SECRET), ("CACHE_TIMEOUT_MS", "300")],
+    )
+    .await
+    .unwrap();
+    let body = r#"{"tags": ["post_lists"]}"#;
+    let ts = now();
+    let signature = sign(SECRET, &ts.to_string(), body.as_bytes());
+    let port = redis.port;
+    redis.stop();
+    let res = post(&app, body, Some(ts), Some(signature.clone())).await;
+    assert_eq!(res.status(), 503, "the cache is down: {}", res.text().await.unwrap());
+    let _redis = crate::redis_server::OwnRedis::start_on(port).expect("restart redis-server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let res = post(&app, body, Some(ts), Some(signature.clone())).await;
+        match res.status().as_u16() {
+            200 => break,
+            503 if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await
+            }
+            status => panic!("retry answered {status}: {}", res.text().await.unwrap()),
+        }
+    }
+    assert_eq!(
+        post(&app, body, Some(ts), Some(signature)).await.status(),
+        401,
+        "once done, the same signature is a replay"
+    );
+}

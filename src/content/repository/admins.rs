@@ -20,7 +20,18 @@ impl Repository {
         })
     }
 
-    /// Creates the account, or sets a new password if it exists.
+    /// Ends every session of this admin, on every instance (sign-out, password change).
+    pub async fn revoke_admin_sessions(&self, username: &str) -> RepoResult<()> {
+        with_conn!(self.db, |conn| {
+            diesel::update(admin_users::table.filter(admin_users::username.eq(username.to_string())))
+                .set(admin_users::session_generation.eq(admin_users::session_generation + 1))
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Creates the account, or sets a new password (which ends its sessions) if it exists.
     pub async fn upsert_admin(&self, username: &str, password_hash: &str) -> RepoResult<()> {
         with_conn!(self.db, |conn| {
             diesel::insert_into(admin_users::table)
@@ -31,7 +42,10 @@ impl Repository {
                 ))
                 .on_conflict(admin_users::username)
                 .do_update()
-                .set(admin_users::password_hash.eq(password_hash))
+                .set((
+                    admin_users::password_hash.eq(password_hash),
+                    admin_users::session_generation.eq(admin_users::session_generation + 1),
+                ))
                 .execute(conn)
                 .await?;
             Ok(())

@@ -11,16 +11,27 @@ use crate::db::DbError;
 use crate::with_conn;
 
 impl Repository {
-    pub async fn contact_messages(&self) -> RepoResult<Vec<ContactMessage>> {
+    /// One page of the inbox, newest first.
+    pub async fn contact_messages(&self, page: i64, per_page: i64) -> RepoResult<Page<ContactMessage>> {
+        let page = page.max(1);
         with_conn!(self.db, |conn| {
-            Ok(contact_messages::table
+            let total: i64 = contact_messages::table.count().get_result(conn).await?;
+            let items = contact_messages::table
                 .select(ContactMessage::as_select())
                 .order_by((
                     contact_messages::created_at.desc(),
                     contact_messages::id.desc(),
                 ))
+                .limit(per_page)
+                .offset((page - 1) * per_page)
                 .load(conn)
-                .await?)
+                .await?;
+            Ok(Page {
+                items,
+                total,
+                page,
+                per_page,
+            })
         })
     }
 

@@ -1,5 +1,8 @@
 //! Sign-in with argon2-hashed passwords. A wrong username and a wrong password get the
-//! same answer, and the session id is renewed on sign-in (no session fixation).
+//! same answer; the session and its CSRF token are renewed on sign-in (no session
+//! fixation). Attempts are limited per client address and account (`web::limits`),
+//! counted before the password is checked, so parallel guesses cannot slip through
+//! together; an account attacked from many addresses is slowed down, never locked.
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
@@ -13,7 +16,7 @@ use tera::Context;
 use super::{csrf_refused, redirect, render_signed_out, CsrfOnly};
 use crate::web::csrf;
 use crate::web::error::PageError;
-use crate::web::session::ADMIN_KEY;
+use crate::web::limits::{Limits, LOGIN_PER_ACCOUNT, LOGIN_PER_ADDRESS};
 use crate::web::AppState;
 
 pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
@@ -83,10 +86,6 @@ pub async fn login_form(
     login_page(&state, &session, "", &query.next, None, StatusCode::OK)
 }
 
-/// Failed sign-ins allowed per address and username within the `login_attempts` TTL
-/// (15 minutes); counted in the shared cache, so every instance sees them.
-pub const MAX_FAILURES: i64 = 10;
-
 pub async fn login(
     state: web::Data<AppState>,
     session: Session,
@@ -96,10 +95,7 @@ pub async fn login(
     if !csrf::verify(&session, &form.csrf_token) {
         return Ok(csrf_refused());
     }
-    let ip = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
+    let ip = crate::web::client::of(&req);
     let account = state.repo.admin_by_username(form.username.trim()).await?;
     // Made-up usernames share one counter per address: a client must not be able to
     // create cache entries by inventing names.
@@ -107,20 +103,42 @@ pub async fn login(
         Some(admin) => admin.username.to_lowercase(),
         None => "?".to_string(),
     };
-    let attempts = state
-        .cache
-        .key("login_attempts", [ip.as_str(), counted_name.as_str()]);
-    if state.cache.get_counter(&attempts).await.unwrap_or(0) >= MAX_FAILURES {
+    let (cache, limits) = (&state.cache, &state.limits);
+    let pair = [ip.as_str(), counted_name.as_str()];
+    // Counted before checking: this attempt is one of the allowed ones or refused.
+    let tries = limits.login.add(cache, &pair, 1).await;
+    let tries_here = limits.login_address.add(cache, &[&ip], 1).await;
+    if tries > LOGIN_PER_ACCOUNT || tries_here > LOGIN_PER_ADDRESS {
         return login_page(
             &state,
             &session,
             &form.username,
             &form.next,
-            Some("Too many failed sign-ins. Try again in 15 minutes."),
+            Some("Too many failed sign-ins from your address. Try again in 15 minutes."),
             StatusCode::TOO_MANY_REQUESTS,
         );
     }
+    let failures = limits.login_account.get(cache, &[&counted_name]).await;
+    tokio::time::sleep(Limits::login_delay(failures)).await;
+    let Ok(_permit) = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        limits.hashing.acquire(),
+    )
+    .await
+    else {
+        limits.login.add(cache, &pair, -1).await;
+        limits.login_address.add(cache, &[&ip], -1).await;
+        return login_page(
+            &state,
+            &session,
+            &form.username,
+            &form.next,
+            Some("The server is busy checking other sign-ins. Please try again in a moment."),
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
+    };
     let password = form.password.clone();
+    let generation = account.as_ref().map(|a| a.session_generation);
     // argon2 is deliberately slow: run it on the blocking pool, not the worker's loop.
     let ok = web::block(move || match account {
         Some(admin) => verify_password(&password, &admin.password_hash),
@@ -133,7 +151,7 @@ pub async fn login(
     .await
     .map_err(|e| PageError::Internal(format!("password check: {e}")))?;
     if !ok {
-        state.cache.incr(&attempts, 1).await;
+        limits.login_account.add(cache, &[&counted_name], 1).await;
         return login_page(
             &state,
             &session,
@@ -143,18 +161,25 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
         );
     }
-    state.cache.delete(&attempts).await;
-    session.renew();
-    session
-        .insert(ADMIN_KEY, form.username.trim())
-        .map_err(|e| PageError::Session(e.to_string()))?;
+    // A success takes back this attempt's counts: the admin is not the attacker.
+    limits.login.reset(cache, &pair).await;
+    limits.login_address.add(cache, &[&ip], -1).await;
+    crate::web::session::sign_in(&session, &counted_name, generation.unwrap_or_default())
+        .map_err(PageError::Session)?;
     Ok(redirect(safe_next(&form.next)))
 }
 
-pub async fn logout(session: Session, form: web::Form<CsrfOnly>) -> HttpResponse {
-    if !csrf::verify(&session, &form.csrf_token) {
-        return csrf_refused();
+/// Signs out: ends this admin's sessions on the server too (a copy of the cookie is
+/// refused from now on, on every instance).
+pub async fn logout(
+    state: web::Data<AppState>,
+    admin: super::Admin,
+    form: web::Form<CsrfOnly>,
+) -> Result<HttpResponse, PageError> {
+    if !csrf::verify(&admin.session, &form.csrf_token) {
+        return Ok(csrf_refused());
     }
-    session.purge();
-    redirect("/admin/login/")
+    state.repo.revoke_admin_sessions(&admin.user).await?;
+    admin.session.purge();
+    Ok(redirect("/admin/login/"))
 }

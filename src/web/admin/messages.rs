@@ -6,9 +6,36 @@ use crate::web::csrf;
 use crate::web::error::PageError;
 use crate::web::AppState;
 
-pub async fn list(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, PageError> {
+/// Messages per inbox page.
+pub const PER_PAGE: i64 = 25;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PageQuery {
+    page: Option<String>,
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    admin: Admin,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, PageError> {
+    // A made-up page number shows the first page rather than an error.
+    let page = query
+        .page
+        .as_deref()
+        .and_then(|p| p.parse::<i64>().ok())
+        .filter(|p| (1..=1_000_000).contains(p))
+        .unwrap_or(1);
+    let messages = state.repo.contact_messages(page, PER_PAGE).await?;
+    if messages.is_out_of_range() {
+        return Ok(redirect("/admin/messages/"));
+    }
     let mut ctx = admin_context(&state, &admin, "messages");
-    ctx.insert("messages", &state.repo.contact_messages().await?);
+    ctx.insert("num_pages", &messages.num_pages());
+    ctx.insert("base_path", "/admin/messages/");
+    ctx.insert("page", &messages);
+    ctx.insert("messages", &messages.items);
     render(&state, "admin/messages.html", &ctx).await
 }
 

@@ -16,7 +16,6 @@ use tera::Context;
 
 use super::csrf;
 use super::error::PageError;
-use super::session::ADMIN_KEY;
 use crate::web::AppState;
 
 pub use auth::hash_password;
@@ -80,7 +79,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The signed-in admin and their session; extracting it from a request without a
-/// signed-in session redirects to the login page (and back afterwards).
+/// current sign-in (none, expired, signed out, account gone) redirects to the login
+/// page (and back afterwards).
 pub struct Admin {
     pub user: String,
     pub session: Session,
@@ -88,27 +88,28 @@ pub struct Admin {
 
 impl FromRequest for Admin {
     type Error = actix_web::Error;
-    type Future = std::future::Ready<Result<Self, Self::Error>>;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let session = Session::from_request(req, payload).into_inner().ok();
-        let signed_in = session.and_then(|session| {
-            let user = session.get::<String>(ADMIN_KEY).ok().flatten()?;
-            Some(Admin { user, session })
-        });
-        std::future::ready(match signed_in {
-            Some(admin) => Ok(admin),
-            None => {
-                let next =
-                    url::form_urlencoded::byte_serialize(req.path().as_bytes()).collect::<String>();
-                let redirect = HttpResponse::SeeOther()
-                    .insert_header((header::LOCATION, format!("/admin/login/?next={next}")))
-                    .finish();
-                Err(
-                    actix_web::error::InternalError::from_response("sign in first", redirect)
-                        .into(),
-                )
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let next = url::form_urlencoded::byte_serialize(req.path().as_bytes()).collect::<String>();
+        Box::pin(async move {
+            if let (Some(session), Some(state)) = (session, state) {
+                let lifetimes = crate::web::session::Lifetimes::of(&state.config);
+                if let Some(signed_in) =
+                    crate::web::session::signed_in(&session, &state.repo, lifetimes).await
+                {
+                    return Ok(Admin {
+                        user: signed_in.user,
+                        session,
+                    });
+                }
             }
+            let redirect = HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, format!("/admin/login/?next={next}")))
+                .finish();
+            Err(actix_web::error::InternalError::from_response("sign in first", redirect).into())
         })
     }
 }

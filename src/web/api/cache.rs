@@ -101,7 +101,7 @@ async fn stats_json(state: &AppState) -> serde_json::Value {
 }
 
 /// Admins only (see the module comment): 401 without credentials, 403 with wrong ones.
-fn authorize(req: &HttpRequest, session: &Session, state: &AppState) -> Result<(), ApiError> {
+async fn authorize(req: &HttpRequest, session: &Session, state: &AppState) -> Result<(), ApiError> {
     if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
         let given = auth
             .to_str()
@@ -113,10 +113,9 @@ fn authorize(req: &HttpRequest, session: &Session, state: &AppState) -> Result<(
             _ => Err(ApiError::Forbidden("invalid bearer token".into())),
         };
     }
-    if session
-        .get::<String>(crate::web::session::ADMIN_KEY)
-        .ok()
-        .flatten()
+    let lifetimes = crate::web::session::Lifetimes::of(&state.config);
+    if crate::web::session::signed_in(session, &state.repo, lifetimes)
+        .await
         .is_some()
     {
         let csrf = req
@@ -154,7 +153,7 @@ pub async fn warm(
     session: Session,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &session, &state)?;
+    authorize(&req, &session, &state).await?;
     let options: WarmOptions = json_body(&body)?;
     let report = warm::warm(state.clone(), &options, &|_, _, _| {}).await;
     Ok(HttpResponse::Ok().json(report))
@@ -177,7 +176,7 @@ pub async fn clear(
     session: Session,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &session, &state)?;
+    authorize(&req, &session, &state).await?;
     let request: ClearRequest = json_body(&body)?;
     let deleted = match (request.pattern.as_deref().map(str::trim), request.all) {
         (_, true) => state.cache.clear().await,

@@ -3,9 +3,9 @@
 //!
 //! Authentication: `X-Cache-Timestamp: <unix seconds>` and
 //! `X-Cache-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">` keyed with
-//! `CACHE_WEBHOOK_SECRET`, compared in constant time. Requests older than five minutes
-//! are refused, and so is a signature seen before (replay). Without a secret configured
-//! the endpoint does not exist (404).
+//! `CACHE_WEBHOOK_SECRET`, compared in constant time. Requests more than five minutes
+//! old (or ahead) are refused, and so is a signature already used for work that was
+//! done (replay). Without a secret configured the endpoint does not exist (404).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -89,7 +89,9 @@ pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-fn verify(secret: &str, req: &HttpRequest, body: &[u8]) -> Result<String, WebhookError> {
+/// Checks the timestamp and signature; returns the signature's bytes, the replay key
+/// (whatever case or form its hex was sent in, it is the same signature).
+fn verify(secret: &str, req: &HttpRequest, body: &[u8]) -> Result<Vec<u8>, WebhookError> {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let timestamp = header("x-cache-timestamp")
         .ok_or(WebhookError::Unauthorized("missing X-Cache-Timestamp"))?;
@@ -122,7 +124,7 @@ fn verify(secret: &str, req: &HttpRequest, body: &[u8]) -> Result<String, Webhoo
     // verify_slice compares in constant time.
     mac.verify_slice(&given)
         .map_err(|_| WebhookError::Unauthorized("bad signature"))?;
-    Ok(hex_sig.to_string())
+    Ok(given)
 }
 
 pub async fn invalidate(
@@ -134,16 +136,24 @@ pub async fn invalidate(
         return Err(WebhookError::Disabled);
     };
     let signature = verify(secret.expose(), &req, &body)?;
-    if !state
-        .webhook_replays
-        .first_use(&state.cache, &signature)
-        .await
-    {
+    let guard = &state.webhook_replays;
+    if !guard.claim(&state.cache, &signature).await {
         return Err(WebhookError::Unauthorized(
             "this signature was already used (replay)",
         ));
     }
-    let request: InvalidateRequest = serde_json::from_slice(&body).map_err(|e| {
+    let answer = apply(&state, &body).await;
+    if answer.is_err() {
+        // Nothing was done: the sender's retry (after a 503, say) must not be taken
+        // for a replay.
+        guard.release(&state.cache, &signature).await;
+    }
+    answer
+}
+
+/// The work of a verified request.
+async fn apply(state: &AppState, body: &[u8]) -> Result<HttpResponse, WebhookError> {
+    let request: InvalidateRequest = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad(
             "body",
             format!("expected {{\"tags\": [], \"models\": [], \"patterns\": []}}: {e}"),
@@ -198,11 +208,12 @@ pub async fn invalidate(
     }))
 }
 
-/// Signatures already used, remembered for longer than a request may be old: in the
-/// shared cache (so any instance refuses a replay), and in-process when the cache is
-/// down or off.
+/// Signatures of requests whose work was done, remembered for longer than a signed
+/// request is accepted (`MAX_AGE` either side of its timestamp, so up to twice that
+/// after first use): in the shared cache (the `webhook` family's TTL), so any instance
+/// refuses a replay, and in-process, for when the cache is down or off.
 pub struct ReplayGuard {
-    local: moka::sync::Cache<String, ()>,
+    local: moka::sync::Cache<Vec<u8>, ()>,
 }
 
 impl Default for ReplayGuard {
@@ -210,20 +221,37 @@ impl Default for ReplayGuard {
         ReplayGuard {
             local: moka::sync::Cache::builder()
                 .max_capacity(100_000)
-                .time_to_live(MAX_AGE * 2)
+                .time_to_live(MAX_AGE * 2 + Duration::from_secs(60))
                 .build(),
         }
     }
 }
 
 impl ReplayGuard {
-    pub async fn first_use(&self, cache: &crate::cache::CacheManager, signature: &str) -> bool {
-        let locally_new = self.local.get(signature).is_none();
-        self.local.insert(signature.to_string(), ());
-        let key = cache.key("webhook", ["seen", signature]);
-        match cache.incr(&key, 1).await {
-            Some(count) => locally_new && count == 1,
-            None => locally_new,
+    fn key(cache: &crate::cache::CacheManager, signature: &[u8]) -> crate::cache::Key {
+        cache.key("webhook", ["seen", hex::encode(signature).as_str()])
+    }
+
+    /// Claims a signature for one request: false when another request has it (done, or
+    /// being done). Atomic on each instance and across instances sharing a cache.
+    pub async fn claim(&self, cache: &crate::cache::CacheManager, signature: &[u8]) -> bool {
+        let locally_new = self
+            .local
+            .entry(signature.to_vec())
+            .or_insert(())
+            .is_fresh();
+        if !locally_new {
+            return false;
         }
+        match cache.incr(&Self::key(cache, signature), 1).await {
+            Some(count) => count == 1,
+            None => true,
+        }
+    }
+
+    /// Gives a claimed signature back: its request did nothing.
+    pub async fn release(&self, cache: &crate::cache::CacheManager, signature: &[u8]) {
+        cache.delete(&Self::key(cache, signature)).await;
+        self.local.invalidate(signature);
     }
 }

@@ -30,6 +30,8 @@ pub struct ContactForm {
     pub subject: String,
     pub message: String,
     pub csrf_token: String,
+    /// The honeypot: hidden from people by the stylesheet, filled in by form-filling bots.
+    pub website: String,
 }
 
 pub type FieldErrors = BTreeMap<&'static str, String>;
@@ -112,9 +114,34 @@ pub async fn submit(
         )
         .await;
     }
-    let ip = req.peer_addr().map(|addr| addr.ip().to_string());
-    match form.validate(ip) {
+    if !form.website.is_empty() {
+        // A bot: it gets the same answer as a person, and nothing is stored.
+        tracing::info!("contact form honeypot filled; message dropped");
+        return Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/contact/thanks/"))
+            .finish());
+    }
+    let ip = crate::web::client::of(&req);
+    match form.validate(Some(ip.clone())) {
         Ok(message) => {
+            // Counted only for messages that would be stored: fixing a typo the form
+            // pointed out does not use up the limit.
+            let sent = state.limits.contact.add(&state.cache, &[&ip], 1).await;
+            if sent > i64::from(state.config.contact_per_hour) {
+                let notice = format!(
+                    "You have sent {} messages in the last hour, the most we accept. Your message is kept below: please send it again later.",
+                    state.config.contact_per_hour
+                );
+                return render_form(
+                    &state,
+                    &session,
+                    &form,
+                    &FieldErrors::new(),
+                    Some(&notice),
+                    StatusCode::TOO_MANY_REQUESTS,
+                )
+                .await;
+            }
             state.repo.create_contact_message(message).await?;
             // Post/redirect/get: reloading the thank-you page does not send twice.
             Ok(HttpResponse::SeeOther()
@@ -179,6 +206,7 @@ mod tests {
             subject: subject.into(),
             message: message.into(),
             csrf_token: String::new(),
+            website: String::new(),
         }
     }
 
