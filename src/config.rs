@@ -315,10 +315,10 @@ pub struct Settings {
     #[arg(long, global = true, env = "MAX_POST_BYTES", value_name = "MAX_POST_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..=64 << 20))]
     pub max_post_bytes: u64,
     /// Seconds without a request after which an admin must sign in again.
-    #[arg(long, global = true, env = "SESSION_IDLE_TIMEOUT", value_name = "SESSION_IDLE_TIMEOUT", default_value_t = 2 * 3600, value_parser = clap::value_parser!(u64).range(60..))]
+    #[arg(long, global = true, env = "SESSION_IDLE_TIMEOUT", value_name = "SESSION_IDLE_TIMEOUT", default_value_t = 2 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub session_idle_timeout: u64,
     /// Seconds after sign-in after which an admin must sign in again, active or not.
-    #[arg(long, global = true, env = "SESSION_MAX_AGE", value_name = "SESSION_MAX_AGE", default_value_t = 12 * 3600, value_parser = clap::value_parser!(u64).range(60..))]
+    #[arg(long, global = true, env = "SESSION_MAX_AGE", value_name = "SESSION_MAX_AGE", default_value_t = 12 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub session_max_age: u64,
     /// Reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed; the client is the nearest address not in this list.
     #[arg(long, global = true, env = "TRUSTED_PROXIES", value_name = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_ip_net)]

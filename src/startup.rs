@@ -176,6 +176,8 @@ pub fn app(
         .cookie_content_security(CookieContentSecurity::Private)
         .build();
     let response_cache = crate::web::response_cache(&state);
+    // Any admin form: a post of MAX_POST_BYTES, percent-encoded, and the other fields.
+    let forms = crate::web::error::form_config(state.config.max_post_bytes * 3 + 64 * 1024);
     App::new()
         // Innermost: routing sees GET for a HEAD request (see `head_as_get`).
         .wrap(from_fn(crate::web::middleware::head_as_get))
@@ -191,8 +193,11 @@ pub fn app(
             crate::web::middleware::request_id_header,
         ))
         .wrap(TracingLogger::default())
-        .wrap(crate::web::middleware::security_headers(&state.config.site_url))
+        .wrap(crate::web::middleware::security_headers(
+            &state.config.site_url,
+        ))
         .wrap(from_fn(crate::web::metrics::record_requests))
+        .app_data(forms)
         .app_data(state)
         .configure(crate::web::configure)
 }

@@ -17,7 +17,70 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::config::DatabaseUrl;
 
-pub type SqliteAsync = SyncConnectionWrapper<SqliteConnection>;
+pub type SqliteAsync = SyncConnectionWrapper<SqliteConnection, BlockingPool>;
+
+/// Runs SQLite's blocking calls on tokio's blocking pool, as diesel-async's default does,
+/// but survives cancellation on a current-thread runtime (an actix worker): when a
+/// request is dropped mid-query (the client went away, or another extractor failed
+/// first), the default waits for the query with `block_in_place`, which panics there
+/// and takes the worker down. This one waits by parking the thread: the query runs on
+/// a pool thread and finishes without the worker's runtime.
+pub struct BlockingPool(tokio::runtime::Handle);
+
+impl diesel_async::sync_connection_wrapper::SpawnBlocking for BlockingPool {
+    fn spawn_blocking<'a, R>(
+        &mut self,
+        task: impl FnOnce() -> R + Send + 'static,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<R, Box<dyn std::error::Error + Send + Sync + 'static>>,
+    >
+    where
+        R: Send + 'static,
+    {
+        use futures_util::FutureExt;
+        FinishOnDrop(self.0.spawn_blocking(task))
+            .map(|r| r.map_err(Box::from))
+            .boxed()
+    }
+
+    fn get_runtime() -> Self {
+        BlockingPool(tokio::runtime::Handle::current())
+    }
+}
+
+/// A blocking task that is waited for, not abandoned, when its future is dropped: the
+/// connection it holds must be done before it goes back to the pool.
+struct FinishOnDrop<R>(tokio::task::JoinHandle<R>);
+
+impl<R> std::future::Future for FinishOnDrop<R> {
+    type Output = Result<R, tokio::task::JoinError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<R> Drop for FinishOnDrop<R> {
+    fn drop(&mut self) {
+        if self.0.is_finished() {
+            return;
+        }
+        struct Unpark(std::thread::Thread);
+        impl std::task::Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = std::task::Context::from_waker(&waker);
+        while std::future::Future::poll(std::pin::Pin::new(&mut self.0), &mut cx).is_pending() {
+            std::thread::park();
+        }
+    }
+}
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -152,8 +215,7 @@ impl Db {
                 let mut config = ManagerConfig::default();
                 config.custom_setup = Box::new(|url| {
                     Box::pin(async move {
-                        let mut conn =
-                            SyncConnectionWrapper::<SqliteConnection>::establish(url).await?;
+                        let mut conn = SqliteAsync::establish(url).await?;
                         conn.batch_execute(SQLITE_PRAGMAS)
                             .await
                             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;

@@ -10,7 +10,11 @@ use actix_web::http::header::HeaderMap;
 use ipnet::IpNet;
 
 /// The client's address, from the peer and the headers.
-pub fn client_ip(peer: Option<SocketAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
+pub fn client_ip(
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
     let mut client = peer?.ip();
     if trusted.is_empty() {
         return Some(client);
@@ -51,7 +55,10 @@ mod tests {
     fn headers(xff: &[&str]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for v in xff {
-            map.append("x-forwarded-for".parse().unwrap(), HeaderValue::from_str(v).unwrap());
+            map.append(
+                "x-forwarded-for".parse().unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         map
     }
@@ -64,8 +71,14 @@ mod tests {
     fn untrusted_peers_are_the_client_whatever_they_claim() {
         let peer = Some("203.0.113.9:5000".parse().unwrap());
         let trusted = ["10.0.0.0/8".parse().unwrap()];
-        assert_eq!(client_ip(peer, &headers(&["1.2.3.4"]), &trusted), Some(ip("203.0.113.9")));
-        assert_eq!(client_ip(peer, &headers(&["1.2.3.4"]), &[]), Some(ip("203.0.113.9")));
+        assert_eq!(
+            client_ip(peer, &headers(&["1.2.3.4"]), &trusted),
+            Some(ip("203.0.113.9"))
+        );
+        assert_eq!(
+            client_ip(peer, &headers(&["1.2.3.4"]), &[]),
+            Some(ip("203.0.113.9"))
+        );
     }
 
     #[test]
@@ -76,7 +89,10 @@ mod tests {
         let h = headers(&["6.6.6.6, 198.51.100.7", "10.0.0.1"]);
         assert_eq!(client_ip(peer, &h, &trusted), Some(ip("198.51.100.7")));
         // Only proxies: the farthest proxy is all we know.
-        assert_eq!(client_ip(peer, &headers(&["10.0.0.1"]), &trusted), Some(ip("10.0.0.1")));
+        assert_eq!(
+            client_ip(peer, &headers(&["10.0.0.1"]), &trusted),
+            Some(ip("10.0.0.1"))
+        );
         // Garbage stops the walk: nothing to its left is believed.
         let h = headers(&["198.51.100.7, not-an-ip, 10.0.0.1"]);
         assert_eq!(client_ip(peer, &h, &trusted), Some(ip("10.0.0.1")));

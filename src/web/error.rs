@@ -26,6 +26,12 @@ pub enum PageError {
     Fragment(#[from] crate::web::fragments::FragmentError),
     #[error("session: {0}")]
     Session(String),
+    /// A form body larger than its limit, refused before it was read.
+    #[error("the form is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    /// A form body that is not a form (wrong content type, bad encoding).
+    #[error("{0}")]
+    BadForm(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -34,6 +40,8 @@ impl ResponseError for PageError {
     fn status_code(&self) -> StatusCode {
         match self {
             PageError::NotFound => StatusCode::NOT_FOUND,
+            PageError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            PageError::BadForm(_) => StatusCode::BAD_REQUEST,
             PageError::Db(e) | PageError::Fragment(FragmentError::Load { source: e, .. })
                 if e.is_unavailable() =>
             {
@@ -43,13 +51,34 @@ impl ResponseError for PageError {
         }
     }
     /// An empty body: `render_error_page` fills in the template, where it can reach the
-    /// app state.
+    /// app state (the limit of a refused form travels as an extension).
     fn error_response(&self) -> HttpResponse {
         if self.status_code().is_server_error() {
             tracing::error!(error = %self, "page failed");
         }
-        HttpResponse::build(self.status_code()).finish()
+        let mut res = HttpResponse::build(self.status_code()).finish();
+        res.extensions_mut()
+            .insert(ErrorDetailText(self.to_string()));
+        res
     }
+}
+
+/// What went wrong, for the error page of a 400 or 413.
+#[derive(Debug, Clone)]
+struct ErrorDetailText(String);
+
+/// The form extractor's settings: a body limit, and errors as pages (a styled 413 that
+/// says what the limit is), never actix's plain-text answer.
+pub fn form_config(limit: usize) -> web::FormConfig {
+    web::FormConfig::default()
+        .limit(limit)
+        .error_handler(move |err, _req| {
+            let page = match err {
+                actix_web::error::UrlencodedError::Overflow { .. } => PageError::TooLarge { limit },
+                other => PageError::BadForm(format!("The form could not be read: {other}.")),
+            };
+            page.into()
+        })
 }
 
 /// The JSON error body of every API error.
@@ -144,22 +173,76 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Replaces the empty body of a 404 or 5xx page response with the error template. JSON
-/// responses (the API) are left as they are.
-pub fn render_error_page<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+/// Replaces the body of an error response that has none of its own (404, 5xx, and
+/// the 400/413 of a refused form or payload) with the error template — or, under
+/// `/api/`, with the API's JSON error body. JSON responses are left as they are.
+pub fn render_error_page<B: actix_web::body::MessageBody>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    use actix_web::body::BodySize;
     let is_json = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     let status = res.status();
-    if is_json || !(status == StatusCode::NOT_FOUND || status.is_server_error()) {
+    let detail = res
+        .response()
+        .extensions()
+        .get::<ErrorDetailText>()
+        .cloned();
+    // Extractors answer 400/413 with a plain-text error of their own.
+    let refused_body = matches!(
+        status,
+        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE
+    ) && (detail.is_some()
+        || matches!(res.response().body().size(), BodySize::Sized(_))
+            && res
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_none_or(|v| v.as_bytes().starts_with(b"text/plain")));
+    if is_json || !(status == StatusCode::NOT_FOUND || status.is_server_error() || refused_body) {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
-    let template = if status == StatusCode::NOT_FOUND {
-        "errors/404.html"
-    } else {
-        "errors/500.html"
+    if res.request().path().starts_with("/api/") {
+        let message = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                "the request body is larger than this endpoint accepts".to_string()
+            }
+            _ => detail
+                .map(|d| d.0)
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_lowercase()),
+        };
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::NOT_FOUND => "not_found",
+            s if s.is_server_error() => "internal",
+            _ => "bad_request",
+        };
+        let body = serde_json::to_string(&ErrorBody {
+            error: ErrorDetail {
+                status: status.as_u16(),
+                code,
+                parameter: None,
+                message,
+            },
+        })
+        .unwrap_or_default();
+        let (req, mut res) = res.into_parts();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return Ok(ErrorHandlerResponse::Response(
+            ServiceResponse::new(req, res.set_body(body))
+                .map_into_boxed_body()
+                .map_into_right_body(),
+        ));
+    }
+    let template = match status {
+        StatusCode::NOT_FOUND => "errors/404.html",
+        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => "errors/refused.html",
+        _ => "errors/500.html",
     };
     let html = res
         .request()
@@ -168,6 +251,8 @@ pub fn render_error_page<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorH
             let mut ctx = tera::Context::new();
             ctx.insert("status", &status.as_u16());
             ctx.insert("path", res.request().path());
+            ctx.insert("detail", &detail.as_ref().map(|d| d.0.as_str()));
+            ctx.insert("max_post_kb", &(state.config.max_post_bytes / 1024));
             ctx.insert("assets", &state.assets);
             state
                 .tera

@@ -31,7 +31,10 @@ impl Counter {
     }
 
     fn key(&self, cache: &CacheManager, parts: &[&str]) -> crate::cache::Key {
-        cache.key(self.family, std::iter::once(self.kind).chain(parts.iter().copied()))
+        cache.key(
+            self.family,
+            std::iter::once(self.kind).chain(parts.iter().copied()),
+        )
     }
 
     /// Adds `delta` and returns the new count (atomically, on every backend).

@@ -108,7 +108,10 @@ pub fn security_headers(site_url: &str) -> actix_web::middleware::DefaultHeaders
         ))
         .add(("cross-origin-opener-policy", "same-origin"));
     if site_url.starts_with("https://") {
-        headers.add(("strict-transport-security", "max-age=31536000; includeSubDomains"))
+        headers.add((
+            "strict-transport-security",
+            "max-age=31536000; includeSubDomains",
+        ))
     } else {
         headers
     }

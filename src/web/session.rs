@@ -78,7 +78,11 @@ fn lifetimes_of(req: &actix_web::HttpRequest) -> Option<Lifetimes> {
 /// database: for deciding what may be skipped, such as the shared cache, never for
 /// granting access).
 pub fn claimed(req: &ServiceRequest) -> Option<SignedIn> {
-    let signed_in = req.get_session().get::<SignedIn>(ADMIN_KEY).ok().flatten()?;
+    let signed_in = req
+        .get_session()
+        .get::<SignedIn>(ADMIN_KEY)
+        .ok()
+        .flatten()?;
     let lifetimes = lifetimes_of(req.request())?;
     signed_in.current(lifetimes).then_some(signed_in)
 }
@@ -110,8 +114,10 @@ pub async fn signed_in(
         session.purge();
         return None;
     }
-    // The cookie is rewritten at most once a minute, not on every request.
-    if now() - signed_in.seen_at >= 60 {
+    // The cookie is rewritten at most once a minute (or half the idle timeout), not on
+    // every request.
+    let refresh_after = (lifetimes.idle.as_secs() as i64 / 2).min(60);
+    if now() - signed_in.seen_at >= refresh_after {
         signed_in.seen_at = now();
         if let Err(e) = session.insert(ADMIN_KEY, &signed_in) {
             tracing::warn!(error = %e, "cannot refresh the admin session");

@@ -50,6 +50,7 @@ pub const TEMPLATES: &[(&str, &str)] = embed![
     "admin/messages.html",
     "errors/404.html",
     "errors/500.html",
+    "errors/refused.html",
     "feeds/atom.xml",
     "feeds/sitemap.xml",
 ];

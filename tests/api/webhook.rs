@@ -218,7 +218,11 @@ async fn a_retry_after_a_503_is_not_a_replay() {
     let url = redis.url();
     let app = spawn_app_with(
         Backend::Sqlite,
-        &[("CACHE_URL", &url), ("CACHE_WEBHOOK_SECRET", SECRET), ("CACHE_TIMEOUT_MS", "300")],
+        &[
+            ("CACHE_URL", &url),
+            ("CACHE_WEBHOOK_SECRET", SECRET),
+            ("CACHE_TIMEOUT_MS", "300"),
+        ],
     )
     .await
     .unwrap();
@@ -228,7 +232,12 @@ async fn a_retry_after_a_503_is_not_a_replay() {
     let port = redis.port;
     redis.stop();
     let res = post(&app, body, Some(ts), Some(signature.clone())).await;
-    assert_eq!(res.status(), 503, "the cache is down: {}", res.text().await.unwrap());
+    assert_eq!(
+        res.status(),
+        503,
+        "the cache is down: {}",
+        res.text().await.unwrap()
+    );
     let _redis = crate::redis_server::OwnRedis::start_on(port).expect("restart redis-server");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {

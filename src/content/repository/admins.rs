@@ -23,10 +23,12 @@ impl Repository {
     /// Ends every session of this admin, on every instance (sign-out, password change).
     pub async fn revoke_admin_sessions(&self, username: &str) -> RepoResult<()> {
         with_conn!(self.db, |conn| {
-            diesel::update(admin_users::table.filter(admin_users::username.eq(username.to_string())))
-                .set(admin_users::session_generation.eq(admin_users::session_generation + 1))
-                .execute(conn)
-                .await?;
+            diesel::update(
+                admin_users::table.filter(admin_users::username.eq(username.to_string())),
+            )
+            .set(admin_users::session_generation.eq(admin_users::session_generation + 1))
+            .execute(conn)
+            .await?;
             Ok(())
         })
     }

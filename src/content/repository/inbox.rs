@@ -12,7 +12,11 @@ use crate::with_conn;
 
 impl Repository {
     /// One page of the inbox, newest first.
-    pub async fn contact_messages(&self, page: i64, per_page: i64) -> RepoResult<Page<ContactMessage>> {
+    pub async fn contact_messages(
+        &self,
+        page: i64,
+        per_page: i64,
+    ) -> RepoResult<Page<ContactMessage>> {
         let page = page.max(1);
         with_conn!(self.db, |conn| {
             let total: i64 = contact_messages::table.count().get_result(conn).await?;

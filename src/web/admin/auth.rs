@@ -120,11 +120,8 @@ pub async fn login(
     }
     let failures = limits.login_account.get(cache, &[&counted_name]).await;
     tokio::time::sleep(Limits::login_delay(failures)).await;
-    let Ok(_permit) = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        limits.hashing.acquire(),
-    )
-    .await
+    let Ok(_permit) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), limits.hashing.acquire()).await
     else {
         limits.login.add(cache, &pair, -1).await;
         limits.login_address.add(cache, &[&ip], -1).await;

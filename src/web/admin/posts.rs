@@ -30,7 +30,8 @@ pub struct PostForm {
 type Errors = BTreeMap<&'static str, String>;
 
 impl PostForm {
-    fn validate(&self) -> Result<PostInput, Errors> {
+    /// `max_body`: `MAX_POST_BYTES`.
+    fn validate(&self, max_body: usize) -> Result<PostInput, Errors> {
         let mut errors = Errors::new();
         let title = self.title.trim();
         if title.is_empty() {
@@ -51,6 +52,15 @@ impl PostForm {
         }
         if self.body_markdown.trim().is_empty() {
             errors.insert("body_markdown", "The post needs a body.".into());
+        } else if self.body_markdown.len() > max_body {
+            errors.insert(
+                "body_markdown",
+                format!(
+                    "This post is {} KB; a post may be at most {} KB (MAX_POST_BYTES). Your text is kept below.",
+                    self.body_markdown.len().div_ceil(1024),
+                    max_body / 1024
+                ),
+            );
         }
         let author_id = self.author_id.parse::<i32>().ok();
         if author_id.is_none() {
@@ -172,7 +182,7 @@ async fn save(
     if !csrf::verify(&admin.session, &form.csrf_token) {
         return Ok(csrf_refused());
     }
-    let input = match form.validate() {
+    let input = match form.validate(state.config.max_post_bytes) {
         Ok(input) => input,
         Err(errors) => {
             return form_page(

@@ -19,6 +19,10 @@ pub const MAX_EMAIL: usize = 254;
 pub const MAX_SUBJECT: usize = 200;
 pub const MIN_MESSAGE: usize = 10;
 pub const MAX_MESSAGE: usize = 5000;
+/// The form's body limit: every field at its limit in characters of four UTF-8 bytes,
+/// each percent-encoded (three bytes per byte), with room to spare. Over it, the body is
+/// refused before parsing (a 413 page); under it, the limits are counted in characters.
+pub const MAX_BODY: usize = 128 * 1024;
 
 /// The form as submitted; every field defaults to empty so a missing field is reported
 /// as a field error, not a bare 400.

@@ -22,8 +22,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/blog/{slug}/", web::get().to(blog::detail))
         .route("/about/", web::get().to(about::index))
         .route("/tools/", web::get().to(tools::index))
-        .route("/contact/", web::get().to(contact::form))
-        .route("/contact/", web::post().to(contact::submit))
+        .service(
+            web::resource("/contact/")
+                .app_data(crate::web::error::form_config(contact::MAX_BODY))
+                .route(web::get().to(contact::form))
+                .route(web::post().to(contact::submit)),
+        )
         .route("/contact/thanks/", web::get().to(contact::thanks))
         .route("/feed.xml", web::get().to(feeds::atom))
         .route("/sitemap.xml", web::get().to(feeds::sitemap));
