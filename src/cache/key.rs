@@ -110,96 +110,116 @@ fn escape_glob(s: &str) -> String {
     out
 }
 
-/// Redis `MATCH` glob semantics (`*`, `?`, `[abc]`, `[^a]`, `[a-z]`, `\x`), so the
-/// in-process backend deletes exactly what Redis would.
+/// Redis `MATCH` glob semantics (`*`, `?`, `[abc]`, `[^a]`, `[a-z]`, `\x`), edge cases
+/// included, so the in-process backend deletes exactly what Redis would: a port of
+/// Redis 7's `stringmatchlen` (util.c), checked against a real server by a property test.
+/// Reads past the end of the pattern see a NUL, as C does.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    fn go(p: &[u8], t: &[u8]) -> bool {
-        let (mut pi, mut ti) = (0, 0);
-        let (mut star_p, mut star_t) = (usize::MAX, 0);
-        while ti < t.len() {
-            if pi < p.len() {
-                match p[pi] {
-                    b'*' => {
-                        star_p = pi;
-                        star_t = ti;
-                        pi += 1;
-                        continue;
-                    }
-                    b'?' => {
-                        pi += 1;
-                        ti += 1;
-                        continue;
-                    }
-                    b'[' => {
-                        if let Some((matched, next)) = class(p, pi, t[ti]) {
-                            if matched {
-                                pi = next;
-                                ti += 1;
-                                continue;
-                            }
-                        } else if t[ti] == b'[' {
-                            pi += 1;
-                            ti += 1;
-                            continue;
-                        }
-                    }
-                    b'\\' if pi + 1 < p.len() => {
-                        if p[pi + 1] == t[ti] {
-                            pi += 2;
-                            ti += 1;
-                            continue;
-                        }
-                    }
-                    c => {
-                        if c == t[ti] {
-                            pi += 1;
-                            ti += 1;
-                            continue;
-                        }
-                    }
+    // SCAN and KEYS take a lone `*` as "every key", the empty one included.
+    if pattern == "*" {
+        return true;
+    }
+    let mut skip_longer = false;
+    string_match(
+        pattern.as_bytes(),
+        0,
+        text.as_bytes(),
+        0,
+        &mut skip_longer,
+        0,
+    )
+}
+
+fn string_match(
+    p: &[u8],
+    mut pi: usize,
+    s: &[u8],
+    mut si: usize,
+    skip_longer: &mut bool,
+    nesting: u32,
+) -> bool {
+    // Protection against abusive patterns, as Redis does.
+    if nesting > 1000 {
+        return false;
+    }
+    let at = |i: usize| p.get(i).copied().unwrap_or(0);
+    while pi < p.len() && si < s.len() {
+        match p[pi] {
+            b'*' => {
+                while pi < p.len() && at(pi + 1) == b'*' {
+                    pi += 1;
                 }
-            }
-            if star_p == usize::MAX {
+                if p.len() - pi == 1 {
+                    return true;
+                }
+                while si < s.len() {
+                    if string_match(p, pi + 1, s, si, skip_longer, nesting + 1) {
+                        return true;
+                    }
+                    if *skip_longer {
+                        return false;
+                    }
+                    si += 1;
+                }
+                // Nothing after this star matches anywhere in the rest: no earlier star
+                // can make it match either.
+                *skip_longer = true;
                 return false;
             }
-            pi = star_p + 1;
-            star_t += 1;
-            ti = star_t;
-        }
-        p[pi..].iter().all(|&c| c == b'*')
-    }
-    /// Matches `c` against the class starting at `p[start] == '['`; returns whether it
-    /// matched and the index after the class, or None for an unclosed class.
-    fn class(p: &[u8], start: usize, c: u8) -> Option<(bool, usize)> {
-        let mut i = start + 1;
-        let negate = i < p.len() && p[i] == b'^';
-        if negate {
-            i += 1;
-        }
-        let mut matched = false;
-        while i < p.len() && p[i] != b']' {
-            if p[i] == b'\\' && i + 1 < p.len() {
-                matched |= p[i + 1] == c;
-                i += 2;
-            } else if i + 2 < p.len() && p[i + 1] == b'-' && p[i + 2] != b']' {
-                let (lo, hi) = if p[i] <= p[i + 2] {
-                    (p[i], p[i + 2])
+            b'?' => si += 1,
+            b'[' => {
+                pi += 1;
+                let negate = at(pi) == b'^';
+                if negate {
+                    pi += 1;
+                }
+                let mut matched = false;
+                loop {
+                    if at(pi) == b'\\' && p.len() - pi >= 2 {
+                        pi += 1;
+                        matched |= p[pi] == s[si];
+                    } else if at(pi) == b']' {
+                        break;
+                    } else if pi >= p.len() {
+                        // Unclosed: the class runs to the end of the pattern.
+                        pi -= 1;
+                        break;
+                    } else if p.len() - pi >= 3 && p[pi + 1] == b'-' {
+                        let (lo, hi) = (p[pi].min(p[pi + 2]), p[pi].max(p[pi + 2]));
+                        matched |= lo <= s[si] && s[si] <= hi;
+                        pi += 2;
+                    } else {
+                        matched |= p[pi] == s[si];
+                    }
+                    pi += 1;
+                }
+                if matched == negate {
+                    return false;
+                }
+                si += 1;
+            }
+            c => {
+                let literal = if c == b'\\' && p.len() - pi >= 2 {
+                    pi += 1;
+                    p[pi]
                 } else {
-                    (p[i + 2], p[i])
+                    c
                 };
-                matched |= lo <= c && c <= hi;
-                i += 3;
-            } else {
-                matched |= p[i] == c;
-                i += 1;
+                if literal != s[si] {
+                    return false;
+                }
+                si += 1;
             }
         }
-        if i >= p.len() {
-            return None;
+        pi += 1;
+        if si == s.len() {
+            while at(pi) == b'*' {
+                pi += 1;
+            }
+            break;
         }
-        Some((matched != negate, i + 1))
     }
-    go(pattern.as_bytes(), text.as_bytes())
+    pi >= p.len() && si == s.len()
 }
 
 #[cfg(test)]
@@ -226,6 +246,24 @@ mod tests {
         assert!(key.as_str().starts_with("site:1:query:#"));
         assert_ne!(key, keys.key("query", ["y".repeat(500)]));
         assert!(glob_match(&keys.pattern("query:*"), key.as_str()));
+    }
+
+    proptest::proptest! {
+        /// Whatever users put in the parts: keys stay short, hold no glob or separator
+        /// character of their own, never collide, and never match another family.
+        #[test]
+        fn user_input_cannot_shape_keys(a in proptest::collection::vec(".{0,80}", 0..4),
+                                        b in proptest::collection::vec(".{0,80}", 0..4)) {
+            let keys = KeyMaker::new("site", 1);
+            let (ka, kb) = (keys.key("post", &a), keys.key("post", &b));
+            for (parts, key) in [(&a, &ka), (&b, &kb)] {
+                proptest::prop_assert!(key.as_str().len() <= MAX_KEY_LEN);
+                proptest::prop_assert!(key.as_str().bytes().all(|c| c.is_ascii_alphanumeric() || b"_.-%:#".contains(&c)));
+                proptest::prop_assert_eq!(glob_match(&keys.pattern("post:*"), key.as_str()), !parts.is_empty());
+                proptest::prop_assert!(!glob_match(&keys.pattern("posts:*"), key.as_str()));
+            }
+            proptest::prop_assert_eq!(a == b, ka == kb);
+        }
     }
 
     #[test]

@@ -97,3 +97,74 @@ mod tests {
         assert_eq!(slugify("  --Caching 101--"), "caching-101");
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::to_safe_html;
+    use proptest::prelude::*;
+
+    /// Pieces of attacks and of ordinary Markdown, shuffled together.
+    const PIECES: &[&str] = &[
+        "<script>alert(1)</script>",
+        "<SCRIPT SRC=//evil.example/x.js></SCRIPT>",
+        "<img src=x onerror=alert(1)>",
+        "<svg onload=alert(1)>",
+        "<iframe src=//evil>",
+        "<a href=\"javascript:evil()\">x</a>",
+        "[x](javascript:alert(1))",
+        "[x](JaVaScRiPt:alert(1))",
+        "![i](javascript:alert(1))",
+        "<style>body{}</style>",
+        "<div style=\"x\" onclick=\"y\">",
+        "<a href=\"data:text/html,<script>x</script>\">d</a>",
+        "<object data=x>",
+        "<embed src=x>",
+        "<form action=x><input></form>",
+        "<meta http-equiv=refresh content=0>",
+        "<base href=//evil/>",
+        "**bold**",
+        "`code`",
+        "```\n<script>x</script>\n```",
+        "\n\n",
+        "> quote",
+        "- item",
+        "| a | b |\n|---|---|\n| 1 | 2 |",
+        "<",
+        ">",
+        "\"",
+        "'",
+        "=",
+        " on",
+        "javascript",
+        ":",
+        "&",
+        "&#x3C;script&#x3E;",
+        "\\",
+        "[",
+        "]",
+        "(",
+        ")",
+    ];
+
+    proptest! {
+        #[test]
+        fn sanitized_output_never_runs_anything(pieces in proptest::collection::vec(proptest::sample::select(PIECES), 0..24)) {
+            let html = to_safe_html(&pieces.concat());
+            let lower = html.to_lowercase();
+            for tag in ["<script", "<iframe", "<style", "<object", "<embed", "<form", "<meta", "<base", "<svg"] {
+                prop_assert!(!lower.contains(tag), "{tag} in {html}");
+            }
+            // Inside every tag: no event handler, no script URL.
+            for tag in lower.split('<').skip(1).filter_map(|t| t.split('>').next()) {
+                for attr in tag.split_whitespace().skip(1) {
+                    let (name, value) = attr.split_once('=').unwrap_or((attr, ""));
+                    prop_assert!(!name.starts_with("on"), "handler {attr} in {html}");
+                    let value = value.trim_matches(|c| c == '"' || c == '\'');
+                    for scheme in ["javascript:", "data:", "vbscript:"] {
+                        prop_assert!(!value.starts_with(scheme), "{attr} in {html}");
+                    }
+                }
+            }
+        }
+    }
+}

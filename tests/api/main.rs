@@ -10,6 +10,7 @@ mod contact;
 mod dashboard;
 mod faults;
 mod fragments;
+mod fuzz;
 mod hardening;
 mod health;
 mod http_cache;
