@@ -368,3 +368,65 @@ fn sigterm_writes_counted_views() {
         "the first request and six more, none lost"
     );
 }
+
+/// SIGTERM with Redis: the statistics counted since the last periodic flush reach the
+/// site-wide totals other instances read (nothing counted is lost at shutdown).
+#[test]
+fn sigterm_flushes_statistics() {
+    use std::process::{Command, Stdio};
+    let Some(redis_url) = crate::helpers::test_redis_url() else {
+        return;
+    };
+    let prefix = crate::helpers::unique_prefix();
+    let dir = tempfile::TempDir::new().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("folio.db").display());
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_folio"))
+        .env_clear()
+        .env("DATABASE_URL", &db)
+        .env("DATA_DIR", dir.path())
+        .env("BIND", format!("127.0.0.1:{port}"))
+        .env("CACHE_URL", &redis_url)
+        .env("CACHE_KEY_PREFIX", &prefix)
+        .env("WARM_ON_START", "false")
+        .env("WORKERS", "1")
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/about/");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while client.get(&url).send().await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "the server starts");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for _ in 0..30 {
+            assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+        }
+    });
+    // At once: well within the periodic flush's second.
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(child.wait().unwrap().success(), "a clean exit");
+    let (hits, cache) = rt.block_on(async {
+        let mut config = folio::cache::CacheConfig::new(folio::cache::CacheUrl::Redis(redis_url.clone()), &prefix);
+        config.timeout = Duration::from_secs(2);
+        let cache = folio::cache::CacheManager::new(config).unwrap();
+        cache.check(Duration::from_secs(5)).await.expect("redis answers");
+        let site = cache.site_stats().await;
+        let page = site.families.iter().find(|f| f.name == "page").map_or(0, |f| f.hits);
+        (page, cache)
+    });
+    // Each of the 30 page hits is two lookups (metadata, then body).
+    assert_eq!(hits, 60, "every page hit of the stopped instance is in the site totals");
+    rt.block_on(async {
+        cache.clear().await;
+        cache.reset_site_stats().await;
+    });
+}
