@@ -16,202 +16,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn env_list(name: &str, default: &str) -> Vec<String> {
-    std::env::var(name)
-        .unwrap_or_else(|_| default.into())
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// utime + stime of a process, in microseconds.
-fn cpu_micros(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after ") ".
-    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    ticks * 1_000_000 / clock_ticks()
-}
-
-fn clock_ticks() -> u64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100)
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-struct Server {
-    name: String,
-    child: Child,
-    port: u16,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn folio() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_folio"))
-}
-
-fn start(name: &str, dir: &std::path::Path, db: &str, redis: &str) -> Server {
-    let port = free_port();
-    let log = dir.join(format!("{name}.log"));
-    let mut cmd = folio();
-    cmd.arg("serve")
-        .env("DATABASE_URL", db)
-        .env("DATA_DIR", dir)
-        .env("BIND", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .env("SEED_ON_EMPTY", "false")
-        .env(
-            "CACHE_KEY_PREFIX",
-            format!("bench{}{name}", std::process::id()),
-        )
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    match name {
-        "memory" => cmd.env("CACHE_URL", "memory://"),
-        "none" => cmd.env("CACHE_URL", "none"),
-        "redis" => cmd.env("CACHE_URL", redis),
-        "redis-no-near" => cmd.env("CACHE_URL", redis).env("CACHE_NEAR", "false"),
-        other => panic!("unknown backend {other}"),
-    };
-    let child = cmd.spawn().expect("start folio");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{name} did not start; see {}",
-            log.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server {
-        name: name.into(),
-        child,
-        port,
-        log,
-    }
-}
-
-fn redis_pid(url: &str) -> Option<u32> {
-    let out = Command::new("redis-cli")
-        .args(["-u", url, "INFO", "server"])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("process_id:"))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-#[derive(Default, Clone)]
-struct Run {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
-    requests: u64,
-    server_us: f64,
-    redis_us: f64,
-}
-
-fn millis(text: &str) -> f64 {
-    let text = text.trim();
-    let (num, unit) = text
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map(|i| text.split_at(i))
-        .unwrap_or((text, "ms"));
-    let n: f64 = num.parse().unwrap_or(0.0);
-    match unit {
-        "us" => n / 1000.0,
-        "s" => n * 1000.0,
-        _ => n,
-    }
-}
-
-fn wrk(url: &str, header: Option<&str>, connections: u64, seconds: u64) -> Run {
-    let mut cmd = Command::new("wrk");
-    if let Some(header) = header {
-        cmd.args(["-H", header]);
-    }
-    let out = cmd
-        .args([
-            "-t1",
-            &format!("-c{connections}"),
-            &format!("-d{seconds}s"),
-            "--latency",
-            "--timeout",
-            "5s",
-            url,
-        ])
-        .output()
-        .expect("wrk is installed (apt-get install wrk)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut run = Run::default();
-    for line in text.lines() {
-        let line = line.trim();
-        if let Some(v) = line.strip_prefix("Requests/sec:") {
-            run.rps = v.trim().parse().unwrap_or(0.0);
-        } else if let Some(v) = line.strip_prefix("50%") {
-            run.p50_ms = millis(v);
-        } else if let Some(v) = line.strip_prefix("99%") {
-            run.p99_ms = millis(v);
-        } else if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
-            run.errors += v.trim().parse::<u64>().unwrap_or(0);
-        } else if let Some(v) = line.strip_prefix("Socket errors:") {
-            run.errors += v
-                .split(',')
-                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
-                .sum::<u64>();
-        } else if line.contains(" requests in ") {
-            run.requests = line
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-        }
-    }
-    run
-}
+#[path = "support/mod.rs"]
+mod support;
+use support::*;
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
@@ -367,7 +177,7 @@ fn main() {
     }
     let mut servers: Vec<Server> = backends
         .iter()
-        .map(|b| start(b, &dir, &db, &redis_url))
+        .map(|b| start(b, &dir, &db, &redis_url, &[]))
         .collect();
     let memory_port = servers[0].port;
     // Resolve the targets against the memory server: the newest post, each page's ETag.
@@ -429,15 +239,36 @@ fn main() {
                 for server in &servers {
                     let url = format!("http://127.0.0.1:{}{}", server.port, target.path);
                     // The ceiling has no 304: it is measured on the 200 of the same bytes.
-                    let header = target
-                        .header
-                        .as_deref()
-                        .filter(|_| server.name != "ceiling");
+                    // The others get the page's current ETag: views counted by an earlier
+                    // target change the pages that show them (the first version of this
+                    // benchmark sent a stale ETag and measured 200s).
+                    let header = match &target.header {
+                        Some(_) if server.name != "ceiling" => {
+                            // Views counted by the post target are written within
+                            // VIEW_FLUSH_INTERVAL (5 s), dropping the pages that show them.
+                            std::thread::sleep(Duration::from_millis(5500));
+                            let (_, _, etag) = fetch(server.port, &target.path);
+                            Some(format!("If-None-Match: {etag}"))
+                        }
+                        _ => None,
+                    };
+                    let header = header.as_deref();
                     let (cpu0, redis0) = (
                         cpu_micros(server.child.id()),
                         redis.map(cpu_micros).unwrap_or(0),
                     );
-                    let mut run = wrk(&url, header, c, seconds);
+                    let header_args: Vec<&str> = header.iter().flat_map(|h| ["-H", *h]).collect();
+                    let mut run = wrk(&url, &header_args, c, seconds);
+                    if let Some(header) = header {
+                        let status = status_of(server.port, &target.path, header);
+                        run.still_304 = status == 304;
+                        if status != 304 {
+                            eprintln!(
+                                "warning: {} {} answered {status}, not 304, after the run",
+                                server.name, target.label
+                            );
+                        }
+                    }
                     let requests = run.requests.max(1) as f64;
                     run.server_us = (cpu_micros(server.child.id()) - cpu0) as f64 / requests;
                     if server.name.starts_with("redis") {
@@ -504,6 +335,19 @@ fn main() {
                 );
             }
         }
+    }
+    let conditional: Vec<&Run> = results
+        .iter()
+        .filter(|((_, label, server), _)| label.ends_with("(304)") && server != "ceiling")
+        .flat_map(|(_, runs)| runs)
+        .collect();
+    if !conditional.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n304 targets: the ETag is fetched just before each run; {} of {} runs still answered 304 when they ended.",
+            conditional.iter().filter(|r| r.still_304).count(),
+            conditional.len()
+        );
     }
     let _ = writeln!(md, "\nPeak RSS (VmHWM, MiB):\n");
     for server in &servers {

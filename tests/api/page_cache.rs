@@ -412,19 +412,36 @@ fn sigterm_flushes_statistics() {
         }
     });
     // At once: well within the periodic flush's second.
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
     assert!(child.wait().unwrap().success(), "a clean exit");
     let (hits, cache) = rt.block_on(async {
-        let mut config = folio::cache::CacheConfig::new(folio::cache::CacheUrl::Redis(redis_url.clone()), &prefix);
+        let mut config = folio::cache::CacheConfig::new(
+            folio::cache::CacheUrl::Redis(redis_url.clone()),
+            &prefix,
+        );
         config.timeout = Duration::from_secs(2);
         let cache = folio::cache::CacheManager::new(config).unwrap();
-        cache.check(Duration::from_secs(5)).await.expect("redis answers");
+        cache
+            .check(Duration::from_secs(5))
+            .await
+            .expect("redis answers");
         let site = cache.site_stats().await;
-        let page = site.families.iter().find(|f| f.name == "page").map_or(0, |f| f.hits);
+        let page = site
+            .families
+            .iter()
+            .find(|f| f.name == "page")
+            .map_or(0, |f| f.hits);
         (page, cache)
     });
     // Each of the 30 page hits is two lookups (metadata, then body).
-    assert_eq!(hits, 60, "every page hit of the stopped instance is in the site totals");
+    assert_eq!(
+        hits, 60,
+        "every page hit of the stopped instance is in the site totals"
+    );
     rt.block_on(async {
         cache.clear().await;
         cache.reset_site_stats().await;

@@ -1,0 +1,249 @@
+//! What the load and soak benchmarks share: the release server per cache backend,
+//! wrk runs, and readings of a process's CPU time and memory from /proc.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn env_list(name: &str, default: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+pub fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// utime + stime of a process, in microseconds.
+pub fn cpu_micros(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after ") ".
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ticks * 1_000_000 / clock_ticks()
+}
+
+pub fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100)
+}
+
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+pub struct Server {
+    pub name: String,
+    pub child: Child,
+    pub port: u16,
+    pub log: std::path::PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn folio() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_folio"))
+}
+
+/// The release server on one backend (`memory`, `redis`, `redis-no-near`, `none`), with
+/// `extra` settings, once it accepts connections.
+pub fn start(
+    name: &str,
+    dir: &std::path::Path,
+    db: &str,
+    redis: &str,
+    extra: &[(&str, &str)],
+) -> Server {
+    let port = free_port();
+    let log = dir.join(format!("{name}.log"));
+    let mut cmd = folio();
+    cmd.arg("serve")
+        .env("DATABASE_URL", db)
+        .env("DATA_DIR", dir)
+        .env("BIND", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .env("SEED_ON_EMPTY", "false")
+        .envs(extra.iter().copied())
+        .env(
+            "CACHE_KEY_PREFIX",
+            format!("bench{}{name}", std::process::id()),
+        )
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    match name {
+        "memory" => cmd.env("CACHE_URL", "memory://"),
+        "none" => cmd.env("CACHE_URL", "none"),
+        "redis" => cmd.env("CACHE_URL", redis),
+        "redis-no-near" => cmd.env("CACHE_URL", redis).env("CACHE_NEAR", "false"),
+        other => panic!("unknown backend {other}"),
+    };
+    let child = cmd.spawn().expect("start folio");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not start; see {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server {
+        name: name.into(),
+        child,
+        port,
+        log,
+    }
+}
+
+pub fn redis_pid(url: &str) -> Option<u32> {
+    let out = Command::new("redis-cli")
+        .args(["-u", url, "INFO", "server"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[derive(Default, Clone)]
+pub struct Run {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub errors: u64,
+    pub requests: u64,
+    pub server_us: f64,
+    pub redis_us: f64,
+    /// Of `errors`: requests that got no answer within wrk's timeout.
+    pub timeouts: u64,
+    /// A conditional target still answered 304 after the run (its ETag stayed current).
+    pub still_304: bool,
+}
+
+/// The status of a GET with one extra header.
+pub fn status_of(port: u16, path: &str, header: &str) -> u16 {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-m",
+            "10",
+            "-H",
+            header,
+        ])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+pub fn millis(text: &str) -> f64 {
+    let text = text.trim();
+    let (num, unit) = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map(|i| text.split_at(i))
+        .unwrap_or((text, "ms"));
+    let n: f64 = num.parse().unwrap_or(0.0);
+    match unit {
+        "us" => n / 1000.0,
+        "s" => n * 1000.0,
+        _ => n,
+    }
+}
+
+/// One wrk run; `args` go first (`-H …`, `-s script.lua`, `-t2`: one thread unless
+/// given).
+pub fn wrk(url: &str, args: &[&str], connections: u64, seconds: u64) -> Run {
+    let mut cmd = Command::new("wrk");
+    cmd.args(args);
+    if !args.iter().any(|a| a.starts_with("-t")) {
+        cmd.arg("-t1");
+    }
+    let out = cmd
+        .args([
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "--timeout",
+            "5s",
+            url,
+        ])
+        .output()
+        .expect("wrk is installed (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut run = Run::default();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(v) = line.strip_prefix("Requests/sec:") {
+            run.rps = v.trim().parse().unwrap_or(0.0);
+        } else if let Some(v) = line.strip_prefix("50%") {
+            run.p50_ms = millis(v);
+        } else if let Some(v) = line.strip_prefix("99%") {
+            run.p99_ms = millis(v);
+        } else if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            run.errors += v.trim().parse::<u64>().unwrap_or(0);
+        } else if let Some(v) = line.strip_prefix("Socket errors:") {
+            // "connect 0, read 0, write 0, timeout 0"
+            for part in v.split(',') {
+                let mut words = part.split_whitespace();
+                let (kind, n) = (
+                    words.next().unwrap_or(""),
+                    words
+                        .next()
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .unwrap_or(0),
+                );
+                run.errors += n;
+                if kind == "timeout" {
+                    run.timeouts += n;
+                }
+            }
+        } else if line.contains(" requests in ") {
+            run.requests = line
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+        }
+    }
+    run
+}
