@@ -149,6 +149,9 @@ pub struct Config {
     /// host:port to listen on; port 0 picks a free port (tests).
     pub bind: String,
     pub secret_key: SecretKey,
+    /// The key was not given but read from (or generated into) `DATA_DIR`: fine for one
+    /// instance, wrong for several (see `Config::check_shared_secret`).
+    pub secret_key_from_file: bool,
     pub data_dir: PathBuf,
     /// Load the fixtures when the database has no content yet (first run).
     pub seed_on_empty: bool,
@@ -420,6 +423,21 @@ impl ConfigError {
 }
 
 impl Config {
+    /// A server on PostgreSQL or Redis is one of several instances, or may become one: each
+    /// generating its own key would break every session and CSRF token as a load
+    /// balancer switches between them, so SECRET_KEY must be given.
+    pub fn check_shared_secret(&self) -> Result<(), ConfigError> {
+        let shared = matches!(self.database_url, DatabaseUrl::Postgres(_))
+            || matches!(self.cache.url, crate::cache::CacheUrl::Redis(_));
+        if shared && self.secret_key_from_file {
+            return Err(invalid(
+                "SECRET_KEY",
+                "must be set (the same on every instance) when DATABASE_URL is PostgreSQL or CACHE_URL is Redis",
+            ));
+        }
+        Ok(())
+    }
+
     /// Builds the configuration from any variable lookup (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         Config::from_settings(Settings::from_lookup(get)?)
@@ -430,6 +448,7 @@ impl Config {
         let database_url = s.database_url.unwrap_or_else(|| {
             DatabaseUrl::Sqlite(s.data_dir.join("folio.db").to_string_lossy().into_owned())
         });
+        let secret_key_from_file = s.secret_key.is_none();
         let secret_key = match s.secret_key {
             Some(key) => key,
             None => SecretKey::load_or_generate(&s.data_dir)?,
@@ -453,6 +472,7 @@ impl Config {
             cache,
             bind: s.bind,
             secret_key,
+            secret_key_from_file,
             data_dir: s.data_dir,
             seed_on_empty: s.seed_on_empty,
             debug: s.app_debug,

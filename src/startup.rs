@@ -51,6 +51,7 @@ impl Application {
     pub async fn build(config: Config) -> Result<Application, StartupError> {
         // Before anything records: the cache's latencies count from the first request.
         crate::web::metrics::handle();
+        config.check_shared_secret()?;
         let state = web::Data::new(build_state(config).await?);
         let listener =
             TcpListener::bind(&state.config.bind).map_err(|source| StartupError::Bind {

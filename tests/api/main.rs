@@ -21,6 +21,7 @@ mod page_cache;
 mod pages;
 mod redis_server;
 mod resilience;
+mod scale_out;
 mod seed;
 mod warming;
 mod webhook;
