@@ -69,9 +69,12 @@ impl KeyMaker {
         Key { family, full }
     }
 
-    /// The key under which a tag's current version is kept.
+    /// The key under which a tag's current version is kept. Not under the key version:
+    /// during a rolling deploy that bumps it, a write on a new instance must still drop
+    /// what old instances cached (and the other way round). No data key can take this
+    /// form: theirs have a number where this has `tag`.
     pub fn tag_key(&self, tag: &str) -> String {
-        let mut full = format!("{}:{}:tag:", self.prefix, self.version);
+        let mut full = format!("{}:tag:", self.prefix);
         escape_into(&mut full, tag);
         full
     }

@@ -30,3 +30,42 @@ async fn a_shared_deployment_needs_a_secret_key() {
     embedded.push(("DATABASE_URL", sqlite));
     start(embedded).await.expect("the embedded default starts without a key");
 }
+
+/// A rolling deploy that bumps CACHE_VERSION: old and new instances share tag versions,
+/// so a write on either drops what the other cached.
+#[actix_web::test]
+async fn a_write_on_a_new_version_invalidates_old_instances() {
+    let Some(url) = crate::helpers::test_redis_url() else {
+        return;
+    };
+    let prefix = crate::helpers::unique_prefix();
+    let make = |version: u32| {
+        let mut config = folio::cache::CacheConfig::new(folio::cache::CacheUrl::Redis(url.clone()), &prefix);
+        config.version = version;
+        config.timeout = std::time::Duration::from_secs(2);
+        folio::cache::CacheManager::new(config).unwrap()
+    };
+    let (old, new) = (make(1), make(2));
+    old.check(std::time::Duration::from_secs(5)).await.unwrap();
+    new.check(std::time::Duration::from_secs(5)).await.unwrap();
+    let read = |cache: folio::cache::CacheManager, value: &'static str| async move {
+        let key = cache.key("posts", ["recent"]);
+        cache
+            .get_or_set_tagged(&key, &["post_lists"], None, || async move { Ok::<_, std::convert::Infallible>(value.to_string()) })
+            .await
+            .unwrap()
+    };
+    assert_eq!(read(old.clone(), "v1 before").await, "v1 before");
+    assert_eq!(read(old.clone(), "unused").await, "v1 before", "cached");
+    assert_eq!(read(new.clone(), "v2 before").await, "v2 before", "each version has its own entries");
+    assert!(new.invalidate_tags(&["post_lists"]).await);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    // The old instance's near tier hears of it through the invalidation channel.
+    while read(old.clone(), "v1 after").await != "v1 after" {
+        assert!(std::time::Instant::now() < deadline, "the old instance still serves what the write replaced");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(old.invalidate_tags(&["post_lists"]).await);
+    assert_eq!(read(new.clone(), "v2 after").await, "v2 after", "and the other way round");
+    old.clear().await;
+}
