@@ -97,6 +97,51 @@ async fn open_repository(
     Ok(crate::content::Repository::new(db, cache))
 }
 
+/// After a command changed what `models` cover in the database. A shared cache (Redis)
+/// was invalidated by the repository's writes, on every instance. An in-process cache
+/// lives in the running server's memory, out of this process's reach: the server is
+/// asked to drop what changed through its signed webhook when CACHE_WEBHOOK_SECRET is
+/// set (the same as the server's), and otherwise the user is told how to reach it.
+async fn invalidate_on_the_server(config: &Config, models: &[crate::content::invalidation::Model]) {
+    if config.cache.url != crate::cache::CacheUrl::Memory || models.is_empty() {
+        return;
+    }
+    let base = format!("http://{}", config.bind);
+    let Some(secret) = &config.webhook_secret else {
+        eprintln!(
+            "note: CACHE_URL is memory://, so a running server's cache lives in its own memory and this command cannot reach it. \
+             Its pages show the change when their entries expire (PAGE_CACHE_TTL); to drop them now, set CACHE_WEBHOOK_SECRET \
+             (the same as the server's) and BIND to the server's address and run this again, or restart the server."
+        );
+        return;
+    };
+    let names: Vec<&str> = models.iter().map(|m| m.name()).collect();
+    let body = serde_json::json!({ "models": names }).to_string();
+    let timestamp = chrono::Utc::now().timestamp().to_string();
+    let signature = crate::web::api::webhook::sign(secret.expose(), &timestamp, body.as_bytes());
+    let answer = reqwest::Client::new()
+        .post(format!("{base}/api/cache/invalidate/"))
+        .header("content-type", "application/json")
+        .header("x-cache-timestamp", timestamp)
+        .header("x-cache-signature", signature)
+        .body(body)
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await;
+    match answer {
+        Ok(res) if res.status().is_success() => {
+            eprintln!("the server at {base} dropped what this changed from its cache")
+        }
+        Ok(res) => eprintln!(
+            "note: the server at {base} refused the invalidation ({}); its cached pages show the change when they expire",
+            res.status()
+        ),
+        Err(e) => eprintln!(
+            "note: no server answered at {base} ({e}); if one runs elsewhere, set BIND to its address, or restart it"
+        ),
+    }
+}
+
 /// One line on stderr: start-up errors name the variable to fix.
 fn fail(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {e}");

@@ -22,6 +22,7 @@ pub fn run(config: Config, args: SeedArgs) -> anyhow::Result<()> {
             let report = seed::seed_generated(&repo, args.posts).await?;
             println!("generated: {report}");
         }
+        super::invalidate_on_the_server(&config, &crate::content::invalidation::Model::ALL).await;
         Ok(())
     })
 }

@@ -135,3 +135,40 @@ async fn clear_subcommand_deletes_by_pattern() {
     assert_eq!(cache.get::<i32>(&other).await, Some(1));
     cache.clear().await;
 }
+
+/// `folio seed` against a live server on `memory://`: it cannot reach the server's
+/// memory, so it asks the server through the signed webhook — or, without the secret,
+/// says how.
+#[actix_web::test]
+async fn seed_against_a_live_memory_server_invalidates_there() {
+    const SECRET: &str = "webhook-secret-for-tests";
+    let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, &[("CACHE_WEBHOOK_SECRET", SECRET)])
+        .await
+        .unwrap();
+    let (_, before) = app.get_json("/api/posts/").await;
+    assert_eq!(app.get("/api/posts/").await.headers()["x-cache"], "HIT");
+    let dir = TempDir::new().unwrap();
+    let bind = app.address.trim_start_matches("http://").to_string();
+    let db = app.state.config.database_url.to_url();
+    let run = |posts: &str, secret: Option<&str>| {
+        let mut cmd = folio(&dir);
+        cmd.args(["seed", "--posts", posts]).env("DATABASE_URL", &db).env("CACHE_URL", "memory://").env("BIND", &bind);
+        if let Some(secret) = secret {
+            cmd.env("CACHE_WEBHOOK_SECRET", secret);
+        }
+        cmd.output().unwrap()
+    };
+    let without = run("2", None);
+    assert!(without.status.success());
+    let note = String::from_utf8_lossy(&without.stderr);
+    assert!(note.contains("cannot reach it") && note.contains("CACHE_WEBHOOK_SECRET"), "{note}");
+    let with = run("4", Some(SECRET));
+    assert!(with.status.success(), "{}", String::from_utf8_lossy(&with.stderr));
+    assert!(String::from_utf8_lossy(&with.stderr).contains("dropped what this changed"));
+    let (_, after) = app.get_json("/api/posts/").await;
+    assert_eq!(
+        after["count"].as_i64().unwrap(),
+        before["count"].as_i64().unwrap() + 4,
+        "the server shows all the seeded posts at once"
+    );
+}
