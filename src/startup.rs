@@ -169,6 +169,10 @@ pub fn app(
 > {
     let key = cookie_key(&state.config);
     let secure = state.config.site_url.starts_with("https://");
+    // Sessions are the encrypted cookie, valid on every instance that shares SECRET_KEY;
+    // ending one on the server is the session generation's job (see `web::session`).
+    // Kept out of Redis on purpose: an admin must be able to sign in and write while
+    // the cache is down (writes are durable then, see `content::invalidation`).
     let session = SessionMiddleware::builder(CookieSessionStore::default(), key)
         .cookie_name("folio_session".into())
         .cookie_http_only(true)

@@ -95,7 +95,10 @@ pub fn start(
         .env("BIND", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
         .env("SEED_ON_EMPTY", "false")
-        .env("SECRET_KEY", "bench-secret-key-that-is-long-enough-0123456789")
+        .env(
+            "SECRET_KEY",
+            "bench-secret-key-that-is-long-enough-0123456789",
+        )
         .envs(extra.iter().copied())
         .env(
             "CACHE_KEY_PREFIX",

@@ -391,7 +391,10 @@ fn sigterm_flushes_statistics() {
         .env("BIND", format!("127.0.0.1:{port}"))
         .env("CACHE_URL", &redis_url)
         .env("CACHE_KEY_PREFIX", &prefix)
-        .env("SECRET_KEY", "test-secret-key-that-is-long-enough-for-cookies-0123456789")
+        .env(
+            "SECRET_KEY",
+            "test-secret-key-that-is-long-enough-for-cookies-0123456789",
+        )
         .env("WARM_ON_START", "false")
         .env("WORKERS", "1")
         .current_dir(dir.path())

@@ -10,25 +10,50 @@ async fn a_shared_deployment_needs_a_secret_key() {
     let data_dir = dir.path().to_string_lossy().into_owned();
     let sqlite = format!("sqlite://{}/folio.db", data_dir);
     let start = |vars: Vec<(&str, String)>| {
-        let vars: HashMap<String, String> = vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let vars: HashMap<String, String> =
+            vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         async move {
-            let config = folio::config::Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
+            let config =
+                folio::config::Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
             folio::startup::Application::build(config).await.map(|_| ())
         }
     };
-    let base = || vec![("DATA_DIR", data_dir.clone()), ("BIND", "127.0.0.1:0".to_string()), ("WARM_ON_START", "false".to_string())];
+    let base = || {
+        vec![
+            ("DATA_DIR", data_dir.clone()),
+            ("BIND", "127.0.0.1:0".to_string()),
+            ("WARM_ON_START", "false".to_string()),
+        ]
+    };
     let mut redis = base();
-    redis.extend([("DATABASE_URL", sqlite.clone()), ("CACHE_URL", "redis://127.0.0.1:1".to_string())]);
+    redis.extend([
+        ("DATABASE_URL", sqlite.clone()),
+        ("CACHE_URL", "redis://127.0.0.1:1".to_string()),
+    ]);
     let err = start(redis).await.expect_err("refused");
     let line = err.to_string();
-    assert!(line.contains("SECRET_KEY: must be set") && line.contains("every instance") && !line.contains('\n'), "{line}");
+    assert!(
+        line.contains("SECRET_KEY: must be set")
+            && line.contains("every instance")
+            && !line.contains('\n'),
+        "{line}"
+    );
     let mut postgres = base();
-    postgres.push(("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none".to_string()));
-    assert!(start(postgres).await.expect_err("refused").to_string().contains("SECRET_KEY: must be set"));
+    postgres.push((
+        "DATABASE_URL",
+        "postgres://postgres@127.0.0.1:1/none".to_string(),
+    ));
+    assert!(start(postgres)
+        .await
+        .expect_err("refused")
+        .to_string()
+        .contains("SECRET_KEY: must be set"));
     // One instance on SQLite and the in-process cache keeps its generated key.
     let mut embedded = base();
     embedded.push(("DATABASE_URL", sqlite));
-    start(embedded).await.expect("the embedded default starts without a key");
+    start(embedded)
+        .await
+        .expect("the embedded default starts without a key");
 }
 
 /// A rolling deploy that bumps CACHE_VERSION: old and new instances share tag versions,
@@ -40,7 +65,8 @@ async fn a_write_on_a_new_version_invalidates_old_instances() {
     };
     let prefix = crate::helpers::unique_prefix();
     let make = |version: u32| {
-        let mut config = folio::cache::CacheConfig::new(folio::cache::CacheUrl::Redis(url.clone()), &prefix);
+        let mut config =
+            folio::cache::CacheConfig::new(folio::cache::CacheUrl::Redis(url.clone()), &prefix);
         config.version = version;
         config.timeout = std::time::Duration::from_secs(2);
         folio::cache::CacheManager::new(config).unwrap()
@@ -51,21 +77,127 @@ async fn a_write_on_a_new_version_invalidates_old_instances() {
     let read = |cache: folio::cache::CacheManager, value: &'static str| async move {
         let key = cache.key("posts", ["recent"]);
         cache
-            .get_or_set_tagged(&key, &["post_lists"], None, || async move { Ok::<_, std::convert::Infallible>(value.to_string()) })
+            .get_or_set_tagged(&key, &["post_lists"], None, || async move {
+                Ok::<_, std::convert::Infallible>(value.to_string())
+            })
             .await
             .unwrap()
     };
     assert_eq!(read(old.clone(), "v1 before").await, "v1 before");
     assert_eq!(read(old.clone(), "unused").await, "v1 before", "cached");
-    assert_eq!(read(new.clone(), "v2 before").await, "v2 before", "each version has its own entries");
+    assert_eq!(
+        read(new.clone(), "v2 before").await,
+        "v2 before",
+        "each version has its own entries"
+    );
     assert!(new.invalidate_tags(&["post_lists"]).await);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     // The old instance's near tier hears of it through the invalidation channel.
     while read(old.clone(), "v1 after").await != "v1 after" {
-        assert!(std::time::Instant::now() < deadline, "the old instance still serves what the write replaced");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old instance still serves what the write replaced"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(old.invalidate_tags(&["post_lists"]).await);
-    assert_eq!(read(new.clone(), "v2 after").await, "v2 after", "and the other way round");
+    assert_eq!(
+        read(new.clone(), "v2 after").await,
+        "v2 after",
+        "and the other way round"
+    );
     old.clear().await;
+}
+
+fn session_cookie(res: &reqwest::Response) -> Option<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("folio_session="))
+        .map(|v| v.split(';').next().unwrap().to_string())
+}
+
+/// With Redis, sessions live there: signed in through one instance, an admin is signed
+/// in on the other (a balancer may send each request anywhere), and signing out on
+/// either ends it on both.
+#[actix_web::test]
+async fn a_sign_in_holds_on_every_instance() {
+    let Some(url) = crate::helpers::test_redis_url() else {
+        return;
+    };
+    let prefix = crate::helpers::unique_prefix();
+    let vars = [
+        ("CACHE_URL", url.as_str()),
+        ("CACHE_KEY_PREFIX", prefix.as_str()),
+    ];
+    let a = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, &vars)
+        .await
+        .unwrap();
+    let b = a.second_instance(&vars).await;
+    let hash = folio::web::admin::hash_password("correct-horse-battery").unwrap();
+    a.state.repo.upsert_admin("ada", &hash).await.unwrap();
+    let bare = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = bare.get(a.url("/admin/login/")).send().await.unwrap();
+    let cookie = session_cookie(&res).unwrap();
+    let token = crate::helpers::csrf_token(&res.text().await.unwrap());
+    let res = bare
+        .post(a.url("/admin/login/"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("username", "ada"),
+            ("password", "correct-horse-battery"),
+            ("csrf_token", &token),
+            ("next", "/admin/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let mut cookie = session_cookie(&res).unwrap();
+    // Every other request to the other instance.
+    for (i, app) in [&b, &a, &b].into_iter().enumerate() {
+        let res = bare
+            .get(app.url("/admin/"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            200,
+            "request {i}: signed in on every instance"
+        );
+        cookie = session_cookie(&res).unwrap_or(cookie);
+    }
+    let res = bare
+        .get(b.url("/admin/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    cookie = session_cookie(&res).unwrap_or(cookie);
+    let token = crate::helpers::csrf_token(&res.text().await.unwrap());
+    let res = bare
+        .post(b.url("/admin/logout/"))
+        .header("cookie", &cookie)
+        .form(&[("csrf_token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "signed out on b");
+    assert_eq!(
+        bare.get(a.url("/admin/"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        303,
+        "and on a"
+    );
+    a.state.cache.clear().await;
 }

@@ -142,9 +142,12 @@ async fn clear_subcommand_deletes_by_pattern() {
 #[actix_web::test]
 async fn seed_against_a_live_memory_server_invalidates_there() {
     const SECRET: &str = "webhook-secret-for-tests";
-    let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, &[("CACHE_WEBHOOK_SECRET", SECRET)])
-        .await
-        .unwrap();
+    let app = crate::helpers::spawn_app_with(
+        crate::helpers::Backend::Sqlite,
+        &[("CACHE_WEBHOOK_SECRET", SECRET)],
+    )
+    .await
+    .unwrap();
     let (_, before) = app.get_json("/api/posts/").await;
     assert_eq!(app.get("/api/posts/").await.headers()["x-cache"], "HIT");
     let dir = TempDir::new().unwrap();
@@ -152,7 +155,10 @@ async fn seed_against_a_live_memory_server_invalidates_there() {
     let db = app.state.config.database_url.to_url();
     let run = |posts: &str, secret: Option<&str>| {
         let mut cmd = folio(&dir);
-        cmd.args(["seed", "--posts", posts]).env("DATABASE_URL", &db).env("CACHE_URL", "memory://").env("BIND", &bind);
+        cmd.args(["seed", "--posts", posts])
+            .env("DATABASE_URL", &db)
+            .env("CACHE_URL", "memory://")
+            .env("BIND", &bind);
         if let Some(secret) = secret {
             cmd.env("CACHE_WEBHOOK_SECRET", secret);
         }
@@ -161,9 +167,16 @@ async fn seed_against_a_live_memory_server_invalidates_there() {
     let without = run("2", None);
     assert!(without.status.success());
     let note = String::from_utf8_lossy(&without.stderr);
-    assert!(note.contains("cannot reach it") && note.contains("CACHE_WEBHOOK_SECRET"), "{note}");
+    assert!(
+        note.contains("cannot reach it") && note.contains("CACHE_WEBHOOK_SECRET"),
+        "{note}"
+    );
     let with = run("4", Some(SECRET));
-    assert!(with.status.success(), "{}", String::from_utf8_lossy(&with.stderr));
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
     assert!(String::from_utf8_lossy(&with.stderr).contains("dropped what this changed"));
     let (_, after) = app.get_json("/api/posts/").await;
     assert_eq!(

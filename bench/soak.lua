@@ -1,0 +1,4 @@
+local paths = {"/", "/blog/", "/blog/?page=2", "/about/", "/tools/", "/feed.xml", "/api/posts/", "/api/posts/?page=2", "/api/social-links/", "/api/personal-info/", "/blog/cache-invalidation-without-tears/", "/api/posts/cache-invalidation-without-tears/", "/blog/one-binary-two-databases/", "/api/posts/one-binary-two-databases/", "/blog/etags-and-the-304-you-deserve/", "/api/posts/etags-and-the-304-you-deserve/", "/blog/stampedes-and-single-flight/", "/api/posts/stampedes-and-single-flight/", "/blog/a-year-of-building-with-ai-tools/", "/api/posts/a-year-of-building-with-ai-tools/", "/blog/markdown-is-enough/", "/api/posts/markdown-is-enough/", "/blog/generated-post-200/", "/api/posts/generated-post-200/", "/blog/generated-post-199/", "/api/posts/generated-post-199/"}
+request = function()
+  return wrk.format("GET", paths[math.random(#paths)])
+end
