@@ -1,7 +1,10 @@
 //! Hardening, over HTTP against the real app: security headers, body limits that fit
 //! the content, sessions that end, the sign-in limiter, the contact form's limits.
 
-use crate::helpers::{csrf_token, spawn_app_with, Backend, TestApp};
+use crate::helpers::{
+    create_admin, csrf_token, get_with, session_cookie, sign_in_by_hand, spawn_app_with, Backend,
+    TestApp,
+};
 use crate::on_both_app_caches;
 
 fn header(res: &reqwest::Response, name: &str) -> String {
@@ -181,60 +184,6 @@ async fn an_api_body_over_the_limit_gets_a_json_413() {
     assert_eq!(json["error"]["code"], "payload_too_large", "{json}");
 }
 
-/// Signs in with a client that keeps no cookies; returns the session cookie.
-async fn sign_in_by_hand(app: &TestApp, password: &str) -> String {
-    let bare = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let res = bare.get(app.url("/admin/login/")).send().await.unwrap();
-    let cookie = session_cookie(&res);
-    let token = csrf_token(&res.text().await.unwrap());
-    let res = bare
-        .post(app.url("/admin/login/"))
-        .header("cookie", &cookie)
-        .form(&[
-            ("username", "ada"),
-            ("password", password),
-            ("csrf_token", &token),
-            ("next", "/admin/"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 303, "signed in");
-    let signed_in = session_cookie(&res);
-    assert_ne!(signed_in, cookie, "a new session at sign-in");
-    signed_in
-}
-
-fn session_cookie(res: &reqwest::Response) -> String {
-    res.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("folio_session="))
-        .map(|v| v.split(';').next().unwrap().to_string())
-        .expect("a session cookie")
-}
-
-async fn get_with(app: &TestApp, cookie: &str, path: &str) -> reqwest::Response {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(app.url(path))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn create_admin(app: &TestApp, password: &str) {
-    let hash = folio::web::admin::hash_password(password).unwrap();
-    app.state.repo.upsert_admin("ada", &hash).await.unwrap();
-}
-
 on_both_app_caches! {
     async fn sign_out_revokes_the_session_everywhere(app: TestApp) {
         create_admin(&app, "correct-horse-battery").await;
@@ -302,14 +251,8 @@ async fn sessions_end_when_idle_and_at_their_maximum_age() {
             break started.elapsed();
         }
         assert_eq!(res.status(), 200);
-        if let Some(refreshed) = res
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with("folio_session="))
-        {
-            cookie = refreshed.split(';').next().unwrap().to_string();
+        if let Some(refreshed) = crate::helpers::new_session_cookie(&res) {
+            cookie = refreshed;
         }
         assert!(
             started.elapsed() < std::time::Duration::from_secs(8),
@@ -335,12 +278,7 @@ async fn attempt(app: &TestApp, address: &str, password: &str) -> u16 {
     client
         .post(app.url("/admin/login/"))
         .header("x-forwarded-for", address)
-        .form(&[
-            ("username", "ada"),
-            ("password", password),
-            ("csrf_token", &token),
-            ("next", "/admin/"),
-        ])
+        .form(&crate::helpers::login_form(password, &token))
         .send()
         .await
         .unwrap()

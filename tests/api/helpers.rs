@@ -379,12 +379,7 @@ impl TestApp {
         let res = self
             .client
             .post(self.url("/admin/login/"))
-            .form(&[
-                ("username", "ada"),
-                ("password", "correct-horse-battery"),
-                ("csrf_token", &token),
-                ("next", "/admin/"),
-            ])
+            .form(&login_form("correct-horse-battery", &token))
             .send()
             .await
             .unwrap();
@@ -431,4 +426,69 @@ impl TestApp {
         let (post, author_id) = repo.post_for_edit(id).await.unwrap().unwrap();
         (id, post, author_id)
     }
+}
+
+/// Admin sessions by hand, for tests that hold on to a cookie (a copy kept after
+/// sign-out, one cookie sent to two instances).
+/// Signs `ada` in with a client that keeps no cookies; returns the session cookie.
+pub async fn sign_in_by_hand(app: &TestApp, password: &str) -> String {
+    let bare = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = bare.get(app.url("/admin/login/")).send().await.unwrap();
+    let cookie = session_cookie(&res);
+    let token = csrf_token(&res.text().await.unwrap());
+    let res = bare
+        .post(app.url("/admin/login/"))
+        .header("cookie", &cookie)
+        .form(&login_form(password, &token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "signed in");
+    let signed_in = session_cookie(&res);
+    assert_ne!(signed_in, cookie, "a new session at sign-in");
+    signed_in
+}
+
+/// The session cookie a response set, if it set one.
+pub fn new_session_cookie(res: &reqwest::Response) -> Option<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("folio_session="))
+        .map(|v| v.split(';').next().unwrap().to_string())
+}
+
+pub fn session_cookie(res: &reqwest::Response) -> String {
+    new_session_cookie(res).expect("a session cookie")
+}
+
+pub async fn get_with(app: &TestApp, cookie: &str, path: &str) -> reqwest::Response {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+pub async fn create_admin(app: &TestApp, password: &str) {
+    let hash = folio::web::admin::hash_password(password).unwrap();
+    app.state.repo.upsert_admin("ada", &hash).await.unwrap();
+}
+
+/// The sign-in form of the test admin `ada`.
+pub fn login_form<'a>(password: &'a str, token: &'a str) -> [(&'static str, &'a str); 4] {
+    [
+        ("username", "ada"),
+        ("password", password),
+        ("csrf_token", token),
+        ("next", "/admin/"),
+    ]
 }

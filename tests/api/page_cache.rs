@@ -298,25 +298,10 @@ mod stale_if_error {
 /// process exits.
 #[test]
 fn sigterm_writes_counted_views() {
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     let dir = tempfile::TempDir::new().unwrap();
     let db = format!("sqlite://{}", dir.path().join("folio.db").display());
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_folio"))
-        .env_clear()
-        .env("DATABASE_URL", &db)
-        .env("DATA_DIR", dir.path())
-        .env("BIND", format!("127.0.0.1:{port}"))
-        .env("VIEW_FLUSH_INTERVAL", "3600")
-        .env("WORKERS", "1")
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, port) = start_binary(&dir, &db, &[("VIEW_FLUSH_INTERVAL", "3600")]);
     let url = format!("http://127.0.0.1:{port}{POST}");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let seeded: i64 = rt.block_on(async {
@@ -373,35 +358,26 @@ fn sigterm_writes_counted_views() {
 /// site-wide totals other instances read (nothing counted is lost at shutdown).
 #[test]
 fn sigterm_flushes_statistics() {
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     let Some(redis_url) = crate::helpers::test_redis_url() else {
         return;
     };
     let prefix = crate::helpers::unique_prefix();
     let dir = tempfile::TempDir::new().unwrap();
     let db = format!("sqlite://{}", dir.path().join("folio.db").display());
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_folio"))
-        .env_clear()
-        .env("DATABASE_URL", &db)
-        .env("DATA_DIR", dir.path())
-        .env("BIND", format!("127.0.0.1:{port}"))
-        .env("CACHE_URL", &redis_url)
-        .env("CACHE_KEY_PREFIX", &prefix)
-        .env(
-            "SECRET_KEY",
-            "test-secret-key-that-is-long-enough-for-cookies-0123456789",
-        )
-        .env("WARM_ON_START", "false")
-        .env("WORKERS", "1")
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, port) = start_binary(
+        &dir,
+        &db,
+        &[
+            ("CACHE_URL", &redis_url),
+            ("CACHE_KEY_PREFIX", &prefix),
+            (
+                "SECRET_KEY",
+                "test-secret-key-that-is-long-enough-for-cookies-0123456789",
+            ),
+            ("WARM_ON_START", "false"),
+        ],
+    );
     let url = format!("http://127.0.0.1:{port}/about/");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -450,4 +426,30 @@ fn sigterm_flushes_statistics() {
         cache.clear().await;
         cache.reset_site_stats().await;
     });
+}
+
+/// The real binary serving on a free port, isolated from the developer's environment.
+fn start_binary(
+    dir: &tempfile::TempDir,
+    db: &str,
+    extra: &[(&str, &str)],
+) -> (std::process::Child, u16) {
+    use std::process::{Command, Stdio};
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = Command::new(env!("CARGO_BIN_EXE_folio"))
+        .env_clear()
+        .env("DATABASE_URL", db)
+        .env("DATA_DIR", dir.path())
+        .env("BIND", format!("127.0.0.1:{port}"))
+        .env("WORKERS", "1")
+        .envs(extra.iter().copied())
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (child, port)
 }

@@ -109,18 +109,9 @@ async fn a_write_on_a_new_version_invalidates_old_instances() {
     old.clear().await;
 }
 
-fn session_cookie(res: &reqwest::Response) -> Option<String> {
-    res.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("folio_session="))
-        .map(|v| v.split(';').next().unwrap().to_string())
-}
-
-/// With Redis, sessions live there: signed in through one instance, an admin is signed
-/// in on the other (a balancer may send each request anywhere), and signing out on
-/// either ends it on both.
+/// Two instances sharing SECRET_KEY, the database and Redis: signed in through one, an
+/// admin is signed in on the other (a balancer may send each request anywhere), and
+/// signing out on either ends the session on both.
 #[actix_web::test]
 async fn a_sign_in_holds_on_every_instance() {
     let Some(url) = crate::helpers::test_redis_url() else {
@@ -135,29 +126,12 @@ async fn a_sign_in_holds_on_every_instance() {
         .await
         .unwrap();
     let b = a.second_instance(&vars).await;
-    let hash = folio::web::admin::hash_password("correct-horse-battery").unwrap();
-    a.state.repo.upsert_admin("ada", &hash).await.unwrap();
+    crate::helpers::create_admin(&a, "correct-horse-battery").await;
+    let mut cookie = crate::helpers::sign_in_by_hand(&a, "correct-horse-battery").await;
     let bare = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let res = bare.get(a.url("/admin/login/")).send().await.unwrap();
-    let cookie = session_cookie(&res).unwrap();
-    let token = crate::helpers::csrf_token(&res.text().await.unwrap());
-    let res = bare
-        .post(a.url("/admin/login/"))
-        .header("cookie", &cookie)
-        .form(&[
-            ("username", "ada"),
-            ("password", "correct-horse-battery"),
-            ("csrf_token", &token),
-            ("next", "/admin/"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 303);
-    let mut cookie = session_cookie(&res).unwrap();
     // Every other request to the other instance.
     for (i, app) in [&b, &a, &b].into_iter().enumerate() {
         let res = bare
@@ -171,7 +145,7 @@ async fn a_sign_in_holds_on_every_instance() {
             200,
             "request {i}: signed in on every instance"
         );
-        cookie = session_cookie(&res).unwrap_or(cookie);
+        cookie = crate::helpers::new_session_cookie(&res).unwrap_or(cookie);
     }
     let res = bare
         .get(b.url("/admin/"))
@@ -179,7 +153,7 @@ async fn a_sign_in_holds_on_every_instance() {
         .send()
         .await
         .unwrap();
-    cookie = session_cookie(&res).unwrap_or(cookie);
+    cookie = crate::helpers::new_session_cookie(&res).unwrap_or(cookie);
     let token = crate::helpers::csrf_token(&res.text().await.unwrap());
     let res = bare
         .post(b.url("/admin/logout/"))
