@@ -50,13 +50,18 @@ pub fn clock_ticks() -> u64 {
         .unwrap_or(100)
 }
 
-pub fn peak_rss_kib(pid: u32) -> u64 {
+/// A `/proc/<pid>/status` memory field (`VmRSS`, `VmHWM`), in KiB.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM")
 }
 
 pub struct Server {
