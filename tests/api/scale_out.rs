@@ -175,3 +175,201 @@ async fn a_sign_in_holds_on_every_instance() {
     );
     a.state.cache.clear().await;
 }
+
+/// nginx (Debian's package) on a free port, round robin over two app instances; stopped
+/// (by pid) when dropped. None, with the reason printed, where nginx is not installed.
+struct Nginx {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(upstreams: &[u16]) -> Option<Nginx> {
+        let Some(bin) = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+        else {
+            crate::helpers::skip("nginx is not installed (apt-get install nginx)");
+            return None;
+        };
+        let dir = tempfile::TempDir::new().unwrap();
+        let d = dir.path().display();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let servers: String = upstreams
+            .iter()
+            .map(|p| format!("server 127.0.0.1:{p}; "))
+            .collect();
+        let conf = format!(
+            "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  upstream folio {{ {servers} }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://folio;
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }}
+  }}
+}}"
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let child = std::process::Command::new(bin)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nginx did not start: {log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Some(Nginx {
+            child,
+            port,
+            _dir: dir,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two instances behind nginx, sharing PostgreSQL (SQLite without TEST_DATABASE_URL) and
+/// Redis: an admin signs in once and stays signed in whichever instance answers, and
+/// every read through the balancer after a write returned shows that write.
+#[actix_web::test]
+async fn two_instances_behind_nginx() {
+    let Some(url) = crate::helpers::test_redis_url() else {
+        return;
+    };
+    let prefix = crate::helpers::unique_prefix();
+    let vars = [
+        ("CACHE_URL", url.as_str()),
+        ("CACHE_KEY_PREFIX", prefix.as_str()),
+        ("CACHE_TIMEOUT_MS", "2000"),
+        ("TRUSTED_PROXIES", "127.0.0.1"),
+    ];
+    let a = match crate::helpers::spawn_app_with(crate::helpers::Backend::Postgres, &vars).await {
+        Some(app) => app,
+        None => crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, &vars)
+            .await
+            .unwrap(),
+    };
+    let b = a.second_instance(&vars).await;
+    let port = |app: &crate::helpers::TestApp| {
+        app.address
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse::<u16>()
+            .unwrap()
+    };
+    let Some(nginx) = Nginx::start(&[port(&a), port(&b)]) else {
+        return;
+    };
+    crate::helpers::create_admin(&a, "correct-horse-battery").await;
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = client.get(nginx.url("/admin/login/")).send().await.unwrap();
+    let token = crate::helpers::csrf_token(&res.text().await.unwrap());
+    let res = client
+        .post(nginx.url("/admin/login/"))
+        .form(&crate::helpers::login_form("correct-horse-battery", &token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "signed in through the balancer");
+    let (queries_a, queries_b) = (
+        a.state.repo.db().stats.queries(),
+        b.state.repo.db().stats.queries(),
+    );
+    for i in 0..6 {
+        let res = client
+            .get(nginx.url("/admin/personal-info/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "request {i}: still signed in");
+    }
+    assert!(
+        a.state.repo.db().stats.queries() > queries_a
+            && b.state.repo.db().stats.queries() > queries_b,
+        "both instances answered"
+    );
+    let reader = reqwest::Client::new();
+    for v in 0..10 {
+        let form = client
+            .get(nginx.url("/admin/personal-info/"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let token = crate::helpers::csrf_token(&form);
+        let headline = format!("Headline through the balancer {v}");
+        let res = client
+            .post(nginx.url("/admin/personal-info/"))
+            .form(&[
+                ("name", "Ada Okafor"),
+                ("headline", headline.as_str()),
+                ("bio", "Bio"),
+                ("location", "Lisbon"),
+                ("email", "hello@ada-okafor.dev"),
+                ("avatar_url", "/static/avatar.svg"),
+                ("skills", "Rust"),
+                ("csrf_token", token.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "write {v}");
+        for read in 0..4 {
+            let page = reader
+                .get(nginx.url("/about/"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(
+                page.contains(&headline),
+                "read {read} after write {v} was stale"
+            );
+        }
+    }
+    a.state.cache.clear().await;
+    a.state.cache.reset_site_stats().await;
+}
