@@ -190,6 +190,10 @@ impl Nginx {
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
         else {
+            assert!(
+                !crate::helpers::services_required(),
+                "REQUIRE_SERVICES=1 but nginx is not installed"
+            );
             crate::helpers::skip("nginx is not installed (apt-get install nginx)");
             return None;
         };
