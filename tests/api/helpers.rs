@@ -492,3 +492,26 @@ pub fn login_form<'a>(password: &'a str, token: &'a str) -> [(&'static str, &'a 
         ("next", "/admin/"),
     ]
 }
+
+/// Two instances of the app on one database (`backend`, SQLite when PostgreSQL is not
+/// available) sharing Redis under a fresh key prefix, `extra` settings on top, as two
+/// servers behind a load balancer; None (skip) without TEST_REDIS_URL.
+pub async fn two_instances_on_redis(
+    backend: Backend,
+    extra: &[(&str, &str)],
+) -> Option<(TestApp, TestApp)> {
+    let url = test_redis_url()?;
+    let prefix = unique_prefix();
+    let mut vars = vec![
+        ("CACHE_URL", url.as_str()),
+        ("CACHE_KEY_PREFIX", prefix.as_str()),
+        ("CACHE_TIMEOUT_MS", "2000"),
+    ];
+    vars.extend_from_slice(extra);
+    let a = match spawn_app_with(backend, &vars).await {
+        Some(app) => app,
+        None => spawn_app_with(Backend::Sqlite, &vars).await.unwrap(),
+    };
+    let b = a.second_instance(&vars).await;
+    Some((a, b))
+}

@@ -114,18 +114,11 @@ async fn a_write_on_a_new_version_invalidates_old_instances() {
 /// signing out on either ends the session on both.
 #[actix_web::test]
 async fn a_sign_in_holds_on_every_instance() {
-    let Some(url) = crate::helpers::test_redis_url() else {
+    let Some((a, b)) =
+        crate::helpers::two_instances_on_redis(crate::helpers::Backend::Sqlite, &[]).await
+    else {
         return;
     };
-    let prefix = crate::helpers::unique_prefix();
-    let vars = [
-        ("CACHE_URL", url.as_str()),
-        ("CACHE_KEY_PREFIX", prefix.as_str()),
-    ];
-    let a = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, &vars)
-        .await
-        .unwrap();
-    let b = a.second_instance(&vars).await;
     crate::helpers::create_admin(&a, "correct-horse-battery").await;
     let mut cookie = crate::helpers::sign_in_by_hand(&a, "correct-horse-battery").await;
     let bare = reqwest::Client::builder()
@@ -271,23 +264,14 @@ impl Drop for Nginx {
 /// every read through the balancer after a write returned shows that write.
 #[actix_web::test]
 async fn two_instances_behind_nginx() {
-    let Some(url) = crate::helpers::test_redis_url() else {
+    let Some((a, b)) = crate::helpers::two_instances_on_redis(
+        crate::helpers::Backend::Postgres,
+        &[("TRUSTED_PROXIES", "127.0.0.1")],
+    )
+    .await
+    else {
         return;
     };
-    let prefix = crate::helpers::unique_prefix();
-    let vars = [
-        ("CACHE_URL", url.as_str()),
-        ("CACHE_KEY_PREFIX", prefix.as_str()),
-        ("CACHE_TIMEOUT_MS", "2000"),
-        ("TRUSTED_PROXIES", "127.0.0.1"),
-    ];
-    let a = match crate::helpers::spawn_app_with(crate::helpers::Backend::Postgres, &vars).await {
-        Some(app) => app,
-        None => crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, &vars)
-            .await
-            .unwrap(),
-    };
-    let b = a.second_instance(&vars).await;
     let port = |app: &crate::helpers::TestApp| {
         app.address
             .rsplit(':')
