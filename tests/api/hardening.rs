@@ -428,3 +428,29 @@ async fn the_inbox_is_paginated() {
     assert!(html.contains("Page 1 of 2"));
     assert_eq!(app.get("/admin/messages/?page=9").await.status(), 303);
 }
+
+/// The session holds the account's name as stored: typed in another case, an account
+/// named with capitals still signs in and stays signed in.
+#[actix_web::test]
+async fn an_account_named_with_capitals_stays_signed_in() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await.unwrap();
+    let hash = folio::web::admin::hash_password("correct-horse-battery").unwrap();
+    app.state.repo.upsert_admin("Ada", &hash).await.unwrap();
+    let token = app.csrf_for("/admin/login/").await;
+    let res = app
+        .client
+        .post(app.url("/admin/login/"))
+        .form(&[
+            ("username", "Ada"),
+            ("password", "correct-horse-battery"),
+            ("csrf_token", token.as_str()),
+            ("next", "/admin/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let (status, html) = app.get_text("/admin/").await;
+    assert_eq!(status, 200, "signed in");
+    assert!(html.contains("Ada"));
+}

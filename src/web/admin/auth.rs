@@ -135,7 +135,11 @@ pub async fn login(
         );
     };
     let password = form.password.clone();
-    let generation = account.as_ref().map(|a| a.session_generation);
+    // The account as stored (not as typed, nor the counters' lowercase): the session is
+    // checked against it on every request.
+    let signed_in_as = account
+        .as_ref()
+        .map(|a| (a.username.clone(), a.session_generation));
     // argon2 is deliberately slow: run it on the blocking pool, not the worker's loop.
     let ok = web::block(move || match account {
         Some(admin) => verify_password(&password, &admin.password_hash),
@@ -161,8 +165,8 @@ pub async fn login(
     // A success takes back this attempt's counts: the admin is not the attacker.
     limits.login.reset(cache, &pair).await;
     limits.login_address.add(cache, &[&ip], -1).await;
-    crate::web::session::sign_in(&session, &counted_name, generation.unwrap_or_default())
-        .map_err(PageError::Session)?;
+    let (username, generation) = signed_in_as.unwrap_or_default();
+    crate::web::session::sign_in(&session, &username, generation).map_err(PageError::Session)?;
     Ok(redirect(safe_next(&form.next)))
 }
 
