@@ -134,18 +134,11 @@ async fn the_monitor_command_shows_stats_and_fails_health_on_a_stopped_redis() {
 /// site-wide totals.
 #[actix_web::test]
 async fn instances_sharing_redis_each_have_a_row() {
-    let Some(url) = crate::helpers::test_redis_url() else {
+    let Some((a, b)) =
+        crate::helpers::two_instances_on_redis(crate::helpers::Backend::Sqlite, &[]).await
+    else {
         return;
     };
-    let prefix = crate::helpers::unique_prefix();
-    let cache = [
-        ("CACHE_URL", url.as_str()),
-        ("CACHE_KEY_PREFIX", prefix.as_str()),
-    ];
-    let a = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, &cache)
-        .await
-        .unwrap();
-    let b = a.second_instance(&cache).await;
     a.get("/").await;
     b.get("/about/").await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

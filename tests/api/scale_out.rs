@@ -317,14 +317,7 @@ async fn two_instances_behind_nginx() {
     );
     let reader = reqwest::Client::new();
     for v in 0..10 {
-        let form = client
-            .get(nginx.url("/admin/personal-info/"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let form = text(&client, &nginx.url("/admin/personal-info/")).await;
         let token = crate::helpers::csrf_token(&form);
         let headline = format!("Headline through the balancer {v}");
         let res = client
@@ -344,14 +337,7 @@ async fn two_instances_behind_nginx() {
             .unwrap();
         assert_eq!(res.status(), 303, "write {v}");
         for read in 0..4 {
-            let page = reader
-                .get(nginx.url("/about/"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let page = text(&reader, &nginx.url("/about/")).await;
             assert!(
                 page.contains(&headline),
                 "read {read} after write {v} was stale"
@@ -360,4 +346,8 @@ async fn two_instances_behind_nginx() {
     }
     a.state.cache.clear().await;
     a.state.cache.reset_site_stats().await;
+}
+
+async fn text(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
 }
