@@ -427,8 +427,8 @@ impl Config {
     /// generating its own key would break every session and CSRF token as a load
     /// balancer switches between them, so SECRET_KEY must be given.
     pub fn check_shared_secret(&self) -> Result<(), ConfigError> {
-        let shared = matches!(self.database_url, DatabaseUrl::Postgres(_))
-            || matches!(self.cache.url, crate::cache::CacheUrl::Redis(_));
+        let shared =
+            matches!(self.database_url, DatabaseUrl::Postgres(_)) || self.cache.url.is_redis();
         if shared && self.secret_key_from_file {
             return Err(invalid(
                 "SECRET_KEY",

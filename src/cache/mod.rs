@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use self::backend::memory::MemoryStore;
 use self::backend::none::NoCache;
-use self::backend::redis::{NearOptions, RedisBackend, RedisOptions};
+use self::backend::redis::{NearOptions, RedisBackend, RedisOptions, Server};
 pub use self::backend::{Backend, BackendHealth, RecoveryHook, Sharing};
 use self::codec::Codec;
 use self::flight::{FlightKey, Flights};
@@ -233,20 +233,24 @@ struct Tagged<T> {
 
 impl CacheManager {
     pub fn new(config: CacheConfig) -> Result<CacheManager, StoreError> {
-        let mut redis = None;
-        let backend: Arc<dyn Backend> = match &config.url {
-            CacheUrl::Memory => Arc::new(MemoryStore::new(config.max_bytes)),
-            CacheUrl::Redis(url) => {
-                let r = Arc::new(RedisBackend::new(RedisOptions {
-                    url: url.clone(),
-                    prefix: config.key_prefix.clone(),
-                    timeout: config.timeout,
-                    near: config.near.clone(),
-                })?);
-                redis = Some(r.clone());
-                r
-            }
-            CacheUrl::None => Arc::new(NoCache),
+        let server = match &config.url {
+            CacheUrl::Redis(url) => Some(Server::Single(url.clone())),
+            CacheUrl::RedisCluster(nodes) => Some(Server::Cluster(nodes.clone())),
+            CacheUrl::Memory | CacheUrl::None => None,
+        };
+        let redis = match server {
+            Some(server) => Some(Arc::new(RedisBackend::new(RedisOptions {
+                server,
+                prefix: config.key_prefix.clone(),
+                timeout: config.timeout,
+                near: config.near.clone(),
+            })?)),
+            None => None,
+        };
+        let backend: Arc<dyn Backend> = match (&redis, &config.url) {
+            (Some(r), _) => r.clone(),
+            (None, CacheUrl::None) => Arc::new(NoCache),
+            (None, _) => Arc::new(MemoryStore::new(config.max_bytes)),
         };
         Ok(CacheManager {
             inner: Arc::new(Inner {
@@ -1104,7 +1108,7 @@ impl CacheManager {
             .collect();
         families.sort_by(|a, b| a.name.cmp(&b.name));
         StatsSnapshot::new(
-            "redis",
+            self.backend_name(),
             totals,
             Duration::from_secs(local.uptime_seconds),
             local.latency,

@@ -14,7 +14,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         );
         if applied > 0 {
             let cache = crate::cache::CacheManager::new(config.cache.clone()).map_err(StartupError::from)?;
-            if matches!(config.cache.url, crate::cache::CacheUrl::Redis(_))
+            if config.cache.url.is_redis()
                 && (cache.check(std::time::Duration::from_secs(5)).await.is_err()
                     || !cache.invalidate_tags(&crate::content::invalidation::ALL_TAGS).await)
             {

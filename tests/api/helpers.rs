@@ -279,16 +279,21 @@ pub fn unique_prefix() -> String {
 /// A cache on the given backend with a unique prefix; None when Redis is not available.
 pub fn test_cache(redis: bool) -> Option<folio::cache::CacheManager> {
     use folio::cache::CacheUrl;
-    use folio::cache::{CacheConfig, CacheManager};
     let url = if redis {
         CacheUrl::Redis(test_redis_url()?)
     } else {
         CacheUrl::Memory
     };
+    Some(test_cache_on(url))
+}
+
+/// A cache on `url` with a unique prefix.
+pub fn test_cache_on(url: folio::cache::CacheUrl) -> folio::cache::CacheManager {
+    use folio::cache::{CacheConfig, CacheManager};
     let mut config = CacheConfig::new(url, &unique_prefix());
     // Generous: these tests check behaviour, not speed, on a busy 2-core CI machine.
     config.timeout = std::time::Duration::from_secs(2);
-    Some(CacheManager::new(config).expect("cache"))
+    CacheManager::new(config).expect("cache")
 }
 
 /// Declares each cache test once and runs it on the in-process cache and on Redis.
@@ -312,6 +317,17 @@ macro_rules! on_both_caches {
                 async fn redis() {
                     if let Some(cache) = $crate::helpers::test_cache(true) {
                         assert!(cache.wait_until_serving(std::time::Duration::from_secs(5)).await, "Redis serves");
+                        let probe = cache.clone();
+                        run(cache).await;
+                        probe.clear().await;
+                    }
+                }
+
+                #[actix_web::test]
+                async fn redis_cluster() {
+                    if let Some(url) = $crate::redis_cluster::shared_cluster_url() {
+                        let cache = $crate::helpers::test_cache_on(folio::cache::CacheUrl::parse(&url).unwrap());
+                        assert!(cache.wait_until_serving(std::time::Duration::from_secs(10)).await, "the cluster serves");
                         let probe = cache.clone();
                         run(cache).await;
                         probe.clear().await;
@@ -346,6 +362,19 @@ macro_rules! on_both_app_caches {
                 #[actix_web::test]
                 async fn redis_cache() {
                     let Some(url) = $crate::helpers::test_redis_url() else { return };
+                    let prefix = $crate::helpers::unique_prefix();
+                    let mut vars = vec![("CACHE_URL", url.as_str()), ("CACHE_KEY_PREFIX", &prefix), ("CACHE_TIMEOUT_MS", "2000")];
+                    vars.extend_from_slice($extra);
+                    let app = spawn_app_with(Backend::Sqlite, &vars).await.unwrap();
+                    let cache = app.state.cache.clone();
+                    run(app).await;
+                    cache.clear().await;
+                    cache.reset_site_stats().await;
+                }
+
+                #[actix_web::test]
+                async fn cluster_cache() {
+                    let Some(url) = $crate::redis_cluster::shared_cluster_url() else { return };
                     let prefix = $crate::helpers::unique_prefix();
                     let mut vars = vec![("CACHE_URL", url.as_str()), ("CACHE_KEY_PREFIX", &prefix), ("CACHE_TIMEOUT_MS", "2000")];
                     vars.extend_from_slice($extra);

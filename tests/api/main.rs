@@ -19,6 +19,7 @@ mod key_space;
 mod monitoring;
 mod page_cache;
 mod pages;
+mod redis_cluster;
 mod redis_server;
 mod resilience;
 mod scale_out;

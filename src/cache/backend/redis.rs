@@ -1,6 +1,7 @@
-//! The Redis backend: one multiplexed connection (commands from every worker are
-//! pipelined on it), a pub/sub connection that carries invalidations and heartbeats, a
-//! circuit breaker, and an optional near tier.
+//! The Redis backend, on one server or a Redis Cluster: one multiplexed connection
+//! (commands from every worker are pipelined on it; on a cluster, one per node, kept by
+//! the redis crate's cluster client), a pub/sub connection that carries invalidations and
+//! heartbeats, a circuit breaker, and an optional near tier.
 //!
 //! Why one multiplexed connection on its own thread: its driver task (which reads the
 //! replies) runs on a dedicated single-threaded runtime, so a reply is read as soon as
@@ -24,16 +25,29 @@
 //!   the outbox's retry interval.
 //! - after a loss the supervisor reconnects, resubscribes, drops the near tier, runs the
 //!   recovery hook (pending invalidations from the database) and only then serves.
+//!
+//! On a cluster the channels are sharded (`SPUBLISH`/`SSUBSCRIBE`) and share one hash tag,
+//! `{prefix}`, so they live on one shard: the proof above needs the invalidations, acks
+//! and heartbeats to reach a subscriber in the order they were published, which one
+//! node's connection gives and classic `PUBLISH` (relayed between nodes over the cluster
+//! bus, from whichever node took it) does not. That is the only hash tag: entries and
+//! tag versions are spread over the slots, and multi-key reads and writes are split by
+//! slot. Any sign that the subscription moved (a node dropped, a failover, a renewed
+//! subscription) ends the session as a lost connection does.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use parking_lot::{Mutex, RwLock};
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, FromRedisValue, RedisError};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
+use redis::{AsyncConnectionConfig, FromRedisValue, PushKind, RedisError, Value};
 
 use super::breaker::{Breaker, Failure, State};
 use super::near::NearTier;
@@ -58,12 +72,19 @@ const RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Settings of the Redis backend.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    pub url: String,
+    pub server: Server,
     /// Key prefix: names the pub/sub channels, so sites sharing a Redis stay apart.
     pub prefix: String,
     pub timeout: Duration,
     /// None: no near tier.
     pub near: Option<NearOptions>,
+}
+
+/// One server, or a cluster's seed nodes (`redis://` URLs).
+#[derive(Debug, Clone)]
+pub enum Server {
+    Single(String),
+    Cluster(Vec<String>),
 }
 
 #[derive(Debug, Clone)]
@@ -79,8 +100,8 @@ pub struct RedisBackend {
 }
 
 struct Shared {
-    client: redis::Client,
-    conn: RwLock<Option<MultiplexedConnection>>,
+    target: Target,
+    conn: RwLock<Option<Link>>,
     timeout: Duration,
     bulk_timeout: Duration,
     breaker: Breaker,
@@ -96,11 +117,50 @@ struct Shared {
     wake: tokio::sync::Notify,
 }
 
+enum Target {
+    Single(redis::Client),
+    Cluster(Vec<String>),
+}
+
+/// The connection commands go through.
+#[derive(Clone)]
+enum Link {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
 struct Channels {
-    prefix: String,
+    /// Every channel name starts with it: `{prefix}` on a cluster (one shard), the key
+    /// prefix on one server (as before, so a rolling deploy keeps one set of channels).
+    base: String,
     inv: String,
     hb: String,
     ack: String,
+    /// `SPUBLISH` on a cluster, `PUBLISH` on one server.
+    publish: &'static str,
+}
+
+impl Channels {
+    fn new(prefix: &str, instance: &str, cluster: bool) -> Channels {
+        let base = if cluster {
+            format!("{{{prefix}}}")
+        } else {
+            prefix.to_string()
+        };
+        Channels {
+            inv: format!("{base}@inv"),
+            hb: format!("{base}@hb:{instance}"),
+            ack: format!("{base}@ack:{instance}"),
+            publish: if cluster { "SPUBLISH" } else { "PUBLISH" },
+            base,
+        }
+    }
+
+    fn publish(&self, channel: &str, payload: impl redis::ToRedisArgs) -> redis::Cmd {
+        let mut cmd = redis::cmd(self.publish);
+        cmd.arg(channel).arg(payload);
+        cmd
+    }
 }
 
 #[derive(Default)]
@@ -138,11 +198,22 @@ impl RedisBackend {
     /// Never fails on an unreachable server: the site runs on the database until Redis
     /// answers (the supervisor keeps trying in the background).
     pub fn new(options: RedisOptions) -> Result<Self, StoreError> {
-        let client = redis::Client::open(options.url.as_str())
-            .map_err(|e| StoreError::Redis(e.to_string()))?;
+        let target = match options.server {
+            Server::Single(url) => Target::Single(
+                redis::Client::open(url.as_str()).map_err(|e| StoreError::Redis(e.to_string()))?,
+            ),
+            Server::Cluster(nodes) => {
+                // Checked here so a bad URL fails at start-up, not in the supervisor.
+                ClusterClientBuilder::new(nodes.clone())
+                    .build()
+                    .map_err(|e| StoreError::Redis(e.to_string()))?;
+                Target::Cluster(nodes)
+            }
+        };
+        let cluster = matches!(target, Target::Cluster(_));
         let instance = format!("{:016x}", rand::random::<u64>());
         let shared = Arc::new(Shared {
-            client,
+            target,
             conn: RwLock::new(None),
             timeout: options.timeout,
             bulk_timeout: options.timeout.max(Duration::from_secs(5)),
@@ -150,12 +221,7 @@ impl RedisBackend {
             near: options.near.map(|n| NearTier::new(n.max_bytes, n.max_ttl)),
             base: Instant::now(),
             lease_until: AtomicU64::new(0),
-            channels: Channels {
-                inv: format!("{}@inv", options.prefix),
-                hb: format!("{}@hb:{instance}", options.prefix),
-                ack: format!("{}@ack:{instance}", options.prefix),
-                prefix: options.prefix.clone(),
-            },
+            channels: Channels::new(&options.prefix, &instance, cluster),
             instance,
             acks: Mutex::default(),
             hook: RwLock::new(None),
@@ -194,21 +260,28 @@ impl RedisBackend {
         Some((max.get(1)?.parse().ok()?, policy.get(1)?.clone()))
     }
 
-    /// `redis_version` from `INFO server`.
+    /// `redis_version` from `INFO server` (the lowest of a cluster's masters).
     pub async fn server_version(&self) -> StoreResult<String> {
-        let info: String = self
-            .shared
-            .run(
-                redis::cmd("INFO").arg("server"),
-                self.shared.bulk_timeout,
-                Gate::Open,
-            )
-            .await?;
-        info.lines()
-            .find_map(|l| l.strip_prefix("redis_version:"))
-            .map(|v| v.trim().to_string())
+        let s = &self.shared;
+        let infos = s.info(&["server"], s.bulk_timeout, Gate::Open).await?;
+        infos
+            .iter()
+            .filter_map(|info| info_field(info, "redis_version"))
+            .min_by_key(|v| {
+                v.split('.')
+                    .map(|n| n.parse::<u32>().unwrap_or(0))
+                    .collect::<Vec<_>>()
+            })
+            .map(str::to_string)
             .ok_or_else(|| StoreError::Value("INFO server has no redis_version".into()))
     }
+}
+
+/// A field of an `INFO` reply.
+fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
 }
 
 /// Whether a command waits for the breaker: reads and fills do; invalidations and
@@ -243,10 +316,10 @@ impl Shared {
         if gate == Gate::Serving && !self.serving() {
             return Err(StoreError::Unavailable);
         }
-        let Some(mut conn) = self.conn.read().clone() else {
+        let Some(mut link) = self.conn.read().clone() else {
             return Err(StoreError::Unavailable);
         };
-        let result = match tokio::time::timeout(timeout, query.send::<T>(&mut conn)).await {
+        let result = match tokio::time::timeout(timeout, query.send::<T>(&mut link)).await {
             Err(_) => Err((Failure::Transient, StoreError::Timeout(timeout))),
             Ok(Err(e)) if is_connection_error(&e) => {
                 Err((Failure::Connection, StoreError::Redis(e.to_string())))
@@ -271,9 +344,110 @@ impl Shared {
         }
     }
 
-    /// Applies a change everywhere: `pipe` (the writes) and a message to every instance,
-    /// then waits as the module documentation says.
-    async fn broadcast(&self, mut pipe: redis::Pipeline, change: Change<'_>) -> StoreResult<()> {
+    fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
+    /// Commands on one key each, in one round trip: one pipeline on a server; on a
+    /// cluster (whose pipelines must stay in one slot) one pipeline per slot, sent at once,
+    /// so the commands for each node travel together on its connection. The replies come
+    /// back in the order of `commands`.
+    async fn run_each(
+        &self,
+        commands: Vec<(&str, redis::Cmd)>,
+        timeout: Duration,
+        gate: Gate,
+    ) -> StoreResult<Vec<Value>> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !self.is_cluster() {
+            let mut pipe = redis::pipe();
+            for (_, cmd) in commands {
+                pipe.add_command(cmd);
+            }
+            return self.run(&pipe, timeout, gate).await;
+        }
+        let mut groups: Vec<(Slot, Vec<usize>, redis::Pipeline)> = Vec::new();
+        for (i, (key, cmd)) in commands.into_iter().enumerate() {
+            let slot = Slot::for_key(key);
+            let at = match groups.iter().position(|(s, _, _)| *s == slot) {
+                Some(at) => at,
+                None => {
+                    groups.push((slot, Vec::new(), redis::pipe()));
+                    groups.len() - 1
+                }
+            };
+            groups[at].1.push(i);
+            groups[at].2.add_command(cmd);
+        }
+        let replies = futures_util::future::try_join_all(
+            groups
+                .iter()
+                .map(|(_, _, pipe)| self.run::<Vec<Value>>(pipe, timeout, gate)),
+        )
+        .await?;
+        let mut out = vec![Value::Nil; groups.iter().map(|(_, at, _)| at.len()).sum()];
+        for ((_, at, _), values) in groups.iter().zip(replies) {
+            for (i, value) in at.iter().zip(values) {
+                out[*i] = value;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The masters of a cluster, as `(host, port)`; empty on one server.
+    async fn masters(&self, timeout: Duration) -> StoreResult<Vec<(String, u16)>> {
+        if !self.is_cluster() {
+            return Ok(Vec::new());
+        }
+        let nodes: String = self
+            .run(redis::cmd("CLUSTER").arg("NODES"), timeout, Gate::Open)
+            .await?;
+        Ok(nodes
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split(' ');
+                let address = fields.nth(1)?;
+                let flags = fields.next()?;
+                let is_live_master = flags.split(',').any(|f| f == "master")
+                    && !flags.split(',').any(|f| f == "fail" || f == "noaddr");
+                let (host, port) = address.split('@').next()?.rsplit_once(':')?;
+                is_live_master.then(|| Some((host.to_string(), port.parse().ok()?)))?
+            })
+            .collect())
+    }
+
+    /// `INFO sections`: one reply, or one per master of a cluster.
+    async fn info(
+        &self,
+        sections: &[&str],
+        timeout: Duration,
+        gate: Gate,
+    ) -> StoreResult<Vec<String>> {
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg(sections);
+        if !self.is_cluster() {
+            return Ok(vec![self.run(&cmd, timeout, gate).await?]);
+        }
+        let mut infos = Vec::new();
+        for (host, port) in self.masters(timeout).await? {
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+            infos.push(
+                self.run(Query::Routed(&cmd, &routing), timeout, gate)
+                    .await?,
+            );
+        }
+        Ok(infos)
+    }
+
+    /// Applies a change everywhere: `writes` and a message to every instance, then waits
+    /// as the module documentation says.
+    async fn broadcast(
+        &self,
+        writes: Vec<(&str, redis::Cmd)>,
+        change: Change<'_>,
+    ) -> StoreResult<()> {
         // Before: this instance stops serving the old entries at once.
         if let Some(near) = self.near() {
             change.apply(near);
@@ -281,14 +455,19 @@ impl Shared {
         let id: u64 = rand::random();
         let wait = Arc::new(AckWait::default());
         self.acks.lock().insert(id, wait.clone());
-        pipe.cmd("PUBLISH")
-            .arg(&self.channels.inv)
-            .arg(change.message(id, &self.instance));
+        let publish = self
+            .channels
+            .publish(&self.channels.inv, change.message(id, &self.instance));
+        let send = || async {
+            self.run_each(writes.clone(), self.timeout, Gate::Open)
+                .await?;
+            self.run::<usize>(&publish, self.timeout, Gate::Open).await
+        };
         // Retried for a while: when only this instance lost Redis (its connection is
         // being replaced), the others still serve, and must hear of the change.
         let give_up = Instant::now() + RETRY_FOR;
-        let result: StoreResult<(usize,)> = loop {
-            match self.run(&pipe, self.timeout, Gate::Open).await {
+        let result: StoreResult<usize> = loop {
+            match send().await {
                 Err(_) if Instant::now() + RETRY_PAUSE < give_up => {
                     tokio::time::sleep(RETRY_PAUSE).await;
                 }
@@ -297,7 +476,7 @@ impl Shared {
         };
         let published = Instant::now();
         let outcome = match result {
-            Ok((receivers,)) => {
+            Ok(receivers) => {
                 // Again, now that Redis has the change: a read of this instance that
                 // refilled the near tier between the first drop and the SET brought the
                 // old versions back (its epoch predates this second drop).
@@ -356,11 +535,10 @@ impl Shared {
             if let Some(near) = self.near() {
                 change.apply(near);
             }
-            let ack_channel = format!("{}@ack:{origin}", self.channels.prefix);
+            let ack_channel = format!("{}@ack:{origin}", self.channels.base);
             let shared = self.clone();
             tokio::spawn(async move {
-                let mut cmd = redis::cmd("PUBLISH");
-                cmd.arg(ack_channel).arg(id);
+                let cmd = shared.channels.publish(&ack_channel, id);
                 let _ = shared.run::<()>(&cmd, shared.timeout, Gate::Open).await;
             });
         }
@@ -430,32 +608,99 @@ async fn supervise(weak: Weak<Shared>) {
     }
 }
 
+/// What the subscription delivers.
+enum Event {
+    Message(String, String),
+    /// The subscription may have missed messages.
+    Lost(&'static str),
+}
+
+/// Connects the command link and subscribes to this instance's channels.
+async fn connect(shared: &Shared) -> Result<(Link, BoxStream<'static, Event>), RedisError> {
+    let channels = [
+        shared.channels.inv.as_str(),
+        shared.channels.hb.as_str(),
+        shared.channels.ack.as_str(),
+    ];
+    match &shared.target {
+        Target::Single(client) => {
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(None);
+            let conn = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channels).await?;
+            let events = pubsub.into_on_message().map(|m| {
+                let payload: String = m.get_payload().unwrap_or_default();
+                Event::Message(m.get_channel_name().to_string(), payload)
+            });
+            Ok((Link::Single(conn), events.boxed()))
+        }
+        Target::Cluster(nodes) => {
+            let builder = || {
+                ClusterClientBuilder::new(nodes.clone())
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    // Each command has its own timeout (`Shared::run`).
+                    .response_timeout(Duration::from_secs(30))
+            };
+            let conn = builder().build()?.get_async_connection().await?;
+            // Sharded pub/sub needs RESP3 pushes; on a connection of its own.
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let mut subscriber = builder()
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(tx)
+                .build()?
+                .get_async_connection()
+                .await?;
+            subscriber.ssubscribe(&channels).await?;
+            let confirmations = channels.len();
+            let events = futures_util::stream::unfold(
+                (rx, subscriber, 0usize),
+                move |(mut rx, subscriber, mut confirmed)| async move {
+                    let push = rx.recv().await?;
+                    let event = match push.kind {
+                        PushKind::SMessage => {
+                            let mut data = push.data.into_iter();
+                            let text = |v: Option<Value>| {
+                                v.and_then(|v| String::from_redis_value(v).ok())
+                                    .unwrap_or_default()
+                            };
+                            let channel = text(data.next());
+                            Some(Event::Message(channel, text(data.next())))
+                        }
+                        PushKind::SSubscribe => {
+                            confirmed += 1;
+                            (confirmed > confirmations)
+                                .then_some(Event::Lost("the subscription was renewed"))
+                        }
+                        PushKind::SUnsubscribe => {
+                            Some(Event::Lost("the subscription's slot moved"))
+                        }
+                        PushKind::Disconnection => {
+                            Some(Event::Lost("a cluster node dropped the connection"))
+                        }
+                        _ => None,
+                    };
+                    Some((event, (rx, subscriber, confirmed)))
+                },
+            )
+            .filter_map(|event| async move { event });
+            Ok((Link::Cluster(conn), events.boxed()))
+        }
+    }
+}
+
 /// One connected stretch. Err: it never started serving; Ok: why it stopped.
 async fn session(shared: &Arc<Shared>) -> Result<String, String> {
-    let connect = async {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(None);
-        let conn = shared
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        let mut pubsub = shared.client.get_async_pubsub().await?;
-        pubsub
-            .subscribe(&[
-                &shared.channels.inv,
-                &shared.channels.hb,
-                &shared.channels.ack,
-            ])
-            .await?;
-        Ok::<_, RedisError>((conn, pubsub))
-    };
-    let (conn, pubsub) = match tokio::time::timeout(CONNECT_TIMEOUT * 2, connect).await {
+    let (link, mut stream) = match tokio::time::timeout(CONNECT_TIMEOUT * 2, connect(shared)).await
+    {
         Err(_) => return Err("Redis did not answer while connecting".into()),
         Ok(Err(e)) => return Err(format!("cannot connect to Redis: {e}")),
         Ok(Ok(pair)) => pair,
     };
-    *shared.conn.write() = Some(conn);
+    *shared.conn.write() = Some(link);
     // Anything kept before this subscription may have missed an invalidation.
     if let Some(near) = shared.near() {
         near.clear();
@@ -473,18 +718,15 @@ async fn session(shared: &Arc<Shared>) -> Result<String, String> {
     tokio::pin!(recovery);
     let mut recovered = false;
     let started = Instant::now();
-    let mut stream = pubsub.into_on_message();
     let mut beat = tokio::time::interval(HEARTBEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            message = stream.next() => {
-                let Some(message) = message else {
-                    return Ok("the invalidation channel was closed".into());
-                };
-                let payload: String = message.get_payload().unwrap_or_default();
-                shared.handle_message(message.get_channel_name(), &payload);
-            }
+            event = stream.next() => match event {
+                None => return Ok("the invalidation channel was closed".into()),
+                Some(Event::Lost(why)) => return Ok(why.into()),
+                Some(Event::Message(channel, payload)) => shared.handle_message(&channel, &payload),
+            },
             _ = beat.tick() => {
                 let lease = shared.lease_until.load(Relaxed);
                 let now = shared.now_ms();
@@ -493,8 +735,7 @@ async fn session(shared: &Arc<Shared>) -> Result<String, String> {
                 }
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    let mut cmd = redis::cmd("PUBLISH");
-                    cmd.arg(&shared.channels.hb).arg(shared.now_ms());
+                    let cmd = shared.channels.publish(&shared.channels.hb, shared.now_ms());
                     let _ = shared.run::<()>(&cmd, LEASE, Gate::Open).await;
                 });
             }
@@ -517,7 +758,11 @@ async fn session(shared: &Arc<Shared>) -> Result<String, String> {
 #[async_trait::async_trait]
 impl Backend for RedisBackend {
     fn name(&self) -> &'static str {
-        "redis"
+        if self.shared.is_cluster() {
+            "redis-cluster"
+        } else {
+            "redis"
+        }
     }
 
     async fn get_many(&self, keys: &[&str], sharing: Sharing) -> StoreResult<Vec<Option<Bytes>>> {
@@ -583,16 +828,18 @@ impl Backend for RedisBackend {
         sharing: Sharing,
     ) -> StoreResult<()> {
         let s = &self.shared;
-        let mut pipe = redis::pipe();
-        for (key, value) in items {
-            pipe.cmd("SET")
-                .arg(*key)
-                .arg(value.as_slice())
-                .arg("PX")
-                .arg(ttl_millis(ttl))
-                .ignore();
-        }
-        s.run::<()>(&pipe, s.timeout, Gate::Serving).await?;
+        let commands = items
+            .iter()
+            .map(|(key, value)| {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(*key)
+                    .arg(value.as_slice())
+                    .arg("PX")
+                    .arg(ttl_millis(ttl));
+                (*key, cmd)
+            })
+            .collect();
+        s.run_each(commands, s.timeout, Gate::Serving).await?;
         if let Some(near) = s.near().filter(|_| sharing == Sharing::Near) {
             near.store(items, ttl);
         }
@@ -608,41 +855,57 @@ impl Backend for RedisBackend {
             .run(redis::cmd("UNLINK").arg(keys), s.timeout, Gate::Open)
             .await?;
         if deleted > 0 {
-            s.broadcast(redis::pipe(), Change::Flush).await?;
+            s.broadcast(Vec::new(), Change::Flush).await?;
         }
         Ok(deleted)
     }
 
     /// SCAN with a large COUNT, then UNLINK each page's keys; never KEYS, which blocks
-    /// the server.
+    /// the server. On a cluster, on each master in turn (a SCAN sees one node's keys).
     async fn delete_pattern(&self, pattern: &str) -> StoreResult<u64> {
         let s = &self.shared;
-        let mut cursor: u64 = 0;
+        let nodes: Vec<Option<RoutingInfo>> = if s.is_cluster() {
+            let masters = s.masters(s.bulk_timeout).await?;
+            masters
+                .into_iter()
+                .map(|(host, port)| {
+                    Some(RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host,
+                        port,
+                    }))
+                })
+                .collect()
+        } else {
+            vec![None]
+        };
         let mut deleted = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = s
-                .run(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(SCAN_COUNT),
-                    s.bulk_timeout,
-                    Gate::Open,
-                )
-                .await?;
-            if !keys.is_empty() {
-                deleted += s
-                    .run::<u64>(redis::cmd("UNLINK").arg(&keys), s.bulk_timeout, Gate::Open)
-                    .await?;
+        for node in &nodes {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(SCAN_COUNT);
+                let query = match node {
+                    Some(routing) => Query::Routed(&scan, routing),
+                    None => Query::Cmd(&scan),
+                };
+                let (next, keys): (u64, Vec<String>) =
+                    s.run(query, s.bulk_timeout, Gate::Open).await?;
+                if !keys.is_empty() {
+                    deleted += s
+                        .run::<u64>(redis::cmd("UNLINK").arg(&keys), s.bulk_timeout, Gate::Open)
+                        .await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
-        s.broadcast(redis::pipe(), Change::Flush).await?;
+        s.broadcast(Vec::new(), Change::Flush).await?;
         Ok(deleted)
     }
 
@@ -669,19 +932,26 @@ impl Backend for RedisBackend {
         let s = &self.shared;
         let epoch = s.near().map_or(0, NearTier::epoch);
         let fresh: Vec<u64> = tag_keys.iter().map(|_| rand::random()).collect();
-        let mut pipe = redis::pipe();
-        for (key, value) in tag_keys.iter().zip(&fresh) {
-            pipe.cmd("SET")
-                .arg(key)
-                .arg(value.to_string())
-                .arg("NX")
-                .arg("GET");
-        }
-        let existing: Vec<Option<Vec<u8>>> = s.run(&pipe, s.timeout, Gate::Serving).await?;
+        let commands = tag_keys
+            .iter()
+            .zip(&fresh)
+            .map(|(key, value)| {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(key).arg(value.to_string()).arg("NX").arg("GET");
+                (key.as_str(), cmd)
+            })
+            .collect();
+        let existing = s.run_each(commands, s.timeout, Gate::Serving).await?;
         let versions: Vec<u64> = existing
             .into_iter()
             .zip(fresh)
-            .map(|(old, new)| old.and_then(|b| parse_u64(&b)).unwrap_or(new))
+            .map(|(old, new)| {
+                Option::<Vec<u8>>::from_redis_value(old)
+                    .ok()
+                    .flatten()
+                    .and_then(|b| parse_u64(&b))
+                    .unwrap_or(new)
+            })
             .collect();
         if let Some(near) = s.near() {
             let known: Vec<Option<u64>> = versions.iter().copied().map(Some).collect();
@@ -691,15 +961,16 @@ impl Backend for RedisBackend {
     }
 
     async fn bump_tags(&self, tag_keys: &[String]) -> StoreResult<()> {
-        let mut pipe = redis::pipe();
-        for key in tag_keys {
-            pipe.cmd("SET")
-                .arg(key)
-                .arg(rand::random::<u64>().to_string())
-                .ignore();
-        }
+        let writes = tag_keys
+            .iter()
+            .map(|key| {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(key).arg(rand::random::<u64>().to_string());
+                (key.as_str(), cmd)
+            })
+            .collect();
         let tags: Vec<&str> = tag_keys.iter().map(String::as_str).collect();
-        self.shared.broadcast(pipe, Change::Tags(tags)).await
+        self.shared.broadcast(writes, Change::Tags(tags)).await
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -711,24 +982,25 @@ impl Backend for RedisBackend {
 
     async fn server_memory(&self) -> StoreResult<Option<super::ServerMemory>> {
         let s = &self.shared;
-        let info: String = s
-            .run(
-                redis::cmd("INFO").arg("memory").arg("stats"),
-                s.timeout,
-                Gate::Serving,
-            )
+        // A cluster's memory is the sum of its masters'.
+        let infos = s
+            .info(&["memory", "stats"], s.timeout, Gate::Serving)
             .await?;
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .map(str::trim)
+        let sum = |name: &str| -> u64 {
+            infos
+                .iter()
+                .filter_map(|info| info_field(info, name)?.parse::<u64>().ok())
+                .sum()
         };
-        let number = |name: &str| field(name).and_then(|v| v.parse().ok()).unwrap_or(0);
         Ok(Some(super::ServerMemory {
-            used_bytes: number("used_memory"),
-            max_bytes: number("maxmemory"),
-            policy: field("maxmemory_policy").unwrap_or("").to_string(),
-            evicted_keys: number("evicted_keys"),
+            used_bytes: sum("used_memory"),
+            max_bytes: sum("maxmemory"),
+            policy: infos
+                .first()
+                .and_then(|info| info_field(info, "maxmemory_policy"))
+                .unwrap_or("")
+                .to_string(),
+            evicted_keys: sum("evicted_keys"),
         }))
     }
 
@@ -813,16 +1085,23 @@ impl Backend for RedisBackend {
 enum Query<'a> {
     Cmd(&'a redis::Cmd),
     Pipe(&'a redis::Pipeline),
+    /// A command for one node of a cluster.
+    Routed(&'a redis::Cmd, &'a RoutingInfo),
 }
 
 impl Query<'_> {
-    async fn send<T: FromRedisValue>(
-        self,
-        conn: &mut MultiplexedConnection,
-    ) -> Result<T, RedisError> {
-        match self {
-            Query::Cmd(cmd) => cmd.query_async(conn).await,
-            Query::Pipe(pipe) => pipe.query_async(conn).await,
+    async fn send<T: FromRedisValue>(self, link: &mut Link) -> Result<T, RedisError> {
+        match (self, link) {
+            (Query::Cmd(cmd) | Query::Routed(cmd, _), Link::Single(conn)) => {
+                cmd.query_async(conn).await
+            }
+            (Query::Pipe(pipe), Link::Single(conn)) => pipe.query_async(conn).await,
+            (Query::Cmd(cmd), Link::Cluster(conn)) => cmd.query_async(conn).await,
+            (Query::Pipe(pipe), Link::Cluster(conn)) => pipe.query_async(conn).await,
+            (Query::Routed(cmd, routing), Link::Cluster(conn)) => {
+                let value = conn.route_command(cmd.clone(), routing.clone()).await?;
+                Ok(T::from_redis_value(value)?)
+            }
         }
     }
 }
