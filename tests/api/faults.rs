@@ -14,6 +14,7 @@ use folio::content::invalidation::Model;
 use folio::content::models::{NewAiTool, NewSocialLink, PostInput};
 
 use crate::helpers::{spawn_app_with, Backend, TestApp};
+use crate::redis_cluster::OwnCluster;
 use crate::redis_server::OwnRedis;
 
 const POST: &str = "stampedes-and-single-flight";
@@ -168,12 +169,21 @@ enum Fault {
     Restart,
     /// `DEBUG SLEEP`: Redis busy for two seconds, then fine.
     Stall,
+    /// SIGKILL to the cluster master that carries the invalidation channels; a replica
+    /// takes over.
+    KillMaster,
+}
+
+/// What a scenario breaks.
+enum Servers<'a> {
+    One(&'a mut OwnRedis),
+    Cluster(&'a mut OwnCluster),
 }
 
 /// Readers on every instance, for every case's pages, check each answer against the
 /// last write that returned before the request was sent; writes run before, during and
 /// after the fault.
-async fn run_scenario(redis: &mut OwnRedis, apps: &[&TestApp], fault: Fault) {
+async fn run_scenario(mut servers: Servers<'_>, apps: &[&TestApp], fault: Fault) {
     let floors: Arc<HashMap<&'static str, AtomicU64>> = Arc::new(
         CASES
             .iter()
@@ -251,10 +261,15 @@ async fn run_scenario(redis: &mut OwnRedis, apps: &[&TestApp], fault: Fault) {
     };
     write_all("before").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    match fault {
-        Fault::Freeze => redis.freeze(),
-        Fault::Kill | Fault::Restart => redis.stop(),
-        Fault::Stall => {
+    match (fault, &mut servers) {
+        (Fault::Freeze, Servers::One(redis)) => redis.freeze(),
+        (Fault::Kill | Fault::Restart, Servers::One(redis)) => redis.stop(),
+        (Fault::KillMaster, Servers::Cluster(cluster)) => {
+            // The apps' key prefix is the default, so their channels hash to `{folio}`.
+            let port = cluster.kill_master_of("{folio}");
+            eprintln!("killed the master on port {port}");
+        }
+        (Fault::Stall, Servers::One(redis)) => {
             let port = redis.port;
             std::thread::spawn(move || {
                 let _ = std::process::Command::new("redis-cli")
@@ -263,18 +278,34 @@ async fn run_scenario(redis: &mut OwnRedis, apps: &[&TestApp], fault: Fault) {
             });
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        _ => unreachable!("{fault:?} needs the other kind of server"),
     }
     write_all("during").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    match fault {
-        Fault::Freeze => redis.thaw(),
-        Fault::Kill => {}
-        Fault::Restart => *redis = OwnRedis::start_on(redis.port).expect("restart"),
-        Fault::Stall => {}
+    match (fault, &mut servers) {
+        (Fault::Freeze, Servers::One(redis)) => redis.thaw(),
+        (Fault::Restart, Servers::One(redis)) => {
+            **redis = OwnRedis::start_on(redis.port).expect("restart")
+        }
+        (Fault::KillMaster, Servers::Cluster(cluster)) => {
+            let started = Instant::now();
+            while !cluster.is_ok() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "a replica took over"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            eprintln!(
+                "the cluster was ok again after {:?} more",
+                started.elapsed()
+            );
+        }
+        _ => {}
     }
     write_all("after").await;
-    if matches!(fault, Fault::Kill) {
-        *redis = OwnRedis::start_on(redis.port).expect("start again");
+    if let (Fault::Kill, Servers::One(redis)) = (fault, &mut servers) {
+        **redis = OwnRedis::start_on(redis.port).expect("start again");
     }
     write_all("recovered").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -333,7 +364,7 @@ async fn no_stale_reads_while_redis_is_frozen_and_thawed() {
         return;
     };
     let (a, b) = two_instances(&redis).await;
-    run_scenario(&mut redis, &[&a, &b], Fault::Freeze).await;
+    run_scenario(Servers::One(&mut redis), &[&a, &b], Fault::Freeze).await;
 }
 
 #[actix_web::test]
@@ -342,7 +373,7 @@ async fn no_stale_reads_while_redis_is_killed_and_started_again() {
         return;
     };
     let (a, b) = two_instances(&redis).await;
-    run_scenario(&mut redis, &[&a, &b], Fault::Kill).await;
+    run_scenario(Servers::One(&mut redis), &[&a, &b], Fault::Kill).await;
 }
 
 #[actix_web::test]
@@ -351,7 +382,7 @@ async fn no_stale_reads_while_redis_restarts_empty() {
         return;
     };
     let (a, b) = two_instances(&redis).await;
-    run_scenario(&mut redis, &[&a, &b], Fault::Restart).await;
+    run_scenario(Servers::One(&mut redis), &[&a, &b], Fault::Restart).await;
 }
 
 #[actix_web::test]
@@ -360,12 +391,32 @@ async fn no_stale_reads_on_one_instance_while_redis_stalls() {
         return;
     };
     let app = redis.app().await;
-    run_scenario(&mut redis, &[&app], Fault::Stall).await;
+    run_scenario(Servers::One(&mut redis), &[&app], Fault::Stall).await;
+}
+
+/// A master of a Redis Cluster dies under two instances with near caches while they
+/// are read and written: no reader gets an error or an old page, a replica takes over,
+/// and both instances serve from the cluster again.
+#[actix_web::test]
+async fn no_stale_reads_or_errors_while_a_cluster_master_fails_over() {
+    let Some(mut cluster) = OwnCluster::start(3, 1) else {
+        return;
+    };
+    let url = cluster.url();
+    let settings = [("CACHE_URL", url.as_str())];
+    let a = spawn_app_with(Backend::Sqlite, &settings).await.unwrap();
+    let b = a.second_instance(&settings).await;
+    assert_eq!(a.state.cache.backend_name(), "redis-cluster");
+    run_scenario(Servers::Cluster(&mut cluster), &[&a, &b], Fault::KillMaster).await;
 }
 
 async fn own_cache(redis: &OwnRedis, prefix: &str) -> CacheManager {
-    let cache = CacheManager::new(CacheConfig::new(CacheUrl::Redis(redis.url()), prefix)).unwrap();
-    assert!(cache.wait_until_serving(Duration::from_secs(5)).await);
+    cache_on(CacheUrl::Redis(redis.url()), prefix).await
+}
+
+async fn cache_on(url: CacheUrl, prefix: &str) -> CacheManager {
+    let cache = CacheManager::new(CacheConfig::new(url, prefix)).unwrap();
+    assert!(cache.wait_until_serving(Duration::from_secs(10)).await);
     cache
 }
 
@@ -380,6 +431,25 @@ async fn a_bump_on_one_instance_drops_near_copies_on_the_other_before_it_returns
         own_cache(&redis, "near").await,
         own_cache(&redis, "near").await,
     );
+    bumps_drop_near_copies_before_they_return(a, b).await;
+}
+
+#[actix_web::test]
+async fn on_a_cluster_a_bump_drops_near_copies_on_the_other_instance_before_it_returns() {
+    let Some(url) = crate::redis_cluster::shared_cluster_url() else {
+        return;
+    };
+    let prefix = crate::helpers::unique_prefix();
+    let url = CacheUrl::parse(&url).unwrap();
+    let (a, b) = (
+        cache_on(url.clone(), &prefix).await,
+        cache_on(url, &prefix).await,
+    );
+    bumps_drop_near_copies_before_they_return(a.clone(), b).await;
+    a.clear().await;
+}
+
+async fn bumps_drop_near_copies_before_they_return(a: CacheManager, b: CacheManager) {
     let key = b.key("posts", ["list"]);
     for round in 0..20u32 {
         let filled = b

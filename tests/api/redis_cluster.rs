@@ -68,6 +68,10 @@ impl OwnCluster {
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
+                // A replica syncs at once (the default waits 5 s for others to join)
+                // and may take over however long its master has been gone.
+                .args(["--repl-diskless-sync-delay", "0"])
+                .args(["--cluster-replica-validity-factor", "0"])
                 .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
                 .arg("--dir")
                 .arg(dir.path())
@@ -126,14 +130,20 @@ impl OwnCluster {
         self.nodes.iter().filter(|n| n.child.is_some())
     }
 
-    /// Every live node sees all slots served and agrees on the masters.
-    pub fn wait_until_ok(&self) {
+    /// Every live node sees all slots served, and every replica has its master's data.
+    pub fn is_ok(&self) -> bool {
+        self.live().all(|n| {
+            let replication = cli(n.port, &["info", "replication"]);
+            cli(n.port, &["cluster", "info"]).contains("cluster_state:ok")
+                && (replication.contains("role:master")
+                    || replication.contains("master_link_status:up"))
+        })
+    }
+
+    fn wait_until_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ok = self
-                .live()
-                .all(|n| cli(n.port, &["cluster", "info"]).contains("cluster_state:ok"));
-            if ok {
+            if self.is_ok() {
                 return;
             }
             assert!(
@@ -142,14 +152,6 @@ impl OwnCluster {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-    }
-
-    /// The ports of the live masters.
-    pub fn masters(&self) -> Vec<u16> {
-        self.live()
-            .filter(|n| cli(n.port, &["role"]).starts_with("master"))
-            .map(|n| n.port)
-            .collect()
     }
 
     /// SIGKILL to the master serving `key`; returns its port.
