@@ -154,6 +154,19 @@ impl OwnCluster {
         }
     }
 
+    /// The ports of the live masters.
+    pub fn masters(&self) -> Vec<u16> {
+        self.live()
+            .filter(|n| cli(n.port, &["role"]).starts_with("master"))
+            .map(|n| n.port)
+            .collect()
+    }
+
+    /// How many keys matching `pattern` the node on `port` holds.
+    pub fn count_keys(port: u16, pattern: &str) -> usize {
+        cli(port, &["--scan", "--pattern", pattern]).lines().count()
+    }
+
     /// SIGKILL to the master serving `key`; returns its port.
     pub fn kill_master_of(&mut self, key: &str) -> u16 {
         let any = self.live().next().expect("a live node").port;
@@ -216,7 +229,7 @@ impl Drop for OwnCluster {
 /// One 3-master cluster for every test of this run that only needs a cluster (each test
 /// keeps to its own key prefix). Statics are never dropped, so a watchdog kills the
 /// nodes by pid when this test process ends.
-pub fn shared_cluster_url() -> Option<String> {
+pub fn shared_cluster() -> Option<&'static OwnCluster> {
     static SHARED: OnceLock<Option<OwnCluster>> = OnceLock::new();
     SHARED
         .get_or_init(|| {
@@ -237,5 +250,8 @@ pub fn shared_cluster_url() -> Option<String> {
             Some(cluster)
         })
         .as_ref()
-        .map(OwnCluster::url)
+}
+
+pub fn shared_cluster_url() -> Option<String> {
+    shared_cluster().map(OwnCluster::url)
 }

@@ -351,3 +351,68 @@ async fn two_instances_behind_nginx() {
 async fn text(client: &reqwest::Client, url: &str) -> String {
     client.get(url).send().await.unwrap().text().await.unwrap()
 }
+
+/// On a cluster, a site's entries land on every master, and clearing the site (SCAN on
+/// each master) removes them from all of them; counters and the site-wide statistics
+/// hash work there too.
+#[actix_web::test]
+async fn on_a_cluster_entries_spread_over_every_master_and_clearing_reaches_each() {
+    use crate::redis_cluster::{shared_cluster, OwnCluster};
+    use folio::cache::{CacheConfig, CacheManager, CacheUrl};
+    let Some(cluster) = shared_cluster() else {
+        return;
+    };
+    let prefix = crate::helpers::unique_prefix();
+    let cache = CacheManager::new(CacheConfig::new(
+        CacheUrl::parse(&cluster.url()).unwrap(),
+        &prefix,
+    ))
+    .unwrap();
+    assert!(
+        cache
+            .wait_until_serving(std::time::Duration::from_secs(10))
+            .await
+    );
+    assert_eq!(cache.backend_name(), "redis-cluster");
+    let items: Vec<_> = (0..60)
+        .map(|i| (cache.key("posts", [format!("p{i}")]), i))
+        .collect();
+    cache.set_many(&items, None).await;
+    let keys: Vec<_> = items.iter().map(|(k, _)| k.clone()).collect();
+    let read: Vec<Option<i32>> = cache.get_many(&keys).await;
+    assert_eq!(
+        read,
+        (0..60).map(Some).collect::<Vec<_>>(),
+        "one read across the slots"
+    );
+    let pattern = format!("{prefix}:*");
+    let masters = cluster.masters();
+    assert_eq!(masters.len(), 3);
+    for port in &masters {
+        assert!(
+            OwnCluster::count_keys(*port, &pattern) > 0,
+            "master {port} holds some of the entries"
+        );
+    }
+
+    let counter = cache.key("contact_sends", ["127.0.0.1"]);
+    assert_eq!(cache.incr(&counter, 1).await, Some(1));
+    assert_eq!(cache.incr(&counter, 2).await, Some(3));
+    cache.get::<i32>(&keys[0]).await;
+    cache.flush_stats().await;
+    assert!(
+        cache.site_stats().await.totals.hits >= 1,
+        "the site-wide totals are kept on the cluster"
+    );
+
+    assert!(cache.clear().await >= 60);
+    for port in &masters {
+        assert_eq!(
+            OwnCluster::count_keys(*port, &pattern),
+            0,
+            "master {port} was cleared"
+        );
+    }
+    assert_eq!(cache.get::<i32>(&keys[0]).await, None);
+    cache.reset_site_stats().await;
+}
