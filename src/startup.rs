@@ -5,7 +5,6 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_session::config::CookieContentSecurity;
-use actix_session::storage::CookieSessionStore;
 use actix_session::SessionMiddleware;
 use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::Server;
@@ -169,11 +168,13 @@ pub fn app(
 > {
     let key = cookie_key(&state.config);
     let secure = state.config.site_url.starts_with("https://");
-    // Sessions are the encrypted cookie, valid on every instance that shares SECRET_KEY;
-    // ending one on the server is the session generation's job (see `web::session`).
-    // Kept out of Redis on purpose: an admin must be able to sign in and write while
-    // the cache is down (writes are durable then, see `content::invalidation`).
-    let session = SessionMiddleware::builder(CookieSessionStore::default(), key)
+    // Kept in Redis when the cache is Redis, else in the cookie (see
+    // `web::session_store`); the cookie is encrypted with SECRET_KEY either way.
+    let storage = crate::web::session_store::SessionStorage::for_cache(&state.cache);
+    let lifetime =
+        actix_web::cookie::time::Duration::seconds(state.config.session_max_age.as_secs() as i64);
+    let session = SessionMiddleware::builder(storage, key)
+        .session_lifecycle(actix_session::config::BrowserSession::default().state_ttl(lifetime))
         .cookie_name("folio_session".into())
         .cookie_http_only(true)
         .cookie_same_site(SameSite::Lax)

@@ -79,6 +79,17 @@ impl KeyMaker {
         full
     }
 
+    /// Where a session is kept: outside the key version (a rolling deploy that bumps it
+    /// signs no one out) and outside `everything` (nor does clearing the cache).
+    pub fn session_key(&self, id: &str) -> Key {
+        let mut full = format!("{}@session:", self.prefix);
+        escape_into(&mut full, id);
+        Key {
+            family: "session",
+            full,
+        }
+    }
+
     /// A glob over this site's keys: `pattern` is matched against what follows
     /// `{prefix}:{version}:`, e.g. `posts:*` or `blog_*`.
     pub fn pattern(&self, pattern: &str) -> String {

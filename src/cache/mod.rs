@@ -531,11 +531,11 @@ impl CacheManager {
             Ok(b) => b,
             Err(e) => return self.report(Op::Set, e.into()),
         };
-        self.store(key, bytes, ttl, sharing).await
+        self.store(key, bytes, ttl, sharing).await;
     }
 
-    /// Writes encoded bytes, timed and counted.
-    async fn store(&self, key: &Key, bytes: Vec<u8>, ttl: Duration, sharing: Sharing) {
+    /// Writes encoded bytes, timed and counted; false when the store failed.
+    async fn store(&self, key: &Key, bytes: Vec<u8>, ttl: Duration, sharing: Sharing) -> bool {
         let started = Instant::now();
         let result = self
             .inner
@@ -549,8 +549,12 @@ impl CacheManager {
                 self.inner
                     .stats
                     .family_event(key.family(), FamilyEvent::Set);
+                true
             }
-            Err(e) => self.report_for(key, Op::Set, e),
+            Err(e) => {
+                self.report_for(key, Op::Set, e);
+                false
+            }
         }
     }
 
@@ -974,7 +978,50 @@ impl CacheManager {
     /// Stores raw bytes under a content address (see `get_raw_immutable`).
     pub async fn set_raw_immutable(&self, key: &Key, bytes: Vec<u8>, ttl: Option<Duration>) {
         let ttl = ttl.unwrap_or_else(|| self.ttl_for(key.family()));
-        self.store(key, bytes, ttl, Sharing::Near).await
+        self.store(key, bytes, ttl, Sharing::Near).await;
+    }
+
+    /// Raw bytes from the shared store (never a near copy), telling an absent entry
+    /// from an unreachable store: for sessions, which must not be taken for signed out
+    /// when they are only out of reach.
+    pub async fn get_raw_checked(&self, key: &Key) -> StoreResult<Option<backend::Bytes>> {
+        let started = Instant::now();
+        let result = self
+            .inner
+            .backend
+            .get_many(&[key.as_str()], Sharing::Shared)
+            .await;
+        self.timed(Op::Get, started);
+        match result {
+            Ok(mut values) => {
+                let value = values.pop().flatten();
+                match value {
+                    Some(_) => self.inner.stats.hit(key.family()),
+                    None => self.inner.stats.miss(key.family()),
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                let unreachable = StoreError::Redis(e.to_string());
+                self.report_for(key, Op::Get, e);
+                Err(unreachable)
+            }
+        }
+    }
+
+    /// Stores raw bytes in the shared store only; false when it failed.
+    pub async fn set_raw_checked(&self, key: &Key, bytes: Vec<u8>, ttl: Duration) -> bool {
+        self.store(key, bytes, ttl, Sharing::Shared).await
+    }
+
+    /// Where a session is kept (see `KeyMaker::session_key`).
+    pub fn session_key(&self, id: &str) -> Key {
+        self.inner.keys.session_key(id)
+    }
+
+    /// Whether the backend is shared by every instance (Redis or a Redis Cluster).
+    pub fn is_shared(&self) -> bool {
+        self.inner.redis.is_some()
     }
 
     /// Hit ratio and operations over the last `seconds` (this process).

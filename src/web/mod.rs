@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod pages;
 pub mod session;
+pub mod session_store;
 pub mod state;
 pub mod templates;
 pub mod warm;

@@ -109,9 +109,19 @@ async fn a_write_on_a_new_version_invalidates_old_instances() {
     old.clear().await;
 }
 
+/// How many sessions this app keeps in Redis.
+fn sessions_in_redis(app: &crate::helpers::TestApp) -> usize {
+    let url = crate::helpers::test_redis_url().unwrap();
+    let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let pattern = format!("{}@session:*", app.state.config.cache.key_prefix);
+    let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut conn).unwrap();
+    keys.len()
+}
+
 /// Two instances sharing SECRET_KEY, the database and Redis: signed in through one, an
 /// admin is signed in on the other (a balancer may send each request anywhere), and
-/// signing out on either ends the session on both.
+/// signing out on either ends the session on both. The session is kept in Redis, and
+/// clearing the cache does not end it.
 #[actix_web::test]
 async fn a_sign_in_holds_on_every_instance() {
     let Some((a, b)) =
@@ -121,6 +131,8 @@ async fn a_sign_in_holds_on_every_instance() {
     };
     crate::helpers::create_admin(&a, "correct-horse-battery").await;
     let mut cookie = crate::helpers::sign_in_by_hand(&a, "correct-horse-battery").await;
+    assert!(sessions_in_redis(&a) >= 1, "the session is kept in Redis");
+    assert!(a.state.cache.clear().await > 0);
     let bare = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -166,7 +178,42 @@ async fn a_sign_in_holds_on_every_instance() {
         303,
         "and on a"
     );
+    assert_eq!(
+        sessions_in_redis(&a),
+        0,
+        "signing out removed it from Redis"
+    );
     a.state.cache.clear().await;
+}
+
+/// Sessions live in Redis, but a Redis outage must not lock the admin out: while it is
+/// down a sign-in is kept in the (encrypted) cookie, and still holds once Redis is back.
+#[actix_web::test]
+async fn an_admin_signs_in_while_redis_is_down_and_stays_signed_in_after() {
+    let Some(mut redis) = crate::redis_server::OwnRedis::start() else {
+        return;
+    };
+    let app = redis.app().await;
+    crate::helpers::create_admin(&app, "correct-horse-battery").await;
+    redis.stop();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.state.cache.health().breaker == "closed" {
+        assert!(std::time::Instant::now() < deadline, "the app noticed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let cookie = crate::helpers::sign_in_by_hand(&app, "correct-horse-battery").await;
+    let res = crate::helpers::get_with(&app, &cookie, "/admin/").await;
+    assert_eq!(res.status(), 200, "signed in while Redis is down");
+    redis = crate::redis_server::OwnRedis::start_on(redis.port).unwrap();
+    assert!(
+        app.state
+            .cache
+            .wait_until_serving(std::time::Duration::from_secs(15))
+            .await
+    );
+    let res = crate::helpers::get_with(&app, &cookie, "/admin/").await;
+    assert_eq!(res.status(), 200, "still signed in once Redis is back");
+    drop(redis);
 }
 
 /// nginx (Debian's package) on a free port, round robin over two app instances; stopped
