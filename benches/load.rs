@@ -6,7 +6,8 @@
 //! the memory server answered for each target from memory with a minimal actix handler
 //! (no routing, no middleware): what the machine can do at most with these bytes.
 //!
-//! Knobs: BENCH_BACKENDS (memory,redis,redis-no-near,none), BENCH_CONNECTIONS
+//! Knobs: BENCH_BACKENDS (memory,redis,redis-no-near,cluster,none; `cluster` runs on a
+//! 3-master Redis Cluster the benchmark starts on free ports), BENCH_CONNECTIONS
 //! (32,256,512), BENCH_TARGETS (`/,/blog/,post,/api/posts/,304:/,304:/api/posts/`;
 //! `post` is the newest post's page, `304:` sends the page's ETag in If-None-Match),
 //! BENCH_DURATION (seconds, 5), BENCH_ROUNDS (3), BENCH_POSTS (200), BENCH_REDIS_URL
@@ -22,6 +23,9 @@ use std::time::{Duration, Instant};
 #[path = "support/mod.rs"]
 mod support;
 use support::*;
+
+#[path = "../tests/support/redis_cluster.rs"]
+mod redis_cluster;
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
@@ -144,7 +148,7 @@ fn main() {
         eprintln!("load benchmark skipped: wrk is not installed (apt-get install wrk)");
         return;
     }
-    let backends = env_list("BENCH_BACKENDS", "memory,redis,redis-no-near,none");
+    let backends = env_list("BENCH_BACKENDS", "memory,redis,redis-no-near,cluster,none");
     let connections: Vec<u64> = env_list("BENCH_CONNECTIONS", "32,256,512")
         .iter()
         .filter_map(|c| c.parse().ok())
@@ -175,9 +179,16 @@ fn main() {
     if !backends.iter().any(|b| b == "memory") {
         backends.insert(0, "memory".into()); // the ceiling serves the memory server's bytes
     }
+    let cluster = backends
+        .iter()
+        .any(|b| b.starts_with("cluster"))
+        .then(|| redis_cluster::OwnCluster::start(3, 0));
     let mut servers: Vec<Server> = backends
         .iter()
-        .map(|b| start(b, &dir, &db, &redis_url, &[]))
+        .map(|b| match &cluster {
+            Some(cluster) if b.starts_with("cluster") => start(b, &dir, &db, &cluster.url(), &[]),
+            _ => start(b, &dir, &db, &redis_url, &[]),
+        })
         .collect();
     let memory_port = servers[0].port;
     // Resolve the targets against the memory server: the newest post, each page's ETag.
@@ -222,7 +233,16 @@ fn main() {
     }
     servers.insert(0, start_ceiling(&dir, &ceiling_pages));
 
-    let redis = redis_pid(&redis_url);
+    // The Redis processes whose CPU a backend's requests cost.
+    let single = redis_pid(&redis_url);
+    let redis_pids = |server: &str| -> Vec<u32> {
+        match (&cluster, server) {
+            (Some(cluster), s) if s.starts_with("cluster") => cluster.pids(),
+            (_, s) if s.starts_with("redis") => single.into_iter().collect(),
+            _ => Vec::new(),
+        }
+    };
+    let redis_cpu = |server: &str| -> u64 { redis_pids(server).into_iter().map(cpu_micros).sum() };
     for server in &servers {
         for target in &targets {
             for _ in 0..3 {
@@ -253,10 +273,7 @@ fn main() {
                         _ => None,
                     };
                     let header = header.as_deref();
-                    let (cpu0, redis0) = (
-                        cpu_micros(server.child.id()),
-                        redis.map(cpu_micros).unwrap_or(0),
-                    );
+                    let (cpu0, redis0) = (cpu_micros(server.child.id()), redis_cpu(&server.name));
                     let header_args: Vec<&str> = header.iter().flat_map(|h| ["-H", *h]).collect();
                     let mut run = wrk(&url, &header_args, c, seconds);
                     if let Some(header) = header {
@@ -271,10 +288,7 @@ fn main() {
                     }
                     let requests = run.requests.max(1) as f64;
                     run.server_us = (cpu_micros(server.child.id()) - cpu0) as f64 / requests;
-                    if server.name.starts_with("redis") {
-                        run.redis_us =
-                            (redis.map(cpu_micros).unwrap_or(0) - redis0) as f64 / requests;
-                    }
+                    run.redis_us = (redis_cpu(&server.name) - redis0) as f64 / requests;
                     eprintln!(
                         "round {} c={c} {} {}: {:.0} req/s, {:.1} µs CPU/req, {} errors",
                         round + 1,

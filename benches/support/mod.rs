@@ -82,8 +82,9 @@ pub fn folio() -> Command {
     Command::new(env!("CARGO_BIN_EXE_folio"))
 }
 
-/// The release server on one backend (`memory`, `redis`, `redis-no-near`, `none`), with
-/// `extra` settings, once it accepts connections.
+/// The release server on one backend (`memory`, `redis`, `redis-no-near`, `cluster`,
+/// `cluster-no-near`, `none`), with `extra` settings, once it accepts connections;
+/// `redis` is the URL for the Redis ones (`redis+cluster://…` for a cluster).
 pub fn start(
     name: &str,
     dir: &std::path::Path,
@@ -114,8 +115,10 @@ pub fn start(
     match name {
         "memory" => cmd.env("CACHE_URL", "memory://"),
         "none" => cmd.env("CACHE_URL", "none"),
-        "redis" => cmd.env("CACHE_URL", redis),
-        "redis-no-near" => cmd.env("CACHE_URL", redis).env("CACHE_NEAR", "false"),
+        "redis" | "cluster" => cmd.env("CACHE_URL", redis),
+        "redis-no-near" | "cluster-no-near" => {
+            cmd.env("CACHE_URL", redis).env("CACHE_NEAR", "false")
+        }
         other => panic!("unknown backend {other}"),
     };
     let child = cmd.spawn().expect("start folio");

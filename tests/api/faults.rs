@@ -399,7 +399,7 @@ async fn no_stale_reads_on_one_instance_while_redis_stalls() {
 /// and both instances serve from the cluster again.
 #[actix_web::test]
 async fn no_stale_reads_or_errors_while_a_cluster_master_fails_over() {
-    let Some(mut cluster) = OwnCluster::start(3, 1) else {
+    let Some(mut cluster) = crate::redis_cluster::own_cluster(3, 1) else {
         return;
     };
     let url = cluster.url();

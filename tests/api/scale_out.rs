@@ -186,8 +186,9 @@ async fn a_sign_in_holds_on_every_instance() {
     a.state.cache.clear().await;
 }
 
-/// Sessions live in Redis, but a Redis outage must not lock the admin out: while it is
-/// down a sign-in is kept in the (encrypted) cookie, and still holds once Redis is back.
+/// Sessions live in Redis, but a Redis outage must not lock the admin out: a session
+/// kept in Redis is read from the cookie's copy while Redis is down, a sign-in made then
+/// is kept in the (encrypted) cookie, and it still holds once Redis is back.
 #[actix_web::test]
 async fn an_admin_signs_in_while_redis_is_down_and_stays_signed_in_after() {
     let Some(mut redis) = crate::redis_server::OwnRedis::start() else {
@@ -195,12 +196,19 @@ async fn an_admin_signs_in_while_redis_is_down_and_stays_signed_in_after() {
     };
     let app = redis.app().await;
     crate::helpers::create_admin(&app, "correct-horse-battery").await;
+    let before = crate::helpers::sign_in_by_hand(&app, "correct-horse-battery").await;
     redis.stop();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while app.state.cache.health().breaker == "closed" {
         assert!(std::time::Instant::now() < deadline, "the app noticed");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    let res = crate::helpers::get_with(&app, &before, "/admin/").await;
+    assert_eq!(
+        res.status(),
+        200,
+        "a session kept in Redis holds while Redis is down"
+    );
     let cookie = crate::helpers::sign_in_by_hand(&app, "correct-horse-battery").await;
     let res = crate::helpers::get_with(&app, &cookie, "/admin/").await;
     assert_eq!(res.status(), 200, "signed in while Redis is down");
