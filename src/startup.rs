@@ -182,6 +182,7 @@ pub fn app(
         .cookie_content_security(CookieContentSecurity::Private)
         .build();
     let response_cache = crate::web::response_cache(&state);
+    let early = response_cache.clone();
     // Any admin form: a post of MAX_POST_BYTES, percent-encoded, and the other fields.
     let forms = crate::web::error::form_config(state.config.max_post_bytes * 3 + 64 * 1024);
     App::new()
@@ -199,6 +200,9 @@ pub fn app(
             crate::web::middleware::request_id_header,
         ))
         .wrap(TracingLogger::default())
+        .wrap(from_fn(move |req, next| {
+            early.clone().handle_early(req, next)
+        }))
         .wrap(crate::web::middleware::security_headers(
             &state.config.site_url,
         ))

@@ -18,7 +18,7 @@ use actix_web::http::header::{
 };
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::HttpResponse;
+use actix_web::{HttpMessage, HttpResponse};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -267,6 +267,13 @@ impl Collapsing {
     }
 }
 
+/// Left by `handle_early` on a request whose stored answer it could not send.
+struct LookedUp {
+    key: Key,
+    /// An expired copy, for stale-if-error.
+    stale: Option<Arc<ResponseMeta>>,
+}
+
 /// What the response cache did, for `X-Cache` and `Cache-Status` (RFC 9211).
 enum Outcome {
     Hit { ttl_left_ms: u64, collapsed: bool },
@@ -304,6 +311,55 @@ impl ResponseCache {
         }
     }
 
+    /// The outer layer (see `startup`): a request without a cookie has no session, so
+    /// it is no admin's, and a stored answer for it is sent from here, before the
+    /// session, tracing and request-id layers — as a cache in front of the app would.
+    /// Anything else, and every miss, goes on to `handle`, which does not look the key
+    /// up again.
+    pub async fn handle_early(
+        self,
+        req: ServiceRequest,
+        next: Next<impl MessageBody + 'static>,
+    ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+        let head = req.method() == Method::HEAD;
+        let headers = req.headers();
+        let eligible = (head || req.method() == Method::GET)
+            && !headers.contains_key(header::COOKIE)
+            && !headers.contains_key(crate::web::warm::WARM_HEADER)
+            && !requests_no_store(headers);
+        let policies = self.policies.clone();
+        let policy = match policies.iter().find(|(m, _)| m.matches(req.path())) {
+            Some((_, policy)) if eligible => policy,
+            _ => return Ok(next.call(req).await?.map_into_boxed_body()),
+        };
+        let key = self.key_for(&req, policy);
+        let conditions = Conditions::of(&req);
+        match self
+            .stored_answer(req, &key, policy, &conditions, head, false)
+            .await
+        {
+            Ok(mut res) => {
+                // What the request-id and tracing layers would have given it.
+                let id = uuid::Uuid::new_v4();
+                let mut text = uuid::Uuid::encode_buffer();
+                let text = id.hyphenated().encode_lower(&mut text);
+                if let Ok(value) = HeaderValue::from_str(text) {
+                    res.headers_mut()
+                        .insert(HeaderName::from_static("x-request-id"), value);
+                }
+                if tracing::enabled!(tracing::Level::INFO) {
+                    let (req, status) = (res.request(), res.status().as_u16());
+                    tracing::info!(request_id = text, method = %req.method(), path = req.path(), status, "request served from the cache");
+                }
+                Ok(res)
+            }
+            Err((req, stale)) => {
+                req.extensions_mut().insert(LookedUp { key, stale });
+                Ok(next.call(req).await?.map_into_boxed_body())
+            }
+        }
+    }
+
     /// The middleware body; use with `actix_web::middleware::from_fn` (see `startup`).
     pub async fn handle(
         self,
@@ -324,7 +380,11 @@ impl ResponseCache {
             return Ok(with_outcome(res, Outcome::Bypass));
         }
         let conditions = Conditions::of(&req);
-        let key = self.key_for(&req, policy);
+        let looked_up = req.extensions_mut().remove::<LookedUp>();
+        let key = match &looked_up {
+            Some(l) => l.key.clone(),
+            None => self.key_for(&req, policy),
+        };
         let warm = !self.warm_token.is_empty()
             && req
                 .headers()
@@ -333,6 +393,8 @@ impl ResponseCache {
         let force = warm && req.headers().contains_key(crate::web::warm::FORCE_HEADER);
         let (mut req, mut stale) = if force {
             (req, None)
+        } else if let Some(looked_up) = looked_up {
+            (req, looked_up.stale)
         } else {
             match self
                 .stored_answer(req, &key, policy, &conditions, head, false)

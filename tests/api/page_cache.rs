@@ -46,10 +46,16 @@ on_both_app_caches! {
             let first = app.get(path).await;
             assert_eq!(first.status(), 200, "{path}");
             assert_eq!(header(first.headers(), "cache-status"), "folio; fwd=miss; stored", "{path}");
+            let first_id = header(first.headers(), "x-request-id");
             let body = first.text().await.unwrap();
             let before = work(&app);
             let second = app.get(path).await;
             assert_eq!(header(second.headers(), "x-cache"), "HIT", "{path}");
+            // Served before the session and tracing layers, and still dressed as any
+            // other response.
+            assert_eq!(header(second.headers(), "x-request-id").len(), 36, "{path}");
+            assert_ne!(header(second.headers(), "x-request-id"), first_id, "{path}");
+            assert!(header(second.headers(), "content-security-policy").contains("default-src"), "{path}");
             assert!(header(second.headers(), "cache-status").starts_with("folio; hit; ttl="), "{path}");
             assert_eq!(second.text().await.unwrap(), body, "{path}: the same bytes");
             assert_eq!(work(&app), before, "{path}: no query, no load, no render");
