@@ -361,32 +361,41 @@ macro_rules! on_both_app_caches {
 
                 #[actix_web::test]
                 async fn redis_cache() {
-                    let Some(url) = $crate::helpers::test_redis_url() else { return };
-                    let prefix = $crate::helpers::unique_prefix();
-                    let mut vars = vec![("CACHE_URL", url.as_str()), ("CACHE_KEY_PREFIX", &prefix), ("CACHE_TIMEOUT_MS", "2000")];
-                    vars.extend_from_slice($extra);
-                    let app = spawn_app_with(Backend::Sqlite, &vars).await.unwrap();
-                    let cache = app.state.cache.clone();
-                    run(app).await;
-                    cache.clear().await;
-                    cache.reset_site_stats().await;
+                    if let Some(url) = $crate::helpers::test_redis_url() {
+                        $crate::helpers::run_on_shared_cache(&url, $extra, run).await
+                    }
                 }
 
                 #[actix_web::test]
                 async fn cluster_cache() {
-                    let Some(url) = $crate::redis_cluster::shared_cluster_url() else { return };
-                    let prefix = $crate::helpers::unique_prefix();
-                    let mut vars = vec![("CACHE_URL", url.as_str()), ("CACHE_KEY_PREFIX", &prefix), ("CACHE_TIMEOUT_MS", "2000")];
-                    vars.extend_from_slice($extra);
-                    let app = spawn_app_with(Backend::Sqlite, &vars).await.unwrap();
-                    let cache = app.state.cache.clone();
-                    run(app).await;
-                    cache.clear().await;
-                    cache.reset_site_stats().await;
+                    if let Some(url) = $crate::redis_cluster::shared_cluster_url() {
+                        $crate::helpers::run_on_shared_cache(&url, $extra, run).await
+                    }
                 }
             }
         )*
     };
+}
+
+/// Runs `run` against the app (SQLite) on the Redis or cluster at `url`, under a fresh
+/// key prefix, and removes what it left there.
+pub async fn run_on_shared_cache<F, Fut>(url: &str, extra: &[(&str, &str)], run: F)
+where
+    F: FnOnce(TestApp) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let prefix = unique_prefix();
+    let mut vars = vec![
+        ("CACHE_URL", url),
+        ("CACHE_KEY_PREFIX", prefix.as_str()),
+        ("CACHE_TIMEOUT_MS", "2000"),
+    ];
+    vars.extend_from_slice(extra);
+    let app = spawn_app_with(Backend::Sqlite, &vars).await.unwrap();
+    let cache = app.state.cache.clone();
+    run(app).await;
+    cache.clear().await;
+    cache.reset_site_stats().await;
 }
 
 impl TestApp {
@@ -529,10 +538,18 @@ pub async fn two_instances_on_redis(
     backend: Backend,
     extra: &[(&str, &str)],
 ) -> Option<(TestApp, TestApp)> {
-    let url = test_redis_url()?;
+    Some(two_instances_on(&test_redis_url()?, backend, extra).await)
+}
+
+/// `two_instances_on_redis` with the Redis (or cluster) at `url`.
+pub async fn two_instances_on(
+    url: &str,
+    backend: Backend,
+    extra: &[(&str, &str)],
+) -> (TestApp, TestApp) {
     let prefix = unique_prefix();
     let mut vars = vec![
-        ("CACHE_URL", url.as_str()),
+        ("CACHE_URL", url),
         ("CACHE_KEY_PREFIX", prefix.as_str()),
         ("CACHE_TIMEOUT_MS", "2000"),
     ];
@@ -542,5 +559,5 @@ pub async fn two_instances_on_redis(
         None => spawn_app_with(Backend::Sqlite, &vars).await.unwrap(),
     };
     let b = a.second_instance(&vars).await;
-    Some((a, b))
+    (a, b)
 }

@@ -149,14 +149,7 @@ async fn no_stale_reads_across_two_instances_on_a_redis_cluster() {
     let Some(url) = crate::redis_cluster::shared_cluster_url() else {
         return;
     };
-    let prefix = crate::helpers::unique_prefix();
-    let cache = [
-        ("CACHE_URL", url.as_str()),
-        ("CACHE_KEY_PREFIX", prefix.as_str()),
-        ("CACHE_TIMEOUT_MS", "2000"),
-    ];
-    let a = spawn_app_with(Backend::Sqlite, &cache).await.unwrap();
-    let b = a.second_instance(&cache).await;
+    let (a, b) = crate::helpers::two_instances_on(&url, Backend::Sqlite, &[]).await;
     assert_no_stale_reads(&a, vec![&a, &b], 30).await;
     a.state.cache.clear().await;
     a.state.cache.reset_site_stats().await;
