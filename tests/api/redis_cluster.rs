@@ -41,12 +41,14 @@ pub fn shared_cluster() -> Option<&'static OwnCluster> {
                 pids.join(" "),
                 cluster.dir().display()
             );
-            Command::new("sh")
+            // Outlives this process by design: it is what stops the nodes then.
+            let watchdog = Command::new("sh")
                 .args(["-c", &watch])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("the watchdog starts");
+            std::mem::forget(watchdog);
             Some(cluster)
         })
         .as_ref()
