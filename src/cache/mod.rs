@@ -957,20 +957,26 @@ impl CacheManager {
 
     /// The raw bytes of a content-addressed entry (a response body), copied nowhere.
     pub async fn get_raw_immutable(&self, key: &Key) -> Option<backend::Bytes> {
+        self.get_raw(key, Sharing::Near).await.ok().flatten()
+    }
+
+    /// Raw bytes, timed and counted (a failed read counts as a miss too: the caller
+    /// goes without).
+    async fn get_raw(&self, key: &Key, sharing: Sharing) -> StoreResult<Option<backend::Bytes>> {
         let started = Instant::now();
-        let result = self
-            .inner
-            .backend
-            .get_many(&[key.as_str()], Sharing::Near)
-            .await;
+        let result = self.inner.backend.get_many(&[key.as_str()], sharing).await;
         self.timed(Op::Get, started);
-        let value = result
-            .map_err(|e| self.report(Op::Get, e))
-            .ok()
-            .and_then(|mut v| v.pop().flatten());
+        let value = match result {
+            Ok(mut values) => Ok(values.pop().flatten()),
+            Err(e) => {
+                let unreachable = StoreError::Redis(e.to_string());
+                self.report_for(key, Op::Get, e);
+                Err(unreachable)
+            }
+        };
         match value {
-            Some(_) => self.inner.stats.hit(key.family()),
-            None => self.inner.stats.miss(key.family()),
+            Ok(Some(_)) => self.inner.stats.hit(key.family()),
+            _ => self.inner.stats.miss(key.family()),
         }
         value
     }
@@ -985,28 +991,7 @@ impl CacheManager {
     /// from an unreachable store: for sessions, which must not be taken for signed out
     /// when they are only out of reach.
     pub async fn get_raw_checked(&self, key: &Key) -> StoreResult<Option<backend::Bytes>> {
-        let started = Instant::now();
-        let result = self
-            .inner
-            .backend
-            .get_many(&[key.as_str()], Sharing::Shared)
-            .await;
-        self.timed(Op::Get, started);
-        match result {
-            Ok(mut values) => {
-                let value = values.pop().flatten();
-                match value {
-                    Some(_) => self.inner.stats.hit(key.family()),
-                    None => self.inner.stats.miss(key.family()),
-                }
-                Ok(value)
-            }
-            Err(e) => {
-                let unreachable = StoreError::Redis(e.to_string());
-                self.report_for(key, Op::Get, e);
-                Err(unreachable)
-            }
-        }
+        self.get_raw(key, Sharing::Shared).await
     }
 
     /// Stores raw bytes in the shared store only; false when it failed.

@@ -377,6 +377,22 @@ macro_rules! on_both_app_caches {
     };
 }
 
+/// The settings of an app on the Redis (or cluster) at `url` under `prefix`, `extra` on
+/// top.
+fn shared_cache_vars<'a>(
+    url: &'a str,
+    prefix: &'a str,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut vars = vec![
+        ("CACHE_URL", url),
+        ("CACHE_KEY_PREFIX", prefix),
+        ("CACHE_TIMEOUT_MS", "2000"),
+    ];
+    vars.extend_from_slice(extra);
+    vars
+}
+
 /// Runs `run` against the app (SQLite) on the Redis or cluster at `url`, under a fresh
 /// key prefix, and removes what it left there.
 pub async fn run_on_shared_cache<F, Fut>(url: &str, extra: &[(&str, &str)], run: F)
@@ -385,12 +401,7 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     let prefix = unique_prefix();
-    let mut vars = vec![
-        ("CACHE_URL", url),
-        ("CACHE_KEY_PREFIX", prefix.as_str()),
-        ("CACHE_TIMEOUT_MS", "2000"),
-    ];
-    vars.extend_from_slice(extra);
+    let vars = shared_cache_vars(url, &prefix, extra);
     let app = spawn_app_with(Backend::Sqlite, &vars).await.unwrap();
     let cache = app.state.cache.clone();
     run(app).await;
@@ -548,12 +559,7 @@ pub async fn two_instances_on(
     extra: &[(&str, &str)],
 ) -> (TestApp, TestApp) {
     let prefix = unique_prefix();
-    let mut vars = vec![
-        ("CACHE_URL", url),
-        ("CACHE_KEY_PREFIX", prefix.as_str()),
-        ("CACHE_TIMEOUT_MS", "2000"),
-    ];
-    vars.extend_from_slice(extra);
+    let vars = shared_cache_vars(url, &prefix, extra);
     let a = match spawn_app_with(backend, &vars).await {
         Some(app) => app,
         None => spawn_app_with(Backend::Sqlite, &vars).await.unwrap(),
