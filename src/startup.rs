@@ -181,7 +181,8 @@ pub fn app(
         .cookie_secure(secure)
         .cookie_content_security(CookieContentSecurity::Private)
         .build();
-    let response_cache = crate::web::response_cache(&state);
+    // One per worker: cloning it for each request touches no shared counter.
+    let response_cache = std::rc::Rc::new(crate::web::response_cache(&state));
     let early = response_cache.clone();
     // Any admin form: a post of MAX_POST_BYTES, percent-encoded, and the other fields.
     let forms = crate::web::error::form_config(state.config.max_post_bytes * 3 + 64 * 1024);

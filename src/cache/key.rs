@@ -4,8 +4,6 @@
 //! pattern; keys over `MAX_KEY_LEN` are hashed, keeping the family so pattern
 //! deletion by family still works.
 
-use std::fmt::Write;
-
 use sha2::{Digest, Sha256};
 
 pub const MAX_KEY_LEN: usize = 200;
@@ -31,6 +29,8 @@ impl Key {
 pub struct KeyMaker {
     prefix: String,
     version: u32,
+    /// `{prefix}:{version}:`, which every data key starts with.
+    stem: String,
 }
 
 impl KeyMaker {
@@ -38,6 +38,7 @@ impl KeyMaker {
         KeyMaker {
             prefix: prefix.to_string(),
             version,
+            stem: format!("{prefix}:{version}:"),
         }
     }
 
@@ -51,7 +52,9 @@ impl KeyMaker {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut full = format!("{}:{}:{}", self.prefix, self.version, family);
+        let mut full = String::with_capacity(self.stem.len() + family.len() + 48);
+        full.push_str(&self.stem);
+        full.push_str(family);
         for part in parts {
             full.push(':');
             escape_into(&mut full, part.as_ref());
@@ -104,12 +107,24 @@ impl KeyMaker {
 
 /// Keeps `[A-Za-z0-9_.-]`, percent-encodes the rest.
 fn escape_into(out: &mut String, part: &str) {
-    for b in part.bytes() {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    // Runs of safe bytes are copied whole. A run starts after an escaped byte and
+    // holds ASCII only, so both its ends are character boundaries.
+    let mut run = 0;
+    for (i, b) in part.bytes().enumerate() {
         if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
+            continue;
         }
+        if i > run {
+            out.push_str(&part[run..i]);
+        }
+        out.push('%');
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+        run = i + 1;
+    }
+    if run < part.len() {
+        out.push_str(&part[run..]);
     }
 }
 
@@ -250,6 +265,8 @@ mod tests {
         let evil = keys.key("post", ["x:*:y?[a]"]);
         assert_eq!(evil.as_str(), "site:3:post:x%3A%2A%3Ay%3F%5Ba%5D");
         assert!(!glob_match(&keys.pattern("posts:*"), evil.as_str()));
+        let unicode = keys.key("post", ["é-a b", "ü"]);
+        assert_eq!(unicode.as_str(), "site:3:post:%C3%A9-a%20b:%C3%BC");
     }
 
     #[test]

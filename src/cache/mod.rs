@@ -153,6 +153,9 @@ struct Inner {
     codec: Codec,
     config: CacheConfig,
     stats: CacheStats,
+    /// `folio_cache_operation_seconds` per operation, registered once: looking a
+    /// histogram up by name and labels costs more than recording into it.
+    op_seconds: [metrics::Histogram; Op::ALL.len()],
     errors: ErrorLog,
     flights: Flights,
     /// Bumped by every invalidation from this process (see `flight`).
@@ -165,7 +168,7 @@ struct Inner {
     /// Counts this process's invalidations, for whoever re-warms after them.
     writes: tokio::sync::watch::Sender<u64>,
     /// Traced entries already checked against their tags (see `get_traced`).
-    validated: moka::sync::Cache<String, Validated>,
+    validated: moka::sync::Cache<String, Validated, foldhash::fast::RandomState>,
     /// The counters as last added to the site-wide statistics.
     stats_flushed: Mutex<HashMap<String, u64>>,
     stats_flush: tokio::sync::Mutex<()>,
@@ -262,13 +265,18 @@ impl CacheManager {
                 },
                 config,
                 stats: CacheStats::default(),
+                op_seconds: Op::ALL.map(
+                    |op| metrics::histogram!("folio_cache_operation_seconds", "op" => op.name()),
+                ),
                 errors: ErrorLog {
                     last: Mutex::new(None),
                     suppressed: AtomicU64::new(0),
                 },
                 flights: Flights::default(),
                 write_epoch: AtomicU64::new(0),
-                validated: moka::sync::Cache::new(10_000),
+                validated: moka::sync::Cache::builder()
+                    .max_capacity(10_000)
+                    .build_with_hasher(foldhash::fast::RandomState::default()),
                 writes: tokio::sync::watch::channel(0).0,
                 instance_id: format!(
                     "{}-{}-{:04x}",
@@ -432,8 +440,7 @@ impl CacheManager {
     fn timed(&self, op: Op, started: Instant) {
         let elapsed = started.elapsed();
         self.inner.stats.record_latency(op, elapsed);
-        metrics::histogram!("folio_cache_operation_seconds", "op" => op.name())
-            .record(elapsed.as_secs_f64());
+        self.inner.op_seconds[op as usize].record(elapsed.as_secs_f64());
         crate::timing::add(crate::timing::Phase::Cache, elapsed);
     }
 

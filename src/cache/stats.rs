@@ -150,39 +150,43 @@ impl CacheStats {
         self.latency[op as usize].record(elapsed);
     }
 
-    fn family(&self, name: &'static str) -> Arc<FamilyCounters> {
-        if let Some(f) = self.families.read().get(name) {
-            return f.clone();
+    /// Runs `f` on a family's counters, under the read lock (no reference count is
+    /// touched: every hit passes here).
+    fn family<R>(&self, name: &'static str, f: impl FnOnce(&FamilyCounters) -> R) -> R {
+        if let Some(counters) = self.families.read().get(name) {
+            return f(counters);
         }
-        self.families.write().entry(name).or_default().clone()
+        f(self.families.write().entry(name).or_default())
     }
 
     /// One more `what` (sets, errors, coalesced waits, stale copies served) in `family`.
     pub fn family_event(&self, family: &'static str, what: FamilyEvent) {
-        let f = self.family(family);
-        match what {
-            FamilyEvent::Set => &f.sets,
-            FamilyEvent::Error => &f.errors,
-            FamilyEvent::Coalesced => &f.coalesced,
-            FamilyEvent::Stale => &f.stale,
-        }
-        .fetch_add(1, Relaxed);
+        self.family(family, |f| {
+            match what {
+                FamilyEvent::Set => &f.sets,
+                FamilyEvent::Error => &f.errors,
+                FamilyEvent::Coalesced => &f.coalesced,
+                FamilyEvent::Stale => &f.stale,
+            }
+            .fetch_add(1, Relaxed);
+        });
     }
 
     /// A value of `family` was computed after a miss, taking `took`.
     pub fn fill(&self, family: &'static str, took: Duration) {
-        let f = self.family(family);
-        f.fills.fetch_add(1, Relaxed);
-        f.fill_micros.fetch_add(took.as_micros() as u64, Relaxed);
+        self.family(family, |f| {
+            f.fills.fetch_add(1, Relaxed);
+            f.fill_micros.fetch_add(took.as_micros() as u64, Relaxed);
+        });
     }
 
     pub fn hit(&self, family: &'static str) {
         self.counters.hits.fetch_add(1, Relaxed);
-        self.family(family).hits.fetch_add(1, Relaxed);
+        self.family(family, |f| f.hits.fetch_add(1, Relaxed));
     }
     pub fn miss(&self, family: &'static str) {
         self.counters.misses.fetch_add(1, Relaxed);
-        self.family(family).misses.fetch_add(1, Relaxed);
+        self.family(family, |f| f.misses.fetch_add(1, Relaxed));
     }
     pub fn set(&self, n: u64) {
         self.counters.sets.fetch_add(n, Relaxed);

@@ -7,6 +7,7 @@
 //! that matches is answered from the metadata alone — the body is neither read nor
 //! built, so a 304 costs one small lookup.
 
+use std::fmt::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix_web::body::{self, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{
-    self, EntityTag, Header, HeaderMap, HeaderName, HeaderValue, IfModifiedSince, IfNoneMatch,
+    self, Header, HeaderMap, HeaderName, HeaderValue, IfModifiedSince, IfNoneMatch,
 };
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
@@ -115,6 +116,22 @@ struct ResponseMeta {
     /// This decoded copy has been counted as a warmed entry's first hit.
     #[serde(skip)]
     hit_counted: std::sync::atomic::AtomicBool,
+    /// Header values built from this copy on its first hit (a decoded copy is shared
+    /// by every hit until its entry changes), so a hit copies no strings.
+    #[serde(skip)]
+    prepared: std::sync::OnceLock<Prepared>,
+    /// Last-Modified, once it may be sent (see `last_modified`); it never changes then.
+    #[serde(skip)]
+    last_modified: std::sync::OnceLock<HeaderValue>,
+    /// Where the body is kept (see `ResponseCache::body_key`).
+    #[serde(skip)]
+    body_key: std::sync::OnceLock<Key>,
+}
+
+#[derive(Debug)]
+struct Prepared {
+    etag: Option<HeaderValue>,
+    kept: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// How well warming pays: of the entries warm requests stored, how many readers hit
@@ -147,6 +164,32 @@ impl WarmStats {
 }
 
 impl ResponseMeta {
+    fn prepared(&self) -> &Prepared {
+        self.prepared.get_or_init(|| Prepared {
+            etag: HeaderValue::from_str(&self.etag).ok(),
+            kept: self
+                .headers
+                .iter()
+                .filter_map(|(name, value)| {
+                    Some((
+                        HeaderName::try_from(name.as_str()).ok()?,
+                        HeaderValue::from_str(value).ok()?,
+                    ))
+                })
+                .collect(),
+        })
+    }
+
+    fn last_modified_value(&self, now_ms: u64) -> Option<HeaderValue> {
+        if let Some(value) = self.last_modified.get() {
+            return Some(value.clone());
+        }
+        let second = last_modified(self.stored_at_ms, now_ms)?;
+        let date = header::HttpDate::from(UNIX_EPOCH + Duration::from_secs(second));
+        let value = HeaderValue::from_str(&date.to_string()).ok()?;
+        Some(self.last_modified.get_or_init(|| value).clone())
+    }
+
     fn fresh_left_ms(&self, now_ms: u64) -> Option<u64> {
         (self.stored_at_ms + self.fresh_ms)
             .checked_sub(now_ms)
@@ -161,18 +204,29 @@ const KEPT_HEADERS: &[&str] = &["content-type", "content-language", "link"];
 /// The request's conditions, read before anything else sees the request.
 #[derive(Default)]
 struct Conditions {
-    none_match: Option<IfNoneMatch>,
+    none_match: Option<NoneMatch>,
     modified_since: Option<u64>,
+}
+
+/// If-None-Match: one value is kept as sent and parsed only if it is not simply the
+/// ETag being compared (what a client revalidating its copy sends); several header
+/// lines are parsed at once.
+enum NoneMatch {
+    Raw(HeaderValue),
+    Parsed(IfNoneMatch),
 }
 
 impl Conditions {
     fn of(req: &ServiceRequest) -> Conditions {
         let headers = req.headers();
+        let mut none_match = headers.get_all(header::IF_NONE_MATCH);
+        let none_match = match (none_match.next(), none_match.next()) {
+            (None, _) => None,
+            (Some(one), None) => Some(NoneMatch::Raw(one.clone())),
+            (Some(_), Some(_)) => IfNoneMatch::parse(req).ok().map(NoneMatch::Parsed),
+        };
         Conditions {
-            none_match: headers
-                .contains_key(header::IF_NONE_MATCH)
-                .then(|| IfNoneMatch::parse(req).ok())
-                .flatten(),
+            none_match,
             modified_since: headers
                 .contains_key(header::IF_MODIFIED_SINCE)
                 .then(|| IfModifiedSince::parse(req).ok())
@@ -185,13 +239,33 @@ impl Conditions {
         self.none_match.is_some() || self.modified_since.is_some()
     }
 
-    /// RFC 9110 §13.1: If-None-Match (weak comparison) wins over If-Modified-Since.
+    /// RFC 9110 §13.1: If-None-Match (weak comparison) wins over If-Modified-Since; an
+    /// If-None-Match that does not parse is ignored.
     fn not_modified(&self, etag: &str, last_modified: Option<u64>) -> bool {
-        match &self.none_match {
+        let parsed;
+        let none_match = match &self.none_match {
+            Some(NoneMatch::Raw(raw)) if raw.as_bytes() == etag.as_bytes() => return true,
+            Some(NoneMatch::Raw(raw)) => {
+                parsed = if raw.as_bytes() == b"*" {
+                    Some(IfNoneMatch::Any)
+                } else {
+                    // As `IfNoneMatch::parse`: at least one tag.
+                    header::from_comma_delimited(std::iter::once(raw))
+                        .ok()
+                        .filter(|tags: &Vec<header::EntityTag>| !tags.is_empty())
+                        .map(IfNoneMatch::Items)
+                };
+                parsed.as_ref()
+            }
+            Some(NoneMatch::Parsed(parsed)) => Some(parsed),
+            None => None,
+        };
+        match none_match {
             Some(IfNoneMatch::Any) => true,
+            // Weak comparison: the opaque tags alone.
             Some(IfNoneMatch::Items(tags)) => {
-                let ours = EntityTag::new_strong(etag.trim_matches('"').to_string());
-                tags.iter().any(|t| t.weak_eq(&ours))
+                let ours = etag.trim_matches('"');
+                tags.iter().any(|t| t.tag() == ours)
             }
             None => {
                 matches!((self.modified_since, last_modified), (Some(since), Some(modified)) if since >= modified)
@@ -317,7 +391,7 @@ impl ResponseCache {
     /// Anything else, and every miss, goes on to `handle`, which does not look the key
     /// up again.
     pub async fn handle_early(
-        self,
+        self: Rc<Self>,
         req: ServiceRequest,
         next: Next<impl MessageBody + 'static>,
     ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
@@ -362,7 +436,7 @@ impl ResponseCache {
 
     /// The middleware body; use with `actix_web::middleware::from_fn` (see `startup`).
     pub async fn handle(
-        self,
+        self: Rc<Self>,
         req: ServiceRequest,
         next: Next<impl MessageBody + 'static>,
     ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
@@ -449,7 +523,7 @@ impl ResponseCache {
         if is_stale_if_error_status(res.status()) {
             let grace = policy.ttl + policy.stale_if_error;
             if let Some(meta) = stale.filter(|m| m.stored_at_ms + grace.as_millis() as u64 > now) {
-                if let Some(body) = self.body(policy, &meta.etag).await {
+                if let Some(body) = self.body(policy, &meta).await {
                     let status = res.status().as_u16();
                     tracing::warn!(path = res.request().path(), status, "serving a stale copy");
                     self.cache
@@ -497,6 +571,9 @@ impl ResponseCache {
             view_of,
             warmed: warm,
             hit_counted: Default::default(),
+            prepared: Default::default(),
+            last_modified: Default::default(),
+            body_key: Default::default(),
         };
         self.cache
             .record_fill(policy.family, render_started.elapsed());
@@ -554,7 +631,7 @@ impl ResponseCache {
             let res = respond(&meta, None, policy, now);
             return Ok(with_outcome(req.into_response(res), hit));
         }
-        match self.body(policy, &meta.etag).await {
+        match self.body(policy, &meta).await {
             Some(body) => {
                 self.count_view(head, req.headers(), StatusCode::OK, meta.view_of);
                 if meta.warmed
@@ -573,28 +650,26 @@ impl ResponseCache {
         }
     }
 
-    async fn body(&self, policy: &ResponsePolicy, etag: &str) -> Option<bytes::Bytes> {
+    async fn body(&self, policy: &ResponsePolicy, meta: &ResponseMeta) -> Option<bytes::Bytes> {
+        let key = meta
+            .body_key
+            .get_or_init(|| self.body_key(policy, &meta.etag));
         self.cache
-            .get_raw_immutable(&self.body_key(policy, etag))
+            .get_raw_immutable(key)
             .await
             .map(bytes::Bytes::from_owner)
     }
 
     /// Method-independent: path, sorted query string, then each vary value.
     fn key_for(&self, req: &ServiceRequest, policy: &ResponsePolicy) -> Key {
-        let mut parts = vec![
-            req.path().to_string(),
-            sorted_query(req.query_string(), policy.params),
-        ];
-        for name in &policy.vary_on {
-            parts.push(
-                req.headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string(),
-            );
-        }
+        let query = sorted_query(req.query_string(), policy.params);
+        let vary = policy.vary_on.iter().map(|name| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        });
+        let parts = [req.path(), query.as_str()].into_iter().chain(vary);
         self.cache.key(policy.family, parts)
     }
 
@@ -663,25 +738,37 @@ fn with_outcome(mut res: ServiceResponse<BoxBody>, outcome: Outcome) -> ServiceR
         Outcome::Hit {
             ttl_left_ms,
             collapsed,
-        } => (
-            "HIT",
-            format!(
-                "folio; hit; ttl={}{}",
-                ttl_left_ms / 1000,
-                if collapsed { "; collapsed" } else { "" }
-            ),
+        } => {
+            let mut status = String::with_capacity(40);
+            status.push_str("folio; hit; ttl=");
+            let _ = write!(status, "{}", ttl_left_ms / 1000);
+            if collapsed {
+                status.push_str("; collapsed");
+            }
+            ("HIT", HeaderValue::try_from(status).ok())
+        }
+        Outcome::Miss { stored: true } => (
+            "MISS",
+            Some(HeaderValue::from_static("folio; fwd=miss; stored")),
         ),
-        Outcome::Miss { stored: true } => ("MISS", "folio; fwd=miss; stored".to_string()),
-        Outcome::Miss { stored: false } => ("MISS", "folio; fwd=miss".to_string()),
-        Outcome::Stale { status } => ("STALE", format!("folio; fwd=stale; fwd-status={status}")),
-        Outcome::Bypass => ("BYPASS", "folio; fwd=bypass".to_string()),
+        Outcome::Miss { stored: false } => {
+            ("MISS", Some(HeaderValue::from_static("folio; fwd=miss")))
+        }
+        Outcome::Stale { status } => (
+            "STALE",
+            HeaderValue::try_from(format!("folio; fwd=stale; fwd-status={status}")).ok(),
+        ),
+        Outcome::Bypass => (
+            "BYPASS",
+            Some(HeaderValue::from_static("folio; fwd=bypass")),
+        ),
     };
     let headers = res.headers_mut();
     headers.insert(
         HeaderName::from_static("x-cache"),
         HeaderValue::from_static(x_cache),
     );
-    if let Ok(value) = HeaderValue::from_str(&status) {
+    if let Some(value) = status {
         headers.insert(HeaderName::from_static("cache-status"), value);
     }
     res
@@ -699,8 +786,8 @@ fn respond(
         None => HttpResponse::NotModified(),
     };
     if body.is_some() {
-        for (name, value) in &meta.headers {
-            res.insert_header((name.as_str(), value.as_str()));
+        for (name, value) in &meta.prepared().kept {
+            res.insert_header((name.clone(), value.clone()));
         }
     }
     let mut res = match body {
@@ -721,16 +808,13 @@ fn cache_headers(
     now_ms: u64,
 ) {
     headers.insert(header::CACHE_CONTROL, policy.cache_control.clone());
-    if let Ok(etag) = HeaderValue::from_str(&meta.etag) {
-        headers.insert(header::ETAG, etag);
+    if let Some(etag) = &meta.prepared().etag {
+        headers.insert(header::ETAG, etag.clone());
     }
-    headers.remove(header::LAST_MODIFIED);
-    if let Some(second) = last_modified(meta.stored_at_ms, now_ms) {
-        let date = header::HttpDate::from(UNIX_EPOCH + Duration::from_secs(second));
-        if let Ok(value) = HeaderValue::from_str(&date.to_string()) {
-            headers.insert(header::LAST_MODIFIED, value);
-        }
-    }
+    let _ = match meta.last_modified_value(now_ms) {
+        Some(value) => headers.insert(header::LAST_MODIFIED, value),
+        None => headers.remove(header::LAST_MODIFIED),
+    };
     if !policy.vary_on.is_empty() {
         let vary: Vec<&str> = policy.vary_on.iter().map(HeaderName::as_str).collect();
         if let Ok(value) = HeaderValue::from_str(&vary.join(", ")) {
@@ -790,4 +874,50 @@ pub async fn conditional_get(
         req,
         head.set_body(bytes).map_into_boxed_body(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn conditions(headers: &[(&str, &str)]) -> Conditions {
+        let mut req = TestRequest::default();
+        for (name, value) in headers {
+            req = req.append_header((*name, *value));
+        }
+        Conditions::of(&req.to_srv_request())
+    }
+
+    #[test]
+    fn if_none_match_is_compared_weakly_whatever_its_form() {
+        let etag = "\"abc\"";
+        for (sent, matches) in [
+            ("\"abc\"", true),
+            ("W/\"abc\"", true),
+            ("\"x\", W/\"abc\"", true),
+            ("*", true),
+            ("\"abcd\"", false),
+            ("\"x\", \"y\"", false),
+        ] {
+            assert_eq!(
+                conditions(&[("if-none-match", sent)]).not_modified(etag, Some(0)),
+                matches,
+                "{sent}"
+            );
+        }
+        let two_lines = conditions(&[("if-none-match", "\"x\""), ("if-none-match", "\"abc\"")]);
+        assert!(two_lines.not_modified(etag, None));
+    }
+
+    #[test]
+    fn if_none_match_wins_over_if_modified_since_unless_it_does_not_parse() {
+        let since = "Thu, 01 Jan 2026 00:00:00 GMT";
+        let modified = Some(1_700_000_000); // before `since`
+        let other = conditions(&[("if-none-match", "\"x\""), ("if-modified-since", since)]);
+        assert!(!other.not_modified("\"abc\"", modified));
+        let garbage = conditions(&[("if-none-match", "not a tag"), ("if-modified-since", since)]);
+        assert!(garbage.not_modified("\"abc\"", modified));
+        assert!(!garbage.not_modified("\"abc\"", Some(1_800_000_000)));
+    }
 }

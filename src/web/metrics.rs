@@ -52,9 +52,6 @@ pub async fn record_requests(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_string());
     // Made-up methods share one label: clients must not be able to add series.
     let method: &'static str = match *req.method() {
         actix_web::http::Method::GET => "GET",
@@ -68,26 +65,46 @@ pub async fn record_requests(
     };
     let res = next.call(req).await?;
     let status = res.status().as_u16();
-    // The histogram of each (route, method, status), looked up once per worker: going
-    // through the registry with fresh label strings on every request costs more than the
-    // record itself.
-    thread_local! {
-        static HISTOGRAMS: std::cell::RefCell<std::collections::HashMap<(String, &'static str, u16), metrics::Histogram>> =
-            Default::default();
-    }
     let elapsed = started.elapsed().as_secs_f64();
-    HISTOGRAMS.with_borrow_mut(|histograms| {
-        histograms
-            .entry((route, method, status))
-            .or_insert_with_key(|(route, method, status)| {
-                histogram!(
-                    "folio_http_request_duration_seconds",
-                    "route" => route.clone(),
-                    "method" => *method,
-                    "status" => status.to_string()
-                )
-            })
-            .record(elapsed)
+    // The histogram of each (path, method, status), kept per worker: finding the route
+    // pattern and going through the registry with fresh label strings on every request
+    // cost more than the record itself. Paths come from clients, so the map is bounded
+    // (emptied when full); the labels use the route pattern, never the path.
+    const MAX_PATHS: usize = 1024;
+    type ByPath = std::collections::HashMap<
+        Box<str>,
+        Vec<(&'static str, u16, metrics::Histogram)>,
+        foldhash::fast::RandomState,
+    >;
+    thread_local! {
+        static HISTOGRAMS: std::cell::RefCell<ByPath> = Default::default();
+    }
+    HISTOGRAMS.with_borrow_mut(|by_path| {
+        let path = res.request().path();
+        if let Some(h) = by_path
+            .get(path)
+            .and_then(|hs| hs.iter().find(|(m, s, _)| *m == method && *s == status))
+        {
+            return h.2.record(elapsed);
+        }
+        if by_path.len() >= MAX_PATHS {
+            by_path.clear();
+        }
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_string());
+        let histogram = histogram!(
+            "folio_http_request_duration_seconds",
+            "route" => route,
+            "method" => method,
+            "status" => status.to_string()
+        );
+        histogram.record(elapsed);
+        by_path
+            .entry(path.into())
+            .or_default()
+            .push((method, status, histogram));
     });
     Ok(res)
 }

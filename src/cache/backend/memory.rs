@@ -39,7 +39,7 @@ impl Expiry<String, Entry> for PerEntryTtl {
 
 #[derive(Clone)]
 pub struct MemoryStore {
-    cache: Cache<String, Entry>,
+    cache: Cache<String, Entry, foldhash::fast::RandomState>,
     /// Tag versions live outside the evicting cache: they are few (one per tag) and
     /// must never be evicted, or an old entry could look current again.
     tags: Arc<Mutex<HashMap<String, u64>>>,
@@ -66,7 +66,9 @@ impl MemoryStore {
                     .unwrap_or(u32::MAX)
             })
             .expire_after(PerEntryTtl)
-            .build();
+            // Keys are hashed on every hit; foldhash is seeded per process like std's,
+            // at a fraction of SipHash's cost.
+            .build_with_hasher(foldhash::fast::RandomState::default());
         MemoryStore {
             cache,
             tags: Arc::default(),
