@@ -166,7 +166,7 @@ mod per_route_wrapper {
             .vary_on(ACCEPT_LANGUAGE);
         policy.cache_control =
             actix_web::http::header::HeaderValue::from_static("public, max-age=60");
-        let wrapper = ResponseCache::new(
+        let wrapper = std::rc::Rc::new(ResponseCache::new(
             cache.clone(),
             vec![(PathMatch::Prefix("/".into()), policy)],
             nobody_is_admin,
@@ -174,7 +174,7 @@ mod per_route_wrapper {
             Default::default(),
             "".into(),
             Default::default(),
-        );
+        ));
         let counter = calls.clone();
         let app = test::init_service(
             App::new().service(
