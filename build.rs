@@ -20,10 +20,12 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let release = std::env::var("PROFILE").as_deref() == Ok("release");
     let target = std::env::var("TARGET").unwrap_or_default();
-    // A linker chosen by the user (RUSTFLAGS, config) may not be lld.
-    let own_linker = std::env::var("CARGO_ENCODED_RUSTFLAGS")
-        .unwrap_or_default()
-        .contains("link");
+    // A linker chosen in Cargo's config, or any link setting in RUSTFLAGS, may not be
+    // lld: then the list is left out.
+    let own_linker = std::env::var_os("RUSTC_LINKER").is_some()
+        || std::env::var("CARGO_ENCODED_RUSTFLAGS")
+            .unwrap_or_default()
+            .contains("link");
     if !release || target != "x86_64-unknown-linux-gnu" || own_linker || !rust_lld_default() {
         return;
     }

@@ -10,7 +10,7 @@
 # holds the names of both. Run it after changes to dependencies, features or the
 # toolchain, or to the serving path; a stale list only costs memory (see build.rs).
 # Needs valgrind, wrk and curl.
-#   cargo make symbol-order        (REDIS_URL=redis://host:port to profile Redis too)
+#   cargo make symbol-order        (REDIS_URL=redis://host:port for a Redis elsewhere)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for tool in valgrind wrk curl; do
