@@ -263,11 +263,13 @@ http {{
   access_log off;
   client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;
   uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-  upstream folio {{ {servers} }}
+  upstream folio {{ {servers} keepalive 16; }}
   server {{
     listen 127.0.0.1:{port};
     location / {{
       proxy_pass http://folio;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
       proxy_set_header Host $host;
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
     }}
