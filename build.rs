@@ -3,10 +3,10 @@
 //! the ones a server runs (start-up, then requests), hottest first, then the rest (the
 //! other subcommands, code it never reaches).
 //!
-//! Why the order: a page of code stays in a process's RSS once touched, and the kernel maps a
-//! 64 KiB window around each fault. Left in the compiler's order, the code a server
-//! runs (4.8 of the 12 MiB of text) is spread so that 10.4 MiB ended up resident;
-//! gathered, 5.3 MiB. See `bench/symbol-order.sh` for how the list is made.
+//! Why the order: a page of code stays in a process's RSS once touched, and the kernel
+//! maps a 64 KiB window around each fault. Left in the compiler's order, the code a
+//! server runs (4.8 of the 12 MiB of text) is spread so that 10.4 MiB ended up
+//! resident; gathered, 5.3 MiB. See `bench/symbol-order.sh` for how the list is made.
 //!
 //! Only with the linker these were measured with: rust-lld, the default for
 //! x86_64-unknown-linux-gnu since Rust 1.90. Names the list no longer matches are
