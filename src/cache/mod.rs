@@ -58,6 +58,22 @@ pub enum StoreError {
     Codec(#[from] codec::CodecError),
 }
 
+impl StoreError {
+    /// The same error for another caller (a read shared by several, see
+    /// `backend::near`); a codec error, which reads of raw bytes never give, keeps its
+    /// message.
+    pub fn copy(&self) -> StoreError {
+        match self {
+            StoreError::Redis(m) => StoreError::Redis(m.clone()),
+            StoreError::Timeout(d) => StoreError::Timeout(*d),
+            StoreError::Value(m) => StoreError::Value(m.clone()),
+            StoreError::Unavailable => StoreError::Unavailable,
+            StoreError::Off => StoreError::Off,
+            StoreError::Codec(e) => StoreError::Value(e.to_string()),
+        }
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Default TTL per key family, following the site's strategy: static content hours,

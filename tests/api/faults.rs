@@ -475,6 +475,66 @@ async fn bumps_drop_near_copies_before_they_return(a: CacheManager, b: CacheMana
     }
 }
 
+/// When a hot page's near copy expires under load, the requests that miss it at once
+/// share one read of Redis instead of each fetching (and holding) the page.
+#[actix_web::test]
+async fn concurrent_near_misses_share_one_read_of_redis() {
+    let Some(redis) = OwnRedis::start() else {
+        return;
+    };
+    let url = redis.url();
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("CACHE_URL", url.as_str()),
+            ("CACHE_NEAR_TTL", "1"),
+            ("CACHE_TIMEOUT_MS", "3000"),
+        ],
+    )
+    .await
+    .unwrap();
+    let page = app.get_text("/").await.1;
+    let res = app.get("/").await;
+    let status = res.headers()["cache-status"].to_str().unwrap().to_string();
+    assert!(status.starts_with("folio; hit"), "page-cached: {status}");
+    tokio::time::sleep(Duration::from_millis(1300)).await; // the near copies expire
+    let mgets = || {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string(), "INFO", "commandstats"])
+            .output()
+            .unwrap();
+        let stats = String::from_utf8(out.stdout).unwrap();
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_mget:calls="))
+            .map_or(0, |rest| {
+                rest.split(',').next().unwrap().parse::<u64>().unwrap()
+            })
+    };
+    let before = mgets();
+    // Redis answers nothing for 300 ms: every request below misses while the first
+    // read is under way.
+    let port = redis.port;
+    let sleeper = std::thread::spawn(move || {
+        std::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "DEBUG", "SLEEP", "0.3"])
+            .output()
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let requests = (0..32).map(|_| app.get_text("/"));
+    let pages = futures_util::future::join_all(requests).await;
+    sleeper.join().unwrap();
+    assert!(pages
+        .iter()
+        .all(|(status, body)| *status == 200 && *body == page));
+    let reads = mgets() - before;
+    assert!(
+        (1..=2).contains(&reads),
+        "32 concurrent misses read Redis {reads} times"
+    );
+}
+
 /// Frozen Redis: within the heartbeat lease the near tier stops answering (it could
 /// have missed an invalidation), and it answers again after the thaw.
 #[actix_web::test]

@@ -97,6 +97,11 @@ impl MemoryStore {
         Ok(())
     }
 
+    /// Keeps a value already shared (no copy).
+    pub(super) fn keep(&self, key: &str, value: Bytes, ttl: Duration) {
+        self.cache.insert(key.to_string(), Entry { value, ttl });
+    }
+
     fn delete_many_now(&self, keys: &[&str]) -> StoreResult<u64> {
         Ok(keys
             .iter()

@@ -40,6 +40,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use parking_lot::{Mutex, RwLock};
@@ -304,6 +305,28 @@ impl Shared {
 
     fn near(&self) -> Option<&NearTier> {
         self.near.as_ref()
+    }
+
+    /// Entries and tag versions in one `MGET`.
+    async fn mget<K: redis::ToRedisArgs + Sync>(
+        &self,
+        keys: &[K],
+        tag_keys: &[String],
+    ) -> StoreResult<TaggedRead> {
+        let mut values: Vec<Option<Vec<u8>>> = self
+            .run(
+                redis::cmd("MGET").arg(keys).arg(tag_keys),
+                self.timeout,
+                Gate::Serving,
+            )
+            .await?;
+        let versions: Vec<Option<u64>> = values
+            .split_off(keys.len())
+            .into_iter()
+            .map(|v| v.and_then(|b| parse_u64(&b)))
+            .collect();
+        let values = values.into_iter().map(|v| v.map(Into::into)).collect();
+        Ok((values, versions))
     }
 
     async fn run<'q, T: FromRedisValue>(
@@ -755,6 +778,21 @@ async fn session(shared: &Arc<Shared>) -> Result<String, String> {
     }
 }
 
+impl RedisBackend {
+    /// `Shared::mget` as a future that owns what it needs, so concurrent near-tier
+    /// misses can share it.
+    fn fetch(
+        &self,
+        keys: &[&str],
+        tag_keys: &[String],
+    ) -> BoxFuture<'static, StoreResult<TaggedRead>> {
+        let shared = self.shared.clone();
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let tag_keys = tag_keys.to_vec();
+        async move { shared.mget(&keys, &tag_keys).await }.boxed()
+    }
+}
+
 #[async_trait::async_trait]
 impl Backend for RedisBackend {
     fn name(&self) -> &'static str {
@@ -767,58 +805,29 @@ impl Backend for RedisBackend {
 
     async fn get_many(&self, keys: &[&str], sharing: Sharing) -> StoreResult<Vec<Option<Bytes>>> {
         let s = &self.shared;
-        let near = s.near().filter(|_| sharing == Sharing::Near);
-        let mut epoch = 0;
-        if let Some(near) = near {
+        if let Some(near) = s.near().filter(|_| sharing == Sharing::Near) {
             if !s.serving() {
                 return Err(StoreError::Unavailable);
             }
-            let (hit, at) = near.lookup(keys, &[]);
-            if let Some((values, _)) = hit {
-                return Ok(values);
-            }
-            epoch = at;
+            let (values, _) = near
+                .read_through(keys, &[], || self.fetch(keys, &[]))
+                .await?;
+            return Ok(values);
         }
-        let values: Vec<Option<Vec<u8>>> = s
-            .run(redis::cmd("MGET").arg(keys), s.timeout, Gate::Serving)
-            .await?;
-        let values: Vec<Option<Bytes>> = values.into_iter().map(|v| v.map(Into::into)).collect();
-        if let Some(near) = near {
-            near.fill(epoch, keys, &values, &[], &[]);
-        }
-        Ok(values)
+        Ok(s.mget(keys, &[]).await?.0)
     }
 
     async fn get_many_tagged(&self, keys: &[&str], tag_keys: &[String]) -> StoreResult<TaggedRead> {
         let s = &self.shared;
-        let mut epoch = 0;
         if let Some(near) = s.near() {
             if !s.serving() {
                 return Err(StoreError::Unavailable);
             }
-            let (hit, at) = near.lookup(keys, tag_keys);
-            if let Some(found) = hit {
-                return Ok(found);
-            }
-            epoch = at;
+            return near
+                .read_through(keys, tag_keys, || self.fetch(keys, tag_keys))
+                .await;
         }
-        let mut values: Vec<Option<Vec<u8>>> = s
-            .run(
-                redis::cmd("MGET").arg(keys).arg(tag_keys),
-                s.timeout,
-                Gate::Serving,
-            )
-            .await?;
-        let versions: Vec<Option<u64>> = values
-            .split_off(keys.len())
-            .into_iter()
-            .map(|v| v.and_then(|b| parse_u64(&b)))
-            .collect();
-        let values: Vec<Option<Bytes>> = values.into_iter().map(|v| v.map(Into::into)).collect();
-        if let Some(near) = s.near() {
-            near.fill(epoch, keys, &values, tag_keys, &versions);
-        }
-        Ok((values, versions))
+        s.mget(keys, tag_keys).await
     }
 
     async fn set_many(
