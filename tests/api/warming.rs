@@ -149,7 +149,9 @@ async fn startup_warming_does_not_delay_the_first_reader() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(x_cache(&app.get("/blog/tag/caching/").await), "HIT");
+    // Warming goes down its plan in batches of at most four: with ten stored, at least
+    // the first six are done, `/about/` (third) among them. A tag page comes later.
+    assert_eq!(x_cache(&app.get("/about/").await), "HIT");
 }
 
 /// `folio warm` against memory:// asks the running server and says so.

@@ -18,19 +18,21 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::{BoxFuture, FutureExt, Shared};
+use futures_util::future::{BoxFuture, FutureExt, Shared, WeakShared};
 use parking_lot::{Mutex, RwLock};
 
 use super::memory::MemoryStore;
 use super::{Bytes, TaggedRead};
 use crate::cache::{StoreError, StoreResult};
 
-/// A read of the shared store that every concurrent miss on the same keys awaits.
-type Read = Shared<BoxFuture<'static, Result<TaggedRead, Arc<StoreError>>>>;
+/// A read of the shared store that every concurrent miss on the same keys awaits. The
+/// readers own it: when the last one goes away (its client left), the read is dropped.
+type Read = Shared<BoxFuture<'static, ReadResult>>;
+type ReadResult = Result<TaggedRead, Arc<StoreError>>;
 
 /// A read is joined only by readers that arrive under the epoch it started in, so none
 /// gets a value read before an invalidation that was applied here when it arrived.
-#[derive(PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 struct ReadKey {
     keys: Vec<String>,
     tag_keys: Vec<String>,
@@ -40,7 +42,7 @@ struct ReadKey {
 pub struct NearTier {
     values: MemoryStore,
     state: RwLock<NearState>,
-    reads: Mutex<HashMap<ReadKey, Read>>,
+    reads: Mutex<HashMap<ReadKey, WeakShared<BoxFuture<'static, ReadResult>>>>,
     /// Longest a copy lives here (the shared store's remaining TTL is not known).
     max_ttl: Duration,
     pub hits: AtomicU64,
@@ -110,21 +112,15 @@ impl NearTier {
         };
         let read = {
             let mut reads = self.reads.lock();
-            match reads.get(&key) {
-                Some(read) => read.clone(),
+            match reads.get(&key).and_then(WeakShared::upgrade) {
+                Some(read) => read,
                 None => {
-                    // Reads of earlier epochs can no longer be joined; drop those whose
+                    // Forget reads of earlier epochs (no longer joined) and reads whose
                     // readers all went away.
-                    reads.retain(|k, _| k.epoch >= epoch);
+                    reads.retain(|k, r| k.epoch >= epoch && r.upgrade().is_some());
                     let read = fetch().map(|r| r.map_err(Arc::new)).boxed().shared();
-                    reads.insert(
-                        ReadKey {
-                            keys: key.keys.clone(),
-                            tag_keys: key.tag_keys.clone(),
-                            epoch,
-                        },
-                        read.clone(),
-                    );
+                    let weak = read.downgrade().expect("a read not yet polled");
+                    reads.insert(key.clone(), weak);
                     read
                 }
             }
@@ -132,7 +128,8 @@ impl NearTier {
         let result = read.clone().await;
         let mut reads = self.reads.lock();
         // The first reader back removes the read and keeps its result.
-        if reads.get(&key).is_some_and(|r| r.ptr_eq(&read)) {
+        let current = reads.get(&key).and_then(WeakShared::upgrade);
+        if current.is_some_and(|r| r.ptr_eq(&read)) {
             reads.remove(&key);
             if let Ok((values, versions)) = &result {
                 self.fill(epoch, keys, values, tag_keys, versions);
