@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::{BoxFuture, FutureExt, Shared, WeakShared};
+use futures_util::future::{BoxFuture, FutureExt, WeakShared};
 use parking_lot::{Mutex, RwLock};
 
 use super::memory::MemoryStore;
@@ -26,9 +26,9 @@ use super::{Bytes, TaggedRead};
 use crate::cache::{StoreError, StoreResult};
 
 /// A read of the shared store that every concurrent miss on the same keys awaits. The
-/// readers own it: when the last one goes away (its client left), the read is dropped.
-type Read = Shared<BoxFuture<'static, ReadResult>>;
-type ReadResult = Result<TaggedRead, Arc<StoreError>>;
+/// readers own it (`reads` holds it weakly): when the last one goes away (its client
+/// left), the read is dropped.
+type Read = BoxFuture<'static, Result<TaggedRead, Arc<StoreError>>>;
 
 /// A read is joined only by readers that arrive under the epoch it started in, so none
 /// gets a value read before an invalidation that was applied here when it arrived.
@@ -42,7 +42,7 @@ struct ReadKey {
 pub struct NearTier {
     values: MemoryStore,
     state: RwLock<NearState>,
-    reads: Mutex<HashMap<ReadKey, WeakShared<BoxFuture<'static, ReadResult>>>>,
+    reads: Mutex<HashMap<ReadKey, WeakShared<Read>>>,
     /// Longest a copy lives here (the shared store's remaining TTL is not known).
     max_ttl: Duration,
     pub hits: AtomicU64,
