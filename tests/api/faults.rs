@@ -270,13 +270,7 @@ async fn run_scenario(mut servers: Servers<'_>, apps: &[&TestApp], fault: Fault)
             eprintln!("killed the master on port {port}");
         }
         (Fault::Stall, Servers::One(redis)) => {
-            let port = redis.port;
-            std::thread::spawn(move || {
-                let _ = std::process::Command::new("redis-cli")
-                    .args(["-p", &port.to_string(), "DEBUG", "SLEEP", "2"])
-                    .output();
-            });
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            redis.busy_for(2.0).await;
         }
         _ => unreachable!("{fault:?} needs the other kind of server"),
     }
@@ -514,14 +508,7 @@ async fn concurrent_near_misses_share_one_read_of_redis() {
     let before = mgets();
     // Redis answers nothing for 300 ms: every request below misses while the first
     // read is under way.
-    let port = redis.port;
-    let sleeper = std::thread::spawn(move || {
-        std::process::Command::new("redis-cli")
-            .args(["-p", &port.to_string(), "DEBUG", "SLEEP", "0.3"])
-            .output()
-            .unwrap()
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let sleeper = redis.busy_for(0.3).await;
     let requests = (0..32).map(|_| app.get_text("/"));
     let pages = futures_util::future::join_all(requests).await;
     sleeper.join().unwrap();
@@ -582,14 +569,7 @@ async fn one_slow_reply_does_not_open_the_breaker() {
     let cache = own_cache(&redis, "slow").await;
     let key = cache.key("posts", ["one"]);
     cache.set(&key, &1u32, None).await;
-    let port = redis.port;
-    let sleeper = std::thread::spawn(move || {
-        std::process::Command::new("redis-cli")
-            .args(["-p", &port.to_string(), "DEBUG", "SLEEP", "0.4"])
-            .output()
-            .unwrap()
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let sleeper = redis.busy_for(0.4).await;
     assert_eq!(
         cache.get::<u32>(&key).await,
         None,

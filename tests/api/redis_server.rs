@@ -93,6 +93,21 @@ impl OwnRedis {
         assert!(self.signal("-CONT"), "SIGCONT redis-server");
     }
 
+    /// `DEBUG SLEEP`: the server answers nothing for `seconds`, then is fine; returns
+    /// once the sleep has begun (join the handle to wait for its end).
+    pub async fn busy_for(&self, seconds: f64) -> std::thread::JoinHandle<()> {
+        let port = self.port.to_string();
+        let sleeper = std::thread::spawn(move || {
+            let out = Command::new("redis-cli")
+                .args(["-p", &port, "DEBUG", "SLEEP", &seconds.to_string()])
+                .output()
+                .expect("redis-cli runs");
+            assert!(out.status.success(), "DEBUG SLEEP: {out:?}");
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        sleeper
+    }
+
     /// Kills the server (connections drop at once).
     pub fn stop(&mut self) {
         self.signal("-CONT");
