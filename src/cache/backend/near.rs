@@ -71,7 +71,7 @@ impl NearTier {
     }
 
     /// The entries and versions if every one of them is here; the epoch either way.
-    pub fn lookup(&self, keys: &[&str], tag_keys: &[String]) -> (Option<TaggedRead>, u64) {
+    fn lookup(&self, keys: &[&str], tag_keys: &[String]) -> (Option<TaggedRead>, u64) {
         let state = self.state.read();
         let versions: Option<Vec<Option<u64>>> = tag_keys
             .iter()
@@ -88,7 +88,7 @@ impl NearTier {
         (Some((values, versions)), state.epoch)
     }
 
-    pub fn get(&self, keys: &[&str]) -> Vec<Option<Bytes>> {
+    fn get(&self, keys: &[&str]) -> Vec<Option<Bytes>> {
         self.values.get_many_now(keys).unwrap_or_default()
     }
 
