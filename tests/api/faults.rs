@@ -533,12 +533,8 @@ async fn near_misses_while_redis_is_busy(
     assert!(status.starts_with("folio; hit"), "page-cached: {status}");
     tokio::time::sleep(Duration::from_millis(1300)).await; // the near copies expire
     let mgets = || {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-p", &redis.port.to_string(), "INFO", "commandstats"])
-            .output()
-            .unwrap();
-        let stats = String::from_utf8(out.stdout).unwrap();
-        stats
+        redis
+            .cli(&["INFO", "commandstats"])
             .lines()
             .find_map(|l| l.strip_prefix("cmdstat_mget:calls="))
             .map_or(0, |rest| {
@@ -667,13 +663,7 @@ async fn a_dropped_cache_closes_its_connections() {
     let Some(redis) = OwnRedis::start() else {
         return;
     };
-    let clients = || {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-p", &redis.port.to_string(), "CLIENT", "LIST"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().count()
-    };
+    let clients = || redis.cli(&["CLIENT", "LIST"]).lines().count();
     let baseline = clients();
     let dir = tempfile::TempDir::new().unwrap();
     let url = folio::config::DatabaseUrl::Sqlite(dir.path().join("t.db").display().to_string());

@@ -8,7 +8,7 @@ use crate::helpers::services_required;
 
 #[path = "../support/redis_cluster.rs"]
 mod nodes;
-pub use nodes::OwnCluster;
+pub use nodes::{cli, OwnCluster};
 
 /// A cluster of our own; None (skip) when redis-server or redis-cli is missing, unless
 /// services are required.

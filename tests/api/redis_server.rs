@@ -93,16 +93,18 @@ impl OwnRedis {
         assert!(self.signal("-CONT"), "SIGCONT redis-server");
     }
 
+    /// `redis-cli` against this server; its standard output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        crate::redis_cluster::cli(self.port, args)
+    }
+
     /// `DEBUG SLEEP`: the server answers nothing for `seconds`, then is fine; returns
     /// once the sleep has begun (join the handle to wait for its end).
     pub async fn busy_for(&self, seconds: f64) -> std::thread::JoinHandle<()> {
-        let port = self.port.to_string();
+        let port = self.port;
         let sleeper = std::thread::spawn(move || {
-            let out = Command::new("redis-cli")
-                .args(["-p", &port, "DEBUG", "SLEEP", &seconds.to_string()])
-                .output()
-                .expect("redis-cli runs");
-            assert!(out.status.success(), "DEBUG SLEEP: {out:?}");
+            let out = crate::redis_cluster::cli(port, &["DEBUG", "SLEEP", &seconds.to_string()]);
+            assert_eq!(out.trim(), "OK", "DEBUG SLEEP");
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
         sleeper

@@ -29,7 +29,8 @@ fn free_port() -> u16 {
     }
 }
 
-fn cli(port: u16, args: &[&str]) -> String {
+/// `redis-cli` against one server on this host; its standard output.
+pub fn cli(port: u16, args: &[&str]) -> String {
     let out = Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
