@@ -467,6 +467,17 @@ impl Config {
                 max_bytes: s.cache_near_max_bytes,
                 max_ttl: Duration::from_secs(s.cache_near_ttl),
             });
+        // A tag version outlives every entry stored under it, served stale or not.
+        cache.tag_ttl = [
+            cache.longest_ttl(),
+            Duration::from_secs(s.page_cache_ttl),
+            Duration::from_secs(s.response_cache_ttl),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or_default()
+            + Duration::from_secs(s.stale_if_error)
+            + Duration::from_secs(3600);
         Ok(Config {
             database_url,
             cache,

@@ -204,6 +204,8 @@ pub fn app(
         .wrap(from_fn(move |req, next| {
             early.clone().handle_early(req, next)
         }))
+        // Before the response cache: it keys on what this parses.
+        .wrap(from_fn(crate::web::canonical::check))
         .wrap(crate::web::middleware::security_headers(
             &state.config.site_url,
         ))

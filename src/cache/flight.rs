@@ -21,16 +21,20 @@ type Outcome = Result<Shared, Shared>;
 pub struct FlightKey {
     key: String,
     types: (TypeId, TypeId),
-    versions: Option<Vec<u64>>,
+    versions: Option<Vec<Option<u64>>>,
     epoch: u64,
 }
 
 impl FlightKey {
-    pub fn new<T: 'static, E: 'static>(key: &str, versions: Option<&[u64]>, epoch: u64) -> Self {
+    pub fn new<T: 'static, E: 'static>(
+        key: &str,
+        versions: Option<&[Option<u64>]>,
+        epoch: u64,
+    ) -> Self {
         FlightKey {
             key: key.to_string(),
             types: (TypeId::of::<T>(), TypeId::of::<E>()),
-            versions: versions.map(<[u64]>::to_vec),
+            versions: versions.map(<[Option<u64>]>::to_vec),
             epoch,
         }
     }

@@ -113,6 +113,10 @@ pub struct CacheConfig {
     pub family_ttls: HashMap<String, Duration>,
     /// The near tier in front of Redis (None: off).
     pub near: Option<NearOptions>,
+    /// How long Redis keeps a tag version after it was made or bumped: at least the
+    /// longest entry TTL plus the stale window, so a version lapses only after what
+    /// was stored under it (see `Backend::create_tag_versions`).
+    pub tag_ttl: Duration,
 }
 
 impl CacheConfig {
@@ -133,7 +137,18 @@ impl CacheConfig {
                 max_bytes: 32 * 1024 * 1024,
                 max_ttl: Duration::from_secs(60),
             }),
+            tag_ttl: Duration::from_secs(24 * 3600),
         }
+    }
+
+    /// The longest TTL any entry gets from this configuration.
+    pub fn longest_ttl(&self) -> Duration {
+        self.family_ttls
+            .values()
+            .copied()
+            .chain([self.default_ttl])
+            .max()
+            .unwrap_or(self.default_ttl)
     }
 }
 
@@ -241,7 +256,25 @@ fn unix_now() -> u64 {
 /// The result of `get_tagged`.
 pub struct TaggedLookup<T> {
     pub value: Option<T>,
-    pub versions: Option<Vec<u64>>,
+    /// On a miss, what a fill must be stored under (`set_tagged`); None when the
+    /// backend failed and nothing may be stored.
+    pub versions: Option<FillVersions>,
+}
+
+/// The tag versions a fill was computed under, read before computing; a tag with no
+/// version yet gets one only when the fill is stored (`CacheManager::set_tagged`), so
+/// looking up something that does not exist leaves nothing behind.
+#[derive(Debug, Clone)]
+pub struct FillVersions {
+    tag_keys: Vec<String>,
+    versions: Vec<Option<u64>>,
+}
+
+impl FillVersions {
+    /// Tells fills apart in single flight.
+    pub fn versions(&self) -> &[Option<u64>] {
+        &self.versions
+    }
 }
 
 #[derive(Deserialize)]
@@ -263,6 +296,7 @@ impl CacheManager {
                 prefix: config.key_prefix.clone(),
                 timeout: config.timeout,
                 near: config.near.clone(),
+                tag_ttl: config.tag_ttl,
             })?)),
             None => None,
         };
@@ -725,7 +759,11 @@ impl CacheManager {
         let versions = lookup.versions;
         // Readers that saw different versions (or this process's writes) must not share
         // a computation: one begun before a write must not answer a reader after it.
-        let flight = FlightKey::new::<T, E>(key.as_str(), versions.as_deref(), epoch);
+        let flight = FlightKey::new::<T, E>(
+            key.as_str(),
+            versions.as_ref().map(FillVersions::versions),
+            epoch,
+        );
         let led = std::sync::atomic::AtomicBool::new(false);
         let result = self
             .inner
@@ -791,41 +829,28 @@ impl CacheManager {
             },
             started,
         );
-        let (values, mut versions) = lookup.unwrap_or_else(|e| {
-            self.report(Op::Get, e);
-            (vec![None; keys.len()], vec![None; tag_keys.len()])
-        });
-        let known: Vec<Option<u64>> = versions.clone();
-        // Tags never seen (or lost by the backend) get a fresh version for the fills.
-        let missing: Vec<String> = tag_keys
-            .iter()
-            .zip(&versions)
-            .filter(|(_, v)| v.is_none())
-            .map(|(k, _)| k.clone())
-            .collect();
-        if !missing.is_empty() {
-            if let Some(fresh) = self.tag_versions(&missing).await {
-                let mut fresh = fresh.into_iter();
-                for v in versions.iter_mut().filter(|v| v.is_none()) {
-                    *v = fresh.next();
+        let (values, versions, failed) = match lookup {
+            Ok((values, versions)) => (values, versions, false),
+            Err(e) => {
+                self.report(Op::Get, e);
+                (vec![None; keys.len()], vec![None; tag_keys.len()], true)
+            }
+        };
+        if TagTrace::active() {
+            for (tag_key, version) in tag_keys.iter().zip(&versions) {
+                match failed {
+                    false => TagTrace::note(tag_key, *version),
+                    true => TagTrace::failed(),
                 }
             }
         }
-        if TagTrace::active() {
-            for (tag_key, version) in tag_keys.iter().zip(&versions) {
-                TagTrace::note(tag_key, *version);
-            }
-        }
-        let versions_of = |tags: &[&str], from: &[Option<u64>]| -> Option<Vec<u64>> {
-            tags.iter()
-                .map(|t| from[tag_names.binary_search(t).expect("tag in union")])
-                .collect()
-        };
+        let index = |t: &&str| tag_names.binary_search(t).expect("tag in union");
         entries
             .iter()
             .zip(values)
             .map(|((key, tags), bytes)| {
-                if let (Some(bytes), Some(current)) = (&bytes, versions_of(tags, &known)) {
+                let current: Option<Vec<u64>> = tags.iter().map(|t| versions[index(t)]).collect();
+                if let (Some(bytes), Some(current)) = (&bytes, current) {
                     match self.inner.codec.decode::<Tagged<T>>(bytes) {
                         Ok(tagged) if tagged.versions == current => {
                             self.inner.stats.hit(key.family());
@@ -841,32 +866,87 @@ impl CacheManager {
                 self.inner.stats.miss(key.family());
                 TaggedLookup {
                     value: None,
-                    versions: versions_of(tags, &versions),
+                    versions: (!failed).then(|| FillVersions {
+                        tag_keys: tags.iter().map(|t| tag_keys[index(t)].clone()).collect(),
+                        versions: tags.iter().map(|t| versions[index(t)]).collect(),
+                    }),
                 }
             })
             .collect()
     }
 
-    /// Stores a fill under the tag versions `get_tagged` returned before it was computed.
+    /// Versions for every tag of a fill: those read before computing, and a new one for
+    /// each tag that had none. None when the fill must not be stored: the backend
+    /// failed, or a tag read as absent has a version now (a write or another fill made
+    /// it meanwhile, and which came first cannot be told).
+    async fn complete_versions(
+        &self,
+        tag_keys: &[&str],
+        versions: &[Option<u64>],
+    ) -> Option<Vec<u64>> {
+        let missing: Vec<String> = tag_keys
+            .iter()
+            .zip(versions)
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.to_string())
+            .collect();
+        if missing.is_empty() {
+            return versions.iter().copied().collect();
+        }
+        let created = self
+            .inner
+            .backend
+            .create_tag_versions(&missing)
+            .await
+            .map_err(|e| self.report(Op::Set, e))
+            .ok()?;
+        let mut created = created.into_iter();
+        versions
+            .iter()
+            .map(|v| v.or_else(|| created.next().flatten()))
+            .collect()
+    }
+
+    /// Stores a fill under the tag versions `get_tagged` returned before it was computed
+    /// (creating those that did not exist yet, see `complete_versions`).
     pub async fn set_tagged<T: Serialize>(
         &self,
         key: &Key,
-        versions: &[u64],
+        fill: &FillVersions,
         value: &T,
         ttl: Option<Duration>,
     ) {
+        let tag_keys: Vec<&str> = fill.tag_keys.iter().map(String::as_str).collect();
+        let Some(versions) = self.complete_versions(&tag_keys, &fill.versions).await else {
+            return;
+        };
         // Checked against the tag versions on every read: safe in a near tier.
-        self.set_shared(key, &TaggedRef { versions, value }, ttl, Sharing::Near)
-            .await
+        self.set_shared(
+            key,
+            &TaggedRef {
+                versions: &versions,
+                value,
+            },
+            ttl,
+            Sharing::Near,
+        )
+        .await
     }
 
     /// Records the current versions of `tags` in the running trace (see `trace`), for a
     /// value that depends on them whatever its lookups read.
     pub async fn trace_tags(&self, tags: &[&str]) {
         let tag_keys: Vec<String> = tags.iter().map(|t| self.inner.keys.tag_key(t)).collect();
-        let versions = self.tag_versions(&tag_keys).await;
-        for (i, tag_key) in tag_keys.iter().enumerate() {
-            TagTrace::note(tag_key, versions.as_ref().map(|v| v[i]));
+        match self.inner.backend.get_many_tagged(&[], &tag_keys).await {
+            Ok((_, versions)) => {
+                for (tag_key, version) in tag_keys.iter().zip(versions) {
+                    TagTrace::note(tag_key, version);
+                }
+            }
+            Err(e) => {
+                self.report(Op::Get, e);
+                TagTrace::failed();
+            }
         }
     }
 
@@ -962,7 +1042,10 @@ impl CacheManager {
         if !trace.is_complete() {
             return false;
         }
-        let (tags, versions): (Vec<&str>, Vec<u64>) = trace.tag_keys().unzip();
+        let (tags, versions): (Vec<&str>, Vec<Option<u64>>) = trace.tag_keys().unzip();
+        let Some(versions) = self.complete_versions(&tags, &versions).await else {
+            return false;
+        };
         // Checked against the tag versions on every read: safe in a near tier.
         self.set_shared(
             key,
@@ -1091,17 +1174,6 @@ impl CacheManager {
     /// Changes after each of this process's invalidations (see `web::warm`).
     pub fn subscribe_writes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.writes.subscribe()
-    }
-
-    /// Current versions of tags (creating missing ones); None when the backend fails,
-    /// in which case nothing may be stored.
-    async fn tag_versions(&self, tag_keys: &[String]) -> Option<Vec<u64>> {
-        self.inner
-            .backend
-            .tag_versions(tag_keys)
-            .await
-            .map_err(|e| self.report(Op::Get, e))
-            .ok()
     }
 
     /// Drops every tagged entry that depends on any of `tags`, on every instance sharing

@@ -16,10 +16,11 @@ tokio::task_local! {
     static TRACE: RefCell<TagTrace>;
 }
 
-/// Tag keys and the versions the traced lookups were answered under.
+/// Tag keys and the versions the traced lookups were answered under (None: the tag
+/// had no version yet; one is made when the value is stored).
 #[derive(Debug, Default, Clone)]
 pub struct TagTrace {
-    versions: BTreeMap<String, u64>,
+    versions: BTreeMap<String, Option<u64>>,
     incomplete: bool,
 }
 
@@ -39,25 +40,30 @@ impl TagTrace {
         !self.incomplete
     }
 
-    pub fn tag_keys(&self) -> impl Iterator<Item = (&str, u64)> {
+    pub fn tag_keys(&self) -> impl Iterator<Item = (&str, Option<u64>)> {
         self.versions.iter().map(|(k, v)| (k.as_str(), *v))
     }
 
-    /// Called by the lookups: `version` None means the backend could not say.
+    /// Called by the lookups: the version a tag had (None: none yet).
     pub(crate) fn note(tag_key: &str, version: Option<u64>) {
         let _ = TRACE.try_with(|t| {
             let mut t = t.borrow_mut();
-            match (version, t.versions.get(tag_key)) {
-                (Some(v), None) => {
-                    t.versions.insert(tag_key.to_string(), v);
+            match t.versions.get(tag_key) {
+                None => {
+                    t.versions.insert(tag_key.to_string(), version);
                 }
-                (Some(v), Some(seen)) if *seen == v => {}
+                Some(seen) if *seen == version => {}
                 // Read under two versions: a write landed while the value was being
                 // built. Versions are random, so which is older cannot be told: the
                 // value is not stored at all.
-                (Some(_), Some(_)) | (None, _) => t.incomplete = true,
+                Some(_) => t.incomplete = true,
             }
         });
+    }
+
+    /// Called by the lookups when the backend could not say.
+    pub(crate) fn failed() {
+        let _ = TRACE.try_with(|t| t.borrow_mut().incomplete = true);
     }
 
     /// Whether a trace is being recorded on this task (lookups skip the work if not).

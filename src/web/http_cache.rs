@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::{CacheManager, Key, TagTrace};
 use crate::content::views::ViewCounter;
+use crate::web::canonical::Params;
 
 /// Which request paths a policy covers.
 #[derive(Debug, Clone)]
@@ -61,9 +62,6 @@ pub struct ResponsePolicy {
     pub depends_on: &'static [&'static str],
     /// `Cache-Control` sent to clients.
     pub cache_control: HeaderValue,
-    /// The query parameters the handler reads; only they are part of the key, so
-    /// made-up parameters cannot multiply entries (None: the whole query string).
-    pub params: Option<&'static [&'static str]>,
 }
 
 /// Put in a response's extensions by a handler whose answer must not be stored (e.g.
@@ -87,7 +85,6 @@ impl ResponsePolicy {
             vary_on: Vec::new(),
             depends_on,
             cache_control: HeaderValue::from_static("no-cache"),
-            params: None,
         }
     }
     pub fn vary_on(mut self, header: HeaderName) -> Self {
@@ -397,10 +394,11 @@ impl ResponseCache {
     ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
         let head = req.method() == Method::HEAD;
         let headers = req.headers();
+        // A client's Cache-Control does not bypass the cache (as Varnish by default):
+        // `no-store` only keeps its own miss from being stored (see `handle`).
         let eligible = (head || req.method() == Method::GET)
             && !headers.contains_key(header::COOKIE)
-            && !headers.contains_key(crate::web::warm::WARM_HEADER)
-            && !requests_no_store(headers);
+            && !headers.contains_key(crate::web::warm::WARM_HEADER);
         let policies = self.policies.clone();
         let policy = match policies.iter().find(|(m, _)| m.matches(req.path())) {
             Some((_, policy)) if eligible => policy,
@@ -447,13 +445,16 @@ impl ResponseCache {
             Some((_, policy)) if cacheable_method => policy,
             _ => return Ok(next.call(req).await?.map_into_boxed_body()),
         };
-        if requests_no_store(req.headers()) || (self.is_admin)(&req) {
+        if (self.is_admin)(&req) {
             let res = next.call(req).await?.map_into_boxed_body();
             let view_of = res.response().extensions().get::<ViewOf>().map(|v| v.0);
             self.count_view(head, res.request().headers(), res.status(), view_of);
             return Ok(with_outcome(res, Outcome::Bypass));
         }
         let conditions = Conditions::of(&req);
+        // Its own answer is not stored; it is still answered from the cache.
+        let keep_miss = !requests_no_store(req.headers())
+            && !req.headers().contains_key(header::AUTHORIZATION);
         let looked_up = req.extensions_mut().remove::<LookedUp>();
         let key = match &looked_up {
             Some(l) => l.key.clone(),
@@ -539,9 +540,7 @@ impl ResponseCache {
             }
         }
         self.count_view(head, res.request().headers(), res.status(), view_of);
-        let storable = res.status() == StatusCode::OK
-            && !res.headers().contains_key(header::SET_COOKIE)
-            && res.response().extensions().get::<DoNotStore>().is_none();
+        let storable = keep_miss && res.status() == StatusCode::OK && is_public(&res);
         if !storable {
             return Ok(with_outcome(res.map_into_boxed_body(), Outcome::Bypass));
         }
@@ -660,9 +659,13 @@ impl ResponseCache {
             .map(bytes::Bytes::from_owner)
     }
 
-    /// Method-independent: path, sorted query string, then each vary value.
+    /// Method-independent: the canonical path and parameters (see `web::canonical`:
+    /// the handler reads exactly these), then each vary value.
     fn key_for(&self, req: &ServiceRequest, policy: &ResponsePolicy) -> Key {
-        let query = sorted_query(req.query_string(), policy.params);
+        let query = match req.query_string() {
+            "" => String::new(),
+            _ => Params::of(req.request()).query_string(),
+        };
         let vary = policy.vary_on.iter().map(|name| {
             req.headers()
                 .get(name)
@@ -680,13 +683,29 @@ impl ResponseCache {
 }
 
 fn requests_no_store(headers: &HeaderMap) -> bool {
+    has_directive(headers, &["no-store"])
+}
+
+/// Whether a `Cache-Control` header carries one of `directives` (names only).
+fn has_directive(headers: &HeaderMap, directives: &[&str]) -> bool {
     headers
-        .get(header::CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|d| d.trim().eq_ignore_ascii_case("no-store"))
-        })
+        .get_all(header::CACHE_CONTROL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.split('=').next().unwrap_or("").trim())
+        .any(|d| directives.iter().any(|n| d.eq_ignore_ascii_case(n)))
+}
+
+/// Whether an answer may be shared with every reader: it is not marked `private` or
+/// `no-store`, sets no cookie — the session layer's included, which adds its
+/// `Set-Cookie` only after this layer (so its session is checked instead) — and its
+/// handler did not ask (`DoNotStore`).
+fn is_public<B>(res: &ServiceResponse<B>) -> bool {
+    use actix_session::SessionExt;
+    !has_directive(res.headers(), &["private", "no-store"])
+        && !res.headers().contains_key(header::SET_COOKIE)
+        && res.response().extensions().get::<DoNotStore>().is_none()
+        && res.request().get_session().status() == actix_session::SessionStatus::Unchanged
 }
 
 /// RFC 5861's stale-if-error statuses.
@@ -701,18 +720,6 @@ fn is_prefetch(headers: &HeaderMap) -> bool {
         .filter_map(|name| headers.get(*name))
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("prefetch") || v.contains("preview"))
-}
-
-/// `a=1&b=2` in a canonical order, so `?b=2&a=1` shares the entry; only `known`
-/// parameters when given.
-pub fn sorted_query(query: &str, known: Option<&[&str]>) -> String {
-    let mut pairs: Vec<&str> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .filter(|p| known.is_none_or(|k| k.contains(&p.split('=').next().unwrap_or(""))))
-        .collect();
-    pairs.sort_unstable();
-    pairs.join("&")
 }
 
 /// A strong validator: a hash of the exact bytes.

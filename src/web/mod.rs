@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod canonical;
 pub mod client;
 pub mod csrf;
 pub mod error;
@@ -41,14 +42,12 @@ pub fn response_cache(state: &AppState) -> ResponseCache {
             policy.cache_control =
                 HeaderValue::from_str(&format!("public, max-age={}", config.api_max_age.as_secs()))
                     .expect("digits");
-            policy.params = Some(api::QUERY_PARAMS);
             policy.stale_if_error = config.stale_if_error;
             (PathMatch::Prefix(prefix.clone()), policy)
         })
         .collect();
     if config.page_cache {
         let mut page = ResponsePolicy::new("page", config.page_cache_ttl, &[]);
-        page.params = Some(pages::QUERY_PARAMS);
         page.stale_if_error = config.stale_if_error;
         policies.extend(pages::CACHED.iter().map(|m| (m.clone(), page.clone())));
     }

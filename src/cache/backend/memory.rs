@@ -2,7 +2,6 @@
 //! through a weigher, a TTL per entry). Lookups are synchronous and never leave the
 //! thread; the near tier in front of Redis is one of these too.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +9,7 @@ use moka::sync::Cache;
 use moka::Expiry;
 use parking_lot::Mutex;
 
-use super::{Backend, Bytes, Sharing, TaggedRead};
+use super::{fill_version, usable_for_fill, write_version, Backend, Bytes, Sharing, TaggedRead};
 use crate::cache::key::glob_match;
 use crate::cache::{StoreError, StoreResult};
 
@@ -37,12 +36,20 @@ impl Expiry<String, Entry> for PerEntryTtl {
     }
 }
 
+/// Tag versions kept in process: far more than a site has tags (one per post, tag and
+/// model), so only junk could reach it, and junk creates none.
+const MAX_TAGS: u64 = 100_000;
+
 #[derive(Clone)]
 pub struct MemoryStore {
     cache: Cache<String, Entry, foldhash::fast::RandomState>,
-    /// Tag versions live outside the evicting cache: they are few (one per tag) and
-    /// must never be evicted, or an old entry could look current again.
-    tags: Arc<Mutex<HashMap<String, u64>>>,
+    /// Tag versions, apart from the entries and bounded by count. Losing one is safe:
+    /// versions are random and never repeat, so a tag that lost its version gets a new
+    /// one at the next fill and every entry stored under the old one misses. Only
+    /// tags of things that exist get one (see `Backend::create_tag_versions`).
+    tags: Cache<String, u64, foldhash::fast::RandomState>,
+    /// Orders bumps against the epoch (see `bump_tags_now`).
+    bumping: Arc<Mutex<()>>,
     /// Counts bumps (see `Backend::tag_epoch`).
     epoch: Arc<std::sync::atomic::AtomicU64>,
     /// Entries evicted for room (size), not expired ones.
@@ -71,7 +78,10 @@ impl MemoryStore {
             .build_with_hasher(foldhash::fast::RandomState::default());
         MemoryStore {
             cache,
-            tags: Arc::default(),
+            tags: Cache::builder()
+                .max_capacity(MAX_TAGS)
+                .build_with_hasher(foldhash::fast::RandomState::default()),
+            bumping: Arc::default(),
             epoch: Arc::default(),
             evicted,
         }
@@ -163,27 +173,31 @@ impl MemoryStore {
         result
     }
 
-    /// Current versions; missing ones are created.
-    fn tag_versions_now(&self, tag_keys: &[String]) -> StoreResult<Vec<u64>> {
-        let mut tags = self.tags.lock();
-        Ok(tag_keys
+    /// See `Backend::create_tag_versions`.
+    fn create_tag_versions_now(&self, tag_keys: &[String]) -> Vec<Option<u64>> {
+        tag_keys
             .iter()
-            .map(|k| *tags.entry(k.clone()).or_insert_with(rand::random))
-            .collect())
+            .map(|k| {
+                let entry = self.tags.entry(k.clone()).or_insert_with(fill_version);
+                match entry.is_fresh() {
+                    true => Some(entry.into_value()),
+                    false => usable_for_fill(entry.into_value()),
+                }
+            })
+            .collect()
     }
 
     /// Current versions without creating missing ones.
     fn current_versions(&self, tag_keys: &[String]) -> Vec<Option<u64>> {
-        let tags = self.tags.lock();
-        tag_keys.iter().map(|k| tags.get(k).copied()).collect()
+        tag_keys.iter().map(|k| self.tags.get(k)).collect()
     }
 
     fn bump_tags_now(&self, tag_keys: &[String]) -> StoreResult<()> {
-        let mut tags = self.tags.lock();
+        let _bumping = self.bumping.lock();
         for k in tag_keys {
-            tags.insert(k.clone(), rand::random());
+            self.tags.insert(k.clone(), write_version());
         }
-        // Under the lock, after the versions: whoever sees the old epoch read before.
+        // After the versions: whoever sees the old epoch read before.
         self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
@@ -217,8 +231,8 @@ impl Backend for MemoryStore {
     async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> StoreResult<i64> {
         self.incr_now(key, delta, ttl)
     }
-    async fn tag_versions(&self, tag_keys: &[String]) -> StoreResult<Vec<u64>> {
-        self.tag_versions_now(tag_keys)
+    async fn create_tag_versions(&self, tag_keys: &[String]) -> StoreResult<Vec<Option<u64>>> {
+        Ok(self.create_tag_versions_now(tag_keys))
     }
     async fn bump_tags(&self, tag_keys: &[String]) -> StoreResult<()> {
         self.bump_tags_now(tag_keys)

@@ -68,6 +68,23 @@ pub type RecoveryHook = Arc<
         + Sync,
 >;
 
+/// A version made for a fill (even). Random, so versions never repeat, even when a
+/// store loses them.
+pub fn fill_version() -> u64 {
+    rand::random::<u64>() & !1
+}
+
+/// A version made by a write (odd): a fill that read the tag as absent must not be
+/// stored under it, since it may have been computed from rows before the write.
+pub fn write_version() -> u64 {
+    rand::random::<u64>() | 1
+}
+
+/// A version found where a fill read none: usable if another fill made it.
+pub fn usable_for_fill(version: u64) -> Option<u64> {
+    (version & 1 == 0).then_some(version)
+}
+
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
@@ -93,10 +110,14 @@ pub trait Backend: Send + Sync {
     /// Adds `delta` to a counter, giving a new one `ttl`.
     async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> StoreResult<i64>;
 
-    /// Current versions, creating missing ones (random, so they never repeat).
-    async fn tag_versions(&self, tag_keys: &[String]) -> StoreResult<Vec<u64>>;
+    /// Gives each tag that has no version a fresh one (`fill_version`): for each,
+    /// the version a fill read as absent may be stored under — the one made here or by
+    /// a concurrent fill — or None where a write made one since (`write_version`), so
+    /// the fill must not be stored. Called only when a fill is stored: a lookup of
+    /// something that does not exist creates no version.
+    async fn create_tag_versions(&self, tag_keys: &[String]) -> StoreResult<Vec<Option<u64>>>;
 
-    /// Gives each tag a new version; returns once no instance sharing this store can
+    /// Gives each tag a new version (kept at least `tag_ttl`); returns once no instance sharing this store can
     /// serve an entry stored under the old ones.
     async fn bump_tags(&self, tag_keys: &[String]) -> StoreResult<()>;
 

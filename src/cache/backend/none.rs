@@ -31,7 +31,7 @@ impl Backend for NoCache {
         Err(crate::cache::StoreError::Off)
     }
     /// No versions: nothing may be stored, and single flight keys on the local epoch.
-    async fn tag_versions(&self, _: &[String]) -> StoreResult<Vec<u64>> {
+    async fn create_tag_versions(&self, _: &[String]) -> StoreResult<Vec<Option<u64>>> {
         Err(crate::cache::StoreError::Off)
     }
     async fn bump_tags(&self, _: &[String]) -> StoreResult<()> {

@@ -79,6 +79,8 @@ pub struct RedisOptions {
     pub timeout: Duration,
     /// None: no near tier.
     pub near: Option<NearOptions>,
+    /// How long a tag version is kept after it was made (see `CacheConfig::tag_ttl`).
+    pub tag_ttl: Duration,
 }
 
 /// One server, or a cluster's seed nodes (`redis://` URLs).
@@ -105,6 +107,7 @@ struct Shared {
     conn: RwLock<Option<Link>>,
     timeout: Duration,
     bulk_timeout: Duration,
+    tag_ttl: Duration,
     breaker: Breaker,
     near: Option<NearTier>,
     base: Instant,
@@ -218,6 +221,7 @@ impl RedisBackend {
             conn: RwLock::new(None),
             timeout: options.timeout,
             bulk_timeout: options.timeout.max(Duration::from_secs(5)),
+            tag_ttl: options.tag_ttl,
             breaker: Breaker::default(),
             near: options.near.map(|n| NearTier::new(n.max_bytes, n.max_ttl)),
             base: Instant::now(),
@@ -935,38 +939,42 @@ impl Backend for RedisBackend {
         Ok(value)
     }
 
-    /// A missing version is set to a fresh random value (`SET NX GET`, one round trip
-    /// for all), so versions never repeat even if Redis loses a tag key.
-    async fn tag_versions(&self, tag_keys: &[String]) -> StoreResult<Vec<u64>> {
+    /// `SET NX GET PX` for all in one round trip: a nil reply means this call made the
+    /// version. Versions carry `tag_ttl`, so tags of deleted things do not stay forever
+    /// under `noeviction` or `volatile-*`; a lapsed version is safe (a new random one
+    /// is made at the next fill, and what was stored under the old one misses).
+    async fn create_tag_versions(&self, tag_keys: &[String]) -> StoreResult<Vec<Option<u64>>> {
         let s = &self.shared;
         let epoch = s.near().map_or(0, NearTier::epoch);
-        let fresh: Vec<u64> = tag_keys.iter().map(|_| rand::random()).collect();
+        let fresh: Vec<u64> = tag_keys.iter().map(|_| super::fill_version()).collect();
         let commands = tag_keys
             .iter()
             .zip(&fresh)
             .map(|(key, value)| {
                 let mut cmd = redis::cmd("SET");
-                cmd.arg(key).arg(value.to_string()).arg("NX").arg("GET");
+                cmd.arg(key)
+                    .arg(value.to_string())
+                    .arg("NX")
+                    .arg("GET")
+                    .arg("PX")
+                    .arg(ttl_millis(s.tag_ttl));
                 (key.as_str(), cmd)
             })
             .collect();
         let existing = s.run_each(commands, s.timeout, Gate::Serving).await?;
-        let versions: Vec<u64> = existing
+        let created: Vec<Option<u64>> = existing
             .into_iter()
             .zip(fresh)
-            .map(|(old, new)| {
-                Option::<Vec<u8>>::from_redis_value(old)
-                    .ok()
-                    .flatten()
-                    .and_then(|b| parse_u64(&b))
-                    .unwrap_or(new)
+            .map(|(old, new)| match Option::<Vec<u8>>::from_redis_value(old) {
+                Ok(None) => Some(new),
+                Ok(Some(old)) => parse_u64(&old).and_then(super::usable_for_fill),
+                Err(_) => None,
             })
             .collect();
         if let Some(near) = s.near() {
-            let known: Vec<Option<u64>> = versions.iter().copied().map(Some).collect();
-            near.fill(epoch, &[], &[], tag_keys, &known);
+            near.fill(epoch, &[], &[], tag_keys, &created);
         }
-        Ok(versions)
+        Ok(created)
     }
 
     async fn bump_tags(&self, tag_keys: &[String]) -> StoreResult<()> {
@@ -974,7 +982,10 @@ impl Backend for RedisBackend {
             .iter()
             .map(|key| {
                 let mut cmd = redis::cmd("SET");
-                cmd.arg(key).arg(rand::random::<u64>().to_string());
+                cmd.arg(key)
+                    .arg(super::write_version().to_string())
+                    .arg("PX")
+                    .arg(ttl_millis(self.shared.tag_ttl));
                 (key.as_str(), cmd)
             })
             .collect();

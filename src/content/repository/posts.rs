@@ -163,7 +163,8 @@ impl Repository {
     }
 
     /// One page of published posts, newest first, optionally only those with a tag.
-    /// `page` starts at 1; a page past the end comes back empty with `is_out_of_range`.
+    /// `page` starts at 1; a page past the end comes back empty with `is_out_of_range`,
+    /// and is not cached (clients could name pages without bound).
     pub async fn published_posts(
         &self,
         page: i64,
@@ -177,9 +178,12 @@ impl Repository {
             per_page.to_string(),
             page.to_string(),
         ];
+        let key = self.cache.key("posts", &parts);
+        let in_range: fn(&Page<PostSummary>) -> bool = |page| !page.is_out_of_range();
         self.cache
-            .cached_query("posts", &parts, depends_on::POST_LISTS, None, || async {
-                let offset = (page.max(1) - 1) * per_page;
+            .get_or_set_tagged_if(&key, depends_on::POST_LISTS, None, || async {
+                // Past the end (or past i64) it is an empty page: no rows to skip to.
+                let offset = (page.max(1) - 1).checked_mul(per_page).unwrap_or(i64::MAX);
                 let (total, rows) = with_conn!(self.db, |conn| {
                     let tagged = |tag: i32| {
                         post_tags::table
@@ -211,7 +215,7 @@ impl Repository {
                     page,
                     per_page,
                 })
-            })
+            }, in_range)
             .await
     }
 

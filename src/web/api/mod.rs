@@ -13,6 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use utoipa::OpenApi;
 
 use super::error::ApiError;
+use crate::web::canonical::Params;
 
 /// The API routes (the response cache in front of them is configured by
 /// `RESPONSE_CACHE_*`, see `web::response_cache`).
@@ -77,32 +78,26 @@ async fn openapi() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
 }
 
-/// Query parameters as given; each handler parses the ones it knows and names the one
-/// that is wrong.
-pub type RawQuery = web::Query<std::collections::HashMap<String, String>>;
-
-/// Every query parameter the API reads; the response cache keys on these only.
-pub const QUERY_PARAMS: &[&str] = &["page", "tag", "category", "featured"];
-
-pub(crate) fn parse_page(query: &RawQuery) -> Result<i64, ApiError> {
+/// Each handler parses the parameters it reads (decoded once, see `web::canonical`) and
+/// names the one that is wrong.
+pub(crate) fn parse_page(query: &Params) -> Result<i64, ApiError> {
     match query.get("page") {
         None => Ok(1),
-        // One spelling per page (no `01`, `+1`): each spelling would be a cache entry.
         Some(raw) => raw
             .parse::<i64>()
             .ok()
-            .filter(|n| *n >= 1 && n.to_string() == *raw)
+            .filter(|n| *n >= 1)
             .ok_or_else(|| {
                 ApiError::bad("page", format!("must be a positive integer, got '{raw}'"))
             }),
     }
 }
 
-pub(crate) fn parse_bool(query: &RawQuery, name: &'static str) -> Result<Option<bool>, ApiError> {
-    match query.get(name).map(|v| v.to_ascii_lowercase()) {
+pub(crate) fn parse_bool(query: &Params, name: &'static str) -> Result<Option<bool>, ApiError> {
+    match query.get(name) {
         None => Ok(None),
-        Some(v) if v == "true" || v == "1" => Ok(Some(true)),
-        Some(v) if v == "false" || v == "0" => Ok(Some(false)),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
         Some(v) => Err(ApiError::bad(
             name,
             format!("must be true or false, got '{v}'"),
@@ -111,7 +106,7 @@ pub(crate) fn parse_bool(query: &RawQuery, name: &'static str) -> Result<Option<
 }
 
 /// A slug parameter: lowercase letters, digits and hyphens.
-pub(crate) fn parse_slug(query: &RawQuery, name: &'static str) -> Result<Option<String>, ApiError> {
+pub(crate) fn parse_slug(query: &Params, name: &'static str) -> Result<Option<String>, ApiError> {
     match query.get(name) {
         None => Ok(None),
         Some(v)
@@ -120,7 +115,7 @@ pub(crate) fn parse_slug(query: &RawQuery, name: &'static str) -> Result<Option<
                 && v.chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') =>
         {
-            Ok(Some(v.clone()))
+            Ok(Some(v.to_string()))
         }
         Some(v) => Err(ApiError::bad(
             name,

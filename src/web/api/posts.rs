@@ -2,7 +2,8 @@ use actix_web::{web, HttpResponse};
 use utoipa::IntoParams;
 
 use super::dto::{PostDetailDto, PostList, PostListItem};
-use super::{parse_page, parse_slug, RawQuery};
+use super::{parse_page, parse_slug};
+use crate::web::canonical::Params;
 use crate::web::error::{ApiError, ErrorBody};
 use crate::web::http_cache::DoNotStore;
 use crate::web::pages::PER_PAGE;
@@ -22,7 +23,7 @@ pub struct PostListParams {
 /// Published posts, newest first.
 #[utoipa::path(get, path = "/api/posts/", params(PostListParams),
     responses((status = 200, body = PostList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn list(state: web::Data<AppState>, query: RawQuery) -> Result<HttpResponse, ApiError> {
+pub async fn list(state: web::Data<AppState>, query: Params) -> Result<HttpResponse, ApiError> {
     let page_number = parse_page(&query)?;
     let tag = parse_slug(&query, "tag")?;
     let tag_id = match &tag {

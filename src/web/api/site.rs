@@ -2,7 +2,8 @@ use actix_web::{web, HttpResponse};
 use utoipa::IntoParams;
 
 use super::dto::{AiToolDto, AiToolList, PersonalInfoDto, SocialLinkDto, SocialLinkList};
-use super::{parse_bool, RawQuery};
+use super::parse_bool;
+use crate::web::canonical::Params;
 use crate::content::models::ToolFilter;
 use crate::web::error::{ApiError, ErrorBody};
 use crate::web::http_cache::DoNotStore;
@@ -48,9 +49,9 @@ pub struct AiToolParams {
     responses((status = 200, body = AiToolList), (status = 400, body = ErrorBody)))]
 pub async fn ai_tools(
     state: web::Data<AppState>,
-    query: RawQuery,
+    query: Params,
 ) -> Result<HttpResponse, ApiError> {
-    let category = match query.get("category").map(|c| c.trim()) {
+    let category = match query.get("category") {
         None => None,
         Some(c) if !c.is_empty() && c.chars().count() <= 100 => Some(c.to_string()),
         Some(_) => {

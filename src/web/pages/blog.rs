@@ -1,17 +1,18 @@
 use actix_web::{web, HttpResponse};
 
-use super::{base_context, render, PageQuery, PER_PAGE};
+use super::{base_context, page_number, render, PER_PAGE};
+use crate::web::canonical::Params;
 use crate::web::error::PageError;
 use crate::web::http_cache::ViewOf;
 use crate::web::AppState;
 
 pub async fn list(
     state: web::Data<AppState>,
-    query: web::Query<PageQuery>,
+    params: Params,
 ) -> Result<HttpResponse, PageError> {
     let page = state
         .repo
-        .published_posts(query.number()?, PER_PAGE, None)
+        .published_posts(page_number(&params)?, PER_PAGE, None)
         .await?;
     if page.is_out_of_range() {
         return Err(PageError::NotFound);
@@ -28,7 +29,7 @@ pub async fn list(
 pub async fn tag(
     state: web::Data<AppState>,
     slug: web::Path<String>,
-    query: web::Query<PageQuery>,
+    params: Params,
 ) -> Result<HttpResponse, PageError> {
     let tag = state
         .repo
@@ -37,7 +38,7 @@ pub async fn tag(
         .ok_or(PageError::NotFound)?;
     let page = state
         .repo
-        .published_posts(query.number()?, PER_PAGE, Some(tag.id))
+        .published_posts(page_number(&params)?, PER_PAGE, Some(tag.id))
         .await?;
     if page.is_out_of_range() {
         return Err(PageError::NotFound);

@@ -8,10 +8,10 @@ mod home;
 mod tools;
 
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
 use tera::Context;
 
 use super::error::PageError;
+use crate::web::canonical::Params;
 use crate::web::http_cache::PathMatch;
 use crate::web::AppState;
 
@@ -45,9 +45,6 @@ pub static CACHED: std::sync::LazyLock<Vec<PathMatch>> = std::sync::LazyLock::ne
         PathMatch::Exact("/sitemap.xml".into()),
     ]
 });
-
-/// The query parameters pages read; the page cache keys on these only.
-pub const QUERY_PARAMS: &[&str] = &["page"];
 
 /// Posts per page on the blog and tag pages.
 pub const PER_PAGE: i64 = 20;
@@ -95,22 +92,15 @@ pub async fn render(
         .body(html))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct PageQuery {
-    page: Option<String>,
-}
-
-impl PageQuery {
-    /// The requested page number; anything but a positive integer is a 404, as an
-    /// out-of-range page is (there is no such page to show).
-    pub fn number(&self) -> Result<i64, PageError> {
-        match &self.page {
-            None => Ok(1),
-            Some(raw) => raw
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or(PageError::NotFound),
-        }
+/// The requested page number (`?page=`, see `web::canonical`); anything but a positive
+/// integer is a 404, as an out-of-range page is (there is no such page to show).
+pub fn page_number(params: &Params) -> Result<i64, PageError> {
+    match params.get("page") {
+        None => Ok(1),
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or(PageError::NotFound),
     }
 }

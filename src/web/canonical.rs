@@ -1,0 +1,275 @@
+//! One canonical form of a request, used by the handlers and by the cache key alike, so
+//! no spelling of a URL can be answered one way and stored under another.
+//!
+//! - The path: percent-escapes of unreserved characters (`%62` for `b`) are decoded and
+//!   the other escapes written in upper case; a request spelled otherwise is redirected
+//!   (308) there, so `/%62log/x/` and `/blog/x/` are one URL with one cache policy.
+//! - The query: names and values decoded once (`+` and `%20` alike, either hex case),
+//!   empty values dropped, and only the parameters the route reads kept (`PARAMS`):
+//!   others are ignored by the handler *and* left out of the key. A parameter given
+//!   twice is refused (400), since which one was meant cannot be told; a value in a
+//!   non-canonical spelling (`page=02`, `featured=1`) is redirected to its canonical one.
+//!
+//! `check` runs before anything else reads the request; handlers read the result
+//! through the `Params` extractor and the response cache through `Params::of`.
+
+use std::future::{ready, Ready};
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+
+use crate::web::error::ApiError;
+
+/// The query parameters each route reads; every other parameter is ignored. A route not
+/// listed reads none.
+fn params_read_by(path: &str) -> &'static [&'static str] {
+    match path {
+        "/blog/" => &["page"],
+        "/api/posts/" => &["page", "tag"],
+        "/api/ai-tools/" => &["category", "featured"],
+        _ if is_tag_page(path) => &["page"],
+        _ => &[],
+    }
+}
+
+/// `/blog/tag/<slug>/`.
+fn is_tag_page(path: &str) -> bool {
+    path.strip_prefix("/blog/tag/")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .is_some_and(|slug| !slug.is_empty() && !slug.contains('/'))
+}
+
+/// The parameters a route reads, decoded, in the order of its `PARAMS` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params {
+    pairs: Vec<(&'static str, String)>,
+}
+
+/// Why a request is not answered as spelled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The same resource under its canonical URL.
+    Redirect(String),
+    /// A parameter given more than once.
+    Duplicate(&'static str),
+}
+
+impl Params {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `name=value&…` in canonical order and encoding: the query part of cache keys and
+    /// of redirects.
+    pub fn query_string(&self) -> String {
+        let mut out = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in &self.pairs {
+            out.append_pair(name, value);
+        }
+        out.finish()
+    }
+
+    /// The request's parameters as `check` parsed them (none if it had no query).
+    pub fn of(req: &HttpRequest) -> Params {
+        req.extensions().get::<Params>().cloned().unwrap_or_default()
+    }
+
+    /// Parses a query string for the route at `path`.
+    pub fn parse(path: &str, query: &str) -> Result<Params, Refusal> {
+        let read = params_read_by(path);
+        let mut pairs: Vec<(&'static str, String)> = Vec::new();
+        let mut respelled = false;
+        if !query.is_empty() && !read.is_empty() {
+            for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+                let Some(name) = read.iter().copied().find(|n| *n == name) else {
+                    continue;
+                };
+                if pairs.iter().any(|(n, _)| *n == name) {
+                    return Err(Refusal::Duplicate(name));
+                }
+                let value = value.trim();
+                if value.is_empty() {
+                    continue;
+                }
+                let canonical = canonical_value(name, value);
+                respelled |= canonical != value;
+                pairs.push((name, canonical));
+            }
+            pairs.sort_by_key(|(name, _)| read.iter().position(|n| n == name));
+        }
+        let params = Params { pairs };
+        match respelled {
+            false => Ok(params),
+            true => Err(Refusal::Redirect(with_query(path, &params))),
+        }
+    }
+}
+
+/// A value as it is written canonically: page numbers in plain digits, booleans as
+/// `true`/`false`; anything the handler would refuse is left for it to refuse.
+fn canonical_value(name: &str, value: &str) -> String {
+    match name {
+        "page" => match value.parse::<i64>() {
+            Ok(n) if n >= 1 => n.to_string(),
+            _ => value.to_string(),
+        },
+        "featured" => match value.to_ascii_lowercase().as_str() {
+            "true" | "1" => "true".into(),
+            "false" | "0" => "false".into(),
+            _ => value.to_string(),
+        },
+        _ => value.to_string(),
+    }
+}
+
+fn with_query(path: &str, params: &Params) -> String {
+    match params.query_string() {
+        q if q.is_empty() => path.to_string(),
+        q => format!("{path}?{q}"),
+    }
+}
+
+/// The canonical spelling of a raw path, if it differs: unreserved characters decoded,
+/// other escapes in upper case.
+pub fn canonical_path(raw: &str) -> Option<String> {
+    if !raw.contains('%') {
+        return None;
+    }
+    let bytes = raw.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escape = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escape {
+            Some(b) if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => out.push(b),
+            Some(b) => out.extend_from_slice(format!("%{b:02X}").as_bytes()),
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+                continue;
+            }
+        }
+        i += 3;
+    }
+    let out = String::from_utf8(out).ok()?;
+    (out != raw).then_some(out)
+}
+
+/// The middleware (see `startup`): redirects non-canonical spellings, refuses
+/// duplicated parameters, and leaves the parsed `Params` for everything inside.
+pub async fn check(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let refusal = match canonical_path(req.path()) {
+        Some(path) => {
+            let query = req.query_string();
+            Some(Refusal::Redirect(match query.is_empty() {
+                true => path,
+                false => format!("{path}?{query}"),
+            }))
+        }
+        None if req.query_string().is_empty() => None,
+        None => match Params::parse(req.path(), req.query_string()) {
+            Ok(params) => {
+                req.extensions_mut().insert(params);
+                None
+            }
+            Err(refusal) => Some(refusal),
+        },
+    };
+    let Some(refusal) = refusal else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let res = match refusal {
+        Refusal::Redirect(to) => HttpResponse::PermanentRedirect()
+            .insert_header((header::LOCATION, to))
+            .finish(),
+        Refusal::Duplicate(name) if req.path().starts_with("/api/") => {
+            ApiError::bad(name, "given more than once").error_response()
+        }
+        // Outside the error-page layer (this runs before the response cache): a page
+        // of its own.
+        Refusal::Duplicate(name) => HttpResponse::BadRequest()
+            .content_type("text/html; charset=utf-8")
+            .body(format!(
+                "<!doctype html><title>Bad request</title><h1>Bad request</h1>\
+                 <p>The parameter “{name}” is given more than once in the address.</p>"
+            )),
+    };
+    Ok(req.into_response(res))
+}
+
+impl FromRequest for Params {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Params, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(Params::of(req)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_values_are_decoded_once_and_unread_parameters_dropped() {
+        let p = Params::parse("/api/posts/", "t%61g=ai%2Dtools&utm_source=x&P%41GE=3").unwrap();
+        assert_eq!(p.get("tag"), Some("ai-tools"));
+        assert_eq!(p.get("page"), None, "names are case-sensitive");
+        assert_eq!(p.query_string(), "tag=ai-tools");
+        let p = Params::parse("/api/posts/", "tag=x&page=2").unwrap();
+        let q = Params::parse("/api/posts/", "page=2&tag=x").unwrap();
+        assert_eq!(p, q);
+        assert_eq!(p.query_string(), "page=2&tag=x");
+        assert_eq!(Params::parse("/", "page=2").unwrap(), Params::default());
+        assert_eq!(Params::parse("/blog/x/", "page=2").unwrap(), Params::default());
+    }
+
+    #[test]
+    fn duplicates_are_refused_and_respellings_redirected() {
+        assert_eq!(
+            Params::parse("/api/posts/", "tag=a&t%61g=b"),
+            Err(Refusal::Duplicate("tag"))
+        );
+        assert_eq!(
+            Params::parse("/blog/", "page=0002"),
+            Err(Refusal::Redirect("/blog/?page=2".into()))
+        );
+        assert_eq!(
+            Params::parse("/blog/tag/rust/", "page=%2B2&x=1"),
+            Err(Refusal::Redirect("/blog/tag/rust/?page=2".into()))
+        );
+        assert_eq!(
+            Params::parse("/api/ai-tools/", "featured=1"),
+            Err(Refusal::Redirect("/api/ai-tools/?featured=true".into()))
+        );
+        // Left for the handler to refuse: there is no canonical spelling.
+        assert_eq!(
+            Params::parse("/blog/", "page=0").unwrap().get("page"),
+            Some("0")
+        );
+        assert_eq!(Params::parse("/blog/", "page=").unwrap(), Params::default());
+    }
+
+    #[test]
+    fn paths_are_spelled_one_way() {
+        assert_eq!(canonical_path("/blog/x/"), None);
+        assert_eq!(canonical_path("/%62log/%63ache/").as_deref(), Some("/blog/cache/"));
+        assert_eq!(canonical_path("/blog/a%2fb/").as_deref(), Some("/blog/a%2Fb/"));
+        assert_eq!(canonical_path("/blog/a%2Fb/"), None);
+        assert_eq!(canonical_path("/blog/%zz/"), None);
+        assert_eq!(canonical_path("/blog/%"), None);
+    }
+}
