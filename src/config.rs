@@ -178,8 +178,10 @@ pub struct Config {
     pub warm_on_start: bool,
     /// Re-warm the critical path after this process's writes.
     pub warm_after_invalidation: bool,
-    /// Bearer token of the cache admin API (`/api/cache/warm/`, `/api/cache/clear/`).
+    /// Bearer token of the cache admin API (full statistics, warm, clear).
     pub cache_admin_token: Option<SecretKey>,
+    /// `/metrics` answers only with `Authorization: Bearer <CACHE_ADMIN_TOKEN>`.
+    pub metrics_require_token: bool,
     /// Signs invalidation webhook requests; None turns the webhook off.
     pub webhook_secret: Option<SecretKey>,
     /// Largest Markdown body the post form accepts, in bytes.
@@ -308,7 +310,10 @@ pub struct Settings {
     /// After a write, re-warm the critical-path pages it dropped (home).
     #[arg(long, global = true, env = "WARM_AFTER_INVALIDATION", value_name = "WARM_AFTER_INVALIDATION", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
     pub warm_after_invalidation: bool,
-    /// Bearer token for POST /api/cache/warm/ and /api/cache/clear/ (≥ 16 characters); admins signed in can use them without it.
+    /// Answer /metrics only with `Authorization: Bearer <CACHE_ADMIN_TOKEN>`.
+    #[arg(long, global = true, env = "METRICS_REQUIRE_TOKEN", value_name = "METRICS_REQUIRE_TOKEN", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub metrics_require_token: bool,
+    /// Bearer token of the cache admin API (full statistics, warm, clear; ≥ 16 characters); admins signed in can use it without it.
     #[arg(long, global = true, env = "CACHE_ADMIN_TOKEN", value_name = "CACHE_ADMIN_TOKEN", value_parser = parse_webhook_secret, hide_env_values = true)]
     pub cache_admin_token: Option<SecretKey>,
     /// HMAC key of `POST /api/cache/invalidate/` (≥ 16 characters); unset turns it off.
@@ -429,6 +434,12 @@ impl Config {
     pub fn check_shared_secret(&self) -> Result<(), ConfigError> {
         let shared =
             matches!(self.database_url, DatabaseUrl::Postgres(_)) || self.cache.url.is_redis();
+        if self.metrics_require_token && self.cache_admin_token.is_none() {
+            return Err(invalid(
+                "METRICS_REQUIRE_TOKEN",
+                "needs CACHE_ADMIN_TOKEN, the token scrapers send",
+            ));
+        }
         if shared && self.secret_key_from_file {
             return Err(invalid(
                 "SECRET_KEY",
@@ -506,6 +517,7 @@ impl Config {
             warm_on_start: s.warm_on_start,
             warm_after_invalidation: s.warm_after_invalidation,
             cache_admin_token: s.cache_admin_token,
+            metrics_require_token: s.metrics_require_token,
             webhook_secret: s.cache_webhook_secret,
             max_post_bytes: s.max_post_bytes as usize,
             session_idle: Duration::from_secs(s.session_idle_timeout),

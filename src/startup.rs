@@ -146,6 +146,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         warming: Default::default(),
         tera: templates::build()?,
         assets: Assets::new(),
+        public_stats: Default::default(),
     })
 }
 

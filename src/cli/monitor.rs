@@ -44,12 +44,12 @@ pub fn run(config: Config, args: MonitorArgs) -> anyhow::Result<()> {
             Action::Test => test(&config).await,
             Action::Health => health(&base).await,
             Action::Analyze => {
-                let stats = get(&format!("{base}/api/cache/monitor/")).await?.1;
+                let stats = get_monitor(&base, &config).await?;
                 print!("{}", analyze(&stats));
                 Ok(())
             }
             Action::Stats => loop {
-                let stats = get(&format!("{base}/api/cache/monitor/")).await?.1;
+                let stats = get_monitor(&base, &config).await?;
                 if args.watch {
                     print!("\x1b[2J\x1b[H"); // clear the terminal, cursor home
                 }
@@ -63,9 +63,29 @@ pub fn run(config: Config, args: MonitorArgs) -> anyhow::Result<()> {
     })
 }
 
+/// The full statistics, which the server gives only to admins.
+async fn get_monitor(base: &str, config: &Config) -> anyhow::Result<Value> {
+    let token = config.cache_admin_token.as_ref().map(|t| t.expose());
+    let (status, stats) = get_with(&format!("{base}/api/cache/monitor/"), token).await?;
+    match status {
+        200 if stats.get("families_by_miss_cost").is_some() => Ok(stats),
+        200 => anyhow::bail!(
+            "the server gives its full statistics to admins only: set CACHE_ADMIN_TOKEN (the same as the server's)"
+        ),
+        _ => anyhow::bail!("{base}/api/cache/monitor/ answered {status}: {stats}"),
+    }
+}
+
 async fn get(url: &str) -> anyhow::Result<(u16, Value)> {
-    let res = reqwest::Client::new()
-        .get(url)
+    get_with(url, None).await
+}
+
+async fn get_with(url: &str, token: Option<&str>) -> anyhow::Result<(u16, Value)> {
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let res = req
         .timeout(Duration::from_secs(5))
         .send()
         .await

@@ -68,6 +68,7 @@ fn ask_the_server(
         let ratio = |client: reqwest::Client, base: String| async move {
             let stats: serde_json::Value = client
                 .get(format!("{base}/api/cache/stats/"))
+                .bearer_auth(token.expose())
                 .send()
                 .await
                 .ok()?

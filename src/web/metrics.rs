@@ -112,7 +112,13 @@ pub async fn record_requests(
 }
 
 /// `GET /metrics`.
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+) -> Result<HttpResponse, crate::web::error::ApiError> {
+    if state.config.metrics_require_token {
+        crate::web::api::cache::bearer(&req, &state)?;
+    }
     let handle = handle();
     let cache = &state.cache;
     let stats = cache.stats();
@@ -156,8 +162,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     counter!("folio_cache_warmed_hit_total")
         .absolute(warming.hit.load(std::sync::atomic::Ordering::Relaxed));
     gauge!("folio_views_pending").set(state.views.pending() as f64);
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .insert_header(("cache-control", "no-store"))
-        .body(handle.render())
+        .body(handle.render()))
 }

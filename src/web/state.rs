@@ -29,4 +29,6 @@ pub struct AppState {
     /// Sign-in and contact-form limits.
     pub limits: crate::web::limits::Limits,
     pub assets: Assets,
+    /// The statistics anonymous callers get (see `api::cache`).
+    pub public_stats: crate::web::api::cache::PublicStats,
 }

@@ -19,6 +19,10 @@ use crate::web::error::PageError;
 use crate::web::limits::{Limits, LOGIN_PER_ACCOUNT, LOGIN_PER_ADDRESS};
 use crate::web::AppState;
 
+/// The largest sign-in form body accepted: a username, a password, the token and the
+/// return path, with room to spare.
+pub const MAX_BODY: usize = 8 * 1024;
+
 pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
     let salt = SaltString::generate(&mut OsRng);
     Ok(Argon2::default()
@@ -60,7 +64,7 @@ fn safe_next(next: &str) -> &str {
 
 fn login_page(
     state: &AppState,
-    session: &Session,
+    req: &HttpRequest,
     username: &str,
     next: &str,
     error: Option<&str>,
@@ -72,18 +76,24 @@ fn login_page(
     ctx.insert("next", safe_next(next));
     ctx.insert("error", &error);
     ctx.insert("csrf_field", csrf::FIELD);
-    ctx.insert("csrf_token", &csrf::token(session));
+    // No session before sign-in: a double-submit token (see `web::csrf`).
+    let token = csrf::form_token_for(req, &state.config);
+    ctx.insert("csrf_token", &token.field);
     let mut res = render_signed_out(state, "admin/login.html", &ctx)?;
     *res.status_mut() = status;
+    if let Some(cookie) = token.cookie {
+        res.add_cookie(&cookie)
+            .map_err(|e| PageError::Internal(format!("CSRF cookie: {e}")))?;
+    }
     Ok(res)
 }
 
 pub async fn login_form(
     state: web::Data<AppState>,
-    session: Session,
+    req: HttpRequest,
     query: web::Query<NextQuery>,
 ) -> Result<HttpResponse, PageError> {
-    login_page(&state, &session, "", &query.next, None, StatusCode::OK)
+    login_page(&state, &req, "", &query.next, None, StatusCode::OK)
 }
 
 pub async fn login(
@@ -92,17 +102,16 @@ pub async fn login(
     req: HttpRequest,
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, PageError> {
-    if !csrf::verify(&session, &form.csrf_token) {
+    if !csrf::verify_form_for(&req, &state.config, &form.csrf_token) {
         return Ok(csrf_refused());
     }
     let ip = crate::web::client::of(&req);
     let account = state.repo.admin_by_username(form.username.trim()).await?;
-    // Made-up usernames share one counter per address: a client must not be able to
-    // create cache entries by inventing names.
-    let counted_name = match &account {
-        Some(admin) => admin.username.to_lowercase(),
-        None => "?".to_string(),
-    };
+    // Counted by the name as typed, whether an account has it or not: a made-up name
+    // gets exactly the answers a real one does, so the limiter cannot tell which names
+    // exist. The counters a client can create this way are bounded by the per-address
+    // limit.
+    let counted_name: String = form.username.trim().to_lowercase().chars().take(150).collect();
     let (cache, limits) = (&state.cache, &state.limits);
     let pair = [ip.as_str(), counted_name.as_str()];
     // Counted before checking: this attempt is one of the allowed ones or refused.
@@ -111,7 +120,7 @@ pub async fn login(
     if tries > LOGIN_PER_ACCOUNT || tries_here > LOGIN_PER_ADDRESS {
         return login_page(
             &state,
-            &session,
+            &req,
             &form.username,
             &form.next,
             Some("Too many failed sign-ins from your address. Try again in 15 minutes."),
@@ -127,7 +136,7 @@ pub async fn login(
         limits.login_address.add(cache, &[&ip], -1).await;
         return login_page(
             &state,
-            &session,
+            &req,
             &form.username,
             &form.next,
             Some("The server is busy checking other sign-ins. Please try again in a moment."),
@@ -155,7 +164,7 @@ pub async fn login(
         limits.login_account.add(cache, &[&counted_name], 1).await;
         return login_page(
             &state,
-            &session,
+            &req,
             &form.username,
             &form.next,
             Some("Wrong username or password."),

@@ -24,8 +24,13 @@ use site::{AiTools, SocialLinks};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/", web::get().to(overview))
         .route("/admin/cache/", web::get().to(cache_dashboard))
-        .route("/admin/login/", web::get().to(auth::login_form))
-        .route("/admin/login/", web::post().to(auth::login))
+        .service(
+            web::resource("/admin/login/")
+                // A login form, not the post editor: refused before the CSRF check.
+                .app_data(crate::web::error::form_config(auth::MAX_BODY))
+                .route(web::get().to(auth::login_form))
+                .route(web::post().to(auth::login)),
+        )
         .route("/admin/logout/", web::post().to(auth::logout))
         .route("/admin/posts/", web::get().to(posts::list))
         .route("/admin/posts/new/", web::get().to(posts::new_form))

@@ -1,6 +1,9 @@
-//! The cache's own API: statistics for anyone who monitors the site, and warming and
-//! clearing for admins only — a signed-in admin's session with its CSRF token in
-//! `X-CSRF-Token`, or `Authorization: Bearer <CACHE_ADMIN_TOKEN>` for scripts.
+//! The cache's own API, for admins — a signed-in admin's session, or
+//! `Authorization: Bearer <CACHE_ADMIN_TOKEN>` for scripts (warming and clearing also
+//! want the session's CSRF token in `X-CSRF-Token`). Anonymous callers of the
+//! statistics get a coarse aggregate, computed at most once a second: the full figures
+//! name keys and run Redis `INFO`, which no visitor should be able to make the site do
+//! on every request.
 
 use actix_session::Session;
 use actix_web::http::header;
@@ -19,14 +22,97 @@ const WINDOWS: [(&str, u64); 3] = [("1m", 60), ("5m", 300), ("1h", 3600)];
 /// `GET /api/cache/stats/`: this instance's counters, ratios over 1 min / 5 min / 1 h,
 /// per family, latency percentiles, memory, breaker and warming; with Redis, the
 /// site-wide totals of every instance too.
-pub async fn stats(state: web::Data<AppState>) -> HttpResponse {
-    no_store(stats_json(&state).await)
+pub async fn stats(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+) -> Result<HttpResponse, ApiError> {
+    Ok(match reader(&req, &session, &state).await? {
+        Reader::Admin => no_store(stats_json(&state).await),
+        Reader::Anonymous => no_store(state.public_stats.get(&state.cache)),
+    })
 }
 
 /// `GET /api/cache/monitor/`: the statistics, the key families ranked by what their
 /// misses cost (misses × average time to compute one), and recommendations.
-pub async fn monitor(state: web::Data<AppState>) -> HttpResponse {
-    no_store(monitor_json(&state).await)
+pub async fn monitor(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+) -> Result<HttpResponse, ApiError> {
+    Ok(match reader(&req, &session, &state).await? {
+        Reader::Admin => no_store(monitor_json(&state).await),
+        Reader::Anonymous => no_store(state.public_stats.get(&state.cache)),
+    })
+}
+
+enum Reader {
+    Admin,
+    Anonymous,
+}
+
+/// Who reads the statistics: an admin (token, or signed-in session: a read needs no
+/// CSRF token), or anyone else; a wrong token is refused rather than taken for none.
+async fn reader(req: &HttpRequest, session: &Session, state: &AppState) -> Result<Reader, ApiError> {
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        return bearer(req, state).map(|()| Reader::Admin);
+    }
+    let lifetimes = crate::web::session::Lifetimes::of(&state.config);
+    Ok(
+        match crate::web::session::signed_in(session, &state.repo, lifetimes).await {
+            Some(_) => Reader::Admin,
+            None => Reader::Anonymous,
+        },
+    )
+}
+
+/// `Authorization: Bearer <CACHE_ADMIN_TOKEN>`, compared in constant time.
+pub fn bearer(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let Some(given) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(ApiError::Unauthorized(
+            "send Authorization: Bearer <CACHE_ADMIN_TOKEN>".into(),
+        ));
+    };
+    let given = given
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    match &state.config.cache_admin_token {
+        Some(token) if bool::from(token.expose().as_bytes().ct_eq(given.as_bytes())) => Ok(()),
+        _ => Err(ApiError::Forbidden("invalid bearer token".into())),
+    }
+}
+
+/// What anonymous callers of the statistics get: this instance's totals, computed at
+/// most once a second whatever the request rate.
+#[derive(Default)]
+pub struct PublicStats {
+    last: parking_lot::Mutex<Option<(std::time::Instant, serde_json::Value)>>,
+}
+
+impl PublicStats {
+    fn get(&self, cache: &crate::cache::CacheManager) -> serde_json::Value {
+        let mut last = self.last.lock();
+        if let Some((at, body)) = last.as_ref() {
+            if at.elapsed() < std::time::Duration::from_secs(1) {
+                return body.clone();
+            }
+        }
+        let stats = cache.stats();
+        let body = json!({
+            "instance": {
+                "backend": cache.backend_name(),
+                "hits": stats.totals.hits,
+                "misses": stats.totals.misses,
+                "hit_ratio": stats.hit_ratio,
+            },
+            "health": { "breaker": cache.health().breaker },
+            "detail": "sign in as an admin, or send Authorization: Bearer <CACHE_ADMIN_TOKEN>, for the full statistics",
+        });
+        *last = Some((std::time::Instant::now(), body.clone()));
+        body
+    }
 }
 
 /// What `monitor` answers (the dashboard renders it too).
@@ -102,16 +188,8 @@ async fn stats_json(state: &AppState) -> serde_json::Value {
 
 /// Admins only (see the module comment): 401 without credentials, 403 with wrong ones.
 async fn authorize(req: &HttpRequest, session: &Session, state: &AppState) -> Result<(), ApiError> {
-    if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
-        let given = auth
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        return match &state.config.cache_admin_token {
-            Some(token) if bool::from(token.expose().as_bytes().ct_eq(given.as_bytes())) => Ok(()),
-            _ => Err(ApiError::Forbidden("invalid bearer token".into())),
-        };
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        return bearer(req, state);
     }
     let lifetimes = crate::web::session::Lifetimes::of(&state.config);
     if crate::web::session::signed_in(session, &state.repo, lifetimes)

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use actix_session::Session;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -87,10 +86,10 @@ impl ContactForm {
     }
 }
 
-pub async fn form(state: web::Data<AppState>, session: Session) -> Result<HttpResponse, PageError> {
+pub async fn form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, PageError> {
     render_form(
         &state,
-        &session,
+        &req,
         &ContactForm::default(),
         &FieldErrors::new(),
         None,
@@ -101,16 +100,15 @@ pub async fn form(state: web::Data<AppState>, session: Session) -> Result<HttpRe
 
 pub async fn submit(
     state: web::Data<AppState>,
-    session: Session,
     req: HttpRequest,
     form: web::Form<ContactForm>,
 ) -> Result<HttpResponse, PageError> {
     let form = form.into_inner();
-    if !csrf::verify(&session, &form.csrf_token) {
+    if !csrf::verify_form_for(&req, &state.config, &form.csrf_token) {
         let notice = "Your session expired before the form was sent. Nothing was lost: please send it again.";
         return render_form(
             &state,
-            &session,
+            &req,
             &form,
             &FieldErrors::new(),
             Some(notice),
@@ -138,7 +136,7 @@ pub async fn submit(
                 );
                 return render_form(
                     &state,
-                    &session,
+                    &req,
                     &form,
                     &FieldErrors::new(),
                     Some(&notice),
@@ -155,7 +153,7 @@ pub async fn submit(
         Err(errors) => {
             render_form(
                 &state,
-                &session,
+                &req,
                 &form,
                 &errors,
                 None,
@@ -173,7 +171,7 @@ pub async fn thanks(state: web::Data<AppState>) -> Result<HttpResponse, PageErro
 
 async fn render_form(
     state: &AppState,
-    session: &Session,
+    req: &HttpRequest,
     form: &ContactForm,
     errors: &FieldErrors,
     notice: Option<&str>,
@@ -184,18 +182,24 @@ async fn render_form(
     ctx.insert("errors", errors);
     ctx.insert("notice", &notice);
     ctx.insert("csrf_field", csrf::FIELD);
-    ctx.insert("csrf_token", &csrf::token(session));
+    let token = csrf::form_token_for(req, &state.config);
+    ctx.insert("csrf_token", &token.field);
     ctx.insert(
         "limits",
         &serde_json::json!({"name": MAX_NAME, "email": MAX_EMAIL, "subject": MAX_SUBJECT, "message": MAX_MESSAGE}),
     );
     let mut response = render(state, "contact/form.html", ctx).await?;
     *response.status_mut() = status;
-    // The form carries a per-session token: never store it in a shared cache.
+    // The form carries a per-visitor token: never store it in a shared cache.
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("private, no-store"),
     );
+    if let Some(cookie) = token.cookie {
+        response
+            .add_cookie(&cookie)
+            .map_err(|e| PageError::Internal(format!("CSRF cookie: {e}")))?;
+    }
     Ok(response)
 }
 
