@@ -540,9 +540,12 @@ impl ResponseCache {
             }
         }
         self.count_view(head, res.request().headers(), res.status(), view_of);
-        let storable = keep_miss && res.status() == StatusCode::OK && is_public(&res);
-        if !storable {
+        if res.status() != StatusCode::OK || !is_public(&res) {
             return Ok(with_outcome(res.map_into_boxed_body(), Outcome::Bypass));
+        }
+        if !keep_miss {
+            let res = res.map_into_boxed_body();
+            return Ok(with_outcome(res, Outcome::Miss { stored: false }));
         }
         let (req, res) = res.into_parts();
         let (head_part, body) = res.into_parts();

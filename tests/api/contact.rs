@@ -66,10 +66,11 @@ on_both_backends! {
         assert!(app.state.repo.contact_messages(1, 100).await.unwrap().items.is_empty());
     }
 
-    async fn session_cookie_is_http_only_and_same_site(app: TestApp) {
+    async fn the_form_sets_a_csrf_cookie_not_a_session(app: TestApp) {
         let res = app.get("/contact/").await;
         let cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
-        assert!(cookie.starts_with("folio_session="));
+        assert!(cookie.starts_with("folio_csrf="), "{cookie}");
+        assert_eq!(res.headers().get_all("set-cookie").iter().count(), 1, "no session");
         assert!(cookie.contains("HttpOnly"));
         assert!(cookie.contains("SameSite=Lax"));
         assert_eq!(res.headers()["cache-control"], "private, no-store");

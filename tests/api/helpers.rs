@@ -35,6 +35,18 @@ impl TestApp {
             .expect("request failed")
     }
 
+    /// As the cache admin API's scripts call it: with the bearer token.
+    pub async fn get_admin_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let res = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request failed");
+        (res.status().as_u16(), res.json().await.expect("json body"))
+    }
+
     pub async fn get_text(&self, path: &str) -> (u16, String) {
         let res = self.get(path).await;
         let status = res.status().as_u16();
@@ -486,7 +498,8 @@ pub async fn sign_in_by_hand(app: &TestApp, password: &str) -> String {
         .build()
         .unwrap();
     let res = bare.get(app.url("/admin/login/")).send().await.unwrap();
-    let cookie = session_cookie(&res);
+    // No session before sign-in: the form's double-submit cookie.
+    let cookie = new_cookie(&res, "folio_csrf").expect("a CSRF cookie");
     let token = csrf_token(&res.text().await.unwrap());
     let res = bare
         .post(app.url("/admin/login/"))
@@ -503,11 +516,16 @@ pub async fn sign_in_by_hand(app: &TestApp, password: &str) -> String {
 
 /// The session cookie a response set, if it set one.
 pub fn new_session_cookie(res: &reqwest::Response) -> Option<String> {
+    new_cookie(res, "folio_session")
+}
+
+/// `name=value` of a cookie a response set.
+pub fn new_cookie(res: &reqwest::Response, name: &str) -> Option<String> {
     res.headers()
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("folio_session="))
+        .find(|v| v.starts_with(&format!("{name}=")))
         .map(|v| v.split(';').next().unwrap().to_string())
 }
 

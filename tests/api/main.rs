@@ -8,6 +8,7 @@ mod api_routes;
 mod cache;
 mod contact;
 mod dashboard;
+mod edges;
 mod faults;
 mod fragments;
 mod fuzz;

@@ -43,7 +43,7 @@ on_both_app_caches! {
             app.get(&format!("/blog/?page={n}")).await;
             app.get("/").await;
         }
-        let (status, body) = app.get_json("/api/cache/monitor/").await;
+        let (status, body) = app.get_admin_json("/api/cache/monitor/").await;
         assert_eq!(status, 200);
         let ranked = body["families_by_miss_cost"].as_array().unwrap();
         let costs: Vec<f64> = ranked.iter().map(|f| f["miss_cost_ms"].as_f64().unwrap()).collect();
@@ -59,6 +59,9 @@ on_both_app_caches! {
         }
     }
 }
+
+/// The monitor reads the full statistics, which need the admin token.
+const ADMIN: &[(&str, &str)] = &[("CACHE_ADMIN_TOKEN", crate::helpers::ADMIN_TOKEN)];
 
 async fn folio(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let dir = tempfile::TempDir::new().unwrap();
@@ -87,7 +90,7 @@ async fn the_monitor_command_shows_stats_and_fails_health_on_a_stopped_redis() {
     app.get("/").await;
     app.get("/").await;
     let (ok, stdout, stderr) =
-        folio(&["monitor", "--action=stats", "--url", &app.address], &[]).await;
+        folio(&["monitor", "--action=stats", "--url", &app.address], ADMIN).await;
     assert!(ok, "{stderr}");
     assert!(
         stdout.contains("hit ratio")
@@ -97,7 +100,7 @@ async fn the_monitor_command_shows_stats_and_fails_health_on_a_stopped_redis() {
     );
     assert!(stdout.contains("page"), "the families: {stdout}");
     assert!(stdout.contains("redis memory"), "{stdout}");
-    let (ok, stdout, _) = folio(&["monitor", "--action=analyze", "--url", &app.address], &[]).await;
+    let (ok, stdout, _) = folio(&["monitor", "--action=analyze", "--url", &app.address], ADMIN).await;
     assert!(
         ok && stdout.contains("compute ms") && stdout.contains("page"),
         "{stdout}"
@@ -143,7 +146,7 @@ async fn instances_sharing_redis_each_have_a_row() {
     b.get("/about/").await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        let (_, stats) = a.get_json("/api/cache/stats/").await;
+        let (_, stats) = a.get_admin_json("/api/cache/stats/").await;
         let rows = stats["instances"].as_array().unwrap().clone();
         if rows.len() == 2 && rows.iter().all(|r| r["misses"].as_u64().unwrap() > 0) {
             assert_eq!(rows.iter().filter(|r| r["this_process"] == true).count(), 1);

@@ -435,7 +435,7 @@ fn sigterm_flushes_statistics() {
 }
 
 /// The real binary serving on a free port, isolated from the developer's environment.
-fn start_binary(
+pub(crate) fn start_binary(
     dir: &tempfile::TempDir,
     db: &str,
     extra: &[(&str, &str)],

@@ -64,7 +64,7 @@ on_both_app_caches! {
         let (_, forced) = post_json(&app, "/api/cache/warm/", json!({"type": "api", "force": true}), Some(ADMIN_TOKEN)).await;
         assert_eq!(forced["by_type"]["api"]["skipped"], 0, "{forced}");
         // How well it paid: some warmed entries were hit.
-        let (_, stats) = app.get_json("/api/cache/stats/").await;
+        let (_, stats) = app.get_admin_json("/api/cache/stats/").await;
         assert!(stats["warming"]["effectiveness"].as_f64().unwrap() > 0.0, "{}", stats["warming"]);
     }
 
@@ -92,11 +92,11 @@ on_both_app_caches! {
         for n in 1..=5 {
             app.get(&format!("/blog/?page={n}")).await;
         }
-        let (_, cold) = app.get_json("/api/cache/stats/").await;
+        let (_, cold) = app.get_admin_json("/api/cache/stats/").await;
         for _ in 0..200 {
             app.get("/about/").await;
         }
-        let (_, warm) = app.get_json("/api/cache/stats/").await;
+        let (_, warm) = app.get_admin_json("/api/cache/stats/").await;
         let (before, after) = (ratio(&cold, "1m").unwrap(), ratio(&warm, "1m").unwrap());
         assert!(after > before + 0.2, "1 min ratio moved from {before} to {after}");
         assert!(ratio(&warm, "1h").is_some() && warm["instance"]["hit_ratio"].is_number());
@@ -138,7 +138,7 @@ async fn startup_warming_does_not_delay_the_first_reader() {
     assert!(started.elapsed() < Duration::from_secs(5));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (_, stats) = app.get_json("/api/cache/stats/").await;
+        let (_, stats) = app.get_admin_json("/api/cache/stats/").await;
         if stats["warming"]["stored"].as_u64().unwrap_or(0) >= 10 {
             break;
         }
