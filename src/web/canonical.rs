@@ -77,7 +77,10 @@ impl Params {
 
     /// The request's parameters as `check` parsed them (none if it had no query).
     pub fn of(req: &HttpRequest) -> Params {
-        req.extensions().get::<Params>().cloned().unwrap_or_default()
+        req.extensions()
+            .get::<Params>()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Parses a query string for the route at `path`.
@@ -234,7 +237,10 @@ mod tests {
         assert_eq!(p, q);
         assert_eq!(p.query_string(), "page=2&tag=x");
         assert_eq!(Params::parse("/", "page=2").unwrap(), Params::default());
-        assert_eq!(Params::parse("/blog/x/", "page=2").unwrap(), Params::default());
+        assert_eq!(
+            Params::parse("/blog/x/", "page=2").unwrap(),
+            Params::default()
+        );
     }
 
     #[test]
@@ -266,8 +272,14 @@ mod tests {
     #[test]
     fn paths_are_spelled_one_way() {
         assert_eq!(canonical_path("/blog/x/"), None);
-        assert_eq!(canonical_path("/%62log/%63ache/").as_deref(), Some("/blog/cache/"));
-        assert_eq!(canonical_path("/blog/a%2fb/").as_deref(), Some("/blog/a%2Fb/"));
+        assert_eq!(
+            canonical_path("/%62log/%63ache/").as_deref(),
+            Some("/blog/cache/")
+        );
+        assert_eq!(
+            canonical_path("/blog/a%2fb/").as_deref(),
+            Some("/blog/a%2Fb/")
+        );
         assert_eq!(canonical_path("/blog/a%2Fb/"), None);
         assert_eq!(canonical_path("/blog/%zz/"), None);
         assert_eq!(canonical_path("/blog/%"), None);

@@ -129,6 +129,10 @@ mod tests {
         assert!(!verify_form(&with(&cookie), secret, ""));
         let other = Cookie::new(COOKIE, "a".repeat(64));
         assert!(!verify_form(&with(&other), secret, &first.field));
-        assert!(!verify_form(&TestRequest::default().to_http_request(), secret, &first.field));
+        assert!(!verify_form(
+            &TestRequest::default().to_http_request(),
+            secret,
+            &first.field
+        ));
     }
 }

@@ -453,8 +453,8 @@ impl ResponseCache {
         }
         let conditions = Conditions::of(&req);
         // Its own answer is not stored; it is still answered from the cache.
-        let keep_miss = !requests_no_store(req.headers())
-            && !req.headers().contains_key(header::AUTHORIZATION);
+        let keep_miss =
+            !requests_no_store(req.headers()) && !req.headers().contains_key(header::AUTHORIZATION);
         let looked_up = req.extensions_mut().remove::<LookedUp>();
         let key = match &looked_up {
             Some(l) => l.key.clone(),

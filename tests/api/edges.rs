@@ -3,9 +3,8 @@
 //! public answers are stored; anonymous visitors get no server-side session.
 
 use proptest::prelude::*;
-use proptest::strategy::ValueTree;
-use proptest::test_runner::TestRunner;
 
+use crate::fuzz::samples;
 use crate::helpers::{spawn_app_with, test_redis_url, Backend, TestApp};
 
 /// Canonical URLs of the site (path, parameters) that spellings are made of: found and
@@ -134,7 +133,15 @@ fn spelled() -> impl Strategy<Value = Spelled> {
         extras,
     )
         .prop_map(
-            |(target, path_spelling, name_spelling, value_spelling, reversed, duplicate, extras)| {
+            |(
+                target,
+                path_spelling,
+                name_spelling,
+                value_spelling,
+                reversed,
+                duplicate,
+                extras,
+            )| {
                 Spelled {
                     target,
                     path_spelling,
@@ -146,13 +153,6 @@ fn spelled() -> impl Strategy<Value = Spelled> {
                 }
             },
         )
-}
-
-fn samples<S: Strategy>(strategy: S, n: usize) -> Vec<S::Value> {
-    let mut runner = TestRunner::deterministic();
-    (0..n)
-        .map(|_| strategy.new_tree(&mut runner).expect("a value").current())
-        .collect()
 }
 
 /// What a reader gets: status, where a redirect points, the body.
@@ -217,7 +217,10 @@ async fn every_spelling_gets_the_uncached_answer(cached: TestApp) {
                 (expected.0, &expected.1),
                 "{url} ({round}) from {case:?}"
             );
-            assert!(got.2 == expected.2, "{url} ({round}): the body differs from the uncached one");
+            assert!(
+                got.2 == expected.2,
+                "{url} ({round}): the body differs from the uncached one"
+            );
         }
     }
     let after = stored_keys(&cached).await;
@@ -249,17 +252,29 @@ async fn a_respelled_parameter_cannot_replace_a_page(app: TestApp) {
     assert_eq!(status, 200);
     assert!(tagged["count"].as_i64() < all["count"].as_i64());
     let (_, again) = app.get_json("/api/posts/").await;
-    assert_eq!(again["count"], all["count"], "the plain list is the plain list");
+    assert_eq!(
+        again["count"], all["count"],
+        "the plain list is the plain list"
+    );
     app.state.cache.clear().await;
     app.get("/blog/?p%61ge=2").await;
     assert_eq!(app.get("/blog/").await.status(), 200);
     // One path spelling: the others are sent to it, and it has the page policy.
     let res = app.get("/%62log/cache-invalidation-without-tears/").await;
     assert_eq!(res.status(), 308);
-    assert_eq!(res.headers()["location"], "/blog/cache-invalidation-without-tears/");
+    assert_eq!(
+        res.headers()["location"],
+        "/blog/cache-invalidation-without-tears/"
+    );
     for spelling in ["page=02", "page=0002"] {
         let res = app.get(&format!("/blog/?{spelling}")).await;
-        assert_eq!((res.status().as_u16(), res.headers()["location"].to_str().unwrap()), (308, "/blog/?page=2"));
+        assert_eq!(
+            (
+                res.status().as_u16(),
+                res.headers()["location"].to_str().unwrap()
+            ),
+            (308, "/blog/?page=2")
+        );
     }
     let res = app.get("/api/posts/?tag=a&tag=b").await;
     assert_eq!(res.status(), 400);
@@ -333,8 +348,15 @@ async fn anonymous_visitors_write_no_session_to_redis() {
         }
         // Shared entries (the page header's fragment for this section) may be new; a
         // session per visit may not.
-        let new: Vec<String> = scan(&url, &prefix).await.into_iter().filter(|k| !before.contains(k)).collect();
-        assert!(new.iter().all(|k| k.contains(":fragment:")), "visits left keys: {new:?}");
+        let new: Vec<String> = scan(&url, &prefix)
+            .await
+            .into_iter()
+            .filter(|k| !before.contains(k))
+            .collect();
+        assert!(
+            new.iter().all(|k| k.contains(":fragment:")),
+            "visits left keys: {new:?}"
+        );
         assert!(new.len() <= 2, "visits left keys: {new:?}");
         // The contact form still works, with the double-submit token.
         let token = app.csrf_for("/contact/").await;
@@ -355,7 +377,11 @@ async fn anonymous_visitors_write_no_session_to_redis() {
         // Without the cookie the token is refused, and the text is kept.
         let res = reqwest::Client::new()
             .post(app.url("/contact/"))
-            .form(&[("name", "Ann"), ("message", "Kept text, please."), ("csrf_token", &token)])
+            .form(&[
+                ("name", "Ann"),
+                ("message", "Kept text, please."),
+                ("csrf_token", &token),
+            ])
             .send()
             .await
             .unwrap();
@@ -375,7 +401,12 @@ async fn the_sign_in_limiter_does_not_tell_which_names_exist() {
         async move {
             client
                 .post(url)
-                .form(&[("username", name), ("password", "wrong"), ("csrf_token", &token), ("next", "/admin/")])
+                .form(&[
+                    ("username", name),
+                    ("password", "wrong"),
+                    ("csrf_token", &token),
+                    ("next", "/admin/"),
+                ])
                 .send()
                 .await
                 .unwrap()
@@ -392,7 +423,10 @@ async fn the_sign_in_limiter_does_not_tell_which_names_exist() {
     }
     assert_eq!(&real[..10], &[401; 10]);
     assert_eq!(&real[10..], &[429; 2]);
-    assert!(made_up.iter().all(|s| *s == 401), "three made-up names, four tries each: {made_up:?}");
+    assert!(
+        made_up.iter().all(|s| *s == 401),
+        "three made-up names, four tries each: {made_up:?}"
+    );
     // The login form's body is sized for a login form.
     let big = "x".repeat(64 * 1024);
     let res = app
@@ -412,19 +446,35 @@ async fn full_cache_statistics_are_for_admins() {
         let (status, coarse) = app.get_json(path).await;
         assert_eq!(status, 200);
         assert!(coarse["instance"]["hit_ratio"].is_number(), "{coarse}");
-        assert!(coarse.get("families_by_miss_cost").is_none() && coarse.get("server_memory").is_none());
+        assert!(
+            coarse.get("families_by_miss_cost").is_none() && coarse.get("server_memory").is_none()
+        );
         let (status, full) = app.get_admin_json(path).await;
         assert_eq!(status, 200);
         assert!(full["instance"]["families"].is_array(), "{full}");
-        let res = app.client.get(app.url(path)).bearer_auth("wrong-token-0123456789").send().await.unwrap();
+        let res = app
+            .client
+            .get(app.url(path))
+            .bearer_auth("wrong-token-0123456789")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 403);
     }
     assert_eq!(app.get("/api/cache/health/").await.status(), 200);
     assert_eq!(app.get("/healthz").await.status(), 200);
     assert_eq!(app.get("/metrics").await.status(), 200);
-    let locked = spawn_app_with(Backend::Sqlite, &[("METRICS_REQUIRE_TOKEN", "true")]).await.unwrap();
+    let locked = spawn_app_with(Backend::Sqlite, &[("METRICS_REQUIRE_TOKEN", "true")])
+        .await
+        .unwrap();
     assert_eq!(locked.get("/metrics").await.status(), 401);
-    let res = locked.client.get(locked.url("/metrics")).bearer_auth(crate::helpers::ADMIN_TOKEN).send().await.unwrap();
+    let res = locked
+        .client
+        .get(locked.url("/metrics"))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
 }
 
@@ -484,7 +534,10 @@ async fn junk_leaves_no_state(cache_url: &str) {
     let client = reqwest::Client::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "the server did not start");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not start"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     for path in ["/", "/blog/", "/api/posts/"] {
@@ -552,7 +605,11 @@ async fn scan(url: &str, prefix: &str) -> Vec<String> {
 async fn clear_redis(url: &str, prefix: &str) {
     let mut conn = redis_conn(url).await;
     for key in scan(url, prefix).await {
-        let _: () = redis::cmd("DEL").arg(key).query_async(&mut conn).await.unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
 }
 

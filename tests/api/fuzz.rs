@@ -8,7 +8,7 @@ use proptest::test_runner::TestRunner;
 use crate::helpers::{spawn_app_with, Backend, TestApp};
 
 /// `n` values drawn from `strategy` (no shrinking: the failing input is printed whole).
-fn samples<S: Strategy>(strategy: S, n: usize) -> Vec<S::Value> {
+pub(crate) fn samples<S: Strategy>(strategy: S, n: usize) -> Vec<S::Value> {
     let mut runner = TestRunner::deterministic();
     (0..n)
         .map(|_| strategy.new_tree(&mut runner).expect("a value").current())

@@ -100,7 +100,11 @@ async fn the_monitor_command_shows_stats_and_fails_health_on_a_stopped_redis() {
     );
     assert!(stdout.contains("page"), "the families: {stdout}");
     assert!(stdout.contains("redis memory"), "{stdout}");
-    let (ok, stdout, _) = folio(&["monitor", "--action=analyze", "--url", &app.address], ADMIN).await;
+    let (ok, stdout, _) = folio(
+        &["monitor", "--action=analyze", "--url", &app.address],
+        ADMIN,
+    )
+    .await;
     assert!(
         ok && stdout.contains("compute ms") && stdout.contains("page"),
         "{stdout}"

@@ -965,11 +965,13 @@ impl Backend for RedisBackend {
         let created: Vec<Option<u64>> = existing
             .into_iter()
             .zip(fresh)
-            .map(|(old, new)| match Option::<Vec<u8>>::from_redis_value(old) {
-                Ok(None) => Some(new),
-                Ok(Some(old)) => parse_u64(&old).and_then(super::usable_for_fill),
-                Err(_) => None,
-            })
+            .map(
+                |(old, new)| match Option::<Vec<u8>>::from_redis_value(old) {
+                    Ok(None) => Some(new),
+                    Ok(Some(old)) => parse_u64(&old).and_then(super::usable_for_fill),
+                    Err(_) => None,
+                },
+            )
             .collect();
         if let Some(near) = s.near() {
             near.fill(epoch, &[], &[], tag_keys, &created);

@@ -181,41 +181,47 @@ impl Repository {
         let key = self.cache.key("posts", &parts);
         let in_range: fn(&Page<PostSummary>) -> bool = |page| !page.is_out_of_range();
         self.cache
-            .get_or_set_tagged_if(&key, depends_on::POST_LISTS, None, || async {
-                // Past the end (or past i64) it is an empty page: no rows to skip to.
-                let offset = (page.max(1) - 1).checked_mul(per_page).unwrap_or(i64::MAX);
-                let (total, rows) = with_conn!(self.db, |conn| {
-                    let tagged = |tag: i32| {
-                        post_tags::table
-                            .filter(post_tags::tag_id.eq(tag))
-                            .select(post_tags::post_id)
-                    };
-                    let mut count = posts::table.filter(posts::published.eq(true)).into_boxed();
-                    let mut list = posts::table
-                        .inner_join(authors::table)
-                        .filter(posts::published.eq(true))
-                        .into_boxed();
-                    if let Some(tag) = tag_id {
-                        count = count.filter(posts::id.eq_any(tagged(tag)));
-                        list = list.filter(posts::id.eq_any(tagged(tag)));
-                    }
-                    let total: i64 = count.count().get_result(conn).await?;
-                    let rows = list
-                        .order_by((posts::published_at.desc(), posts::id.desc()))
-                        .limit(per_page)
-                        .offset(offset)
-                        .select((PostRow::as_select(), authors::name, authors::slug))
-                        .load::<(PostRow, String, String)>(conn)
-                        .await?;
-                    Ok((total, rows))
-                })?;
-                Ok(Page {
-                    items: self.with_tags(rows).await?,
-                    total,
-                    page,
-                    per_page,
-                })
-            }, in_range)
+            .get_or_set_tagged_if(
+                &key,
+                depends_on::POST_LISTS,
+                None,
+                || async {
+                    // Past the end (or past i64) it is an empty page: no rows to skip to.
+                    let offset = (page.max(1) - 1).checked_mul(per_page).unwrap_or(i64::MAX);
+                    let (total, rows) = with_conn!(self.db, |conn| {
+                        let tagged = |tag: i32| {
+                            post_tags::table
+                                .filter(post_tags::tag_id.eq(tag))
+                                .select(post_tags::post_id)
+                        };
+                        let mut count = posts::table.filter(posts::published.eq(true)).into_boxed();
+                        let mut list = posts::table
+                            .inner_join(authors::table)
+                            .filter(posts::published.eq(true))
+                            .into_boxed();
+                        if let Some(tag) = tag_id {
+                            count = count.filter(posts::id.eq_any(tagged(tag)));
+                            list = list.filter(posts::id.eq_any(tagged(tag)));
+                        }
+                        let total: i64 = count.count().get_result(conn).await?;
+                        let rows = list
+                            .order_by((posts::published_at.desc(), posts::id.desc()))
+                            .limit(per_page)
+                            .offset(offset)
+                            .select((PostRow::as_select(), authors::name, authors::slug))
+                            .load::<(PostRow, String, String)>(conn)
+                            .await?;
+                        Ok((total, rows))
+                    })?;
+                    Ok(Page {
+                        items: self.with_tags(rows).await?,
+                        total,
+                        page,
+                        per_page,
+                    })
+                },
+                in_range,
+            )
             .await
     }
 

@@ -111,7 +111,13 @@ pub async fn login(
     // gets exactly the answers a real one does, so the limiter cannot tell which names
     // exist. The counters a client can create this way are bounded by the per-address
     // limit.
-    let counted_name: String = form.username.trim().to_lowercase().chars().take(150).collect();
+    let counted_name: String = form
+        .username
+        .trim()
+        .to_lowercase()
+        .chars()
+        .take(150)
+        .collect();
     let (cache, limits) = (&state.cache, &state.limits);
     let pair = [ip.as_str(), counted_name.as_str()];
     // Counted before checking: this attempt is one of the allowed ones or refused.

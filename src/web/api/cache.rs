@@ -53,7 +53,11 @@ enum Reader {
 
 /// Who reads the statistics: an admin (token, or signed-in session: a read needs no
 /// CSRF token), or anyone else; a wrong token is refused rather than taken for none.
-async fn reader(req: &HttpRequest, session: &Session, state: &AppState) -> Result<Reader, ApiError> {
+async fn reader(
+    req: &HttpRequest,
+    session: &Session,
+    state: &AppState,
+) -> Result<Reader, ApiError> {
     if req.headers().contains_key(header::AUTHORIZATION) {
         return bearer(req, state).map(|()| Reader::Admin);
     }

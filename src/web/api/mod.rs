@@ -83,13 +83,9 @@ async fn openapi() -> HttpResponse {
 pub(crate) fn parse_page(query: &Params) -> Result<i64, ApiError> {
     match query.get("page") {
         None => Ok(1),
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| {
-                ApiError::bad("page", format!("must be a positive integer, got '{raw}'"))
-            }),
+        Some(raw) => raw.parse::<i64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            ApiError::bad("page", format!("must be a positive integer, got '{raw}'"))
+        }),
     }
 }
 

@@ -3,8 +3,8 @@ use utoipa::IntoParams;
 
 use super::dto::{AiToolDto, AiToolList, PersonalInfoDto, SocialLinkDto, SocialLinkList};
 use super::parse_bool;
-use crate::web::canonical::Params;
 use crate::content::models::ToolFilter;
+use crate::web::canonical::Params;
 use crate::web::error::{ApiError, ErrorBody};
 use crate::web::http_cache::DoNotStore;
 use crate::web::AppState;
@@ -47,10 +47,7 @@ pub struct AiToolParams {
 /// AI tools by category and display order.
 #[utoipa::path(get, path = "/api/ai-tools/", params(AiToolParams),
     responses((status = 200, body = AiToolList), (status = 400, body = ErrorBody)))]
-pub async fn ai_tools(
-    state: web::Data<AppState>,
-    query: Params,
-) -> Result<HttpResponse, ApiError> {
+pub async fn ai_tools(state: web::Data<AppState>, query: Params) -> Result<HttpResponse, ApiError> {
     let category = match query.get("category") {
         None => None,
         Some(c) if !c.is_empty() && c.chars().count() <= 100 => Some(c.to_string()),

@@ -6,10 +6,7 @@ use crate::web::error::PageError;
 use crate::web::http_cache::ViewOf;
 use crate::web::AppState;
 
-pub async fn list(
-    state: web::Data<AppState>,
-    params: Params,
-) -> Result<HttpResponse, PageError> {
+pub async fn list(state: web::Data<AppState>, params: Params) -> Result<HttpResponse, PageError> {
     let page = state
         .repo
         .published_posts(page_number(&params)?, PER_PAGE, None)
