@@ -70,12 +70,17 @@ fn sign(secret: &[u8], value: &str) -> String {
 fn cookie_value(req: &HttpRequest) -> Option<String> {
     req.cookie(COOKIE)
         .map(|c| c.value().to_string())
-        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter(|v| well_formed(v))
 }
 
-/// The token for a form shown before sign-in (see the module comment).
-pub fn form_token(req: &HttpRequest, secret: &[u8], secure: bool) -> FormToken {
-    if let Some(value) = cookie_value(req) {
+fn well_formed(value: &str) -> bool {
+    value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The token for a form shown before sign-in (see the module comment), given the
+/// visitor's cookie value if any.
+fn form_token(cookie: Option<&str>, secret: &[u8], secure: bool) -> FormToken {
+    if let Some(value) = cookie.filter(|v| well_formed(v)) {
         return FormToken {
             field: sign(secret, &value),
             cookie: None,
@@ -97,42 +102,49 @@ pub fn form_token(req: &HttpRequest, secret: &[u8], secure: bool) -> FormToken {
 /// `form_token` with the site's secret, the cookie `Secure` on an https site.
 pub fn form_token_for(req: &HttpRequest, config: &crate::config::Config) -> FormToken {
     let secure = config.site_url.starts_with("https://");
-    form_token(req, config.secret_key.expose().as_bytes(), secure)
+    let cookie = cookie_value(req);
+    form_token(
+        cookie.as_deref(),
+        config.secret_key.expose().as_bytes(),
+        secure,
+    )
 }
 
 /// `verify_form` with the site's secret.
 pub fn verify_form_for(req: &HttpRequest, config: &crate::config::Config, submitted: &str) -> bool {
-    verify_form(req, config.secret_key.expose().as_bytes(), submitted)
+    let cookie = cookie_value(req);
+    verify_form(
+        cookie.as_deref(),
+        config.secret_key.expose().as_bytes(),
+        submitted,
+    )
 }
 
 /// Whether a form posted before sign-in carries the field that matches its cookie.
-pub fn verify_form(req: &HttpRequest, secret: &[u8], submitted: &str) -> bool {
-    cookie_value(req).is_some_and(|value| equal(&sign(secret, &value), submitted))
+fn verify_form(cookie: Option<&str>, secret: &[u8], submitted: &str) -> bool {
+    cookie
+        .filter(|v| well_formed(v))
+        .is_some_and(|value| equal(&sign(secret, value), submitted))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::test::TestRequest;
 
     #[test]
     fn a_form_token_matches_only_its_own_cookie() {
         let secret = b"secret";
-        let first = form_token(&TestRequest::default().to_http_request(), secret, false);
+        let first = form_token(None, secret, false);
         let cookie = first.cookie.expect("a new visitor gets a cookie");
-        let with = |c: &Cookie| TestRequest::default().cookie(c.clone()).to_http_request();
-        let again = form_token(&with(&cookie), secret, false);
+        let value = Some(cookie.value());
+        let again = form_token(value, secret, false);
         assert!(again.cookie.is_none());
         assert_eq!(again.field, first.field);
-        assert!(verify_form(&with(&cookie), secret, &first.field));
-        assert!(!verify_form(&with(&cookie), b"other secret", &first.field));
-        assert!(!verify_form(&with(&cookie), secret, ""));
-        let other = Cookie::new(COOKIE, "a".repeat(64));
-        assert!(!verify_form(&with(&other), secret, &first.field));
-        assert!(!verify_form(
-            &TestRequest::default().to_http_request(),
-            secret,
-            &first.field
-        ));
+        assert!(verify_form(value, secret, &first.field));
+        assert!(!verify_form(value, b"other secret", &first.field));
+        assert!(!verify_form(value, secret, ""));
+        assert!(!verify_form(Some(&"a".repeat(64)), secret, &first.field));
+        assert!(!verify_form(None, secret, &first.field));
+        assert!(form_token(Some("not hex"), secret, false).cookie.is_some());
     }
 }

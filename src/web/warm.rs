@@ -1,5 +1,6 @@
 //! Cache warming: the site requests its own pages through the same `App` that serves
-//! readers (in process, no HTTP, no second copy of any query or template), by priority:
+//! readers — its service built as the server builds it for a worker, called in process
+//! (no HTTP, no second copy of any query or template) — by priority:
 //! 1 the critical path (home and the navigation it carries), 2 high traffic (blog,
 //! about, tools, recent and popular posts, the API lists), 3 heavy queries (tag pages,
 //! later blog pages, feed, sitemap), 4 every post in the sitemap.
@@ -13,7 +14,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use actix_web::test::{self, TestRequest};
+use actix_service::IntoServiceFactory as _;
+use actix_web::dev::{AppConfig, Service, ServiceFactory};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web;
 use serde::{Deserialize, Serialize};
 
@@ -191,7 +194,17 @@ pub async fn warm(
         .into_iter()
         .filter(|(p, _)| *p <= options.max_priority)
         .collect();
-    let app = test::init_service(crate::startup::app(state.clone())).await;
+    let app = match crate::startup::app(state.clone())
+        .into_factory()
+        .new_service(AppConfig::default())
+        .await
+    {
+        Ok(app) => app,
+        Err(()) => {
+            report.stopped = Some("the app could not be built".into());
+            return report;
+        }
+    };
     let deadline = started + Duration::from_secs(options.timeout_secs);
     let (mut concurrency, mut baseline): (usize, Option<Duration>) = (MAX_CONCURRENCY, None);
     let mut done = 0;
@@ -210,17 +223,14 @@ pub async fn warm(
         }
         let batch = &plan[done..(done + concurrency).min(plan.len())];
         let calls = batch.iter().map(|(_, path)| {
-            let mut req = TestRequest::get()
-                .uri(path)
-                .insert_header((WARM_HEADER, state.warm_token.as_str()))
-                .insert_header(("sec-purpose", "prefetch"));
-            if options.force {
-                req = req.insert_header((FORCE_HEADER, "1"));
-            }
+            let req = warm_request(path, &state.warm_token, options.force);
             let app = &app;
             async move {
                 let began = Instant::now();
-                let res = test::try_call_service(app, req.to_request()).await;
+                let res = match req {
+                    Some(req) => app.call(req).await,
+                    None => Err(actix_web::error::ErrorBadRequest("not a path")),
+                };
                 (res, began.elapsed())
             }
         });
@@ -278,6 +288,30 @@ pub async fn warm(
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     report
+}
+
+/// A GET of `path` marked as this process's warm request (and a prefetch: no view).
+fn warm_request(path: &str, token: &str, force: bool) -> Option<actix_http::Request> {
+    let mut req = actix_http::Request::new();
+    let head = req.head_mut();
+    head.method = actix_web::http::Method::GET;
+    head.uri = path.parse().ok()?;
+    let headers = &mut head.headers;
+    headers.insert(
+        HeaderName::from_static(WARM_HEADER),
+        HeaderValue::from_str(token).ok()?,
+    );
+    headers.insert(
+        HeaderName::from_static("sec-purpose"),
+        HeaderValue::from_static("prefetch"),
+    );
+    if force {
+        headers.insert(
+            HeaderName::from_static(FORCE_HEADER),
+            HeaderValue::from_static("1"),
+        );
+    }
+    Some(req)
 }
 
 /// Warms at start-up in the background (the server answers meanwhile) and logs it.
