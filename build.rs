@@ -1,5 +1,6 @@
-//! Release builds of the `folio` binary are linked for a small resident set: relative
-//! relocations packed (below), and functions in the order of `bench/symbol-order.txt`:
+//! Opt-in (`cargo make release-small`, which sets `FOLIO_SMALL_RSS=1`): a `folio` binary
+//! linked for a small resident set — relative relocations packed (below), and functions
+//! in the order of `bench/symbol-order.txt`:
 //! the ones a server runs (start-up, then requests), hottest first, then the rest (the
 //! other subcommands, code it never reaches).
 //!
@@ -11,6 +12,10 @@
 //! Only with the linker these were measured with: rust-lld, the default for
 //! x86_64-unknown-linux-gnu since Rust 1.90. Names the list no longer matches are
 //! skipped, so a stale list costs memory, never correctness.
+//!
+//! Not the default: the flags are chosen by probing the building machine (its glibc,
+//! its rustc), so such a binary may not start on an older distribution, and the list
+//! goes stale with every toolchain or dependency update — for a few MiB of RSS.
 
 use std::path::Path;
 use std::process::Command;
@@ -19,7 +24,11 @@ fn main() {
     const LIST: &str = "bench/symbol-order.txt";
     println!("cargo:rerun-if-changed={LIST}");
     println!("cargo:rerun-if-changed=build.rs");
-    let release = std::env::var("PROFILE").as_deref() == Ok("release");
+    println!("cargo:rerun-if-env-changed=FOLIO_SMALL_RSS");
+    if std::env::var("FOLIO_SMALL_RSS").as_deref() != Ok("1") {
+        return;
+    }
+    let release = std::env::var("PROFILE").as_deref() != Ok("debug");
     let target = std::env::var("TARGET").unwrap_or_default();
     // A linker chosen in Cargo's config, or any link setting in RUSTFLAGS, may not be
     // lld: then the list is left out.

@@ -18,11 +18,11 @@ for tool in valgrind wrk curl; do
 done
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-built="${CARGO_TARGET_DIR:-target}/release/folio"
-cargo build --release --bin folio
+built="${CARGO_TARGET_DIR:-target}/production/folio"
+cargo build --profile production --bin folio
 cp "$built" "$work/folio.release"
 cargo bench --bench load --no-run
-cp "$built" "$work/folio.bench"
+cp "${CARGO_TARGET_DIR:-target}/release/folio" "$work/folio.bench"
 db="sqlite://$work/profile.db"
 DATABASE_URL="$db" DATA_DIR="$work" CACHE_URL=none RUST_LOG=warn "$work/folio.bench" seed --posts 200 >/dev/null
 
