@@ -1,0 +1,392 @@
+//! HTTP caching, kept together (as Django's `utils/cache.py`): whole-response caching
+//! for GET/HEAD, strong ETags and Last-Modified, conditional responses (304), and the
+//! Cache-Control / Vary / Age / X-Cache headers. This file is the middleware (the
+//! early and late layers, which talk through `LookedUp`); `policy` says what is
+//! covered and storable, `stored` what is kept and sent, `conditional` the validators
+//! and 304s, `collapse` how concurrent misses render once.
+//!
+//! A cached response is stored as two entries: small metadata (status, headers, ETag,
+//! Last-Modified, tag versions) and the body, keyed by its ETag. A conditional request
+//! that matches is answered from the metadata alone — the body is neither read nor
+//! built, so a 304 costs one small lookup.
+
+mod collapse;
+mod conditional;
+mod policy;
+mod stored;
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::body::{self, BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::HttpMessage;
+
+pub use self::collapse::Collapsing;
+use self::collapse::{Join, COLLAPSE_WAIT};
+pub use self::conditional::{conditional_get, strong_etag};
+use self::conditional::{last_modified, Conditions};
+use self::policy::{is_prefetch, is_public, is_stale_if_error_status, requests_no_store};
+pub use self::policy::{DoNotStore, IsAdmin, PathMatch, ResponsePolicy, ViewOf};
+pub use self::stored::WarmStats;
+use self::stored::{
+    cache_headers, now_ms, respond, with_outcome, Outcome, ResponseMeta, KEPT_HEADERS,
+};
+use crate::cache::{CacheManager, Key, TagTrace};
+use crate::content::views::ViewCounter;
+use crate::web::canonical::Params;
+
+#[derive(Clone)]
+pub struct ResponseCache {
+    cache: CacheManager,
+    /// The first match wins.
+    policies: Rc<Vec<(PathMatch, ResponsePolicy)>>,
+    is_admin: IsAdmin,
+    views: Arc<ViewCounter>,
+    collapsing: Arc<Collapsing>,
+    /// Marks warm requests (see `web::warm`).
+    warm_token: Arc<str>,
+    warming: Arc<WarmStats>,
+}
+
+/// Left by `handle_early` on a request whose stored answer it could not send.
+struct LookedUp {
+    key: Key,
+    /// An expired copy, for stale-if-error.
+    stale: Option<Arc<ResponseMeta>>,
+}
+
+impl ResponseCache {
+    pub fn new(
+        cache: CacheManager,
+        policies: Vec<(PathMatch, ResponsePolicy)>,
+        is_admin: IsAdmin,
+        views: Arc<ViewCounter>,
+        collapsing: Arc<Collapsing>,
+        warm_token: Arc<str>,
+        warming: Arc<WarmStats>,
+    ) -> Self {
+        ResponseCache {
+            cache,
+            policies: Rc::new(policies),
+            is_admin,
+            views,
+            collapsing,
+            warm_token,
+            warming,
+        }
+    }
+
+    /// Counts a post view if this response is one reader's full view of it.
+    fn count_view(&self, head: bool, req: &HeaderMap, status: StatusCode, view_of: Option<i32>) {
+        if let Some(id) = view_of.filter(|_| !head && status == StatusCode::OK && !is_prefetch(req))
+        {
+            self.views.record(id);
+        }
+    }
+
+    /// The outer layer (see `startup`): a request without a cookie has no session, so
+    /// it is no admin's, and a stored answer for it is sent from here, before the
+    /// session, tracing and request-id layers — as a cache in front of the app would.
+    /// Anything else, and every miss, goes on to `handle`, which does not look the key
+    /// up again.
+    pub async fn handle_early(
+        self: Rc<Self>,
+        req: ServiceRequest,
+        next: Next<impl MessageBody + 'static>,
+    ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+        let head = req.method() == Method::HEAD;
+        let headers = req.headers();
+        // A client's Cache-Control does not bypass the cache (as Varnish by default):
+        // `no-store` only keeps its own miss from being stored (see `handle`).
+        let eligible = (head || req.method() == Method::GET)
+            && !headers.contains_key(header::COOKIE)
+            && !headers.contains_key(crate::web::warm::WARM_HEADER);
+        let policies = self.policies.clone();
+        let policy = match policies.iter().find(|(m, _)| m.matches(req.path())) {
+            Some((_, policy)) if eligible => policy,
+            _ => return Ok(next.call(req).await?.map_into_boxed_body()),
+        };
+        let key = self.key_for(&req, policy);
+        let conditions = Conditions::of(req.headers());
+        match self
+            .stored_answer(req, &key, policy, &conditions, head, false)
+            .await
+        {
+            Ok(mut res) => {
+                // What the request-id and tracing layers would have given it.
+                let id = uuid::Uuid::new_v4();
+                let mut text = uuid::Uuid::encode_buffer();
+                let text = id.hyphenated().encode_lower(&mut text);
+                if let Ok(value) = HeaderValue::from_str(text) {
+                    res.headers_mut()
+                        .insert(HeaderName::from_static("x-request-id"), value);
+                }
+                if tracing::enabled!(tracing::Level::INFO) {
+                    let (req, status) = (res.request(), res.status().as_u16());
+                    tracing::info!(request_id = text, method = %req.method(), path = req.path(), status, "request served from the cache");
+                }
+                Ok(res)
+            }
+            Err((req, stale)) => {
+                req.extensions_mut().insert(LookedUp { key, stale });
+                Ok(next.call(req).await?.map_into_boxed_body())
+            }
+        }
+    }
+
+    /// The middleware body; use with `actix_web::middleware::from_fn` (see `startup`).
+    pub async fn handle(
+        self: Rc<Self>,
+        req: ServiceRequest,
+        next: Next<impl MessageBody + 'static>,
+    ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+        let head = req.method() == Method::HEAD;
+        let cacheable_method = head || req.method() == Method::GET;
+        let policies = self.policies.clone();
+        let policy = match policies.iter().find(|(m, _)| m.matches(req.path())) {
+            Some((_, policy)) if cacheable_method => policy,
+            _ => return Ok(next.call(req).await?.map_into_boxed_body()),
+        };
+        if (self.is_admin)(&req) {
+            let res = next.call(req).await?.map_into_boxed_body();
+            let view_of = res.response().extensions().get::<ViewOf>().map(|v| v.0);
+            self.count_view(head, res.request().headers(), res.status(), view_of);
+            return Ok(with_outcome(res, Outcome::Bypass));
+        }
+        let conditions = Conditions::of(req.headers());
+        // Its own answer is not stored; it is still answered from the cache.
+        let keep_miss =
+            !requests_no_store(req.headers()) && !req.headers().contains_key(header::AUTHORIZATION);
+        let looked_up = req.extensions_mut().remove::<LookedUp>();
+        let key = match &looked_up {
+            Some(l) => l.key.clone(),
+            None => self.key_for(&req, policy),
+        };
+        let warm = !self.warm_token.is_empty()
+            && req
+                .headers()
+                .get(crate::web::warm::WARM_HEADER)
+                .is_some_and(|v| v.as_bytes() == self.warm_token.as_bytes());
+        let force = warm && req.headers().contains_key(crate::web::warm::FORCE_HEADER);
+        let (mut req, mut stale) = if force {
+            (req, None)
+        } else if let Some(looked_up) = looked_up {
+            (req, looked_up.stale)
+        } else {
+            match self
+                .stored_answer(req, &key, policy, &conditions, head, false)
+                .await
+            {
+                Ok(res) => return Ok(res),
+                Err(missed) => missed,
+            }
+        };
+        // Concurrent misses of one key render once: the others wait for that copy (a
+        // stampede of renders is what an invalidated hot page would otherwise cost).
+        let _leader = match self.collapsing.join(key.as_str()) {
+            Join::Leader(guard) => Some(guard),
+            Join::Follower(mut done) => {
+                let _ = tokio::time::timeout(COLLAPSE_WAIT, done.changed()).await;
+                match self
+                    .stored_answer(req, &key, policy, &conditions, head, true)
+                    .await
+                {
+                    Ok(res) => {
+                        self.cache
+                            .record_event(policy.family, crate::cache::FamilyEvent::Coalesced);
+                        return Ok(res);
+                    }
+                    // Not stored (an error, a response that must not be): render.
+                    Err((r, s)) => {
+                        req = r;
+                        stale = s.or(stale);
+                    }
+                }
+                None
+            }
+        };
+        let now = now_ms();
+
+        // A miss: the handler builds it, and the conditions are answered here, from
+        // what it built (the layers inside must not answer 304 to a response this
+        // cache is about to store).
+        if conditions.any() {
+            let headers = req.headers_mut();
+            headers.remove(header::IF_NONE_MATCH);
+            headers.remove(header::IF_MODIFIED_SINCE);
+        }
+        let render_started = std::time::Instant::now();
+        let (res, trace) = TagTrace::record(async {
+            self.cache.trace_tags(policy.depends_on).await;
+            next.call(req).await
+        })
+        .await;
+        let res = res?;
+        let view_of = res.response().extensions().get::<ViewOf>().map(|v| v.0);
+        if is_stale_if_error_status(res.status()) {
+            let grace = policy.ttl + policy.stale_if_error;
+            if let Some(meta) = stale.filter(|m| m.stored_at_ms + grace.as_millis() as u64 > now) {
+                if let Some(body) = self.body(policy, &meta).await {
+                    let status = res.status().as_u16();
+                    tracing::warn!(path = res.request().path(), status, "serving a stale copy");
+                    self.cache
+                        .record_event(policy.family, crate::cache::FamilyEvent::Stale);
+                    self.count_view(head, res.request().headers(), StatusCode::OK, meta.view_of);
+                    let (req, _) = res.into_parts();
+                    let res = respond(&meta, Some(body), policy, now);
+                    return Ok(with_outcome(
+                        ServiceResponse::new(req, res),
+                        Outcome::Stale { status },
+                    ));
+                }
+            }
+        }
+        self.count_view(head, res.request().headers(), res.status(), view_of);
+        if res.status() != StatusCode::OK || !is_public(&res) {
+            return Ok(with_outcome(res.map_into_boxed_body(), Outcome::Bypass));
+        }
+        if !keep_miss {
+            let res = res.map_into_boxed_body();
+            return Ok(with_outcome(res, Outcome::Miss { stored: false }));
+        }
+        let (req, res) = res.into_parts();
+        let (head_part, body) = res.into_parts();
+        let bytes = body::to_bytes(body)
+            .await
+            .map_err(|e| actix_web::error::ErrorInternalServerError(e.into()))?;
+        let meta = ResponseMeta {
+            status: head_part.status().as_u16(),
+            headers: head_part
+                .headers()
+                .iter()
+                .filter(|(name, _)| KEPT_HEADERS.contains(&name.as_str()))
+                .filter_map(|(name, value)| {
+                    Some((name.to_string(), value.to_str().ok()?.to_string()))
+                })
+                .collect(),
+            etag: head_part
+                .headers()
+                .get(header::ETAG)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+                .unwrap_or_else(|| strong_etag(&bytes)),
+            stored_at_ms: now,
+            fresh_ms: policy.ttl.as_millis() as u64,
+            view_of,
+            warmed: warm,
+            hit_counted: Default::default(),
+            prepared: Default::default(),
+            last_modified: Default::default(),
+            body_key: Default::default(),
+        };
+        self.cache
+            .record_fill(policy.family, render_started.elapsed());
+        let stored = trace.is_complete();
+        if stored {
+            // The body first: metadata must never point at a body that is not there.
+            let keep = Some(policy.ttl + policy.stale_if_error);
+            self.cache
+                .set_raw_immutable(&self.body_key(policy, &meta.etag), bytes.to_vec(), keep)
+                .await;
+            self.cache.set_traced(&key, &trace, &meta, keep).await;
+            if warm {
+                self.warming.stored(key.as_str());
+            }
+        }
+        let res = if conditions.not_modified(&meta.etag, None) {
+            respond(&meta, None, policy, now)
+        } else {
+            // The handler's own response (its timing headers too), with the cache's
+            // validators.
+            let mut res = head_part.set_body(bytes).map_into_boxed_body();
+            cache_headers(res.headers_mut(), &meta, policy, now);
+            res
+        };
+        Ok(with_outcome(
+            ServiceResponse::new(req, res),
+            Outcome::Miss { stored },
+        ))
+    }
+
+    /// Answers from the stored copy if it is fresh, or gives the request back with the
+    /// expired copy, if any (for stale-if-error).
+    async fn stored_answer(
+        &self,
+        req: ServiceRequest,
+        key: &Key,
+        policy: &ResponsePolicy,
+        conditions: &Conditions,
+        head: bool,
+        collapsed: bool,
+    ) -> Result<ServiceResponse<BoxBody>, (ServiceRequest, Option<Arc<ResponseMeta>>)> {
+        let now = now_ms();
+        let Some(meta) = self.cache.get_traced::<ResponseMeta>(key).await else {
+            return Err((req, None));
+        };
+        let Some(ttl_left_ms) = meta.fresh_left_ms(now) else {
+            return Err((req, Some(meta)));
+        };
+        let hit = Outcome::Hit {
+            ttl_left_ms,
+            collapsed,
+        };
+        let modified = last_modified(meta.stored_at_ms, now);
+        if conditions.not_modified(&meta.etag, modified) {
+            let res = respond(&meta, None, policy, now);
+            return Ok(with_outcome(req.into_response(res), hit));
+        }
+        match self.body(policy, &meta).await {
+            Some(body) => {
+                self.count_view(head, req.headers(), StatusCode::OK, meta.view_of);
+                if meta.warmed
+                    && !meta
+                        .hit_counted
+                        .swap(true, std::sync::atomic::Ordering::Relaxed)
+                    && !req.headers().contains_key(crate::web::warm::WARM_HEADER)
+                {
+                    self.warming.hit(key.as_str());
+                }
+                let res = respond(&meta, Some(body), policy, now);
+                Ok(with_outcome(req.into_response(res), hit))
+            }
+            // The body was evicted before its metadata: rebuild.
+            None => Err((req, None)),
+        }
+    }
+
+    async fn body(&self, policy: &ResponsePolicy, meta: &ResponseMeta) -> Option<bytes::Bytes> {
+        let key = meta
+            .body_key
+            .get_or_init(|| self.body_key(policy, &meta.etag));
+        self.cache
+            .get_raw_immutable(key)
+            .await
+            .map(bytes::Bytes::from_owner)
+    }
+
+    /// Method-independent: the canonical path and parameters (see `web::canonical`:
+    /// the handler reads exactly these), then each vary value.
+    fn key_for(&self, req: &ServiceRequest, policy: &ResponsePolicy) -> Key {
+        let query = match req.query_string() {
+            "" => String::new(),
+            _ => Params::of(req.request()).query_string(),
+        };
+        let vary = policy.vary_on.iter().map(|name| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        });
+        let parts = [req.path(), query.as_str()].into_iter().chain(vary);
+        self.cache.key(policy.family, parts)
+    }
+
+    fn body_key(&self, policy: &ResponsePolicy, etag: &str) -> Key {
+        self.cache
+            .key(policy.family, ["body", etag.trim_matches('"')])
+    }
+}
