@@ -5,6 +5,20 @@
 //! arrives after a write returned never joins a computation begun before it, also when
 //! the versions are unknown (cache off or down). If the leader is cancelled (its client
 //! went away), its entry is removed and one waiter takes over.
+//!
+//! Two other places make concurrent work happen once, and they stay apart because each
+//! shares something else, owned otherwise:
+//! - the response cache's collapsing (`web::http_cache::collapse`) shares only the fact
+//!   that the first render ended: a response is neither `Clone` nor `Send` (it holds
+//!   the worker's request), and each follower builds its own answer (its conditions,
+//!   HEAD, its view) from the stored copy; a follower waits at most a bound, then
+//!   renders itself. The leader's render is the rest of a middleware, not a closure
+//!   returning a value to hand out, which is what `run` takes.
+//! - the near tier's shared reads (`backend::near`) share a Redis read that its readers
+//!   own (the map holds a weak handle): when the last reader goes away the read is
+//!   dropped, never resumed by a later reader past its timeout; and a read is joined
+//!   only within the coherence epoch it began in. Here the leader owns the work and a
+//!   waiter takes over when it goes.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;

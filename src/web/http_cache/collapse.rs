@@ -1,6 +1,6 @@
 //! Request collapsing: concurrent misses of one response key render once; the others
-//! wait for that copy, then read it from the cache. (Why this is not `cache::flight`:
-//! see that module.)
+//! wait for that copy, then read it from the cache. (Why this is not `cache::flight`: see
+//! that module.)
 
 use std::time::Duration;
 
