@@ -82,7 +82,7 @@ fn well_formed(value: &str) -> bool {
 fn form_token(cookie: Option<&str>, secret: &[u8], secure: bool) -> FormToken {
     if let Some(value) = cookie.filter(|v| well_formed(v)) {
         return FormToken {
-            field: sign(secret, &value),
+            field: sign(secret, value),
             cookie: None,
         };
     }
