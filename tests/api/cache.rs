@@ -20,6 +20,30 @@ fn post(id: i32) -> Post {
 }
 
 on_both_caches! {
+    async fn a_fill_that_read_a_tag_as_absent_is_not_stored_over_a_write(cache: CacheManager) {
+        // Read with no version for the tag, then a write lands, then the fill (computed
+        // from rows before the write) comes to be stored: it must not be.
+        let key = cache.key("posts", ["raced"]);
+        let lookup = cache.get_tagged::<Post>(&key, &["raced-tag"]).await;
+        let fill = lookup.versions.expect("the backend answered");
+        assert!(cache.invalidate_tags(&["raced-tag"]).await);
+        cache.set_tagged(&key, &fill, &post(1), None).await;
+        assert!(cache.get_tagged::<Post>(&key, &["raced-tag"]).await.value.is_none(), "a stale fill was stored");
+        // Two fills that both read a new tag as absent: each may be stored (the second
+        // finds the version the first made, not a write's).
+        let (a, b) = (cache.key("posts", ["a"]), cache.key("posts", ["b"]));
+        let (la, lb) = (cache.get_tagged::<Post>(&a, &["fresh-tag"]).await, cache.get_tagged::<Post>(&b, &["fresh-tag"]).await);
+        cache.set_tagged(&a, &la.versions.unwrap(), &post(2), None).await;
+        cache.set_tagged(&b, &lb.versions.unwrap(), &post(3), None).await;
+        assert_eq!(cache.get_tagged::<Post>(&a, &["fresh-tag"]).await.value, Some(post(2)));
+        assert_eq!(cache.get_tagged::<Post>(&b, &["fresh-tag"]).await.value, Some(post(3)));
+        // A lookup alone creates no version: a later write's bump is what makes one.
+        let junk = cache.key("posts", ["junk"]);
+        assert!(cache.get_tagged::<Post>(&junk, &["post:made-up"]).await.value.is_none());
+        let again = cache.get_tagged::<Post>(&junk, &["post:made-up"]).await.versions.unwrap();
+        assert_eq!(again.versions(), &[None], "a lookup created a tag version");
+    }
+
     async fn set_get_delete(cache: CacheManager) {
         let key = cache.key("posts", ["one"]);
         assert_eq!(cache.get::<Post>(&key).await, None);
