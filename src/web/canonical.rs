@@ -184,8 +184,12 @@ pub async fn check(
         }
         None if req.query_string().is_empty() => None,
         None => match Params::parse(req.path(), req.query_string()) {
+            // An absent `Params` reads as none (`Params::of`): nothing to keep for a
+            // route that reads no parameter.
             Ok(params) => {
-                req.extensions_mut().insert(params);
+                if !params.pairs.is_empty() {
+                    req.extensions_mut().insert(params);
+                }
                 None
             }
             Err(refusal) => Some(refusal),

@@ -371,10 +371,11 @@ impl ResponseCache {
     /// Method-independent: the canonical path and parameters (see `web::canonical`:
     /// the handler reads exactly these), then each vary value.
     fn key_for(&self, req: &ServiceRequest, policy: &ResponsePolicy) -> Key {
-        let query = match req.query_string() {
-            "" => String::new(),
-            _ => Params::of(req.request()).query_string(),
-        };
+        let query = req
+            .extensions()
+            .get::<Params>()
+            .map(Params::query_string)
+            .unwrap_or_default();
         let vary = policy.vary_on.iter().map(|name| {
             req.headers()
                 .get(name)
