@@ -11,7 +11,7 @@
 //! (32,256,512), BENCH_TARGETS (`/,/blog/,post,/api/posts/,304:/,304:/api/posts/`;
 //! `post` is the newest post's page, `304:` sends the page's ETag in If-None-Match),
 //! BENCH_DURATION (seconds, 5), BENCH_ROUNDS (3), BENCH_POSTS (200), BENCH_REDIS_URL
-//! (redis://127.0.0.1:6379). Each round runs every server (the ceiling first) once per
+//! (redis://127.0.0.1:6379), BENCH_OUT (the file under bench/results, latest.md). Each round runs every server (the ceiling first) once per
 //! target and connection count, interleaved (A B C A B C), so a slow moment of the
 //! machine hits all alike; ratios are taken within a round, then the median.
 
@@ -384,7 +384,8 @@ fn main() {
     println!("{md}");
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results");
     std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("latest.md"), &md).unwrap();
+    let name = std::env::var("BENCH_OUT").unwrap_or_else(|_| "latest.md".into());
+    std::fs::write(out.join(name), &md).unwrap();
     drop(servers);
     let _ = std::fs::remove_dir_all(&dir);
 }

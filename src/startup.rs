@@ -129,6 +129,14 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         let report = seed::seed_fixtures(&repo).await?;
         tracing::info!(%report, "empty database seeded from fixtures");
     }
+    // Another instance starting at the same time may be filling it: not fatal.
+    match repo.ensure_search_index().await {
+        Ok(Some(n)) => tracing::info!(posts = n, "search index filled"),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "the search index could not be filled; `folio reindex` fills it")
+        }
+    }
     let views = Arc::new(ViewCounter::default());
     views.start(repo.clone(), config.view_flush_interval);
     let fragments =

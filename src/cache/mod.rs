@@ -100,6 +100,9 @@ pub const DEFAULT_FAMILY_TTLS: &[(&str, u64)] = &[
     ("fragment", 900),
     ("response", 300),
     ("popular", 60),
+    // search results of popular queries, and the one entry of queries that found nothing
+    ("search", 600),
+    ("search_none", 600),
     // failed sign-ins are counted for this long
     ("login_attempts", 900),
     // used webhook signatures: longer than the ±5 minutes a signed request is accepted
@@ -266,8 +269,9 @@ fn unix_now() -> u64 {
 /// The result of `get_tagged`.
 pub struct TaggedLookup<T> {
     pub value: Option<T>,
-    /// On a miss, what a fill must be stored under (`set_tagged`); None when the
-    /// backend failed and nothing may be stored.
+    /// On a miss (and on a hit, from `get_tagged_for_update`), what a fill must be
+    /// stored under (`set_tagged`); None when the backend failed and nothing may be
+    /// stored.
     pub versions: Option<FillVersions>,
 }
 

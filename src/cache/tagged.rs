@@ -104,6 +104,28 @@ impl CacheManager {
         &self,
         entries: &[(Key, &[&str])],
     ) -> Vec<TaggedLookup<T>> {
+        self.lookup_tagged(entries, false).await
+    }
+
+    /// `get_tagged` for a read-modify-write of one entry: the versions come back on a hit
+    /// too, so a changed value can be stored under what the value was current under
+    /// (a write meanwhile makes that store land where nobody looks).
+    pub async fn get_tagged_for_update<T: DeserializeOwned>(
+        &self,
+        key: &Key,
+        tags: &[&str],
+    ) -> TaggedLookup<T> {
+        self.lookup_tagged(&[(key.clone(), tags)], true)
+            .await
+            .pop()
+            .expect("one lookup per entry")
+    }
+
+    async fn lookup_tagged<T: DeserializeOwned>(
+        &self,
+        entries: &[(Key, &[&str])],
+        versions_on_hit: bool,
+    ) -> Vec<TaggedLookup<T>> {
         let mut tag_names: Vec<&str> = entries
             .iter()
             .flat_map(|(_, tags)| tags.iter().copied())
@@ -152,7 +174,13 @@ impl CacheManager {
                             self.inner.stats.hit(key.family());
                             return TaggedLookup {
                                 value: Some(tagged.value),
-                                versions: None,
+                                versions: versions_on_hit.then(|| FillVersions {
+                                    tag_keys: tags
+                                        .iter()
+                                        .map(|t| tag_keys[index(t)].clone())
+                                        .collect(),
+                                    versions: current.into_iter().map(Some).collect(),
+                                }),
                             };
                         }
                         Ok(_) => {} // invalidated since it was stored

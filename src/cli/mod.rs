@@ -4,6 +4,7 @@ mod clear;
 mod create_admin;
 mod migrate;
 mod monitor;
+mod reindex;
 mod seed;
 mod serve;
 mod warm;
@@ -35,11 +36,13 @@ pub enum Command {
     Migrate,
     /// Load the fixtures (idempotent); optionally generate N extra posts for load tests.
     Seed(seed::SeedArgs),
+    /// Rebuild the search index from the posts.
+    Reindex,
     /// Create an admin account (password from ADMIN_PASSWORD, or asked twice).
     CreateAdmin(create_admin::CreateAdminArgs),
     /// Delete cached entries: all of this site's, or those matching --pattern.
     Clear(clear::ClearArgs),
-    /// Warm the cache by priority (`--type=all|main|blog|api`); with memory:// asks the running server.
+    /// Warm the cache by priority (`--type=all|main|blog|api|search`); with memory:// asks the running server.
     Warm(warm::WarmArgs),
     /// Watch the cache of a running server (`--action=stats|health|test`, `--watch`).
     Monitor(monitor::MonitorArgs),
@@ -68,6 +71,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(config, args),
         Command::Migrate => migrate::run(config),
         Command::Seed(args) => seed::run(config, args),
+        Command::Reindex => reindex::run(config),
         Command::CreateAdmin(args) => create_admin::run(config, args),
         Command::Clear(args) => clear::run(config, args),
         Command::Warm(args) => warm::run(config, args),

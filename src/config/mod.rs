@@ -141,7 +141,7 @@ pub struct Config {
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_RESPONSE_PREFIXES: &str =
-    "/api/posts/,/api/personal-info/,/api/social-links/,/api/ai-tools/";
+    "/api/posts/,/api/personal-info/,/api/social-links/,/api/ai-tools/,/api/search/";
 
 /// Every setting, declared once: its variable, default, parser and help. Each can be
 /// given as an environment variable (or in `.env`) or as a flag, and `folio --help`
@@ -600,7 +600,7 @@ mod tests {
         assert_eq!(config.cache.url, CacheUrl::Memory);
         assert_eq!(config.cache.timeout, Duration::from_millis(100));
         assert!(config.cache.near.is_some());
-        assert_eq!(config.response_cache_prefixes.len(), 4);
+        assert_eq!(config.response_cache_prefixes.len(), 5);
         assert_eq!(config.site_url, "http://127.0.0.1:8080");
         let config = Config::from_lookup(lookup(&[
             ("DATA_DIR", data),

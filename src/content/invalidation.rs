@@ -80,10 +80,11 @@ pub enum CacheTag {
     ApiSocialLinks,
     ApiAiTools,
     AdminStats,
+    SearchResults,
 }
 
 impl CacheTag {
-    pub const ALL: [CacheTag; 16] = [
+    pub const ALL: [CacheTag; 17] = [
         CacheTag::PostLists,
         CacheTag::PopularPosts,
         CacheTag::PostDetail,
@@ -100,6 +101,7 @@ impl CacheTag {
         CacheTag::ApiSocialLinks,
         CacheTag::ApiAiTools,
         CacheTag::AdminStats,
+        CacheTag::SearchResults,
     ];
 
     /// The tag's name, as entries name it and the webhook accepts it.
@@ -121,6 +123,7 @@ impl CacheTag {
             CacheTag::ApiSocialLinks => "api_social_links",
             CacheTag::ApiAiTools => "api_ai_tools",
             CacheTag::AdminStats => "admin_stats",
+            CacheTag::SearchResults => "search_results",
         }
     }
 }
@@ -137,6 +140,7 @@ const POST_LISTINGS: &[CacheTag] = &[
     Feed,
     Sitemap,
     ApiPosts,
+    SearchResults,
 ];
 
 /// The per-object tag of one post's page: a change to one post drops its own page, not
@@ -149,12 +153,13 @@ pub fn post_tag(slug: &str) -> String {
 #[rustfmt::skip]
 pub const RULES: &[(Model, &[CacheTag])] = &[
     // posts → blog listings, recent, popular, tag pages, feed and sitemap, home
-    // fragments, /api/posts/…, and the post's own page (`post_tag`, per object)
+    // fragments, /api/posts/…, search results (page and API), and the post's own page
+    // (`post_tag`, per object)
     (Model::Post, POST_LISTINGS),
     // a tag renamed or removed shows on every post that has it
-    (Model::Tag, &[PostLists, PopularPosts, PostDetail, TagPages, TagCloud, Feed, Sitemap, ApiPosts]),
+    (Model::Tag, &[PostLists, PopularPosts, PostDetail, TagPages, TagCloud, Feed, Sitemap, ApiPosts, SearchResults]),
     // authors are shown on posts (not on tag pages or the sitemap)
-    (Model::Author, &[PostLists, PopularPosts, PostDetail, Feed, ApiPosts]),
+    (Model::Author, &[PostLists, PopularPosts, PostDetail, Feed, ApiPosts, SearchResults]),
     // personal info → home and about sections, /api/personal-info/
     (Model::PersonalInfo, &[PersonalInfo, ApiPersonalInfo]),
     // social links → header and footer, contact page, /api/social-links/
@@ -207,6 +212,7 @@ pub mod depends_on {
     /// The about page: the owner's details and their links.
     pub const ABOUT: &[&str] = &[CacheTag::PersonalInfo.name(), CacheTag::SocialLinks.name()];
     pub const ADMIN_STATS: &[&str] = &[CacheTag::AdminStats.name()];
+    pub const SEARCH: &[&str] = &[CacheTag::SearchResults.name()];
 }
 
 /// The tags each cached API path depends on.
@@ -215,6 +221,7 @@ pub const RESPONSE_TAGS: &[(&str, &[&str])] = &[
     ("/api/personal-info/", &[CacheTag::ApiPersonalInfo.name()]),
     ("/api/social-links/", &[CacheTag::ApiSocialLinks.name()]),
     ("/api/ai-tools/", &[CacheTag::ApiAiTools.name()]),
+    ("/api/search/", &[CacheTag::SearchResults.name()]),
 ];
 
 /// Every tag: what a path without an entry in `RESPONSE_TAGS` depends on (safe, if

@@ -22,6 +22,20 @@ pub fn to_safe_html(markdown: &str) -> String {
         .to_string()
 }
 
+/// The whole text without markup (what search indexes): words of text and code, a
+/// space at each break and block end so words never run together.
+pub fn plain_text(markdown: &str) -> String {
+    let mut text = String::with_capacity(markdown.len());
+    for event in Parser::new_ext(markdown, options()) {
+        match event {
+            Event::Text(t) | Event::Code(t) => text.push_str(&t),
+            Event::SoftBreak | Event::HardBreak | Event::End(_) => text.push(' '),
+            _ => {}
+        }
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// The first paragraph as plain text, cut at a word boundary near `max_chars`.
 pub fn excerpt(markdown: &str, max_chars: usize) -> String {
     let mut text = String::new();

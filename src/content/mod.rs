@@ -7,6 +7,7 @@ pub mod models;
 pub mod query_key;
 pub mod repository;
 pub mod schema;
+pub mod search;
 pub mod seed;
 pub mod views;
 

@@ -257,6 +257,11 @@ impl Db {
         check.await.map_err(|e| DbError::Connect(e.to_string()))
     }
 
+    /// Which SQL dialect a query must be written in, where the two differ (search).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Pg(_))
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self.backend {
             Backend::Pg(_) => "postgres",

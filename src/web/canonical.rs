@@ -30,6 +30,7 @@ fn params_read_by(path: &str) -> &'static [&'static str] {
         "/blog/" => &["page"],
         "/api/posts/" => &["page", "tag"],
         "/api/ai-tools/" => &["category", "featured"],
+        "/search/" | "/api/search/" => &["q", "page"],
         _ if is_tag_page(path) => &["page"],
         _ => &[],
     }
@@ -75,6 +76,11 @@ impl Params {
         out.finish()
     }
 
+    /// One value encoded as `query_string` encodes it (for links built by templates).
+    pub fn encode(value: &str) -> String {
+        url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+    }
+
     /// The request's parameters as `check` parsed them (none if it had no query).
     pub fn of(req: &HttpRequest) -> Params {
         req.extensions()
@@ -115,12 +121,18 @@ impl Params {
 }
 
 /// A value as it is written canonically: page numbers in plain digits, booleans as
-/// `true`/`false`; anything the handler would refuse is left for it to refuse.
+/// `true`/`false`, search queries normalised; anything the handler would refuse is left
+/// for it to refuse.
 fn canonical_value(name: &str, value: &str) -> String {
     match name {
         "page" => match value.parse::<i64>() {
             Ok(n) if n >= 1 => n.to_string(),
             _ => value.to_string(),
+        },
+        // The normalised query (see `content::search`): case, width, spacing, quoting.
+        "q" => match crate::content::search::SearchQuery::parse(value) {
+            Ok(query) => query.canonical().to_string(),
+            Err(_) => value.to_string(),
         },
         "featured" => match value.to_ascii_lowercase().as_str() {
             "true" | "1" => "true".into(),

@@ -53,6 +53,8 @@ pub const TEMPLATES: &[(&str, &str)] = embed![
     "errors/refused.html",
     "feeds/atom.xml",
     "feeds/sitemap.xml",
+    "feeds/opensearch.xml",
+    "search/results.html",
 ];
 
 /// Static files: (name, content type, bytes).

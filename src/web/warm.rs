@@ -40,11 +40,15 @@ pub enum WarmType {
     Blog,
     /// `/api/…`.
     Api,
+    /// The most searched queries lately (`/search/`, `/api/search/`).
+    Search,
 }
 
 impl WarmType {
     fn of(path: &str) -> WarmType {
-        if path.starts_with("/api/") {
+        if path.starts_with("/search/") || path.starts_with("/api/search/") {
+            WarmType::Search
+        } else if path.starts_with("/api/") {
             WarmType::Api
         } else if path.starts_with("/blog/") {
             WarmType::Blog
@@ -58,6 +62,7 @@ impl WarmType {
             WarmType::Main => "main",
             WarmType::Blog => "blog",
             WarmType::Api => "api",
+            WarmType::Search => "search",
         }
     }
 }
@@ -134,6 +139,8 @@ impl WarmReport {
 /// Most requests in flight at once, and the slow-down that halves them.
 const MAX_CONCURRENCY: usize = 4;
 const SLOWDOWN: u32 = 4;
+/// How many of the most searched queries are warmed.
+const SEARCHES_WARMED: usize = 10;
 /// Share of an in-process cache's bound past which warming stops.
 const FULL: f64 = 0.9;
 
@@ -165,6 +172,12 @@ pub async fn plan(state: &AppState, kind: WarmType) -> Result<Vec<(u8, String)>,
     let pages =
         (posts.len() as i64 + crate::web::pages::PER_PAGE - 1) / crate::web::pages::PER_PAGE;
     plan.extend((2..=pages).map(|n| (3, format!("/blog/?page={n}"))));
+    // High traffic: the most searched queries lately, first pages (page and API).
+    for (query, _) in repo.search_counts().top(SEARCHES_WARMED) {
+        let q = crate::web::canonical::Params::encode(&query);
+        plan.push((2, format!("/search/?q={q}")));
+        plan.push((2, format!("/api/search/?q={q}")));
+    }
     plan.push((3, "/feed.xml".into()));
     plan.push((3, "/sitemap.xml".into()));
     plan.extend(posts.iter().map(|p| (4, post(&p.slug))));
@@ -290,6 +303,15 @@ pub async fn warm(
     report
 }
 
+/// Whether a request is this process's warm request (it counts no view and no search).
+pub fn is_warm_request(req: &actix_web::HttpRequest, token: &str) -> bool {
+    !token.is_empty()
+        && req
+            .headers()
+            .get(WARM_HEADER)
+            .is_some_and(|v| v.as_bytes() == token.as_bytes())
+}
+
 /// A GET of `path` marked as this process's warm request (and a prefetch: no view).
 fn warm_request(path: &str, token: &str, force: bool) -> Option<actix_http::Request> {
     let mut req = actix_http::Request::new();
@@ -332,8 +354,8 @@ pub fn on_start(state: web::Data<AppState>) {
     });
 }
 
-/// After this process's writes, re-warms the critical path they dropped, so the next
-/// visitor after an edit gets a hit. Stops when the state is dropped.
+/// After this process's writes, re-warms the critical path they dropped and the most
+/// searched queries, so the next visitor after an edit gets a hit. Stops when the state is dropped.
 pub fn after_invalidations(state: web::Data<AppState>) {
     let mut writes = state.cache.subscribe_writes();
     let weak = std::sync::Arc::downgrade(&state.into_inner());
@@ -348,8 +370,24 @@ pub fn after_invalidations(state: web::Data<AppState>) {
                 timeout_secs: 10,
                 ..WarmOptions::default()
             };
-            let report = warm(web::Data::from(state), &options, &|_, _, _| {}).await;
-            tracing::debug!(warmed = report.totals().warmed, "re-warmed after a write");
+            let state = web::Data::from(state);
+            let report = warm(state.clone(), &options, &|_, _, _| {}).await;
+            // And the most searched queries: a write dropped every search result.
+            let searches = WarmOptions {
+                kind: WarmType::Search,
+                max_priority: 2,
+                timeout_secs: 10,
+                ..WarmOptions::default()
+            };
+            let searched = match state.repo.search_counts().is_empty() {
+                true => WarmReport::default(),
+                false => warm(state, &searches, &|_, _, _| {}).await,
+            };
+            tracing::debug!(
+                warmed = report.totals().warmed,
+                searches = searched.totals().warmed,
+                "re-warmed after a write"
+            );
         }
     });
 }

@@ -9,7 +9,7 @@ use fantoccini::{ClientBuilder, Locator};
 
 use crate::helpers::{services_required, skip, spawn_app_with, Backend};
 
-struct Driver(Child);
+pub(crate) struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -18,7 +18,7 @@ impl Drop for Driver {
     }
 }
 
-fn start_chromedriver() -> Option<(Driver, u16)> {
+pub(crate) fn start_chromedriver() -> Option<(Driver, u16)> {
     let present = |bin: &str| std::path::Path::new(bin).exists();
     if !present("/usr/bin/chromedriver") || !present("/usr/bin/chromium") {
         assert!(
@@ -47,6 +47,26 @@ fn start_chromedriver() -> Option<(Driver, u16)> {
     Some((Driver(child), port))
 }
 
+/// A headless Chromium session through the chromedriver on `port`, with its profile in
+/// `profile`.
+pub(crate) async fn chromium(port: u16, profile: &tempfile::TempDir) -> fantoccini::Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.path().display())]
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a Chromium session")
+}
+
 #[actix_web::test]
 async fn the_dashboard_shows_live_numbers_and_warms_on_the_in_process_cache() {
     the_dashboard_shows_live_numbers_and_warms(&[]).await
@@ -73,21 +93,7 @@ async fn the_dashboard_shows_live_numbers_and_warms(extra: &[(&str, &str)]) {
     let hash = folio::web::admin::hash_password("correct-horse-battery").unwrap();
     app.state.repo.upsert_admin("ada", &hash).await.unwrap();
     let profile = tempfile::TempDir::new().unwrap();
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.path().display())]
-        }),
-    );
-    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a Chromium session");
+    let browser = chromium(port, &profile).await;
     let run = async {
         // Sign in as a person would.
         browser.goto(&app.url("/admin/login/?next=/admin/")).await?;

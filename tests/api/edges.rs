@@ -27,6 +27,13 @@ const TARGETS: &[(&str, &[(&str, &str)])] = &[
     ("/api/ai-tools/", &[("category", "Coding")]),
     ("/api/ai-tools/", &[("featured", "true")]),
     ("/api/ai-tools/", &[("category", "Not a category")]),
+    ("/search/", &[("q", "cache invalidation")]),
+    ("/search/", &[("q", "Redis OR \"tag versions\"")]),
+    ("/search/", &[("page", "2"), ("q", "the")]),
+    ("/search/", &[("q", "-everything")]),
+    ("/api/search/", &[("q", "caching -redis")]),
+    ("/api/search/", &[("q", "NEAR(a b) x:y*")]),
+    ("/api/search/", &[("q", "zzzz nothing matches")]),
 ];
 
 /// How a character of a path, name or value is written.
@@ -487,18 +494,23 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
-/// `n` requests for things that do not exist (posts, tags, filters, pages), 32 at once.
+/// `n` requests for things that do not exist (posts, tags, filters, pages, searches),
+/// 32 at once.
 async fn junk(client: &reqwest::Client, base: &str, from: usize, n: usize) {
     use futures_util::StreamExt;
     futures_util::stream::iter(from..from + n)
         .map(|i| {
-            let path = match i % 7 {
+            let path = match i % 9 {
                 0 => format!("/blog/made-up-{i}/"),
                 1 => format!("/api/posts/made-up-{i}/"),
                 2 => format!("/blog/tag/made-up-{i}/"),
                 3 => format!("/api/posts/?tag=made-up-{i}"),
                 4 => format!("/api/ai-tools/?category=made-up-{i}"),
                 5 => format!("/blog/?page={}", 1000 + i),
+                // Searches: one that finds posts (not popular: never stored) and one
+                // that finds nothing (remembered in one bounded entry).
+                6 => format!("/search/?q=cache+OR+made{i}"),
+                7 => format!("/api/search/?q=made+up+{i}"),
                 _ => format!("/api/posts/?utm_source=x{i}&p%61ge=1"),
             };
             let (client, url) = (client.clone(), format!("{base}{path}"));
@@ -579,7 +591,7 @@ async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
-async fn scan(url: &str, prefix: &str) -> Vec<String> {
+pub(crate) async fn scan(url: &str, prefix: &str) -> Vec<String> {
     let mut conn = redis_conn(url).await;
     let mut cursor: u64 = 0;
     let mut all = Vec::new();

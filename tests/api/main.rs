@@ -24,6 +24,7 @@ mod redis_cluster;
 mod redis_server;
 mod resilience;
 mod scale_out;
+mod search;
 mod seed;
 mod warming;
 mod webhook;

@@ -67,6 +67,7 @@ mod admins;
 mod inbox;
 mod outbox;
 mod posts;
+pub mod search;
 mod site;
 
 /// Now, truncated to microseconds: PostgreSQL keeps microseconds and SQLite whatever it
@@ -83,11 +84,21 @@ pub fn now() -> NaiveDateTime {
 pub struct Repository {
     db: Db,
     cache: CacheManager,
+    /// This process's count of searches (which results to store and to warm).
+    search_counts: std::sync::Arc<crate::content::search::popular::Popular>,
 }
 
 impl Repository {
     pub fn new(db: Db, cache: CacheManager) -> Self {
-        Repository { db, cache }
+        Repository {
+            db,
+            cache,
+            search_counts: Default::default(),
+        }
+    }
+
+    pub fn search_counts(&self) -> &crate::content::search::popular::Popular {
+        &self.search_counts
     }
 
     pub fn db(&self) -> &Db {

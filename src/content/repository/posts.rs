@@ -4,6 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use super::search::{index_post, unindex_post, SearchDocument};
 use super::{now, RepoResult, Repository};
 use crate::content::invalidation::{depends_on, post_tag, CacheTag, Model};
 use crate::content::markdown;
@@ -115,6 +116,12 @@ impl<'a> PostWrite<'a> {
             featured: input.featured,
             updated_at: stamp,
         }
+    }
+
+    /// The post's search index entry, with its tags (name, slug).
+    fn search_document(&self, tags: &[(String, String)]) -> SearchDocument {
+        let names: Vec<&str> = tags.iter().map(|(name, _)| name.as_str()).collect();
+        SearchDocument::new(self.title, &self.excerpt, self.body_markdown, &names)
     }
 
     /// With the columns only an insert sets.
@@ -485,14 +492,17 @@ impl Repository {
     /// nothing changes and `None` comes back), which makes seeding idempotent.
     pub async fn create_post_if_absent(&self, post: PostInput) -> RepoResult<Option<i32>> {
         let tag_list: Vec<(String, String)> = dedup_tags(&post.tags);
+        let pg = self.db.is_postgres();
         transact!(self, &[Model::Post], |conn, objects| {
             let stamp = now();
             let published_at = match (post.published, post.published_at) {
                 (true, None) => Some(stamp),
                 (_, at) => at,
             };
+            let write = PostWrite::new(&post, published_at, stamp);
+            let doc = write.search_document(&tag_list);
             let inserted: Option<i32> = diesel::insert_into(posts::table)
-                .values(PostWrite::new(&post, published_at, stamp).inserted())
+                .values(write.inserted())
                 .on_conflict(posts::slug)
                 .do_nothing()
                 .returning(posts::id)
@@ -503,6 +513,7 @@ impl Repository {
                 return Ok(None);
             };
             link_tags!(conn, post_id, &tag_list, stamp);
+            index_post!(conn, pg, post_id, &doc);
             objects.push(post_tag(&post.slug));
             Ok(Some(post_id))
         })
@@ -531,6 +542,27 @@ impl Repository {
                 .await?)
         })?;
         self.with_tags(rows).await
+    }
+
+    /// Posts by id, with their tags and authors, in no particular order (search results).
+    pub(super) async fn posts_by_ids(&self, ids: &[i32]) -> RepoResult<Vec<PostSummary>> {
+        let rows = with_conn!(self.db, |conn| {
+            Ok(posts::table
+                .inner_join(authors::table)
+                .filter(posts::id.eq_any(ids.to_vec()))
+                .select((PostRow::as_select(), authors::name, authors::slug))
+                .load::<(PostRow, String, String)>(conn)
+                .await?)
+        })?;
+        self.with_tags(rows).await
+    }
+
+    /// Every post's id and Markdown (rebuilding the search index).
+    pub(super) async fn all_bodies(&self) -> RepoResult<Vec<(i32, String)>> {
+        with_conn!(self.db, |conn| Ok(posts::table
+            .select((posts::id, posts::body_markdown))
+            .load::<(i32, String)>(conn)
+            .await?))
     }
 
     /// A post by id with its body and author id, for the edit form (not cached).
@@ -563,8 +595,10 @@ impl Repository {
     /// links between them in one transaction, then the invalidation.
     async fn save_post(&self, id: Option<i32>, input: PostInput) -> RepoResult<i32> {
         let tag_list = dedup_tags(&input.tags);
+        let pg = self.db.is_postgres();
         transact!(self, &[Model::Post], |conn, objects| {
             let stamp = now();
+            let doc: SearchDocument;
             let post_id = match id {
                 Some(id) => {
                     let before: Option<(String, Option<NaiveDateTime>)> = posts::table
@@ -579,8 +613,10 @@ impl Repository {
                     objects.push(post_tag(&old_slug));
                     // The first publication date stays.
                     let published_at = published_at.or(input.published.then_some(stamp));
+                    let write = PostWrite::new(&input, published_at, stamp);
+                    doc = write.search_document(&tag_list);
                     diesel::update(posts::table.find(id))
-                        .set(PostWrite::new(&input, published_at, stamp))
+                        .set(write)
                         .execute(conn)
                         .await?;
                     diesel::delete(post_tags::table.filter(post_tags::post_id.eq(id)))
@@ -590,20 +626,24 @@ impl Repository {
                 }
                 None => {
                     let published_at = input.published.then_some(stamp);
+                    let write = PostWrite::new(&input, published_at, stamp);
+                    doc = write.search_document(&tag_list);
                     diesel::insert_into(posts::table)
-                        .values(PostWrite::new(&input, published_at, stamp).inserted())
+                        .values(write.inserted())
                         .returning(posts::id)
                         .get_result(conn)
                         .await?
                 }
             };
             link_tags!(conn, post_id, &tag_list, stamp);
+            index_post!(conn, pg, post_id, &doc);
             objects.push(post_tag(&input.slug));
             Ok(post_id)
         })
     }
 
     pub async fn delete_post(&self, id: i32) -> RepoResult<bool> {
+        let pg = self.db.is_postgres();
         let deleted = transact!(self, &[Model::Post], |conn, objects| {
             let slug: Option<String> = posts::table
                 .find(id)
@@ -613,6 +653,7 @@ impl Repository {
                 .optional()?;
             let Some(slug) = slug else { return Ok(false) };
             objects.push(post_tag(&slug));
+            unindex_post!(conn, pg, id);
             diesel::delete(post_tags::table.filter(post_tags::post_id.eq(id)))
                 .execute(conn)
                 .await?;

@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod dto;
 mod posts;
+mod search;
 mod site;
 pub mod webhook;
 
@@ -26,6 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/personal-info/").get(site::personal_info))
             .service(web::resource("/social-links/").get(site::social_links))
             .service(web::resource("/ai-tools/").get(site::ai_tools))
+            .service(web::resource("/search/").get(search::search))
             .service(web::resource("/openapi.json").get(openapi))
             .service(web::resource("/cache/invalidate/").post(webhook::invalidate))
             .service(web::resource("/cache/health/").get(crate::web::health::cache_health))
@@ -48,14 +50,15 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 #[openapi(
     info(
         title = "Folio public API",
-        description = "Read-only access to the blog's posts, personal info, social links and AI tools."
+        description = "Read-only access to the blog's posts (and their full-text search), personal info, social links and AI tools."
     ),
     paths(
         posts::list,
         posts::detail,
         site::personal_info,
         site::social_links,
-        site::ai_tools
+        site::ai_tools,
+        search::search
     ),
     components(schemas(
         dto::PostListItem,
@@ -68,6 +71,8 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         dto::SocialLinkList,
         dto::AiToolDto,
         dto::AiToolList,
+        search::SearchResult,
+        search::SearchResults,
         super::error::ErrorBody,
         super::error::ErrorDetail
     ))

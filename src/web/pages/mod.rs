@@ -5,6 +5,7 @@ mod blog;
 pub mod contact;
 mod feeds;
 mod home;
+pub(crate) mod search;
 mod tools;
 
 use actix_web::{web, HttpResponse};
@@ -22,6 +23,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/blog/{slug}/", web::get().to(blog::detail))
         .route("/about/", web::get().to(about::index))
         .route("/tools/", web::get().to(tools::index))
+        .route("/search/", web::get().to(search::index))
+        .route("/opensearch.xml", web::get().to(search::opensearch))
         .service(
             web::resource("/contact/")
                 .app_data(crate::web::error::form_config(contact::MAX_BODY))
@@ -43,6 +46,9 @@ pub static CACHED: std::sync::LazyLock<Vec<PathMatch>> = std::sync::LazyLock::ne
         PathMatch::Exact("/tools/".into()),
         PathMatch::Exact("/feed.xml".into()),
         PathMatch::Exact("/sitemap.xml".into()),
+        // Only popular queries that found something are stored (see `search`).
+        PathMatch::Exact("/search/".into()),
+        PathMatch::Exact("/opensearch.xml".into()),
     ]
 });
 

@@ -1,0 +1,97 @@
+//! `GET /api/search/?q=…&page=…`: the search of `/search/` as JSON (see
+//! `web::pages::search` for what is counted and what is stored).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::dto::PostListItem;
+use super::parse_page;
+use crate::web::canonical::Params;
+use crate::web::error::{ApiError, ErrorBody};
+use crate::web::http_cache::DoNotStore;
+use crate::web::pages::search::answer;
+use crate::web::AppState;
+
+/// Query parameters of `GET /api/search/` (documentation; parsing is in `search`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct SearchParams {
+    /// What to look for: words (all must match), `"exact phrases"`, `this OR that`,
+    /// `-excluded`. At most 200 characters and 12 words or phrases.
+    q: String,
+    /// Page number, from 1; 10 results a page.
+    page: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResult {
+    #[serde(flatten)]
+    pub post: PostListItem,
+    /// Where the post matches: text (HTML-escaped) with the matched words in `<mark>`.
+    pub snippet: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResults {
+    /// The query as it was searched (normalised).
+    pub query: String,
+    /// Number of matching posts over all pages.
+    pub count: i64,
+    pub page: i64,
+    pub num_pages: i64,
+    /// Absolute URL of the next page, if any.
+    pub next: Option<String>,
+    /// Absolute URL of the previous page, if any.
+    pub previous: Option<String>,
+    /// Best match first.
+    pub results: Vec<SearchResult>,
+}
+
+/// Full-text search of published posts (title, excerpt, body and tags), best first.
+#[utoipa::path(get, path = "/api/search/", params(SearchParams),
+    responses((status = 200, body = SearchResults), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn search(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    params: Params,
+) -> Result<HttpResponse, ApiError> {
+    let page = parse_page(&params)?;
+    let Some(raw) = params.get("q") else {
+        return Err(ApiError::bad("q", "type a word to search for"));
+    };
+    let answer = answer(&state, &req, raw, page)
+        .await?
+        .map_err(|e| ApiError::bad("q", e.to_string()))?;
+    let results = answer.results;
+    if results.total > 0 && results.is_out_of_range() {
+        return Err(ApiError::NotFound(format!(
+            "page {} does not exist (the last page is {})",
+            results.page,
+            results.num_pages()
+        )));
+    }
+    let q = Params::encode(answer.query.canonical());
+    let link = |n: i64| format!("{}/api/search/?q={q}&page={n}", state.config.site_url);
+    let mut res = HttpResponse::Ok().json(SearchResults {
+        query: answer.query.canonical().to_string(),
+        count: results.total,
+        page: results.page,
+        num_pages: results.num_pages(),
+        next: results.has_next().then(|| link(results.page + 1)),
+        previous: results.has_previous().then(|| link(results.page - 1)),
+        results: results
+            .items
+            .into_iter()
+            .map(|hit| SearchResult {
+                post: PostListItem::from(hit.post),
+                snippet: hit.snippet_html,
+            })
+            .collect(),
+    });
+    if !answer.storable {
+        res.extensions_mut().insert(DoNotStore);
+    }
+    Ok(res)
+}

@@ -1,0 +1,105 @@
+//! `/search/?q=…` (and the steps `/api/search/` shares): the query, canonical by the
+//! time it gets here (`web::canonical` redirected other spellings), is counted for
+//! popularity unless it is a warm request, searched through the repository, and the
+//! answer is stored by the response cache only for a popular query that found
+//! something — so made-up queries leave no entry anywhere. Also `/opensearch.xml`.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::{base_context, render};
+use crate::content::models::Page;
+use crate::content::repository::search::SearchHit;
+use crate::content::search::{QueryError, SearchQuery};
+use crate::db::DbError;
+use crate::web::canonical::Params;
+use crate::web::error::PageError;
+use crate::web::http_cache::DoNotStore;
+use crate::web::AppState;
+
+/// Results per page, on the page and in the API.
+pub const PER_PAGE: i64 = 10;
+
+/// A search answered: its results, and whether the response may be stored.
+pub(crate) struct Answer {
+    pub query: SearchQuery,
+    pub results: Page<SearchHit>,
+    pub storable: bool,
+}
+
+/// Searches `raw` (a canonical `q`): popularity counted unless the request is a warm one.
+pub(crate) async fn answer(
+    state: &AppState,
+    req: &HttpRequest,
+    raw: &str,
+    page: i64,
+) -> Result<Result<Answer, QueryError>, DbError> {
+    let query = match SearchQuery::parse(raw) {
+        Ok(query) => query,
+        Err(e) => return Ok(Err(e)),
+    };
+    let popular = match crate::web::warm::is_warm_request(req, &state.warm_token) {
+        true => true,
+        false => state.repo.search_counts().record(query.canonical()),
+    };
+    let results = state.repo.search(&query, page, PER_PAGE, popular).await?;
+    let storable = popular && results.total > 0;
+    Ok(Ok(Answer {
+        query,
+        results,
+        storable,
+    }))
+}
+
+pub async fn index(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    params: Params,
+) -> Result<HttpResponse, PageError> {
+    let page = super::page_number(&params)?;
+    let mut ctx = base_context(&state, "search").await?;
+    ctx.insert("per_page", &PER_PAGE);
+    let Some(raw) = params.get("q") else {
+        ctx.insert("q", "");
+        return render(&state, "search/results.html", ctx).await;
+    };
+    match answer(&state, &req, raw, page).await? {
+        Err(e) => {
+            // The reader's text is kept in the box, with what is wrong with it.
+            ctx.insert("q", raw);
+            ctx.insert("error", &e.to_string());
+            let mut res = render(&state, "search/results.html", ctx).await?;
+            *res.status_mut() = actix_web::http::StatusCode::BAD_REQUEST;
+            res.extensions_mut().insert(DoNotStore);
+            Ok(res)
+        }
+        Ok(answer) => {
+            if answer.results.total > 0 && answer.results.is_out_of_range() {
+                return Err(PageError::NotFound);
+            }
+            ctx.insert("q", answer.query.canonical());
+            ctx.insert("q_param", &Params::encode(answer.query.canonical()));
+            ctx.insert("num_pages", &answer.results.num_pages());
+            ctx.insert("results", &answer.results);
+            let mut res = render(&state, "search/results.html", ctx).await?;
+            if !answer.storable {
+                res.extensions_mut().insert(DoNotStore);
+            }
+            Ok(res)
+        }
+    }
+}
+
+/// The OpenSearch description, so browsers can add the site's search.
+pub async fn opensearch(state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+    let info = state.repo.personal_info().await?;
+    let mut ctx = tera::Context::new();
+    let name = info.as_ref().map_or("Folio", |i| i.name.as_str());
+    ctx.insert("site_name", name);
+    // OpenSearch's ShortName: at most 16 characters.
+    ctx.insert("short_name", &name.chars().take(16).collect::<String>());
+    ctx.insert("site_url", &state.config.site_url);
+    let xml = state.tera.render("feeds/opensearch.xml", &ctx)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/opensearchdescription+xml; charset=utf-8")
+        .body(xml))
+}
