@@ -23,11 +23,19 @@ const EXPECTED: &[(Model, &[CacheTag])] = {
                 Feed,
                 Sitemap,
                 ApiPosts,
+                SearchResults,
             ],
         ),
         (
             Model::Author,
-            &[PostLists, PopularPosts, PostDetail, Feed, ApiPosts],
+            &[
+                PostLists,
+                PopularPosts,
+                PostDetail,
+                Feed,
+                ApiPosts,
+                SearchResults,
+            ],
         ),
         (
             Model::Tag,
@@ -40,6 +48,7 @@ const EXPECTED: &[(Model, &[CacheTag])] = {
                 Feed,
                 Sitemap,
                 ApiPosts,
+                SearchResults,
             ],
         ),
         (Model::PersonalInfo, &[PersonalInfo, ApiPersonalInfo]),
