@@ -89,7 +89,9 @@ fn ceiling(spec: &str) {
         HttpServer::new(move || {
             let pages = pages.clone();
             App::new().default_service(web::to(move |req: HttpRequest| {
-                let page = pages.iter().find(|(p, _, _)| p == req.path()).cloned();
+                // Path and query: targets such as `/search/?q=…` have one.
+                let wanted = req.uri().path_and_query().map_or("", |pq| pq.as_str());
+                let page = pages.iter().find(|(p, _, _)| p == wanted).cloned();
                 async move {
                     match page {
                         Some((_, content_type, body)) => HttpResponse::Ok()
