@@ -266,6 +266,7 @@ pub async fn seed_generated(repo: &Repository, count: usize) -> Result<SeedRepor
     }
     let base = NaiveDateTime::parse_from_str("2024-01-01T08:00:00", "%Y-%m-%dT%H:%M:%S")
         .expect("valid date");
+    let vocabulary = Vocabulary::new();
     for i in 1..=count {
         let title_words: Vec<&str> = (0..4)
             .map(|_| *WORDS.choose(&mut rng).expect("words"))
@@ -274,7 +275,7 @@ pub async fn seed_generated(repo: &Repository, count: usize) -> Result<SeedRepor
         let paragraphs: Vec<String> = (0..rng.random_range(3..7))
             .map(|_| {
                 let sentence: Vec<&str> = (0..rng.random_range(12..30))
-                    .map(|_| *WORDS.choose(&mut rng).expect("words"))
+                    .map(|_| vocabulary.word(&mut rng))
                     .collect();
                 format!("{}.", capitalize(&sentence.join(" ")))
             })
@@ -300,6 +301,46 @@ pub async fn seed_generated(repo: &Repository, count: usize) -> Result<SeedRepor
         report.posts += repo.create_post_if_absent(post).await?.is_some() as usize;
     }
     Ok(report)
+}
+
+/// The words of generated bodies: `WORDS` first, then made-up words, drawn with
+/// Zipf-like frequencies (the k-th word about 1/k as often as the first), as in real
+/// text: the first words appear in most posts, most words in few. With `WORDS` alone,
+/// every search of a generated site matched every post.
+struct Vocabulary {
+    words: Vec<String>,
+    /// Cumulative weights, for drawing by binary search.
+    cumulative: Vec<f64>,
+}
+
+impl Vocabulary {
+    const MADE_UP: usize = 3_000;
+
+    fn new() -> Self {
+        const SYLLABLES: &[&str] = &[
+            "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "po", "qua", "bel", "dor", "fen",
+            "gri", "hal", "jun", "kel", "mor", "nix",
+        ];
+        let n = SYLLABLES.len();
+        let made_up = (0..Self::MADE_UP).map(|i| {
+            format!("{}{}{}", SYLLABLES[i % n], SYLLABLES[(i / n) % n], SYLLABLES[(i / n / n) % n])
+        });
+        let words: Vec<String> = WORDS.iter().map(|w| w.to_string()).chain(made_up).collect();
+        let mut total = 0.0;
+        let cumulative = (1..=words.len())
+            .map(|k| {
+                total += 1.0 / k as f64;
+                total
+            })
+            .collect();
+        Vocabulary { words, cumulative }
+    }
+
+    fn word(&self, rng: &mut impl Rng) -> &str {
+        let x = rng.random::<f64>() * self.cumulative.last().copied().unwrap_or(1.0);
+        let i = self.cumulative.partition_point(|c| *c < x);
+        &self.words[i.min(self.words.len() - 1)]
+    }
 }
 
 fn capitalize(s: &str) -> String {
