@@ -323,7 +323,12 @@ impl Vocabulary {
         ];
         let n = SYLLABLES.len();
         let made_up = (0..Self::MADE_UP).map(|i| {
-            format!("{}{}{}", SYLLABLES[i % n], SYLLABLES[(i / n) % n], SYLLABLES[(i / n / n) % n])
+            format!(
+                "{}{}{}",
+                SYLLABLES[i % n],
+                SYLLABLES[(i / n) % n],
+                SYLLABLES[(i / n / n) % n]
+            )
         });
         let words: Vec<String> = WORDS.iter().map(|w| w.to_string()).chain(made_up).collect();
         let mut total = 0.0;

@@ -28,7 +28,7 @@ on_both_backends! {
         let (_, body) = app.get_json("/api/posts/").await;
         let published = app.state.repo.published_posts(1, 20, None).await.unwrap().total;
         assert_eq!(body["count"].as_i64().unwrap(), published);
-        assert!(published > 180);
+        assert!(published > 160, "about nine in ten are published ({published})");
     }
 }
 

@@ -280,7 +280,10 @@ impl Repository {
                                 .n
                         }
                     };
-                    (total, Some(rows.into_iter().map(|r| r.id).collect::<Vec<i32>>()))
+                    (
+                        total,
+                        Some(rows.into_iter().map(|r| r.id).collect::<Vec<i32>>()),
+                    )
                 }
                 false => {
                     let total = diesel::sql_query(dialect.count)
@@ -295,7 +298,11 @@ impl Repository {
                 (false, _, _) => Vec::new(),
                 (true, true, Some(newest)) => newest,
                 (true, broad, _) => {
-                    let sql = if broad { dialect.newest } else { dialect.ranked };
+                    let sql = if broad {
+                        dialect.newest
+                    } else {
+                        dialect.ranked
+                    };
                     page_of(sql)
                         .load::<Id>(conn)
                         .await?
