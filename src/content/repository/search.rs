@@ -141,14 +141,14 @@ struct Dialect {
 }
 
 const SQLITE: Dialect = Dialect {
-    count: "SELECT count(*) AS n FROM post_search JOIN posts p ON p.id = post_search.rowid \
+    count: "SELECT count(*) AS n FROM post_search JOIN posts p INDEXED BY posts_visible ON p.id = post_search.rowid \
             WHERE post_search MATCH ? AND p.published",
     // bm25 weights: title, excerpt, body, tags.
-    ranked: "SELECT p.id AS id FROM post_search JOIN posts p ON p.id = post_search.rowid \
+    ranked: "SELECT p.id AS id FROM post_search JOIN posts p INDEXED BY posts_visible ON p.id = post_search.rowid \
              WHERE post_search MATCH ? AND p.published \
              ORDER BY bm25(post_search, 10.0, 3.0, 1.0, 5.0), p.published_at DESC, p.id DESC \
              LIMIT ? OFFSET ?",
-    newest: "SELECT p.id AS id FROM post_search JOIN posts p ON p.id = post_search.rowid \
+    newest: "SELECT p.id AS id FROM post_search JOIN posts p INDEXED BY posts_visible ON p.id = post_search.rowid \
              WHERE post_search MATCH ? AND p.published \
              ORDER BY p.published_at DESC, p.id DESC LIMIT ? OFFSET ?",
     snippets: "SELECT rowid AS id, \
