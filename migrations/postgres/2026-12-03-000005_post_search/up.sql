@@ -15,13 +15,6 @@ CREATE TABLE post_search (
         setweight(to_tsvector('english', translate(tags, '<>', '  ')), 'B') ||
         setweight(to_tsvector('english', translate(excerpt, '<>', '  ')), 'C') ||
         setweight(to_tsvector('english', translate(body, '<>', '  ')), 'D')
-    ) STORED,
-    -- The same words without positions or weights, less than half the size: what the
-    -- search filters and counts on, unless a phrase needs positions (`document`).
-    lexemes tsvector GENERATED ALWAYS AS (
-        strip(to_tsvector('english',
-            translate(title || ' ' || tags || ' ' || excerpt || ' ' || body, '<>', '  ')))
     ) STORED
 );
 CREATE INDEX post_search_document ON post_search USING GIN (document);
-CREATE INDEX post_search_lexemes ON post_search USING GIN (lexemes);

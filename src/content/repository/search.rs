@@ -129,7 +129,7 @@ struct IdTotal {
 }
 
 /// The SQL of each step, per database. `published` is a boolean on PostgreSQL and 0/1
-/// on SQLite: `AND p.published` reads both. `{filter}`: the PostgreSQL column matched.
+/// on SQLite: `AND p.published` reads both.
 struct Dialect {
     count: &'static str,
     /// Best first.
@@ -158,15 +158,15 @@ const SQLITE: Dialect = Dialect {
 
 const POSTGRES: Dialect = Dialect {
     count: "SELECT count(*) AS n FROM post_search s JOIN posts p ON p.id = s.post_id \
-            WHERE s.{filter} @@ websearch_to_tsquery('english', $1) AND p.published",
+            WHERE s.document @@ websearch_to_tsquery('english', $1) AND p.published",
     ranked: "SELECT p.id AS id FROM post_search s JOIN posts p ON p.id = s.post_id, \
              websearch_to_tsquery('english', $1) q \
-             WHERE s.{filter} @@ q AND p.published \
+             WHERE s.document @@ q AND p.published \
              ORDER BY ts_rank(s.document, q) DESC, p.published_at DESC, p.id DESC \
              LIMIT $2 OFFSET $3",
     newest: "SELECT p.id AS id, count(*) OVER () AS total \
              FROM post_search s JOIN posts p ON p.id = s.post_id \
-             WHERE s.{filter} @@ websearch_to_tsquery('english', $1) AND p.published \
+             WHERE s.document @@ websearch_to_tsquery('english', $1) AND p.published \
              ORDER BY p.published_at DESC, p.id DESC LIMIT $2 OFFSET $3",
     // Over the text as indexed (`<` `>` as spaces, see the migration).
     snippets: "SELECT post_id AS id, \
@@ -258,16 +258,7 @@ impl Repository {
             false => query.fts5(),
         };
         let offset = (page.max(1) - 1).checked_mul(per_page).unwrap_or(i64::MAX);
-        // PostgreSQL filters on `lexemes` (no positions: less than half the bytes to read
-        // per match) unless a phrase needs the positions of `document`.
-        let filter = if query.has_phrase() {
-            "document"
-        } else {
-            "lexemes"
-        };
-        let sql = |template: &str| template.replace("{filter}", filter);
-        let page_of = |template: &str| {
-            let sql = sql(template);
+        let page_of = |sql: &'static str| {
             diesel::sql_query(sql)
                 .bind::<Text, _>(text.clone())
                 .bind::<BigInt, _>(per_page)
@@ -282,7 +273,7 @@ impl Repository {
                         Some(row) => row.total,
                         None if offset == 0 => 0,
                         None => {
-                            diesel::sql_query(sql(dialect.count))
+                            diesel::sql_query(dialect.count)
                                 .bind::<Text, _>(&text)
                                 .get_result::<Count>(conn)
                                 .await?
@@ -295,7 +286,7 @@ impl Repository {
                     )
                 }
                 false => {
-                    let total = diesel::sql_query(sql(dialect.count))
+                    let total = diesel::sql_query(dialect.count)
                         .bind::<Text, _>(&text)
                         .get_result::<Count>(conn)
                         .await?

@@ -149,11 +149,6 @@ impl SearchQuery {
         out
     }
 
-    /// Whether a term is a phrase (several words in order): it needs word positions.
-    pub fn has_phrase(&self) -> bool {
-        self.groups.iter().flatten().any(|t| t.words.len() > 1)
-    }
-
     /// PostgreSQL `websearch_to_tsquery` text: the canonical form is already that syntax.
     pub fn websearch(&self) -> &str {
         &self.canonical
