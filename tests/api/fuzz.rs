@@ -19,6 +19,8 @@ const NASTY: &[&str] = &[
     "", "0", "-1", "01", "+1", "1e3", "99999999999999999999", "%", "%zz", "%00", "%FF%FE", "&", "=", "==",
     "true", "yes", "TRUE", "null", "[]", "{}", "é", "日本", "💥", "a b", "a+b", "../..", "%2F", "\\", "'", "\"",
     "<script>", "*", "?", "[a-", "\u{0}",
+    // Search syntax and FTS5 operators.
+    "-x", "OR", "x OR -y", "NEAR(a b", "\"unbalanced", "title:x", "^x", "\u{E000}x",
     // Page numbers at the edges of i64.
     "9223372036854775807", "9223372036854775806", "-9223372036854775808", "0002", "%2B2", "2%20",
     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
@@ -85,6 +87,8 @@ fn path_strategy() -> impl Strategy<Value = String> {
                 "/about/",
                 "/feed.xml",
                 "/sitemap.xml",
+                "/search/",
+                "/api/search/",
                 "/api/{}",
                 "/{}",
             ][..],
