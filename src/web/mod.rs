@@ -71,6 +71,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(metrics::metrics))
         .route("/static/{file}", web::get().to(static_file))
+        .route("/favicon.ico", web::get().to(favicon))
         .default_service(web::to(not_found));
 }
 
@@ -92,6 +93,16 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
             .finish());
     }
     Err(PageError::NotFound.into())
+}
+
+/// `/favicon.ico`, which browsers and feed readers ask for whatever the page links: the
+/// site's icon (SVG, which they accept under this name), rather than a 404 per visit.
+/// Not content-addressed, so kept a day, not a year (pages link the hashed URL).
+async fn favicon() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("image/svg+xml")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .body(include_str!("../../static/favicon.svg"))
 }
 
 async fn static_file(path: web::Path<String>) -> Result<HttpResponse, PageError> {

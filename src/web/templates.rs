@@ -70,6 +70,11 @@ pub const STATIC_FILES: &[(&str, &str, &str)] = &[
         include_str!("../../static/avatar.svg"),
     ),
     (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("../../static/favicon.svg"),
+    ),
+    (
         "dashboard.js",
         "text/javascript; charset=utf-8",
         include_str!("../../static/dashboard.js"),
@@ -81,12 +86,21 @@ pub const STATIC_FILES: &[(&str, &str, &str)] = &[
 #[derive(Debug, Clone, Serialize)]
 pub struct Assets {
     pub css: String,
+    pub icon: String,
 }
 
 impl Assets {
     pub fn new() -> Self {
+        let versioned = |name: &str| {
+            let (_, _, body) = STATIC_FILES
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .expect("an embedded static file");
+            format!("/static/{name}?v={}", short_hash(body))
+        };
         Assets {
-            css: format!("/static/site.css?v={}", short_hash(STATIC_FILES[0].2)),
+            css: versioned("site.css"),
+            icon: versioned("favicon.svg"),
         }
     }
 }

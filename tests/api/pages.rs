@@ -171,3 +171,24 @@ on_both_backends! {
         assert_eq!(app.state.views.pending(), pending + 1, "a GET counts one");
     }
 }
+
+// Every page links a versioned icon, and `/favicon.ico` (asked for by browsers and feed
+// readers whatever a page links) is the icon, not a 404 per visit.
+on_both_backends! {
+    async fn pages_have_an_icon_and_favicon_ico_answers(app: TestApp) {
+        let (_, home) = app.get_text("/").await;
+        let href = home
+            .split("<link rel=\"icon\" href=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("an icon link");
+        assert!(href.starts_with("/static/favicon.svg?v="), "{href}");
+        let res = app.get(href).await;
+        assert_eq!(res.status(), 200);
+        assert!(res.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+        let res = app.get("/favicon.ico").await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "image/svg+xml");
+        assert!(res.text().await.unwrap().starts_with("<svg"));
+    }
+}
