@@ -102,6 +102,8 @@ pub struct Config {
     pub debug: bool,
     /// Public base URL used in the feed and sitemap (absolute links are required there).
     pub site_url: String,
+    /// The zone the admin's times are in (a post's `publish_at`); stored in UTC.
+    pub site_timezone: jiff::tz::TimeZone,
     /// HTTP worker threads (default: one per core).
     pub workers: usize,
     /// Path prefixes whose GET responses are cached whole.
@@ -283,6 +285,9 @@ pub struct Settings {
     /// Public URL for absolute links (feed, sitemap, API pagination) [default: http://$BIND]
     #[arg(long, global = true, env = "SITE_URL", value_name = "SITE_URL", value_parser = parse_site_url)]
     pub site_url: Option<String>,
+    /// Time zone of the times the admin enters and sees (scheduled posts), an IANA name [default: UTC]
+    #[arg(long, global = true, env = "SITE_TIMEZONE", value_name = "SITE_TIMEZONE", default_value = "UTC", value_parser = parse_timezone)]
+    pub site_timezone: jiff::tz::TimeZone,
     /// Signs and encrypts the session cookie (≥ 32 characters) [default: generated into $DATA_DIR/secret_key]
     #[arg(long, global = true, env = "SECRET_KEY", value_name = "SECRET_KEY", value_parser = parse_secret_key, hide_env_values = true)]
     pub secret_key: Option<SecretKey>,
@@ -442,6 +447,7 @@ impl Config {
             seed_on_empty: s.seed_on_empty,
             debug: s.app_debug,
             site_url: site_url.trim_end_matches('/').to_string(),
+            site_timezone: s.site_timezone,
             workers: s.workers.map_or_else(
                 || {
                     std::thread::available_parallelism()
@@ -534,6 +540,12 @@ fn parse_secret_key(v: &str) -> Result<SecretKey, String> {
 fn parse_site_url(v: &str) -> Result<String, String> {
     url::Url::parse(v).map_err(|e| e.to_string())?;
     Ok(v.to_string())
+}
+
+fn parse_timezone(v: &str) -> Result<jiff::tz::TimeZone, String> {
+    jiff::tz::TimeZone::get(v).map_err(|e| {
+        format!("{e} (an IANA name such as Europe/Paris, from the system's time zone database)")
+    })
 }
 
 fn parse_bind(bind: &str) -> Result<String, String> {

@@ -213,6 +213,8 @@ pub mod depends_on {
     pub const ABOUT: &[&str] = &[CacheTag::PersonalInfo.name(), CacheTag::SocialLinks.name()];
     pub const ADMIN_STATS: &[&str] = &[CacheTag::AdminStats.name()];
     pub const SEARCH: &[&str] = &[CacheTag::SearchResults.name()];
+    /// Posts sharing a post's tags: any post's tags, and tag renames.
+    pub const RELATED: &[&str] = &[CacheTag::PostLists.name(), CacheTag::TagPages.name()];
 }
 
 /// The tags each cached API path depends on.

@@ -81,6 +81,8 @@ pub struct PostSummary {
     pub view_count: i64,
     pub featured: bool,
     pub tags: Vec<TagRef>,
+    /// Minutes to read the body, at 230 words a minute (at least 1).
+    pub reading_minutes: u32,
 }
 
 /// A post with its rendered body.
@@ -106,8 +108,17 @@ impl PostSummary {
             view_count: row.view_count,
             featured: row.featured,
             tags,
+            reading_minutes: reading_minutes(&row.body_markdown),
         }
     }
+}
+
+/// Minutes an adult reads `text` in, at 230 words a minute, rounded up, at least 1.
+pub fn reading_minutes(text: &str) -> u32 {
+    let words = text.split_whitespace().count();
+    u32::try_from(words.div_ceil(230))
+        .unwrap_or(u32::MAX)
+        .max(1)
 }
 
 /// One page of a paginated list.
@@ -312,7 +323,9 @@ pub struct PostInput {
     pub author_id: i32,
     pub tags: Vec<String>,
     pub published: bool,
-    /// When first published; None: now, if `published` (seeding gives dates).
+    /// When it is (or was first) published, UTC; later than now: scheduled, shown to
+    /// readers from that second on. None: now if `published`, or on an edit the date
+    /// it was first published.
     pub published_at: Option<NaiveDateTime>,
     pub featured: bool,
 }

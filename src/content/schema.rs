@@ -130,5 +130,7 @@ diesel::table! {
         id -> Integer,
         tags -> Text,
         created_at -> Timestamp,
+        /// When to apply it (UTC); NULL: at once (a scheduled post's publication).
+        due_at -> Nullable<Timestamp>,
     }
 }

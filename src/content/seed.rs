@@ -2,7 +2,7 @@
 //! `seed` works wherever the binary runs) and deterministic generated posts for load
 //! tests. Everything is insert-if-absent, so running it twice changes nothing.
 
-use chrono::{Duration, NaiveDateTime};
+use chrono::{Duration, NaiveDateTime, Timelike};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -264,8 +264,13 @@ pub async fn seed_generated(repo: &Repository, count: usize) -> Result<SeedRepor
         };
         report.ai_tools += repo.ensure_ai_tool(&tool).await? as usize;
     }
-    let base = NaiveDateTime::parse_from_str("2024-01-01T08:00:00", "%Y-%m-%dT%H:%M:%S")
-        .expect("valid date");
+    // Seven hours apart, the last one seven hours ago: all in the past (a later date
+    // would schedule the post), in slug order.
+    let hour = crate::content::repository::whole_second(chrono::Utc::now().naive_utc())
+        .with_minute(0)
+        .and_then(|t| t.with_second(0))
+        .expect("valid time");
+    let base = hour - Duration::hours(7 * count as i64);
     let vocabulary = Vocabulary::new();
     for i in 1..=count {
         let title_words: Vec<&str> = (0..4)
@@ -295,7 +300,7 @@ pub async fn seed_generated(repo: &Repository, count: usize) -> Result<SeedRepor
             author_id: author.id,
             tags,
             published,
-            published_at: published.then(|| base + Duration::hours(i as i64 * 7)),
+            published_at: published.then(|| base + Duration::hours(7 * (i as i64 - 1))),
             featured: rng.random_ratio(1, 20),
         };
         report.posts += repo.create_post_if_absent(post).await?.is_some() as usize;

@@ -202,7 +202,20 @@ impl Db {
     pub async fn connect(url: &DatabaseUrl) -> Result<Db, DbError> {
         let backend = match url {
             DatabaseUrl::Postgres(url) => {
-                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.as_str());
+                let mut config = ManagerConfig::default();
+                config.custom_setup = Box::new(|url| {
+                    Box::pin(async move {
+                        let mut conn = AsyncPgConnection::establish(url).await?;
+                        conn.batch_execute(PG_SESSION)
+                            .await
+                            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                        Ok(conn)
+                    })
+                });
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+                    url.as_str(),
+                    config,
+                );
                 let pool = Pool::builder()
                     .max_size(PG_POOL_SIZE)
                     .connection_timeout(CHECKOUT_TIMEOUT)
@@ -269,6 +282,12 @@ impl Db {
         }
     }
 }
+
+/// Applied on every new PostgreSQL connection. Timestamps are stored in UTC without a
+/// zone, and visibility compares them with the database's clock (`CURRENT_TIMESTAMP`,
+/// see `content::repository::visible`): the session reads them as UTC whatever the
+/// server's default zone is.
+const PG_SESSION: &str = "SET TIME ZONE 'UTC'";
 
 /// Applied on every new SQLite connection: WAL lets readers run beside the one writer,
 /// and the busy timeout makes a second writer wait instead of failing. Each connection

@@ -20,6 +20,7 @@ mod key_space;
 mod monitoring;
 mod page_cache;
 mod pages;
+mod publishing;
 mod redis_cluster;
 mod redis_server;
 mod resilience;

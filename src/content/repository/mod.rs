@@ -78,6 +78,13 @@ pub fn now() -> NaiveDateTime {
         .unwrap_or(now)
 }
 
+/// `t` without its fraction of a second: publication times are whole seconds, so a
+/// post published now is visible at once also on SQLite, whose `CURRENT_TIMESTAMP`
+/// (the visibility clock) has no fraction.
+pub fn whole_second(t: NaiveDateTime) -> NaiveDateTime {
+    t.with_nanosecond(0).unwrap_or(t)
+}
+
 /// Reads go through the cache (each naming the models it shows); writes bump the
 /// tags of the models they changed once their transaction has committed.
 #[derive(Clone)]

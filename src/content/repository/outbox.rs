@@ -1,5 +1,9 @@
 //! The invalidation outbox: applying a committed write's cache invalidation, retrying
-//! what the cache did not take, and applying it before a lost cache serves again.
+//! what the cache did not take, and applying it before a lost cache serves again. A row
+//! may be due later (`due_at`): a scheduled post's publication, applied by the first
+//! instance to poll after that moment, by the database's clock — the clock `visible`
+//! hides the post by, so a list read before the moment is dropped by the bump after it
+//! (its versions were read before the query), and one read after it has the post.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,9 +12,48 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::{RepoResult, Repository};
+use crate::content::invalidation::{post_tag, tags_invalidated_by, Model};
 use crate::content::schema::cache_invalidations;
 use crate::db::DbError;
 use crate::with_conn;
+
+/// Records, inside a post write's transaction, the invalidation its publication at
+/// `$due` (UTC, in the future) will need: every post listing, and the post's own page.
+macro_rules! schedule_publication {
+    ($conn:ident, $due:expr, $slug:expr) => {{
+        use $crate::content::schema::cache_invalidations as outbox_rows;
+        diesel::insert_into(outbox_rows::table)
+            .values((
+                outbox_rows::tags.eq($crate::content::repository::outbox::publication_tags($slug)),
+                outbox_rows::created_at.eq($crate::content::repository::now()),
+                outbox_rows::due_at.eq(Some($due)),
+            ))
+            .execute($conn)
+            .await?;
+    }};
+}
+pub(super) use schedule_publication;
+
+/// What a post's publication changes: what any post write does, and its own page.
+pub(super) fn publication_tags(slug: &str) -> String {
+    let mut tags: Vec<String> = tags_invalidated_by(&[Model::Post])
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    tags.push(post_tag(slug));
+    tags.join(" ")
+}
+
+/// Rows to apply now: immediate ones, and scheduled ones whose time has come.
+type Due = diesel::dsl::Or<
+    diesel::dsl::IsNull<cache_invalidations::due_at>,
+    diesel::dsl::LtEq<cache_invalidations::due_at, diesel::dsl::Nullable<diesel::dsl::now>>,
+>;
+fn due() -> Due {
+    cache_invalidations::due_at
+        .is_null()
+        .or(cache_invalidations::due_at.le(diesel::dsl::now.nullable()))
+}
 
 impl Repository {
     /// Applies a committed write's invalidation (its outbox row `id`), and deletes the
@@ -39,6 +82,7 @@ impl Repository {
     pub async fn apply_pending_invalidations(&self) -> RepoResult<usize> {
         let rows: Vec<(i32, String)> = with_conn!(self.db, |conn| {
             Ok(cache_invalidations::table
+                .filter(due())
                 .order_by(cache_invalidations::id)
                 .limit(500)
                 .select((cache_invalidations::id, cache_invalidations::tags))
@@ -72,9 +116,10 @@ impl Repository {
         })
     }
 
-    /// Invalidations written but not yet applied (the admin shows a notice).
+    /// Invalidations due but not yet applied (the admin shows a notice).
     pub async fn pending_invalidations(&self) -> RepoResult<i64> {
         with_conn!(self.db, |conn| Ok(cache_invalidations::table
+            .filter(due())
             .count()
             .get_result(conn)
             .await?))

@@ -4,8 +4,9 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use super::outbox::schedule_publication;
 use super::search::{index_post, unindex_post, SearchDocument};
-use super::{now, RepoResult, Repository};
+use super::{now, whole_second, RepoResult, Repository};
 use crate::content::invalidation::{depends_on, post_tag, CacheTag, Model};
 use crate::content::markdown;
 use crate::content::models::*;
@@ -13,6 +14,21 @@ use crate::content::query_key::query_key;
 use crate::content::schema::{authors, post_tags, posts, tags};
 use crate::db::DbError;
 use crate::with_conn;
+
+/// What readers see: published posts whose time has come, by the database's clock —
+/// one clock for every instance, the same the outbox applies a scheduled post's
+/// invalidation by (see `outbox`), so no instance shows a post before its time or
+/// keeps a list without it after.
+pub(super) fn visible() -> Visible {
+    posts::published
+        .eq(true)
+        .and(posts::published_at.le(diesel::dsl::now.nullable()))
+}
+
+pub(super) type Visible = diesel::dsl::And<
+    diesel::dsl::Eq<posts::published, bool>,
+    diesel::dsl::LtEq<posts::published_at, diesel::dsl::Nullable<diesel::dsl::now>>,
+>;
 
 /// Links a post to its tags (created as needed), inside the caller's transaction on
 /// either backend; a macro because each backend's connection is a different type.
@@ -58,7 +74,7 @@ macro_rules! post_list {
             () => {
                 posts::table
                     .inner_join(authors::table)
-                    .filter(posts::published.eq(true))
+                    .filter(visible())
                     .order_by($order)
                     .limit($limit)
                     .select((PostRow::as_select(), authors::name, authors::slug))
@@ -201,10 +217,10 @@ impl Repository {
                                 .filter(post_tags::tag_id.eq(tag))
                                 .select(post_tags::post_id)
                         };
-                        let mut count = posts::table.filter(posts::published.eq(true)).into_boxed();
+                        let mut count = posts::table.filter(visible()).into_boxed();
                         let mut list = posts::table
                             .inner_join(authors::table)
-                            .filter(posts::published.eq(true))
+                            .filter(visible())
                             .into_boxed();
                         if let Some(tag) = tag_id {
                             count = count.filter(posts::id.eq_any(tagged(tag)));
@@ -250,7 +266,7 @@ impl Repository {
                         .filter(posts::slug.eq(slug.to_string()))
                         .into_boxed();
                     if !include_drafts {
-                        query = query.filter(posts::published.eq(true));
+                        query = query.filter(visible());
                     }
                     Ok(query
                         .select((PostRow::as_select(), authors::name, authors::slug))
@@ -262,6 +278,45 @@ impl Repository {
                 Ok(self.details(vec![row]).await?.pop())
             })
             .await
+    }
+
+    /// Up to `limit` published posts sharing the most tags with the post `slug` (newest
+    /// first among equals). Not cached here: the post page's `related_posts` fragment is.
+    pub async fn related_posts(&self, slug: &str, limit: i64) -> RepoResult<Vec<PostSummary>> {
+        let ranked: Vec<i32> = with_conn!(self.db, |conn| {
+            let own: Option<i32> = posts::table
+                .filter(posts::slug.eq(slug.to_string()))
+                .select(posts::id)
+                .first(conn)
+                .await
+                .optional()?;
+            let Some(own) = own else {
+                return Ok(Vec::new());
+            };
+            let tag_ids: Vec<i32> = post_tags::table
+                .filter(post_tags::post_id.eq(own))
+                .select(post_tags::tag_id)
+                .load(conn)
+                .await?;
+            Ok(post_tags::table
+                .inner_join(posts::table)
+                .filter(post_tags::tag_id.eq_any(tag_ids))
+                .filter(post_tags::post_id.ne(own))
+                .filter(visible())
+                .group_by(post_tags::post_id)
+                .select(post_tags::post_id)
+                .order_by((
+                    diesel::dsl::count_star().desc(),
+                    diesel::dsl::max(posts::published_at).desc(),
+                    post_tags::post_id.desc(),
+                ))
+                .limit(limit)
+                .load(conn)
+                .await?)
+        })?;
+        let mut posts = self.posts_by_ids(&ranked).await?;
+        posts.sort_by_key(|p| ranked.iter().position(|id| *id == p.id));
+        Ok(posts)
     }
 
     /// Newest published posts with their bodies (the feed).
@@ -276,7 +331,7 @@ impl Repository {
                     let rows = with_conn!(self.db, |conn| {
                         Ok(posts::table
                             .inner_join(authors::table)
-                            .filter(posts::published.eq(true))
+                            .filter(visible())
                             .order_by((posts::published_at.desc(), posts::id.desc()))
                             .limit(limit)
                             .select((PostRow::as_select(), authors::name, authors::slug))
@@ -312,7 +367,7 @@ impl Repository {
                     Ok(post_tags::table
                         .inner_join(tags::table)
                         .inner_join(posts::table)
-                        .filter(posts::published.eq(true))
+                        .filter(visible())
                         .group_by((tags::id, tags::name, tags::slug))
                         .select((
                             tags::name,
@@ -338,7 +393,7 @@ impl Repository {
             .cached_query("posts", &["sitemap"], depends_on::SITEMAP, None, || async {
                 let rows = with_conn!(self.db, |conn| {
                     Ok(posts::table
-                        .filter(posts::published.eq(true))
+                        .filter(visible())
                         .order_by((posts::published_at.desc(), posts::id.desc()))
                         .select((posts::slug, posts::updated_at))
                         .load::<(String, NaiveDateTime)>(conn)
@@ -496,8 +551,8 @@ impl Repository {
         transact!(self, &[Model::Post], |conn, objects| {
             let stamp = now();
             let published_at = match (post.published, post.published_at) {
-                (true, None) => Some(stamp),
-                (_, at) => at,
+                (true, None) => Some(whole_second(stamp)),
+                (_, at) => at.map(whole_second),
             };
             let write = PostWrite::new(&post, published_at, stamp);
             let doc = write.search_document(&tag_list);
@@ -514,6 +569,9 @@ impl Repository {
             };
             link_tags!(conn, post_id, &tag_list, stamp);
             index_post!(conn, pg, post_id, &doc);
+            if let Some(due) = published_at.filter(|at| post.published && *at > stamp) {
+                schedule_publication!(conn, due, &post.slug);
+            }
             objects.push(post_tag(&post.slug));
             Ok(Some(post_id))
         })
@@ -599,6 +657,7 @@ impl Repository {
         transact!(self, &[Model::Post], |conn, objects| {
             let stamp = now();
             let doc: SearchDocument;
+            let scheduled: Option<NaiveDateTime>;
             let post_id = match id {
                 Some(id) => {
                     let before: Option<(String, Option<NaiveDateTime>)> = posts::table
@@ -611,8 +670,13 @@ impl Repository {
                         return Err(diesel::result::Error::NotFound.into());
                     };
                     objects.push(post_tag(&old_slug));
-                    // The first publication date stays.
-                    let published_at = published_at.or(input.published.then_some(stamp));
+                    // A time given wins; else the first publication date stays.
+                    let published_at = input
+                        .published_at
+                        .map(whole_second)
+                        .or(published_at)
+                        .or(input.published.then_some(whole_second(stamp)));
+                    scheduled = published_at.filter(|at| input.published && *at > stamp);
                     let write = PostWrite::new(&input, published_at, stamp);
                     doc = write.search_document(&tag_list);
                     diesel::update(posts::table.find(id))
@@ -625,7 +689,11 @@ impl Repository {
                     id
                 }
                 None => {
-                    let published_at = input.published.then_some(stamp);
+                    let published_at = input
+                        .published_at
+                        .map(whole_second)
+                        .or(input.published.then_some(whole_second(stamp)));
+                    scheduled = published_at.filter(|at| input.published && *at > stamp);
                     let write = PostWrite::new(&input, published_at, stamp);
                     doc = write.search_document(&tag_list);
                     diesel::insert_into(posts::table)
@@ -637,6 +705,9 @@ impl Repository {
             };
             link_tags!(conn, post_id, &tag_list, stamp);
             index_post!(conn, pg, post_id, &doc);
+            if let Some(due) = scheduled {
+                schedule_publication!(conn, due, &input.slug);
+            }
             objects.push(post_tag(&input.slug));
             Ok(post_id)
         })

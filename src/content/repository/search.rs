@@ -129,7 +129,8 @@ struct IdTotal {
 }
 
 /// The SQL of each step, per database. `published` is a boolean on PostgreSQL and 0/1
-/// on SQLite: `AND p.published` reads both.
+/// on SQLite: `AND p.published` reads both; `published_at <= CURRENT_TIMESTAMP` hides
+/// scheduled posts as `posts::visible` does.
 struct Dialect {
     count: &'static str,
     /// Best first.
@@ -142,14 +143,14 @@ struct Dialect {
 
 const SQLITE: Dialect = Dialect {
     count: "SELECT count(*) AS n FROM post_search JOIN posts p INDEXED BY posts_visible ON p.id = post_search.rowid \
-            WHERE post_search MATCH ? AND p.published",
+            WHERE post_search MATCH ? AND p.published AND p.published_at <= CURRENT_TIMESTAMP",
     // bm25 weights: title, excerpt, body, tags.
     ranked: "SELECT p.id AS id FROM post_search JOIN posts p INDEXED BY posts_visible ON p.id = post_search.rowid \
-             WHERE post_search MATCH ? AND p.published \
+             WHERE post_search MATCH ? AND p.published AND p.published_at <= CURRENT_TIMESTAMP \
              ORDER BY bm25(post_search, 10.0, 3.0, 1.0, 5.0), p.published_at DESC, p.id DESC \
              LIMIT ? OFFSET ?",
     newest: "SELECT p.id AS id FROM post_search JOIN posts p INDEXED BY posts_visible ON p.id = post_search.rowid \
-             WHERE post_search MATCH ? AND p.published \
+             WHERE post_search MATCH ? AND p.published AND p.published_at <= CURRENT_TIMESTAMP \
              ORDER BY p.published_at DESC, p.id DESC LIMIT ? OFFSET ?",
     snippets: "SELECT rowid AS id, \
                snippet(post_search, -1, char(57344), char(57345), '…', 24) AS snippet \
@@ -158,15 +159,15 @@ const SQLITE: Dialect = Dialect {
 
 const POSTGRES: Dialect = Dialect {
     count: "SELECT count(*) AS n FROM post_search s JOIN posts p ON p.id = s.post_id \
-            WHERE s.document @@ websearch_to_tsquery('english', $1) AND p.published",
+            WHERE s.document @@ websearch_to_tsquery('english', $1) AND p.published AND p.published_at <= CURRENT_TIMESTAMP",
     ranked: "SELECT p.id AS id FROM post_search s JOIN posts p ON p.id = s.post_id, \
              websearch_to_tsquery('english', $1) q \
-             WHERE s.document @@ q AND p.published \
+             WHERE s.document @@ q AND p.published AND p.published_at <= CURRENT_TIMESTAMP \
              ORDER BY ts_rank(s.document, q) DESC, p.published_at DESC, p.id DESC \
              LIMIT $2 OFFSET $3",
     newest: "SELECT p.id AS id, count(*) OVER () AS total \
              FROM post_search s JOIN posts p ON p.id = s.post_id \
-             WHERE s.document @@ websearch_to_tsquery('english', $1) AND p.published \
+             WHERE s.document @@ websearch_to_tsquery('english', $1) AND p.published AND p.published_at <= CURRENT_TIMESTAMP \
              ORDER BY p.published_at DESC, p.id DESC LIMIT $2 OFFSET $3",
     // Over the text as indexed (`<` `>` as spaces, see the migration).
     snippets: "SELECT post_id AS id, \

@@ -37,6 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/posts/new/", web::post().to(posts::create))
         .route("/admin/posts/{id}/edit/", web::get().to(posts::edit_form))
         .route("/admin/posts/{id}/edit/", web::post().to(posts::update))
+        .route("/admin/posts/{id}/preview/", web::get().to(posts::preview))
         .route(
             "/admin/posts/{id}/delete/",
             web::get().to(posts::delete_form),

@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{admin_context, csrf_refused, redirect, render, render_status, Admin, CsrfOnly};
 use crate::content::markdown::slugify;
-use crate::content::models::{split_list, PostInput};
+use chrono::NaiveDateTime;
+use jiff::tz::TimeZone;
+
+use crate::content::models::{split_list, PostInput, PostSummary};
 use crate::content::repository::is_unique_violation;
 use crate::web::csrf;
 use crate::web::error::PageError;
@@ -23,6 +26,9 @@ pub struct PostForm {
     author_id: String,
     tags: String,
     published: Option<String>,
+    /// When readers see it, in `SITE_TIMEZONE` (`datetime-local`, seconds optional);
+    /// empty: now on first publication, else the date it was first published.
+    publish_at: String,
     featured: Option<String>,
     csrf_token: String,
 }
@@ -30,8 +36,8 @@ pub struct PostForm {
 type Errors = BTreeMap<&'static str, String>;
 
 impl PostForm {
-    /// `max_body`: `MAX_POST_BYTES`.
-    fn validate(&self, max_body: usize) -> Result<PostInput, Errors> {
+    /// `max_body`: `MAX_POST_BYTES`; `zone`: `SITE_TIMEZONE`.
+    fn validate(&self, max_body: usize, zone: &TimeZone) -> Result<PostInput, Errors> {
         let mut errors = Errors::new();
         let title = self.title.trim();
         if title.is_empty() {
@@ -62,6 +68,16 @@ impl PostForm {
                 ),
             );
         }
+        let publish_at = match self.publish_at.trim() {
+            "" => None,
+            text => match local_to_utc(text, zone) {
+                Ok(at) => Some(at),
+                Err(e) => {
+                    errors.insert("publish_at", e);
+                    None
+                }
+            },
+        };
         let author_id = self.author_id.parse::<i32>().ok();
         if author_id.is_none() {
             errors.insert("author_id", "Choose an author.".into());
@@ -77,15 +93,75 @@ impl PostForm {
             author_id: author_id.expect("checked"),
             tags: split_list(&self.tags),
             published: self.published.is_some(),
-            published_at: None,
+            published_at: publish_at,
             featured: self.featured.is_some(),
         })
     }
 }
 
+/// A time the admin typed (`2026-12-03T10:15:30`, or without seconds) in `zone` → UTC.
+/// A time a DST change skips or repeats is read as the offset before the change.
+fn local_to_utc(text: &str, zone: &TimeZone) -> Result<NaiveDateTime, String> {
+    let refused = || {
+        format!(
+            "Use a date and time such as 2026-12-03T10:15:30 (in {}).",
+            zone_name(zone)
+        )
+    };
+    let local: jiff::civil::DateTime = text.parse().map_err(|_| refused())?;
+    let seconds = local
+        .to_zoned(zone.clone())
+        .map_err(|_| refused())?
+        .timestamp()
+        .as_second();
+    chrono::DateTime::from_timestamp(seconds, 0)
+        .map(|t| t.naive_utc())
+        .ok_or_else(refused)
+}
+
+/// A stored UTC time as the admin reads and types it, in `zone`.
+fn utc_to_local(at: NaiveDateTime, zone: &TimeZone) -> String {
+    jiff::Timestamp::from_second(at.and_utc().timestamp())
+        .map(|t| {
+            t.to_zoned(zone.clone())
+                .strftime("%Y-%m-%dT%H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn zone_name(zone: &TimeZone) -> &str {
+    zone.iana_name().unwrap_or("UTC")
+}
+
+/// A row of the admin's post list: the post, and when readers see it in local time.
+#[derive(Serialize)]
+struct ListRow {
+    #[serde(flatten)]
+    post: PostSummary,
+    /// In `SITE_TIMEZONE`.
+    publish_at: Option<String>,
+    /// Published, with a time still ahead.
+    scheduled: bool,
+}
+
 pub async fn list(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, PageError> {
+    let zone = &state.config.site_timezone;
+    let now = chrono::Utc::now().naive_utc();
+    let rows: Vec<ListRow> = state
+        .repo
+        .all_posts()
+        .await?
+        .into_iter()
+        .map(|post| ListRow {
+            publish_at: post.published_at.map(|at| utc_to_local(at, zone)),
+            scheduled: post.published && post.published_at.is_some_and(|at| at > now),
+            post,
+        })
+        .collect();
     let mut ctx = admin_context(&state, &admin, "posts");
-    ctx.insert("posts", &state.repo.all_posts().await?);
+    ctx.insert("posts", &rows);
+    ctx.insert("timezone", zone_name(zone));
     render(&state, "admin/posts.html", &ctx).await
 }
 
@@ -102,6 +178,7 @@ async fn form_page(
     ctx.insert("form", form);
     ctx.insert("errors", errors);
     ctx.insert("authors", &state.repo.authors().await?);
+    ctx.insert("timezone", zone_name(&state.config.site_timezone));
     render_status(state, "admin/post_form.html", &ctx, status).await
 }
 
@@ -149,6 +226,10 @@ pub async fn edit_form(
             .collect::<Vec<_>>()
             .join(", "),
         published: s.published.then(|| "on".into()),
+        publish_at: s
+            .published_at
+            .map(|at| utc_to_local(at, &state.config.site_timezone))
+            .unwrap_or_default(),
         featured: s.featured.then(|| "on".into()),
         csrf_token: String::new(),
     };
@@ -182,7 +263,7 @@ async fn save(
     if !csrf::verify(&admin.session, &form.csrf_token) {
         return Ok(csrf_refused());
     }
-    let input = match form.validate(state.config.max_post_bytes) {
+    let input = match form.validate(state.config.max_post_bytes, &state.config.site_timezone) {
         Ok(input) => input,
         Err(errors) => {
             return form_page(
@@ -248,4 +329,19 @@ pub async fn delete(
         return Err(PageError::NotFound);
     }
     Ok(redirect("/admin/posts/"))
+}
+
+/// A draft or scheduled post (or a published one) exactly as readers will see it: not
+/// cached, not counted as a view, `noindex`.
+pub async fn preview(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    id: web::Path<i32>,
+) -> Result<HttpResponse, PageError> {
+    let (post, _) = state
+        .repo
+        .post_for_edit(*id)
+        .await?
+        .ok_or(PageError::NotFound)?;
+    crate::web::pages::blog::post_page(&state, &post, true).await
 }

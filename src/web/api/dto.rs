@@ -29,6 +29,11 @@ pub struct PostListItem {
     pub slug: String,
     pub author: AuthorDto,
     pub published_at: Option<DateTime<Utc>>,
+    /// When readers see the post from (a post is scheduled by giving it a time ahead,
+    /// and the API shows it from that second on). The same as `published_at`.
+    pub publish_at: Option<DateTime<Utc>>,
+    /// Minutes to read it, at 230 words a minute.
+    pub reading_minutes: u32,
     /// How many times the post was viewed.
     pub views: i64,
     pub tags: Vec<TagDto>,
@@ -49,6 +54,8 @@ impl From<PostSummary> for PostListItem {
                 slug: p.author.slug,
             },
             published_at: p.published_at.map(utc),
+            publish_at: p.published_at.map(utc),
+            reading_minutes: p.reading_minutes,
             views: p.view_count,
             tags: p
                 .tags

@@ -19,6 +19,8 @@ use crate::web::pages::PER_PAGE;
 pub const RECENT_POSTS: i64 = 12;
 pub const POPULAR_POSTS: i64 = 8;
 const LATEST_POSTS: i64 = 6;
+/// Related posts shown under a post.
+const RELATED_POSTS: i64 = 3;
 
 fn loader<F, Fut, T>(repo: &Repository, f: F) -> Loader
 where
@@ -191,6 +193,22 @@ pub fn registry(
                 }),
             )
         },
+    );
+    // vary = [slug]: posts sharing this post's tags
+    f.register(
+        "related_posts",
+        block(
+            "fragments/related_posts.html",
+            depends_on::RELATED,
+            loader(repo, |r, vary| async move {
+                let slug = vary
+                    .get(0)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                Ok(json!({ "posts": r.related_posts(&slug, RELATED_POSTS).await? }))
+            }),
+        ),
     );
     f.register(
         "latest_posts",

@@ -1,20 +1,20 @@
+use actix_web::http::header::{HeaderName, HeaderValue, CACHE_CONTROL};
 use actix_web::{web, HttpResponse};
 
-use super::{base_context, page_number, render, PER_PAGE};
+use super::{base_context, page_number, paged, render, PER_PAGE};
+use crate::content::models::PostDetail;
 use crate::web::canonical::Params;
 use crate::web::error::PageError;
 use crate::web::http_cache::ViewOf;
 use crate::web::AppState;
 
 pub async fn list(state: web::Data<AppState>, params: Params) -> Result<HttpResponse, PageError> {
-    let page = state
-        .repo
-        .published_posts(page_number(&params)?, PER_PAGE, None)
-        .await?;
+    let number = page_number(&params)?;
+    let page = state.repo.published_posts(number, PER_PAGE, None).await?;
     if page.is_out_of_range() {
         return Err(PageError::NotFound);
     }
-    let mut ctx = base_context(&state, "blog").await?;
+    let mut ctx = base_context(&state, "blog", &paged("/blog/", number)).await?;
     ctx.insert("title", "Blog");
     ctx.insert("tag_slug", "");
     ctx.insert("base_path", "/blog/");
@@ -33,14 +33,16 @@ pub async fn tag(
         .tag_by_slug(&slug)
         .await?
         .ok_or(PageError::NotFound)?;
+    let number = page_number(&params)?;
     let page = state
         .repo
-        .published_posts(page_number(&params)?, PER_PAGE, Some(tag.id))
+        .published_posts(number, PER_PAGE, Some(tag.id))
         .await?;
     if page.is_out_of_range() {
         return Err(PageError::NotFound);
     }
-    let mut ctx = base_context(&state, "blog").await?;
+    let path = paged(&format!("/blog/tag/{}/", tag.slug), number);
+    let mut ctx = base_context(&state, "blog", &path).await?;
     ctx.insert("title", &format!("Posts tagged “{}”", tag.name));
     ctx.insert("tag", &tag);
     ctx.insert("tag_slug", &tag.slug);
@@ -61,11 +63,44 @@ pub async fn detail(
         .post_by_slug(&slug, false)
         .await?
         .ok_or(PageError::NotFound)?;
-    let mut ctx = base_context(&state, "blog").await?;
-    // The body is a cached fragment; the page around it needs only the summary.
-    ctx.insert("view_count", &post.summary.view_count);
-    ctx.insert("post", &post.summary);
-    let mut res = render(&state, "blog/detail.html", ctx).await?;
+    let mut res = post_page(&state, &post, false).await?;
     res.extensions_mut().insert(ViewOf(post.summary.id));
+    Ok(res)
+}
+
+/// A post's page as readers see it. `preview`: an admin's look at a draft or scheduled
+/// post — its body rendered here, not through the post's cached fragment (which only
+/// holds what readers may see), marked `noindex`, and stored by no cache.
+pub async fn post_page(
+    state: &AppState,
+    post: &PostDetail,
+    preview: bool,
+) -> Result<HttpResponse, PageError> {
+    let path = format!("/blog/{}/", post.summary.slug);
+    let mut ctx = base_context(state, "blog", &path).await?;
+    ctx.insert("view_count", &post.summary.view_count);
+    // Published: the summary (the body is a cached fragment); a preview: all of it.
+    match preview {
+        true => ctx.insert("post", post),
+        false => ctx.insert("post", &post.summary),
+    }
+    ctx.insert("preview", &preview);
+    let image = ctx
+        .get("share_image")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let url = format!("{}{path}", state.config.site_url);
+    let ld = super::structured::blog_posting(&post.summary, &url, &image, &state.config.site_url);
+    ctx.insert("json_ld", &ld);
+    let mut res = render(state, "blog/detail.html", ctx).await?;
+    if preview {
+        let headers = res.headers_mut();
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            HeaderName::from_static("x-robots-tag"),
+            HeaderValue::from_static("noindex"),
+        );
+    }
     Ok(res)
 }

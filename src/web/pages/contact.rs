@@ -165,7 +165,7 @@ pub async fn submit(
 }
 
 pub async fn thanks(state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
-    let ctx = base_context(&state, "contact").await?;
+    let ctx = base_context(&state, "contact", "/contact/thanks/").await?;
     render(&state, "contact/thanks.html", ctx).await
 }
 
@@ -177,7 +177,7 @@ async fn render_form(
     notice: Option<&str>,
     status: StatusCode,
 ) -> Result<HttpResponse, PageError> {
-    let mut ctx = base_context(state, "contact").await?;
+    let mut ctx = base_context(state, "contact", "/contact/").await?;
     ctx.insert("form", form);
     ctx.insert("errors", errors);
     ctx.insert("notice", &notice);

@@ -1,11 +1,12 @@
 //! Server-rendered HTML pages, one module per resource.
 
 mod about;
-mod blog;
+pub(crate) mod blog;
 pub mod contact;
 mod feeds;
 mod home;
 pub(crate) mod search;
+mod structured;
 mod tools;
 
 use actix_web::{web, HttpResponse};
@@ -66,12 +67,26 @@ pub fn insert_site_identity(
 
 /// What the base layout needs on every page: the owner's name for the header and the
 /// visible social links for the footer, plus asset URLs and the current section.
-pub async fn base_context(state: &AppState, section: &str) -> Result<Context, PageError> {
+/// `path`: the page's canonical site-relative URL (its `<link rel="canonical">` and
+/// OpenGraph URL).
+pub async fn base_context(
+    state: &AppState,
+    section: &str,
+    path: &str,
+) -> Result<Context, PageError> {
     let mut ctx = Context::new();
     // Both from the query cache; concurrently, so a Redis cache costs one round trip.
     let (info, links) = tokio::join!(state.repo.personal_info(), state.repo.social_links(false));
     let info = info?;
     insert_site_identity(&mut ctx, info.as_ref());
+    ctx.insert("canonical_url", &format!("{}{path}", state.config.site_url));
+    // The image a shared link shows: the owner's picture if there is one.
+    let image = info
+        .as_ref()
+        .map(|i| absolute_url(&state.config.site_url, &i.avatar_url))
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| format!("{}{}", state.config.site_url, state.assets.icon));
+    ctx.insert("share_image", &image);
     ctx.insert("personal_info", &info);
     ctx.insert("social_links", &links?);
     ctx.insert("assets", &state.assets);
@@ -96,6 +111,24 @@ pub async fn render(
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(html))
+}
+
+/// `url` as an absolute URL: as it is when it has a scheme, else under the site's URL.
+pub fn absolute_url(site_url: &str, url: &str) -> String {
+    let url = url.trim();
+    match url {
+        "" => String::new(),
+        _ if url.starts_with("http://") || url.starts_with("https://") => url.to_string(),
+        _ => format!("{site_url}/{}", url.trim_start_matches('/')),
+    }
+}
+
+/// `path` with `?page=n` past the first page: a list page's canonical URL.
+pub fn paged(path: &str, page: i64) -> String {
+    match page {
+        ..=1 => path.to_string(),
+        n => format!("{path}?page={n}"),
+    }
 }
 
 /// The requested page number (`?page=`, see `web::canonical`); anything but a positive

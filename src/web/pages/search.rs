@@ -56,7 +56,12 @@ pub async fn index(
     params: Params,
 ) -> Result<HttpResponse, PageError> {
     let page = super::page_number(&params)?;
-    let mut ctx = base_context(&state, "search").await?;
+    // Other spellings were redirected to this one (`web::canonical`).
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/search/", |p| p.as_str());
+    let mut ctx = base_context(&state, "search", path).await?;
     ctx.insert("per_page", &PER_PAGE);
     let Some(raw) = params.get("q") else {
         ctx.insert("q", "");
