@@ -35,6 +35,7 @@ pub const TEMPLATES: &[(&str, &str)] = embed![
     "fragments/social_links.html",
     "fragments/post_list.html",
     "fragments/post_body.html",
+    "fragments/related_posts.html",
     "fragments/tools.html",
     "fragments/about.html",
     "admin/base.html",
