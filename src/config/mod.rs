@@ -131,6 +131,8 @@ pub struct Config {
     pub webhook_secret: Option<SecretKey>,
     /// Largest Markdown body the post form accepts, in bytes.
     pub max_post_bytes: usize,
+    /// Largest image the post editor uploads, in bytes.
+    pub max_image_bytes: usize,
     /// An admin session ends after this long without a request…
     pub session_idle: Duration,
     /// …and this long after sign-in, whatever happens.
@@ -267,6 +269,9 @@ pub struct Settings {
     /// Largest post the admin form accepts, in bytes of Markdown (longer ones are shown again with the error and the text kept).
     #[arg(long, global = true, env = "MAX_POST_BYTES", value_name = "MAX_POST_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..=64 << 20))]
     pub max_post_bytes: u64,
+    /// Largest image the post editor uploads, in bytes.
+    #[arg(long, global = true, env = "MAX_IMAGE_BYTES", value_name = "MAX_IMAGE_BYTES", default_value_t = 10 << 20, value_parser = clap::value_parser!(u64).range(1024..=100 << 20))]
+    pub max_image_bytes: u64,
     /// Seconds without a request after which an admin must sign in again.
     #[arg(long, global = true, env = "SESSION_IDLE_TIMEOUT", value_name = "SESSION_IDLE_TIMEOUT", default_value_t = 2 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub session_idle_timeout: u64,
@@ -469,6 +474,7 @@ impl Config {
             metrics_require_token: s.metrics_require_token,
             webhook_secret: s.cache_webhook_secret,
             max_post_bytes: s.max_post_bytes as usize,
+            max_image_bytes: s.max_image_bytes as usize,
             session_idle: Duration::from_secs(s.session_idle_timeout),
             session_max_age: Duration::from_secs(s.session_max_age),
             trusted_proxies: s.trusted_proxies,

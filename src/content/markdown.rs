@@ -1,7 +1,11 @@
 //! Markdown → sanitized HTML, and plain-text excerpts. Post bodies are rendered once on
 //! write and stored, so reads never parse Markdown.
 
+use std::collections::HashMap;
+
 use pulldown_cmark::{html, Event, Options, Parser, Tag, TagEnd};
+
+use super::images::{Format, VARIANT_WIDTHS};
 
 fn options() -> Options {
     Options::ENABLE_TABLES
@@ -13,13 +17,111 @@ fn options() -> Options {
 /// Renders Markdown to HTML with anything unsafe (scripts, event handlers, `javascript:`
 /// links) removed by ammonia; authors' raw HTML is allowed only as far as ammonia allows.
 pub fn to_safe_html(markdown: &str) -> String {
+    to_safe_html_with(markdown, &HashMap::new())
+}
+
+/// The size of an uploaded image a post shows (for its `srcset` and dimensions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaSize {
+    pub width: u32,
+    pub height: u32,
+}
+
+/// `to_safe_html`, with each uploaded image in `media` (by hash; see `parse_media_url`)
+/// given its width and height (no layout shift while it loads), its resized copies in
+/// `srcset`, and lazy loading.
+pub fn to_safe_html_with(markdown: &str, media: &HashMap<String, MediaSize>) -> String {
+    let mut events = Vec::new();
+    // An uploaded image being read: its tag, and its alt text so far.
+    let mut image: Option<(String, String)> = None;
+    for event in Parser::new_ext(markdown, options()) {
+        if let Some((tag, alt)) = &mut image {
+            match event {
+                Event::End(TagEnd::Image) => {
+                    let html = tag.replace("{alt}", &escape(alt));
+                    events.push(Event::InlineHtml(html.into()));
+                    image = None;
+                }
+                Event::Text(t) | Event::Code(t) => alt.push_str(&t),
+                _ => {}
+            }
+            continue;
+        }
+        if let Event::Start(Tag::Image { dest_url, .. }) = &event {
+            if let Some(tag) = media_img(dest_url, media) {
+                image = Some((tag, String::new()));
+                continue;
+            }
+        }
+        events.push(event);
+    }
     let mut unsafe_html = String::with_capacity(markdown.len() * 3 / 2);
-    html::push_html(&mut unsafe_html, Parser::new_ext(markdown, options()));
+    html::push_html(&mut unsafe_html, events.into_iter());
     ammonia::Builder::default()
         .add_tag_attributes("code", &["class"])
         .add_tag_attributes("span", &["class"])
+        .add_tag_attributes("img", &["srcset", "sizes", "loading", "decoding"])
         .clean(&unsafe_html)
         .to_string()
+}
+
+/// The `<img>` of an uploaded image (`{alt}` to fill in), or None for any other URL.
+fn media_img(url: &str, media: &HashMap<String, MediaSize>) -> Option<String> {
+    let (hash, format) = parse_media_url(url)?;
+    let size = media.get(&hash)?;
+    let src = media_url(&hash, format);
+    Some(format!(
+        r#"<img src="{src}" srcset="{}" sizes="(max-width: 46rem) 100vw, 46rem" width="{}" height="{}" alt="{{alt}}" loading="lazy" decoding="async">"#,
+        srcset(&hash, format, size.width),
+        size.width,
+        size.height
+    ))
+}
+
+/// Where an uploaded image is served: named by its hash, so it never changes.
+pub fn media_url(hash: &str, format: Format) -> String {
+    format!("/media/{hash}.{}", format.ext())
+}
+
+/// An uploaded image's `srcset`: its resized copies (those narrower than it), and
+/// itself at its own width.
+pub fn srcset(hash: &str, format: Format, width: u32) -> String {
+    let copies = match format {
+        Format::Gif => Vec::new(),
+        _ => VARIANT_WIDTHS.into_iter().filter(|w| *w < width).collect(),
+    };
+    copies
+        .into_iter()
+        .map(|w| format!("/media/{hash}-{w}w.{} {w}w", format.ext()))
+        .chain(std::iter::once(format!(
+            "{} {width}w",
+            media_url(hash, format)
+        )))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `/media/<hash>.<ext>` (exactly: 32 lowercase hex digits, a known format) at the
+/// start of `text` → the hash and format.
+pub fn parse_media_url(text: &str) -> Option<(String, Format)> {
+    let rest = text.strip_prefix("/media/")?;
+    let hash = rest.get(..32)?;
+    if !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let ext: String = rest[32..]
+        .strip_prefix('.')?
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect();
+    Some((hash.to_string(), Format::from_ext(&ext)?))
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// The whole text without markup (what search indexes): words of text and code, a

@@ -65,6 +65,19 @@ pub struct PostRow {
     pub updated_at: NaiveDateTime,
     pub view_count: i64,
     pub featured: bool,
+    pub cover_image: String,
+    pub cover_width: i32,
+    pub cover_height: i32,
+}
+
+/// An uploaded image shown as a post's cover (and its link preview).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Cover {
+    /// Site-relative.
+    pub url: String,
+    pub srcset: String,
+    pub width: u32,
+    pub height: u32,
 }
 
 /// A post in a list: everything but the body.
@@ -83,6 +96,7 @@ pub struct PostSummary {
     pub tags: Vec<TagRef>,
     /// Minutes to read the body, at 230 words a minute (at least 1).
     pub reading_minutes: u32,
+    pub cover: Option<Cover>,
 }
 
 /// A post with its rendered body.
@@ -109,8 +123,20 @@ impl PostSummary {
             featured: row.featured,
             tags,
             reading_minutes: reading_minutes(&row.body_markdown),
+            cover: cover(&row.cover_image, row.cover_width, row.cover_height),
         }
     }
+}
+
+fn cover(url: &str, width: i32, height: i32) -> Option<Cover> {
+    let (hash, format) = super::markdown::parse_media_url(url)?;
+    let (width, height) = (u32::try_from(width).ok()?, u32::try_from(height).ok()?);
+    (width > 0).then(|| Cover {
+        url: super::markdown::media_url(&hash, format),
+        srcset: super::markdown::srcset(&hash, format, width),
+        width,
+        height,
+    })
 }
 
 /// Minutes an adult reads `text` in, at 230 words a minute, rounded up, at least 1.
@@ -328,6 +354,8 @@ pub struct PostInput {
     /// it was first published.
     pub published_at: Option<NaiveDateTime>,
     pub featured: bool,
+    /// `/media/<hash>.<ext>` of an uploaded image, or empty.
+    pub cover_image: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Queryable, Selectable, PartialEq)]

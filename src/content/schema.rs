@@ -34,6 +34,10 @@ diesel::table! {
         updated_at -> Timestamp,
         view_count -> BigInt,
         featured -> Bool,
+        /// Site-relative URL of an uploaded image (`/media/…`), or ''.
+        cover_image -> Text,
+        cover_width -> Integer,
+        cover_height -> Integer,
     }
 }
 
@@ -97,6 +101,28 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Uploaded images, named by the hash of their bytes (see `content::images`).
+    images (hash) {
+        hash -> Text,
+        format -> Text,
+        width -> Integer,
+        height -> Integer,
+        bytes -> Binary,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Resized copies of uploaded images, for `srcset`.
+    image_variants (hash, width) {
+        hash -> Text,
+        width -> Integer,
+        bytes -> Binary,
+    }
+}
+
+diesel::joinable!(image_variants -> images (hash));
 diesel::joinable!(posts -> authors (author_id));
 diesel::joinable!(post_tags -> posts (post_id));
 diesel::joinable!(post_tags -> tags (tag_id));
@@ -112,6 +138,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     social_links,
     ai_tools,
     contact_messages,
+    images,
+    image_variants,
 );
 
 diesel::table! {

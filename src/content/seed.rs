@@ -2,7 +2,7 @@
 //! `seed` works wherever the binary runs) and deterministic generated posts for load
 //! tests. Everything is insert-if-absent, so running it twice changes nothing.
 
-use chrono::{Duration, NaiveDateTime, Timelike};
+use chrono::{Duration, NaiveDateTime};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -119,6 +119,7 @@ pub async fn seed_fixtures(repo: &Repository) -> Result<SeedReport, SeedError> {
                 reason: format!("unknown author '{}'", fixture.author),
             })?;
         let post = PostInput {
+            cover_image: String::new(),
             author_id: author.id,
             ..fixture.post
         };
@@ -162,6 +163,7 @@ fn parse_post(file: &'static str, text: &str) -> Result<PostFixture, SeedError> 
     Ok(PostFixture {
         author: field("author").ok_or_else(|| bad("missing author"))?,
         post: PostInput {
+            cover_image: String::new(),
             slug: field("slug").unwrap_or_else(|| slugify(&title)),
             title,
             body_markdown: body.trim_start().to_string(),
@@ -264,13 +266,11 @@ pub async fn seed_generated(repo: &Repository, count: usize) -> Result<SeedRepor
         };
         report.ai_tools += repo.ensure_ai_tool(&tool).await? as usize;
     }
-    // Seven hours apart, the last one seven hours ago: all in the past (a later date
-    // would schedule the post), in slug order.
-    let hour = crate::content::repository::whole_second(chrono::Utc::now().naive_utc())
-        .with_minute(0)
-        .and_then(|t| t.with_second(0))
-        .expect("valid time");
-    let base = hour - Duration::hours(7 * count as i64);
+    // Seven hours apart in slug order, the last on 2024-01-01: all in the past (a later
+    // date would schedule the post), whatever the count, and older than the fixtures.
+    let last = NaiveDateTime::parse_from_str("2024-01-01T08:00:00", "%Y-%m-%dT%H:%M:%S")
+        .expect("valid date");
+    let base = last - Duration::hours(7 * (count as i64 - 1));
     let vocabulary = Vocabulary::new();
     for i in 1..=count {
         let title_words: Vec<&str> = (0..4)
@@ -293,6 +293,7 @@ pub async fn seed_generated(repo: &Repository, count: usize) -> Result<SeedRepor
         let author = authors.choose(&mut rng).expect("authors");
         let published = rng.random_ratio(9, 10);
         let post = PostInput {
+            cover_image: String::new(),
             title,
             slug: format!("generated-post-{i}"),
             body_markdown: format!("## Notes\n\n{}", paragraphs.join("\n\n")),

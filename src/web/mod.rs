@@ -11,6 +11,7 @@ pub mod fragments;
 pub mod health;
 pub mod http_cache;
 pub mod limits;
+pub mod media;
 pub mod metrics;
 pub mod middleware;
 pub mod pages;
@@ -72,6 +73,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics::metrics))
         .route("/static/{file}", web::get().to(static_file))
         .route("/favicon.ico", web::get().to(favicon))
+        .route("/media/{name}", web::get().to(media::media))
         .default_service(web::to(not_found));
 }
 

@@ -76,6 +76,11 @@ pub const STATIC_FILES: &[(&str, &str, &str)] = &[
         include_str!("../../static/favicon.svg"),
     ),
     (
+        "editor.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/editor.js"),
+    ),
+    (
         "dashboard.js",
         "text/javascript; charset=utf-8",
         include_str!("../../static/dashboard.js"),
@@ -88,6 +93,8 @@ pub const STATIC_FILES: &[(&str, &str, &str)] = &[
 pub struct Assets {
     pub css: String,
     pub icon: String,
+    /// The post editor's image uploads.
+    pub editor_js: String,
 }
 
 impl Assets {
@@ -102,6 +109,7 @@ impl Assets {
         Assets {
             css: versioned("site.css"),
             icon: versioned("favicon.svg"),
+            editor_js: versioned("editor.js"),
         }
     }
 }

@@ -12,7 +12,7 @@ on_both_backends! {
         assert!(body["previous"].is_null());
         assert_eq!(body["next"], "http://blog.example.com/api/posts/?page=2", "absolute, from SITE_URL");
         let first = &results[0];
-        for field in ["id", "title", "slug", "author", "published_at", "views", "tags", "excerpt"] {
+        for field in ["id", "title", "slug", "author", "published_at", "publish_at", "reading_minutes", "views", "tags", "excerpt"] {
             assert!(first.get(field).is_some(), "field {field}");
         }
         assert_eq!(first["slug"], "cache-invalidation-without-tears", "newest first");

@@ -97,6 +97,7 @@ async fn write(app: &TestApp, model: Model, v: u64) {
             repo.update_post(
                 id,
                 PostInput {
+                    cover_image: String::new(),
                     title,
                     slug: POST.into(),
                     body_markdown: post.body_markdown,

@@ -203,6 +203,7 @@ async fn relationship_changes_reach_the_post_pages() {
         .unwrap()
         .unwrap();
     let input = folio::content::models::PostInput {
+        cover_image: String::new(),
         title: "Warming caches on deploy".into(),
         slug: "warming-caches-on-deploy".into(),
         body_markdown: "Warm before you switch traffic.".into(),
@@ -226,6 +227,7 @@ async fn relationship_changes_reach_the_post_pages() {
     assert!(!app.get_text(post_page).await.1.contains("Deploys"));
     app.get_text("/blog/").await;
     let tagged = folio::content::models::PostInput {
+        cover_image: String::new(),
         tags: vec!["Caching".into(), "Deploys".into()],
         ..input
     };
@@ -268,6 +270,7 @@ async fn a_post_edit_drops_its_own_page_and_keeps_the_others() {
     let repo = &app.state.repo;
     let (id, post, author_id) = app.post_to_edit("stampedes-and-single-flight").await;
     let input = folio::content::models::PostInput {
+        cover_image: String::new(),
         title: "Stampedes, renamed".into(),
         slug: "stampedes-renamed".into(),
         body_markdown: post.body_markdown,

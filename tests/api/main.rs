@@ -15,6 +15,7 @@ mod fuzz;
 mod hardening;
 mod health;
 mod http_cache;
+mod images;
 mod invalidation;
 mod key_space;
 mod monitoring;

@@ -216,6 +216,7 @@ mod scheduled {
                 folio::cache::CacheManager::new(config.cache.clone()).unwrap(),
             );
             repo.create_post(folio::content::models::PostInput {
+                cover_image: String::new(),
                 title: "A post across a restart".into(),
                 slug: slug.clone(),
                 body_markdown: format!("The {WORD} post."),

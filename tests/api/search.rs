@@ -85,6 +85,7 @@ async fn post(app: &TestApp, title: &str, body: &str, tags: &[&str], published: 
     app.state
         .repo
         .create_post(PostInput {
+            cover_image: String::new(),
             title: title.into(),
             slug: folio::content::markdown::slugify(title),
             body_markdown: body.into(),
@@ -232,6 +233,7 @@ on_databases_and_caches! {
         // Edited away, then deleted: gone from the next search.
         let (_, detail, author) = app.post_to_edit("wombat-burrows").await;
         app.state.repo.update_post(id, PostInput {
+            cover_image: String::new(),
             title: "Burrows".into(),
             slug: "wombat-burrows".into(),
             body_markdown: "Nothing about the animal.".into(),

@@ -64,6 +64,7 @@ macro_rules! transact {
 }
 
 mod admins;
+pub mod images;
 mod inbox;
 mod outbox;
 mod posts;

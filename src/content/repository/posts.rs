@@ -4,11 +4,14 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use std::collections::HashMap;
+
+use super::images::media_sizes;
 use super::outbox::schedule_publication;
 use super::search::{index_post, unindex_post, SearchDocument};
 use super::{now, whole_second, RepoResult, Repository};
 use crate::content::invalidation::{depends_on, post_tag, CacheTag, Model};
-use crate::content::markdown;
+use crate::content::markdown::{self, media_url, parse_media_url, MediaSize};
 use crate::content::models::*;
 use crate::content::query_key::query_key;
 use crate::content::schema::{authors, post_tags, posts, tags};
@@ -107,20 +110,34 @@ struct PostWrite<'a> {
     published_at: Option<NaiveDateTime>,
     featured: bool,
     updated_at: NaiveDateTime,
+    cover_image: String,
+    cover_width: i32,
+    cover_height: i32,
 }
 
 impl<'a> PostWrite<'a> {
-    /// Renders the Markdown and derives the excerpt when none is given.
+    /// Renders the Markdown (with the sizes of the uploaded images it and the cover
+    /// show, `media`) and derives the excerpt when none is given.
     fn new(
         input: &'a PostInput,
         published_at: Option<NaiveDateTime>,
         stamp: NaiveDateTime,
+        media: &HashMap<String, MediaSize>,
     ) -> Self {
+        let cover = parse_media_url(&input.cover_image)
+            .filter(|(hash, format)| media_url(hash, *format) == input.cover_image)
+            .and_then(|(hash, _)| media.get(&hash));
         PostWrite {
+            cover_image: match cover {
+                Some(_) => input.cover_image.clone(),
+                None => String::new(),
+            },
+            cover_width: cover.map_or(0, |c| c.width as i32),
+            cover_height: cover.map_or(0, |c| c.height as i32),
             title: &input.title,
             slug: &input.slug,
             body_markdown: &input.body_markdown,
-            body_html: markdown::to_safe_html(&input.body_markdown),
+            body_html: markdown::to_safe_html_with(&input.body_markdown, media),
             excerpt: input
                 .excerpt
                 .clone()
@@ -554,7 +571,11 @@ impl Repository {
                 (true, None) => Some(whole_second(stamp)),
                 (_, at) => at.map(whole_second),
             };
-            let write = PostWrite::new(&post, published_at, stamp);
+            let media = media_sizes!(
+                conn,
+                &format!("{} {}", post.body_markdown, post.cover_image)
+            );
+            let write = PostWrite::new(&post, published_at, stamp, &media);
             let doc = write.search_document(&tag_list);
             let inserted: Option<i32> = diesel::insert_into(posts::table)
                 .values(write.inserted())
@@ -677,7 +698,11 @@ impl Repository {
                         .or(published_at)
                         .or(input.published.then_some(whole_second(stamp)));
                     scheduled = published_at.filter(|at| input.published && *at > stamp);
-                    let write = PostWrite::new(&input, published_at, stamp);
+                    let media = media_sizes!(
+                        conn,
+                        &format!("{} {}", input.body_markdown, input.cover_image)
+                    );
+                    let write = PostWrite::new(&input, published_at, stamp, &media);
                     doc = write.search_document(&tag_list);
                     diesel::update(posts::table.find(id))
                         .set(write)
@@ -694,7 +719,11 @@ impl Repository {
                         .map(whole_second)
                         .or(input.published.then_some(whole_second(stamp)));
                     scheduled = published_at.filter(|at| input.published && *at > stamp);
-                    let write = PostWrite::new(&input, published_at, stamp);
+                    let media = media_sizes!(
+                        conn,
+                        &format!("{} {}", input.body_markdown, input.cover_image)
+                    );
+                    let write = PostWrite::new(&input, published_at, stamp, &media);
                     doc = write.search_document(&tag_list);
                     diesel::insert_into(posts::table)
                         .values(write.inserted())

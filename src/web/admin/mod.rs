@@ -4,6 +4,7 @@
 //! admin's requests bypass the shared response cache.
 
 mod auth;
+mod images;
 mod messages;
 mod posts;
 mod site;
@@ -38,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/posts/{id}/edit/", web::get().to(posts::edit_form))
         .route("/admin/posts/{id}/edit/", web::post().to(posts::update))
         .route("/admin/posts/{id}/preview/", web::get().to(posts::preview))
+        .route("/admin/images/", web::post().to(images::upload))
         .route(
             "/admin/posts/{id}/delete/",
             web::get().to(posts::delete_form),

@@ -9,6 +9,7 @@ use crate::content::markdown::slugify;
 use chrono::NaiveDateTime;
 use jiff::tz::TimeZone;
 
+use crate::content::markdown::{media_url, parse_media_url};
 use crate::content::models::{split_list, PostInput, PostSummary};
 use crate::content::repository::is_unique_violation;
 use crate::web::csrf;
@@ -30,6 +31,8 @@ pub struct PostForm {
     /// empty: now on first publication, else the date it was first published.
     publish_at: String,
     featured: Option<String>,
+    /// `/media/<hash>.<ext>` of an uploaded image (the editor's cover upload fills it).
+    cover_image: String,
     csrf_token: String,
 }
 
@@ -78,6 +81,18 @@ impl PostForm {
                 }
             },
         };
+        let cover_image = self.cover_image.trim();
+        if !cover_image.is_empty()
+            && parse_media_url(cover_image)
+                .map(|(h, f)| media_url(&h, f))
+                .as_deref()
+                != Some(cover_image)
+        {
+            errors.insert(
+                "cover_image",
+                "Upload the cover image with the button (its address is /media/…).".into(),
+            );
+        }
         let author_id = self.author_id.parse::<i32>().ok();
         if author_id.is_none() {
             errors.insert("author_id", "Choose an author.".into());
@@ -95,6 +110,7 @@ impl PostForm {
             published: self.published.is_some(),
             published_at: publish_at,
             featured: self.featured.is_some(),
+            cover_image: cover_image.to_string(),
         })
     }
 }
@@ -179,6 +195,7 @@ async fn form_page(
     ctx.insert("errors", errors);
     ctx.insert("authors", &state.repo.authors().await?);
     ctx.insert("timezone", zone_name(&state.config.site_timezone));
+    ctx.insert("max_image_kb", &(state.config.max_image_bytes / 1024));
     render_status(state, "admin/post_form.html", &ctx, status).await
 }
 
@@ -231,6 +248,7 @@ pub async fn edit_form(
             .map(|at| utc_to_local(at, &state.config.site_timezone))
             .unwrap_or_default(),
         featured: s.featured.then(|| "on".into()),
+        cover_image: s.cover.map(|c| c.url).unwrap_or_default(),
         csrf_token: String::new(),
     };
     form_page(
@@ -277,6 +295,24 @@ async fn save(
             .await
         }
     };
+    // A cover must be an image that was uploaded (the address alone could be typed).
+    if let Some((hash, format)) = parse_media_url(&input.cover_image) {
+        if state.repo.media(&hash, format, None).await?.is_none() {
+            let errors = Errors::from([(
+                "cover_image",
+                "No uploaded image has this address; upload it again.".to_string(),
+            )]);
+            return form_page(
+                state,
+                admin,
+                id,
+                &form,
+                &errors,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
+        }
+    }
     let result = match id {
         Some(id) => state.repo.update_post(id, input).await,
         None => state.repo.create_post(input).await,

@@ -85,6 +85,13 @@ pub async fn post_page(
         false => ctx.insert("post", &post.summary),
     }
     ctx.insert("preview", &preview);
+    // Its cover is what a shared link shows, if it has one.
+    if let Some(cover) = &post.summary.cover {
+        ctx.insert(
+            "share_image",
+            &format!("{}{}", state.config.site_url, cover.url),
+        );
+    }
     let image = ctx
         .get("share_image")
         .and_then(|v| v.as_str())
