@@ -242,7 +242,7 @@ mod tests {
         let ihdr: Vec<u8> = [
             &20_000u32.to_be_bytes()[..],
             &20_000u32.to_be_bytes(),
-            &[8, 0, 0, 0, 0],
+            &[8, 2, 0, 0, 0],
         ]
         .concat();
         let chunk = |kind: &[u8], data: &[u8]| {
@@ -254,6 +254,7 @@ mod tests {
             c
         };
         header.extend(chunk(b"IHDR", &ihdr));
+        header.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
         header.extend(chunk(b"IEND", &[]));
         assert_eq!(
             process(header, 1 << 20).unwrap_err(),

@@ -23,6 +23,9 @@ fn parse_name(name: &str) -> Option<(String, Format, Option<u32>)> {
             (hash, Some(width))
         }
     };
+    if hash.len() != 32 {
+        return None;
+    }
     let (hash, format) = parse_media_url(&format!("/media/{hash}.{ext}"))?;
     // Exactly one spelling per image (no `.JPG`, no `.jpeg`).
     (format.ext() == ext).then_some((hash, format, width))

@@ -393,3 +393,29 @@ async fn a_reader_searches_from_the_header_in_a_browser() {
     let _ = browser.close().await;
     result.expect("searching works in a browser");
 }
+
+/// A word in more than 1,000 posts is counted up to 1,000 and listed newest first; a
+/// rarer one is counted exactly and ranked.
+#[actix_web::test]
+async fn a_common_word_is_counted_up_to_a_thousand_and_listed_newest_first() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await.unwrap();
+    app.seed_generated(1100).await;
+    let (status, body) = search(&app, "cache").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["count"], 1000);
+    assert_eq!(body["count_capped"], true);
+    assert_eq!(body["num_pages"], 101);
+    let dates: Vec<&str> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["published_at"].as_str().unwrap())
+        .collect();
+    assert!(dates.windows(2).all(|w| w[0] >= w[1]), "newest first: {dates:?}");
+    let (_, page) = app.get_text("/search/?q=cache").await;
+    assert!(page.contains("More than 1,000 posts found"), "the page says so");
+    let (_, rare) = search(&app, "kakasa").await;
+    let count = rare["count"].as_i64().unwrap();
+    assert!(count > 0 && count < 1000, "{count}");
+    assert_eq!(rare["count_capped"], false);
+}

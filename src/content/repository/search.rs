@@ -115,35 +115,31 @@ struct Snippet {
     snippet: String,
 }
 
-/// A query matching more posts than this is shown newest first: its words say little
-/// about which post is meant, and ranking every match costs more than the rest of the
-/// search (18 ms for 10,000 matches on PostgreSQL, 15 on SQLite, measured).
+/// Matches are counted up to this many, and a query matching more is shown newest
+/// first: its words say little about which post is meant, and counting or ranking every
+/// match of a common word costs more than the rest of the search (on PostgreSQL each
+/// match's `tsvector` is read from TOAST: 45 ms at 10,000 posts, measured). Such a
+/// query says "more than 1,000 posts", as search engines do.
 pub const RANK_LIMIT: i64 = 1_000;
-
-#[derive(QueryableByName)]
-struct IdTotal {
-    #[diesel(sql_type = Integer)]
-    id: i32,
-    #[diesel(sql_type = BigInt)]
-    total: i64,
-}
 
 /// The SQL of each step, per database. `published` is a boolean on PostgreSQL and 0/1
 /// on SQLite: `AND p.published` reads both; `published_at <= CURRENT_TIMESTAMP` hides
 /// scheduled posts as `posts::visible` does.
 struct Dialect {
+    /// Matches, counted up to `RANK_LIMIT + 1` (bound twice).
     count: &'static str,
     /// Best first.
     ranked: &'static str,
-    /// Newest first; on PostgreSQL with the match count (`IdTotal`: one scan for both).
+    /// Newest first: read along the publication-date index until the page is full.
     newest: &'static str,
     /// With `{ids}` replaced by the page's post ids (integers from the database).
     snippets: &'static str,
 }
 
 const SQLITE: Dialect = Dialect {
-    count: "SELECT count(*) AS n FROM post_search JOIN posts p INDEXED BY posts_visible ON p.id = post_search.rowid \
-            WHERE post_search MATCH ? AND p.published AND p.published_at <= CURRENT_TIMESTAMP",
+    count: "SELECT count(*) AS n FROM (SELECT 1 FROM post_search \
+            JOIN posts p INDEXED BY posts_visible ON p.id = post_search.rowid \
+            WHERE post_search MATCH ? AND p.published AND p.published_at <= CURRENT_TIMESTAMP LIMIT ?)",
     // bm25 weights: title, excerpt, body, tags.
     ranked: "SELECT p.id AS id FROM post_search JOIN posts p INDEXED BY posts_visible ON p.id = post_search.rowid \
              WHERE post_search MATCH ? AND p.published AND p.published_at <= CURRENT_TIMESTAMP \
@@ -158,16 +154,17 @@ const SQLITE: Dialect = Dialect {
 };
 
 const POSTGRES: Dialect = Dialect {
-    count: "SELECT count(*) AS n FROM post_search s JOIN posts p ON p.id = s.post_id \
-            WHERE s.document @@ websearch_to_tsquery('english', $1) AND p.published AND p.published_at <= CURRENT_TIMESTAMP",
+    count: "SELECT count(*) AS n FROM (SELECT 1 FROM post_search s JOIN posts p ON p.id = s.post_id \
+            WHERE s.document @@ websearch_to_tsquery('english', $1) \
+            AND p.published AND p.published_at <= CURRENT_TIMESTAMP LIMIT $2) AS m",
     ranked: "SELECT p.id AS id FROM post_search s JOIN posts p ON p.id = s.post_id, \
              websearch_to_tsquery('english', $1) q \
              WHERE s.document @@ q AND p.published AND p.published_at <= CURRENT_TIMESTAMP \
              ORDER BY ts_rank(s.document, q) DESC, p.published_at DESC, p.id DESC \
              LIMIT $2 OFFSET $3",
-    newest: "SELECT p.id AS id, count(*) OVER () AS total \
-             FROM post_search s JOIN posts p ON p.id = s.post_id \
-             WHERE s.document @@ websearch_to_tsquery('english', $1) AND p.published AND p.published_at <= CURRENT_TIMESTAMP \
+    newest: "SELECT p.id AS id FROM post_search s JOIN posts p ON p.id = s.post_id \
+             WHERE s.document @@ websearch_to_tsquery('english', $1) \
+             AND p.published AND p.published_at <= CURRENT_TIMESTAMP \
              ORDER BY p.published_at DESC, p.id DESC LIMIT $2 OFFSET $3",
     // Over the text as indexed (`<` `>` as spaces, see the migration).
     snippets: "SELECT post_id AS id, \
@@ -244,8 +241,9 @@ impl Repository {
         Ok(result)
     }
 
-    /// The search on the database, no cache: the match count, one page of post ids (by
-    /// rank, or newest first past `RANK_LIMIT` matches), their snippets, and the posts.
+    /// The search on the database, no cache: the match count (up to `RANK_LIMIT + 1`),
+    /// one page of post ids (by rank, or newest first past `RANK_LIMIT` matches), their
+    /// snippets, and the posts.
     pub async fn search_uncached(
         &self,
         query: &SearchQuery,
@@ -266,43 +264,18 @@ impl Repository {
                 .bind::<BigInt, _>(offset)
         };
         let (total, ids) = with_conn!(self.db, |conn| {
-            // The count, and on PostgreSQL the newest-first page with it (one scan).
-            let (total, newest) = match pg {
+            let total = diesel::sql_query(dialect.count)
+                .bind::<Text, _>(&text)
+                .bind::<BigInt, _>(RANK_LIMIT + 1)
+                .get_result::<Count>(conn)
+                .await?
+                .n;
+            let ids: Vec<i32> = match total > offset {
+                false => Vec::new(),
                 true => {
-                    let rows: Vec<IdTotal> = page_of(dialect.newest).load(conn).await?;
-                    let total = match <[IdTotal]>::first(&rows) {
-                        Some(row) => row.total,
-                        None if offset == 0 => 0,
-                        None => {
-                            diesel::sql_query(dialect.count)
-                                .bind::<Text, _>(&text)
-                                .get_result::<Count>(conn)
-                                .await?
-                                .n
-                        }
-                    };
-                    (
-                        total,
-                        Some(rows.into_iter().map(|r| r.id).collect::<Vec<i32>>()),
-                    )
-                }
-                false => {
-                    let total = diesel::sql_query(dialect.count)
-                        .bind::<Text, _>(&text)
-                        .get_result::<Count>(conn)
-                        .await?
-                        .n;
-                    (total, None)
-                }
-            };
-            let ids: Vec<i32> = match (total > offset, total > RANK_LIMIT, newest) {
-                (false, _, _) => Vec::new(),
-                (true, true, Some(newest)) => newest,
-                (true, broad, _) => {
-                    let sql = if broad {
-                        dialect.newest
-                    } else {
-                        dialect.ranked
+                    let sql = match total > RANK_LIMIT {
+                        true => dialect.newest,
+                        false => dialect.ranked,
                     };
                     page_of(sql)
                         .load::<Id>(conn)

@@ -11,6 +11,7 @@ use crate::web::canonical::Params;
 use crate::web::error::{ApiError, ErrorBody};
 use crate::web::http_cache::DoNotStore;
 use crate::web::pages::search::answer;
+use crate::content::repository::search::RANK_LIMIT;
 use crate::web::AppState;
 
 /// Query parameters of `GET /api/search/` (documentation; parsing is in `search`).
@@ -37,8 +38,11 @@ pub struct SearchResult {
 pub struct SearchResults {
     /// The query as it was searched (normalised).
     pub query: String,
-    /// Number of matching posts over all pages.
+    /// Number of matching posts over all pages, counted up to 1,000 (see `count_capped`).
     pub count: i64,
+    /// More posts than `count` match (matches are counted up to 1,000; such a query's
+    /// results are newest first, not best first).
+    pub count_capped: bool,
     pub page: i64,
     pub num_pages: i64,
     /// Absolute URL of the next page, if any.
@@ -76,7 +80,8 @@ pub async fn search(
     let link = |n: i64| format!("{}/api/search/?q={q}&page={n}", state.config.site_url);
     let mut res = HttpResponse::Ok().json(SearchResults {
         query: answer.query.canonical().to_string(),
-        count: results.total,
+        count: results.total.min(RANK_LIMIT),
+        count_capped: results.total > RANK_LIMIT,
         page: results.page,
         num_pages: results.num_pages(),
         next: results.has_next().then(|| link(results.page + 1)),
