@@ -254,7 +254,10 @@ mod tests {
             c
         };
         header.extend(chunk(b"IHDR", &ihdr));
-        header.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+        header.extend(chunk(
+            b"IDAT",
+            &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+        ));
         header.extend(chunk(b"IEND", &[]));
         assert_eq!(
             process(header, 1 << 20).unwrap_err(),

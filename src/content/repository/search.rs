@@ -154,7 +154,8 @@ const SQLITE: Dialect = Dialect {
 };
 
 const POSTGRES: Dialect = Dialect {
-    count: "SELECT count(*) AS n FROM (SELECT 1 FROM post_search s JOIN posts p ON p.id = s.post_id \
+    count:
+        "SELECT count(*) AS n FROM (SELECT 1 FROM post_search s JOIN posts p ON p.id = s.post_id \
             WHERE s.document @@ websearch_to_tsquery('english', $1) \
             AND p.published AND p.published_at <= CURRENT_TIMESTAMP LIMIT $2) AS m",
     ranked: "SELECT p.id AS id FROM post_search s JOIN posts p ON p.id = s.post_id, \

@@ -7,11 +7,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::dto::PostListItem;
 use super::parse_page;
+use crate::content::repository::search::RANK_LIMIT;
 use crate::web::canonical::Params;
 use crate::web::error::{ApiError, ErrorBody};
 use crate::web::http_cache::DoNotStore;
 use crate::web::pages::search::answer;
-use crate::content::repository::search::RANK_LIMIT;
 use crate::web::AppState;
 
 /// Query parameters of `GET /api/search/` (documentation; parsing is in `search`).

@@ -56,12 +56,13 @@ pub async fn index(
     params: Params,
 ) -> Result<HttpResponse, PageError> {
     let page = super::page_number(&params)?;
-    // Other spellings were redirected to this one (`web::canonical`).
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or("/search/", |p| p.as_str());
-    let mut ctx = base_context(&state, "search", path).await?;
+    // The same for every spelling of the request (`web::canonical`).
+    let path = match (params.get("q"), page) {
+        (None, _) => "/search/".to_string(),
+        (Some(q), 1) => format!("/search/?q={}", Params::encode(q)),
+        (Some(q), n) => format!("/search/?q={}&page={n}", Params::encode(q)),
+    };
+    let mut ctx = base_context(&state, "search", &path).await?;
     ctx.insert("per_page", &PER_PAGE);
     let Some(raw) = params.get("q") else {
         ctx.insert("q", "");
