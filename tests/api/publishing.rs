@@ -151,7 +151,7 @@ mod scheduled {
             .unwrap();
         let (at, due) = three_seconds_ahead();
         let slug = schedule_by_form(&app, at, "Europe/Paris").await;
-        watch(&[app.address.clone()], &slug, due).await;
+        watch(std::slice::from_ref(&app.address), &slug, due).await;
     }
 
     async fn on_two_instances(backend: Backend) {
