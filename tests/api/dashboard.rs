@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{ClientBuilder, Locator};
 
-use crate::helpers::{services_required, skip, spawn_app_with, Backend};
+use crate::helpers::{services_required, skip, spawn_app_with, Backend, TestApp};
 
 pub(crate) struct Driver(Child);
 
@@ -85,6 +85,33 @@ async fn the_dashboard_shows_live_numbers_and_warms_on_redis() {
     .await
 }
 
+/// Signs `ada` (password `correct-horse-battery`) in as a person would, then goes to
+/// `next`.
+pub(crate) async fn sign_in(
+    browser: &fantoccini::Client,
+    app: &TestApp,
+    next: &str,
+) -> Result<(), fantoccini::error::CmdError> {
+    browser
+        .goto(&app.url(&format!("/admin/login/?next={next}")))
+        .await?;
+    browser
+        .find(Locator::Css("input[name=username]"))
+        .await?
+        .send_keys("ada")
+        .await?;
+    browser
+        .find(Locator::Css("input[name=password]"))
+        .await?
+        .send_keys("correct-horse-battery")
+        .await?;
+    browser
+        .find(Locator::Css("form button[type=submit]"))
+        .await?
+        .click()
+        .await
+}
+
 async fn the_dashboard_shows_live_numbers_and_warms(extra: &[(&str, &str)]) {
     let Some((_driver, port)) = start_chromedriver() else {
         return;
@@ -95,23 +122,7 @@ async fn the_dashboard_shows_live_numbers_and_warms(extra: &[(&str, &str)]) {
     let profile = tempfile::TempDir::new().unwrap();
     let browser = chromium(port, &profile).await;
     let run = async {
-        // Sign in as a person would.
-        browser.goto(&app.url("/admin/login/?next=/admin/")).await?;
-        browser
-            .find(Locator::Css("input[name=username]"))
-            .await?
-            .send_keys("ada")
-            .await?;
-        browser
-            .find(Locator::Css("input[name=password]"))
-            .await?
-            .send_keys("correct-horse-battery")
-            .await?;
-        browser
-            .find(Locator::Css("form button[type=submit]"))
-            .await?
-            .click()
-            .await?;
+        sign_in(&browser, &app, "/admin/").await?;
         browser
             .wait()
             .for_element(Locator::Css("a[href='/admin/cache/']"))

@@ -223,24 +223,7 @@ async fn an_admin_uploads_an_image_in_the_editor_in_a_browser() {
     let profile = tempfile::TempDir::new().unwrap();
     let browser = crate::dashboard::chromium(port, &profile).await;
     let run = async {
-        browser
-            .goto(&app.url("/admin/login/?next=/admin/posts/new/"))
-            .await?;
-        browser
-            .find(Locator::Css("input[name=username]"))
-            .await?
-            .send_keys("ada")
-            .await?;
-        browser
-            .find(Locator::Css("input[name=password]"))
-            .await?
-            .send_keys("correct-horse-battery")
-            .await?;
-        browser
-            .find(Locator::Css("form button[type=submit]"))
-            .await?
-            .click()
-            .await?;
+        crate::dashboard::sign_in(&browser, &app, "/admin/posts/new/").await?;
         browser
             .wait()
             .for_element(Locator::Id("image-upload"))
