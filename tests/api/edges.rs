@@ -497,13 +497,13 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
-/// `n` requests for things that do not exist (posts, tags, filters, pages, searches),
-/// 32 at once.
+/// `n` requests for things that do not exist (posts, tags, filters, pages, searches,
+/// images), 32 at once.
 async fn junk(client: &reqwest::Client, base: &str, from: usize, n: usize) {
     use futures_util::StreamExt;
     futures_util::stream::iter(from..from + n)
         .map(|i| {
-            let path = match i % 9 {
+            let path = match i % 10 {
                 0 => format!("/blog/made-up-{i}/"),
                 1 => format!("/api/posts/made-up-{i}/"),
                 2 => format!("/blog/tag/made-up-{i}/"),
@@ -514,6 +514,8 @@ async fn junk(client: &reqwest::Client, base: &str, from: usize, n: usize) {
                 // that finds nothing (remembered in one bounded entry).
                 6 => format!("/search/?q=cache+OR+made{i}"),
                 7 => format!("/api/search/?q=made+up+{i}"),
+                // Images by made-up names (well-formed ones: they reach the database).
+                8 => format!("/media/{i:032x}-480w.jpg"),
                 _ => format!("/api/posts/?utm_source=x{i}&p%61ge=1"),
             };
             let (client, url) = (client.clone(), format!("{base}{path}"));

@@ -89,6 +89,8 @@ fn path_strategy() -> impl Strategy<Value = String> {
                 "/sitemap.xml",
                 "/search/",
                 "/api/search/",
+                "/media/{}",
+                "/media/{}.png",
                 "/api/{}",
                 "/{}",
             ][..],
