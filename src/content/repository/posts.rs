@@ -679,6 +679,11 @@ impl Repository {
             let stamp = now();
             let doc: SearchDocument;
             let scheduled: Option<NaiveDateTime>;
+            // The sizes of the images the post shows (its `srcset` and cover).
+            let media = media_sizes!(
+                conn,
+                &format!("{} {}", input.body_markdown, input.cover_image)
+            );
             let post_id = match id {
                 Some(id) => {
                     let before: Option<(String, Option<NaiveDateTime>)> = posts::table
@@ -698,10 +703,6 @@ impl Repository {
                         .or(published_at)
                         .or(input.published.then_some(whole_second(stamp)));
                     scheduled = published_at.filter(|at| input.published && *at > stamp);
-                    let media = media_sizes!(
-                        conn,
-                        &format!("{} {}", input.body_markdown, input.cover_image)
-                    );
                     let write = PostWrite::new(&input, published_at, stamp, &media);
                     doc = write.search_document(&tag_list);
                     diesel::update(posts::table.find(id))
@@ -719,10 +720,6 @@ impl Repository {
                         .map(whole_second)
                         .or(input.published.then_some(whole_second(stamp)));
                     scheduled = published_at.filter(|at| input.published && *at > stamp);
-                    let media = media_sizes!(
-                        conn,
-                        &format!("{} {}", input.body_markdown, input.cover_image)
-                    );
                     let write = PostWrite::new(&input, published_at, stamp, &media);
                     doc = write.search_document(&tag_list);
                     diesel::insert_into(posts::table)

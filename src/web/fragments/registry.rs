@@ -22,6 +22,11 @@ const LATEST_POSTS: i64 = 6;
 /// Related posts shown under a post.
 const RELATED_POSTS: i64 = 3;
 
+/// The slug a post's fragments vary by (`vary = [slug]`).
+fn slug_of(vary: &Value) -> &str {
+    vary.get(0).and_then(Value::as_str).unwrap_or_default()
+}
+
 fn loader<F, Fut, T>(repo: &Repository, f: F) -> Loader
 where
     F: Fn(Repository, Value) -> Fut + Send + Sync + 'static,
@@ -175,20 +180,12 @@ pub fn registry(
         FragmentDef {
             // Every post page, and this post's own tag: a change to one post does not
             // drop the others.
-            object_tags: Some(|vary| {
-                vec![post_tag(
-                    vary.get(0).and_then(Value::as_str).unwrap_or_default(),
-                )]
-            }),
+            object_tags: Some(|vary| vec![post_tag(slug_of(vary))]),
             ..block(
                 "fragments/post_body.html",
                 depends_on::POST_DETAIL,
                 loader(repo, |r, vary| async move {
-                    let slug = vary
-                        .get(0)
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
+                    let slug = slug_of(&vary).to_string();
                     Ok(json!({ "post": r.post_by_slug(&slug, false).await? }))
                 }),
             )
@@ -201,11 +198,7 @@ pub fn registry(
             "fragments/related_posts.html",
             depends_on::RELATED,
             loader(repo, |r, vary| async move {
-                let slug = vary
-                    .get(0)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
+                let slug = slug_of(&vary).to_string();
                 Ok(json!({ "posts": r.related_posts(&slug, RELATED_POSTS).await? }))
             }),
         ),
