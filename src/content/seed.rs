@@ -125,6 +125,9 @@ pub async fn seed_fixtures(repo: &Repository) -> Result<SeedReport, SeedError> {
         };
         report.posts += repo.create_post_if_absent(post).await?.is_some() as usize;
     }
+    if report.posts > 0 {
+        repo.analyze().await?;
+    }
     Ok(report)
 }
 
@@ -305,6 +308,9 @@ pub async fn seed_generated(repo: &Repository, count: usize) -> Result<SeedRepor
             featured: rng.random_ratio(1, 20),
         };
         report.posts += repo.create_post_if_absent(post).await?.is_some() as usize;
+    }
+    if report.posts > 0 {
+        repo.analyze().await?;
     }
     Ok(report)
 }

@@ -7,7 +7,6 @@ use super::{now, RepoResult, Repository};
 use crate::content::invalidation::Model;
 use crate::content::models::*;
 use crate::content::schema::{contact_messages, posts};
-use crate::db::DbError;
 use crate::with_conn;
 
 impl Repository {

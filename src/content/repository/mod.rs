@@ -24,7 +24,7 @@ macro_rules! transact {
         let repo: &Repository = &$repo;
         let model_tags = $crate::content::invalidation::tags_invalidated_by($models);
         let written = $crate::with_conn!(repo.db, |conn| {
-            conn.transaction::<_, DbError, _>(async |$conn| {
+            conn.transaction::<_, $crate::db::DbError, _>(async |$conn| {
                 // The write first: on SQLite it takes the write lock before anything is
                 // read, so a busy database makes it wait (busy_timeout) instead of
                 // failing with "database is locked" when a read would need upgrading.
@@ -38,7 +38,7 @@ macro_rules! transact {
                     .await?;
                 #[allow(unused_mut)]
                 let mut $objects: Vec<String> = Vec::new();
-                let value: Result<_, DbError> = async { $body }.await;
+                let value: Result<_, $crate::db::DbError> = async { $body }.await;
                 let value = value?;
                 let mut tags: Vec<String> = model_tags.iter().map(|t| t.to_string()).collect();
                 if !$objects.is_empty() {
@@ -64,12 +64,14 @@ macro_rules! transact {
 }
 
 mod admins;
+mod authors;
 pub mod images;
 mod inbox;
 mod outbox;
 mod posts;
 pub mod search;
 mod site;
+mod tags;
 
 /// Now, truncated to microseconds: PostgreSQL keeps microseconds and SQLite whatever it
 /// is given, so both backends must store the same value for ETags to agree.
@@ -115,6 +117,17 @@ impl Repository {
 
     pub fn cache(&self) -> &CacheManager {
         &self.cache
+    }
+
+    /// Refreshes the planner's statistics after a bulk write (seeding, reindexing): with
+    /// none, PostgreSQL estimated 2 matches for a word in 9,500 posts and joined them
+    /// one by one (26 ms instead of 10).
+    pub async fn analyze(&self) -> RepoResult<()> {
+        crate::with_conn!(self.db, |conn| {
+            diesel_async::RunQueryDsl::execute(diesel::sql_query("ANALYZE"), conn).await?;
+            Ok::<_, DbError>(())
+        })?;
+        Ok(())
     }
 }
 

@@ -361,48 +361,6 @@ impl Repository {
             .await
     }
 
-    pub async fn tag_by_slug(&self, slug: &str) -> RepoResult<Option<Tag>> {
-        self.cache
-            .cached_lookup("tags", &["slug", slug], depends_on::TAG_PAGES, || async {
-                with_conn!(self.db, |conn| {
-                    Ok(tags::table
-                        .filter(tags::slug.eq(slug.to_string()))
-                        .select(Tag::as_select())
-                        .first(conn)
-                        .await
-                        .optional()?)
-                })
-            })
-            .await
-    }
-
-    /// Tags of published posts with their post counts, alphabetically.
-    pub async fn tag_cloud(&self) -> RepoResult<Vec<TagCount>> {
-        self.cache
-            .cached_query("tags", &["cloud"], depends_on::TAG_CLOUD, None, || async {
-                let rows = with_conn!(self.db, |conn| {
-                    Ok(post_tags::table
-                        .inner_join(tags::table)
-                        .inner_join(posts::table)
-                        .filter(visible())
-                        .group_by((tags::id, tags::name, tags::slug))
-                        .select((
-                            tags::name,
-                            tags::slug,
-                            diesel::dsl::count(post_tags::post_id),
-                        ))
-                        .order_by(tags::name)
-                        .load::<(String, String, i64)>(conn)
-                        .await?)
-                })?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(name, slug, count)| TagCount { name, slug, count })
-                    .collect())
-            })
-            .await
-    }
-
     /// Every published post's slug and last change, and every used tag (the sitemap).
     pub async fn sitemap(&self) -> RepoResult<(Vec<SitemapEntry>, Vec<TagCount>)> {
         let posts = self
@@ -431,17 +389,6 @@ impl Repository {
             .count()
             .get_result(conn)
             .await?))
-    }
-
-    pub async fn author_by_slug(&self, slug: &str) -> RepoResult<Option<Author>> {
-        with_conn!(self.db, |conn| {
-            Ok(authors::table
-                .filter(authors::slug.eq(slug.to_string()))
-                .select(Author::as_select())
-                .first(conn)
-                .await
-                .optional()?)
-        })
     }
 
     /// Post rows (with their author's name and slug) → `PostDetail`s: the summaries
@@ -521,45 +468,6 @@ impl Repository {
         })
     }
 
-    /// Inserts an author unless one with the slug exists; returns the stored one.
-    pub async fn ensure_author(&self, author: &NewAuthor) -> RepoResult<Author> {
-        let (_, stored) = transact!(self, &[Model::Author], |conn| {
-            let inserted = diesel::insert_into(authors::table)
-                .values((
-                    authors::name.eq(&author.name),
-                    authors::slug.eq(&author.slug),
-                    authors::bio.eq(&author.bio),
-                    authors::updated_at.eq(now()),
-                ))
-                .on_conflict(authors::slug)
-                .do_nothing()
-                .execute(conn)
-                .await?;
-            let stored = authors::table
-                .filter(authors::slug.eq(&author.slug))
-                .select(Author::as_select())
-                .first(conn)
-                .await?;
-            Ok((inserted > 0, stored))
-        })?;
-        Ok(stored)
-    }
-
-    /// Renames an author or changes their bio (the slug stays: links keep working).
-    pub async fn update_author(&self, id: i32, name: &str, bio: &str) -> RepoResult<bool> {
-        let n = transact!(self, &[Model::Author], |conn| {
-            Ok(diesel::update(authors::table.find(id))
-                .set((
-                    authors::name.eq(name),
-                    authors::bio.eq(bio),
-                    authors::updated_at.eq(now()),
-                ))
-                .execute(conn)
-                .await?)
-        })?;
-        Ok(n > 0)
-    }
-
     /// Creates a post with its tags in one transaction, unless its slug is taken (then
     /// nothing changes and `None` comes back), which makes seeding idempotent.
     pub async fn create_post_if_absent(&self, post: PostInput) -> RepoResult<Option<i32>> {
@@ -596,14 +504,6 @@ impl Repository {
             objects.push(post_tag(&post.slug));
             Ok(Some(post_id))
         })
-    }
-
-    pub async fn authors(&self) -> RepoResult<Vec<Author>> {
-        with_conn!(self.db, |conn| Ok(authors::table
-            .select(Author::as_select())
-            .order_by(authors::name)
-            .load(conn)
-            .await?))
     }
 
     /// Every post, drafts first, then newest (admin list; not cached).

@@ -117,9 +117,9 @@ struct Snippet {
 
 /// Matches are counted up to this many, and a query matching more is shown newest
 /// first: its words say little about which post is meant, and counting or ranking every
-/// match of a common word costs more than the rest of the search (on PostgreSQL each
-/// match's `tsvector` is read from TOAST: 45 ms at 10,000 posts, measured). Such a
-/// query says "more than 1,000 posts", as search engines do.
+/// match of a common word costs more than the rest of the search (each match's
+/// `tsvector` is read and ranked). Such a query says "more than 1,000 posts", as search
+/// engines do.
 pub const RANK_LIMIT: i64 = 1_000;
 
 /// The SQL of each step, per database. `published` is a boolean on PostgreSQL and 0/1
@@ -145,8 +145,12 @@ const SQLITE: Dialect = Dialect {
              WHERE post_search MATCH ? AND p.published AND p.published_at <= CURRENT_TIMESTAMP \
              ORDER BY bm25(post_search, 10.0, 3.0, 1.0, 5.0), p.published_at DESC, p.id DESC \
              LIMIT ? OFFSET ?",
-    newest: "SELECT p.id AS id FROM post_search JOIN posts p INDEXED BY posts_visible ON p.id = post_search.rowid \
-             WHERE post_search MATCH ? AND p.published AND p.published_at <= CURRENT_TIMESTAMP \
+    // Along the publication-date index, newest first, until the page is full, testing
+    // each post against the matches (a list SQLite builds once): joined the other way
+    // round, every match was sorted by date (a word in every post: 7.8 ms against 2.3).
+    newest: "SELECT p.id AS id FROM posts p INDEXED BY posts_published_published_at \
+             WHERE p.published = 1 AND p.published_at <= CURRENT_TIMESTAMP \
+             AND p.id IN (SELECT rowid FROM post_search WHERE post_search MATCH ?) \
              ORDER BY p.published_at DESC, p.id DESC LIMIT ? OFFSET ?",
     snippets: "SELECT rowid AS id, \
                snippet(post_search, -1, char(57344), char(57345), '…', 24) AS snippet \
@@ -158,11 +162,13 @@ const POSTGRES: Dialect = Dialect {
         "SELECT count(*) AS n FROM (SELECT 1 FROM post_search s JOIN posts p ON p.id = s.post_id \
             WHERE s.document @@ websearch_to_tsquery('english', $1) \
             AND p.published AND p.published_at <= CURRENT_TIMESTAMP LIMIT $2) AS m",
-    ranked: "SELECT p.id AS id FROM post_search s JOIN posts p ON p.id = s.post_id, \
-             websearch_to_tsquery('english', $1) q \
-             WHERE s.document @@ q AND p.published AND p.published_at <= CURRENT_TIMESTAMP \
-             ORDER BY ts_rank(s.document, q) DESC, p.published_at DESC, p.id DESC \
-             LIMIT $2 OFFSET $3",
+    // The matches ranked apart (MATERIALIZED): folded into one query, the planner sorted
+    // by rank below the join and chose a sequential scan of every document for it (a
+    // word in 500 posts: 33 ms, against 7 ms from the GIN index).
+    ranked: "WITH m AS MATERIALIZED (SELECT p.id, p.published_at, ts_rank(s.document, q) AS rank \
+             FROM post_search s JOIN posts p ON p.id = s.post_id, websearch_to_tsquery('english', $1) q \
+             WHERE s.document @@ q AND p.published AND p.published_at <= CURRENT_TIMESTAMP) \
+             SELECT id FROM m ORDER BY rank DESC, published_at DESC, id DESC LIMIT $2 OFFSET $3",
     newest: "SELECT p.id AS id FROM post_search s JOIN posts p ON p.id = s.post_id \
              WHERE s.document @@ websearch_to_tsquery('english', $1) \
              AND p.published AND p.published_at <= CURRENT_TIMESTAMP \
@@ -332,7 +338,7 @@ impl Repository {
         let pg = self.db.is_postgres();
         let posts = self.all_posts().await?;
         let bodies = self.all_bodies().await?;
-        transact!(self, &[Model::Post], |conn| {
+        let indexed = transact!(self, &[Model::Post], |conn| {
             diesel::sql_query("DELETE FROM post_search")
                 .execute(conn)
                 .await?;
@@ -346,7 +352,9 @@ impl Repository {
                 index_post!(conn, pg, post.id, &doc);
             }
             Ok(posts.len())
-        })
+        })?;
+        self.analyze().await?;
+        Ok(indexed)
     }
 
     /// Fills the index when it is missing posts (it was added to an existing database,

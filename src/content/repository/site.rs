@@ -8,7 +8,6 @@ use super::{now, RepoResult, Repository};
 use crate::content::invalidation::{depends_on, Model};
 use crate::content::models::*;
 use crate::content::schema::{ai_tools, personal_info, social_links};
-use crate::db::DbError;
 use crate::with_conn;
 
 /// Updates row `id`, or inserts when `id` is None; a missing row is `NotFound`.
