@@ -158,10 +158,12 @@ const SQLITE: Dialect = Dialect {
 };
 
 const POSTGRES: Dialect = Dialect {
-    count:
-        "SELECT count(*) AS n FROM (SELECT 1 FROM post_search s JOIN posts p ON p.id = s.post_id \
-            WHERE s.document @@ websearch_to_tsquery('english', $1) \
-            AND p.published AND p.published_at <= CURRENT_TIMESTAMP LIMIT $2) AS m",
+    // Visible posts among the matches (as a join, the planner tested each post's
+    // document in id order: 12.6 ms against 9.1 for a word in 3,000 posts).
+    count: "SELECT count(*) AS n FROM (SELECT 1 FROM posts p \
+            WHERE p.published AND p.published_at <= CURRENT_TIMESTAMP AND p.id IN \
+            (SELECT post_id FROM post_search WHERE document @@ websearch_to_tsquery('english', $1)) \
+            LIMIT $2) AS m",
     // The matches ranked apart (MATERIALIZED): folded into one query, the planner sorted
     // by rank below the join and chose a sequential scan of every document for it (a
     // word in 500 posts: 33 ms, against 7 ms from the GIN index).
