@@ -162,6 +162,17 @@ pub async fn metrics(
     counter!("folio_cache_warmed_hit_total")
         .absolute(warming.hit.load(std::sync::atomic::Ordering::Relaxed));
     gauge!("folio_views_pending").set(state.views.pending() as f64);
+    // Due outbox rows: a write's invalidation the cache has not taken yet (alerted on
+    // when it stays above zero, deploy/prometheus/alerts.yml).
+    if let Ok(pending) = state.repo.pending_invalidations().await {
+        gauge!("folio_invalidations_pending").set(pending as f64);
+    }
+    // The shared cache's own memory (Redis: summed over a cluster's masters).
+    if let Some(memory) = cache.server_memory().await {
+        gauge!("folio_cache_server_used_bytes").set(memory.used_bytes as f64);
+        gauge!("folio_cache_server_max_bytes").set(memory.max_bytes as f64);
+        counter!("folio_cache_server_evicted_keys_total").absolute(memory.evicted_keys);
+    }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .insert_header(("cache-control", "no-store"))

@@ -169,3 +169,47 @@ async fn instances_sharing_redis_each_have_a_row() {
     a.state.cache.clear().await;
     a.state.cache.reset_site_stats().await;
 }
+
+// What an operator imports (deploy/grafana/folio.json, deploy/prometheus/alerts.yml)
+// names only metrics the server exports: a renamed metric must not leave a panel empty
+// or an alert silent.
+on_both_app_caches! {
+    async fn every_metric_the_dashboard_and_the_alerts_name_is_exported(app: TestApp) {
+        for _ in 0..2 {
+            app.get("/").await;
+            app.get("/api/posts/").await;
+        }
+        let text = app.get("/metrics").await.text().await.unwrap();
+        let exposition = openmetrics_parser::prometheus::parse_prometheus(&text).expect("Prometheus text");
+        // Redis reports its memory; an in-process cache has no server to ask.
+        let has_server = app.state.cache.backend_name() != "memory";
+        for file in ["deploy/grafana/folio.json", "deploy/prometheus/alerts.yml"] {
+            let source = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+            let named = metric_names(&source);
+            assert!(named.len() >= 4, "{file} names {named:?}");
+            for name in &named {
+                let family = ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(name);
+                if !has_server && family.starts_with("folio_cache_server_") {
+                    continue;
+                }
+                assert!(exposition.families.contains_key(family), "{file} names {name}, which /metrics does not export:\n{text}");
+            }
+        }
+    }
+}
+
+/// Every `folio_…` metric name in a text.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    text.match_indices("folio_")
+        .map(|(at, _)| {
+            text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|name| !name.ends_with('_'))
+        .collect()
+}
