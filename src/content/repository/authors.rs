@@ -1,5 +1,5 @@
-//! Authors: the people posts are by (their pages list their posts; a rename shows on
-//! every post, see `invalidation`).
+//! Authors: the people posts are by (a rename shows on every post they wrote, see
+//! `invalidation`).
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
