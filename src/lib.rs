@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod content;
 pub mod db;
+pub mod edge;
 pub mod startup;
 pub mod telemetry;
 pub mod timing;

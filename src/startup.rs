@@ -119,7 +119,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     }
     cache.spawn_stats_flusher(std::time::Duration::from_secs(1));
     cache.spawn_history();
-    let repo = Repository::new(db, cache.clone());
+    let edges = crate::edge::Edges::new(&config.edge, &config.cache.key_prefix);
+    let repo = Repository::new(db, cache.clone()).with_edges(edges);
     repo.start_invalidation_outbox(std::time::Duration::from_millis(500));
     // Writes whose invalidation was pending when the last process stopped.
     if let Err(e) = repo.apply_pending_invalidations().await {

@@ -102,6 +102,30 @@ impl CacheManager {
         }
     }
 
+    /// Whether every tag `trace` recorded still has the version it recorded (a tag that
+    /// had none still has none): false once a write invalidated what the value was built
+    /// from while it was being built, or when the backend cannot say. An edge cache must
+    /// not keep such a value — the write's purge may already have reached it.
+    pub async fn trace_is_current(&self, trace: &TagTrace) -> bool {
+        if !trace.is_complete() {
+            return false;
+        }
+        let (tags, then): (Vec<String>, Vec<Option<u64>>) = trace
+            .tag_keys()
+            .map(|(tag, version)| (tag.to_string(), version))
+            .unzip();
+        if tags.is_empty() {
+            return true;
+        }
+        match self.inner.backend.get_many_tagged(&[], &tags).await {
+            Ok((_, now)) => now == then,
+            Err(e) => {
+                self.report(Op::Get, e);
+                false
+            }
+        }
+    }
+
     /// Stores a value built while `trace` was recorded, under the versions it saw;
     /// nothing if the trace is incomplete (a lookup failed).
     pub async fn set_traced<T: Serialize>(

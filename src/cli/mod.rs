@@ -98,7 +98,9 @@ async fn open_repository(
     crate::db::migrate(&config.database_url).await?;
     let db = crate::db::Db::connect(&config.database_url).await?;
     let cache = crate::cache::CacheManager::new(config.cache.clone())?;
-    Ok(crate::content::Repository::new(db, cache))
+    // Writes owe the edges their purges too; a running server delivers them.
+    let edges = crate::edge::Edges::new(&config.edge, &config.cache.key_prefix);
+    Ok(crate::content::Repository::new(db, cache).with_edges(edges))
 }
 
 /// After a command changed what `models` cover in the database. A shared cache (Redis)

@@ -141,6 +141,8 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Contact messages one address may send per hour.
     pub contact_per_hour: u32,
+    /// Edge caches in front of the site, and their purges (see `edge`).
+    pub edge: crate::edge::EdgeConfig,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -284,6 +286,72 @@ pub struct Settings {
     /// Contact messages one client address may send per hour.
     #[arg(long, global = true, env = "CONTACT_RATE_LIMIT", value_name = "CONTACT_RATE_LIMIT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub contact_rate_limit: u32,
+    /// Edge caches in front of the site, comma-separated: varnish://host:port, fastly://SERVICE_ID, cloudflare://ZONE_ID; each gets tag headers and durable purges.
+    #[arg(long, global = true, env = "EDGE_CACHE_URLS", value_name = "EDGE_CACHE_URLS", value_delimiter = ',', value_parser = crate::edge::EdgeUrl::parse)]
+    pub edge_cache_urls: Vec<crate::edge::EdgeUrl>,
+    /// Shared secret sent with Varnish purges (`X-Purge-Secret`; the VCL checks it; ≥ 16 characters).
+    #[arg(long, global = true, env = "EDGE_PURGE_SECRET", value_name = "EDGE_PURGE_SECRET", value_parser = parse_webhook_secret, hide_env_values = true)]
+    pub edge_purge_secret: Option<SecretKey>,
+    /// Seconds an edge keeps a page or API answer (s-maxage); writes purge it sooner.
+    #[arg(
+        long,
+        global = true,
+        env = "EDGE_TTL",
+        value_name = "EDGE_TTL",
+        default_value_t = 86_400
+    )]
+    pub edge_ttl: u64,
+    /// Seconds an edge may serve a page stale while it fetches a new one.
+    #[arg(
+        long,
+        global = true,
+        env = "EDGE_STALE_WHILE_REVALIDATE",
+        value_name = "EDGE_STALE_WHILE_REVALIDATE",
+        default_value_t = 30
+    )]
+    pub edge_stale_while_revalidate: u64,
+    /// Seconds an edge may serve a page stale while the site answers with errors or not at all.
+    #[arg(
+        long,
+        global = true,
+        env = "EDGE_STALE_IF_ERROR",
+        value_name = "EDGE_STALE_IF_ERROR",
+        default_value_t = 86_400
+    )]
+    pub edge_stale_if_error: u64,
+    /// Milliseconds after a purge before the same tags are purged again (drops a copy the edge fetched while the write committed).
+    #[arg(
+        long,
+        global = true,
+        env = "EDGE_PURGE_REPEAT_AFTER_MS",
+        value_name = "EDGE_PURGE_REPEAT_AFTER_MS",
+        default_value_t = 5_000
+    )]
+    pub edge_purge_repeat_after_ms: u64,
+    /// Longest wait, in seconds, between two attempts at a purge an edge refused.
+    #[arg(long, global = true, env = "EDGE_PURGE_RETRY_MAX", value_name = "EDGE_PURGE_RETRY_MAX", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub edge_purge_retry_max: u64,
+    /// Milliseconds a write waits for the edges to acknowledge its purge before it returns (the purge goes on after).
+    #[arg(
+        long,
+        global = true,
+        env = "EDGE_PURGE_WAIT_MS",
+        value_name = "EDGE_PURGE_WAIT_MS",
+        default_value_t = 1_000
+    )]
+    pub edge_purge_wait_ms: u64,
+    /// Fastly API token (purges by surrogate key).
+    #[arg(long, global = true, env = "FASTLY_API_TOKEN", value_name = "FASTLY_API_TOKEN", value_parser = parse_api_token, hide_env_values = true)]
+    pub fastly_api_token: Option<SecretKey>,
+    /// Fastly's API.
+    #[arg(long, global = true, env = "FASTLY_API_URL", value_name = "FASTLY_API_URL", default_value = "https://api.fastly.com", value_parser = parse_site_url)]
+    pub fastly_api_url: String,
+    /// Cloudflare API token with the Cache Purge permission.
+    #[arg(long, global = true, env = "CLOUDFLARE_API_TOKEN", value_name = "CLOUDFLARE_API_TOKEN", value_parser = parse_api_token, hide_env_values = true)]
+    pub cloudflare_api_token: Option<SecretKey>,
+    /// Cloudflare's API.
+    #[arg(long, global = true, env = "CLOUDFLARE_API_URL", value_name = "CLOUDFLARE_API_URL", default_value = "https://api.cloudflare.com/client/v4", value_parser = parse_site_url)]
+    pub cloudflare_api_url: String,
     /// Listen address, host:port (port 0 picks a free one).
     #[arg(long, global = true, env = "BIND", value_name = "BIND", default_value = DEFAULT_BIND, value_parser = parse_bind)]
     pub bind: String,
@@ -393,6 +461,9 @@ impl Config {
                 "needs CACHE_ADMIN_TOKEN, the token scrapers send",
             ));
         }
+        if let Err((var, reason)) = self.edge.check() {
+            return Err(invalid(var, reason));
+        }
         if shared && self.secret_key_from_file {
             return Err(invalid(
                 "SECRET_KEY",
@@ -479,6 +550,20 @@ impl Config {
             session_max_age: Duration::from_secs(s.session_max_age),
             trusted_proxies: s.trusted_proxies,
             contact_per_hour: s.contact_rate_limit,
+            edge: crate::edge::EdgeConfig {
+                edges: s.edge_cache_urls,
+                purge_secret: s.edge_purge_secret,
+                fastly_token: s.fastly_api_token,
+                fastly_api: s.fastly_api_url,
+                cloudflare_token: s.cloudflare_api_token,
+                cloudflare_api: s.cloudflare_api_url,
+                ttl: Duration::from_secs(s.edge_ttl),
+                stale_while_revalidate: Duration::from_secs(s.edge_stale_while_revalidate),
+                stale_if_error: Duration::from_secs(s.edge_stale_if_error),
+                repeat_after: Duration::from_millis(s.edge_purge_repeat_after_ms),
+                retry_max: Duration::from_secs(s.edge_purge_retry_max),
+                write_wait: Duration::from_millis(s.edge_purge_wait_ms),
+            },
         })
     }
 }
@@ -535,6 +620,13 @@ fn parse_path_prefix(v: &str) -> Result<String, String> {
 fn parse_webhook_secret(v: &str) -> Result<SecretKey, String> {
     if v.len() < 16 {
         return Err("must be at least 16 characters".into());
+    }
+    Ok(SecretKey(v.to_string()))
+}
+
+fn parse_api_token(v: &str) -> Result<SecretKey, String> {
+    if v.trim().is_empty() || v.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err("must be a token without spaces".into());
     }
     Ok(SecretKey(v.to_string()))
 }

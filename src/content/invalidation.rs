@@ -173,6 +173,17 @@ pub const RULES: &[(Model, &[CacheTag])] = &[
     (Model::PostViews, &[PopularPosts]),
 ];
 
+/// Models whose changes are not purged from edge caches (Varnish, CDNs): view counts
+/// change every few seconds on a read site, and purging `popular_posts` and each viewed
+/// post that often would leave the edges nearly empty — counts there lag by the edge
+/// lifetime instead; contact messages show only in the admin, which edges never keep.
+pub const EDGE_QUIET: &[Model] = &[Model::PostViews, Model::ContactMessage];
+
+/// Whether a write changing `models` is purged from the edges.
+pub fn purges_edges(models: &[Model]) -> bool {
+    models.iter().any(|m| !EDGE_QUIET.contains(m))
+}
+
 /// The tags a model's change invalidates.
 pub fn invalidated_by(model: Model) -> &'static [CacheTag] {
     RULES

@@ -150,5 +150,23 @@ diesel::table! {
         created_at -> Timestamp,
         /// When to apply it (UTC); NULL: at once (a scheduled post's publication).
         due_at -> Nullable<Timestamp>,
+        /// Whether the edges are purged too (see `invalidation::purges_edges`).
+        purge_edges -> Bool,
+    }
+}
+
+diesel::table! {
+    /// Purges owed to each edge cache (see `edge`).
+    edge_purges (id) {
+        id -> Integer,
+        edge -> Text,
+        tags -> Text,
+        /// 1: the purge after the write; 2: the delayed second one (the fill race).
+        round -> Integer,
+        attempts -> Integer,
+        due_at -> Timestamp,
+        claim -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
     }
 }

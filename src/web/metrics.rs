@@ -167,6 +167,24 @@ pub async fn metrics(
     if let Ok(pending) = state.repo.pending_invalidations().await {
         gauge!("folio_invalidations_pending").set(pending as f64);
     }
+    // Edge caches: purges per edge (deploy/grafana/folio.json).
+    if let Some(edges) = state.repo.edges() {
+        for edge in edges.snapshot(&state.repo).await {
+            let name = edge.edge;
+            for (metric, value) in [
+                ("folio_edge_purge_requests_total", edge.requests),
+                ("folio_edge_purges_delivered_total", edge.delivered),
+                ("folio_edge_purges_coalesced_total", edge.coalesced),
+                ("folio_edge_purges_retried_total", edge.retried),
+                ("folio_edge_purge_failures_total", edge.failed),
+            ] {
+                counter!(metric, "edge" => name.clone()).absolute(value);
+            }
+            gauge!("folio_edge_purges_pending", "edge" => name.clone()).set(edge.pending as f64);
+            gauge!("folio_edge_purges_repeats_pending", "edge" => name)
+                .set(edge.repeats_pending as f64);
+        }
+    }
     // The shared cache's own memory (Redis: summed over a cluster's masters).
     if let Some(memory) = cache.server_memory().await {
         gauge!("folio_cache_server_used_bytes").set(memory.used_bytes as f64);

@@ -34,6 +34,7 @@ use crate::web::http_cache::{PathMatch, ResponseCache, ResponsePolicy};
 /// per public page (what a page depends on is traced as it is rendered).
 pub fn response_cache(state: &AppState) -> ResponseCache {
     let config = &state.config;
+    let edges = crate::edge::EdgeHeaders::new(&config.edge);
     let mut policies: Vec<(PathMatch, ResponsePolicy)> = config
         .response_cache_prefixes
         .iter()
@@ -44,12 +45,14 @@ pub fn response_cache(state: &AppState) -> ResponseCache {
                 HeaderValue::from_str(&format!("public, max-age={}", config.api_max_age.as_secs()))
                     .expect("digits");
             policy.stale_if_error = config.stale_if_error;
+            let policy = policy.with_edges(edges.clone());
             (PathMatch::Prefix(prefix.clone()), policy)
         })
         .collect();
     if config.page_cache {
         let mut page = ResponsePolicy::new("page", config.page_cache_ttl, &[]);
         page.stale_if_error = config.stale_if_error;
+        let page = page.with_edges(edges);
         policies.extend(pages::CACHED.iter().map(|m| (m.clone(), page.clone())));
     }
     ResponseCache::new(

@@ -17,11 +17,11 @@ use crate::helpers::{spawn_app_with, Backend, TestApp};
 use crate::redis_cluster::OwnCluster;
 use crate::redis_server::OwnRedis;
 
-const POST: &str = "stampedes-and-single-flight";
+pub(crate) const POST: &str = "stampedes-and-single-flight";
 
 /// The models whose changes readers must see, each with the pages that show it and
 /// the text that carries its version number.
-const CASES: &[(Model, &str, &[&str])] = &[
+pub(crate) const CASES: &[(Model, &str, &[&str])] = &[
     (
         Model::PersonalInfo,
         "Headline version ",
@@ -62,7 +62,7 @@ const CASES: &[(Model, &str, &[&str])] = &[
 ];
 
 /// The highest version number after `marker` in `body` (0 if none).
-fn version_in(body: &str, marker: &str) -> u64 {
+pub(crate) fn version_in(body: &str, marker: &str) -> u64 {
     body.split(marker)
         .skip(1)
         .filter_map(|rest| {
@@ -75,7 +75,7 @@ fn version_in(body: &str, marker: &str) -> u64 {
 }
 
 /// Writes version `v` of `model` through the repository (the one write path).
-async fn write(app: &TestApp, model: Model, v: u64) {
+pub(crate) async fn write(app: &TestApp, model: Model, v: u64) {
     let repo = &app.state.repo;
     match model {
         Model::PersonalInfo => repo

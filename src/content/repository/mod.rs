@@ -32,6 +32,8 @@ macro_rules! transact {
                     .values((
                         outbox_rows::tags.eq(model_tags.join(" ")),
                         outbox_rows::created_at.eq($crate::content::repository::now()),
+                        outbox_rows::purge_edges
+                            .eq($crate::content::invalidation::purges_edges($models)),
                     ))
                     .returning(outbox_rows::id)
                     .get_result($conn)
@@ -55,7 +57,8 @@ macro_rules! transact {
         match written {
             Ok((value, outbox, tags)) => {
                 let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-                repo.invalidate_after_commit(outbox, &tags).await;
+                let edges = $crate::content::invalidation::purges_edges($models);
+                repo.invalidate_after_commit(outbox, &tags, edges).await;
                 Ok(value)
             }
             Err(e) => Err(e),
@@ -65,6 +68,7 @@ macro_rules! transact {
 
 mod admins;
 mod authors;
+pub mod edge_purges;
 pub mod images;
 mod inbox;
 mod outbox;
@@ -96,6 +100,8 @@ pub struct Repository {
     cache: CacheManager,
     /// This process's count of searches (which results to store and to warm).
     search_counts: std::sync::Arc<crate::content::search::popular::Popular>,
+    /// The edge caches owed purges (none configured: None).
+    edges: Option<std::sync::Arc<crate::edge::Edges>>,
 }
 
 impl Repository {
@@ -104,7 +110,18 @@ impl Repository {
             db,
             cache,
             search_counts: Default::default(),
+            edges: None,
         }
+    }
+
+    /// Owes every committed write's invalidation to these edge caches too.
+    pub fn with_edges(mut self, edges: Option<std::sync::Arc<crate::edge::Edges>>) -> Self {
+        self.edges = edges;
+        self
+    }
+
+    pub fn edges(&self) -> Option<&std::sync::Arc<crate::edge::Edges>> {
+        self.edges.as_ref()
     }
 
     pub fn search_counts(&self) -> &crate::content::search::popular::Popular {

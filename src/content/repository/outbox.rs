@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::{RepoResult, Repository};
 use crate::content::invalidation::{post_tag, tags_invalidated_by, Model};
-use crate::content::schema::cache_invalidations;
+use crate::content::schema::{cache_invalidations, edge_purges};
 use crate::db::DbError;
 use crate::with_conn;
 
@@ -44,6 +44,14 @@ pub(super) fn publication_tags(slug: &str) -> String {
     tags.join(" ")
 }
 
+/// The distinct tags of outbox rows.
+fn distinct_tags<'a>(rows: impl Iterator<Item = &'a (i32, String, bool)>) -> Vec<&'a str> {
+    let mut tags: Vec<&str> = rows.flat_map(|(_, t, _)| t.split(' ')).collect();
+    tags.sort_unstable();
+    tags.dedup();
+    tags
+}
+
 /// Rows to apply now: immediate ones, and scheduled ones whose time has come.
 type Due = diesel::dsl::Or<
     diesel::dsl::IsNull<cache_invalidations::due_at>,
@@ -61,8 +69,9 @@ impl Repository {
     /// served the old data; if the cache cannot be told, the row stays pending and is
     /// applied by `apply_pending_invalidations` — before this instance serves from the
     /// cache again, and by the background task on every instance. Returns whether it
-    /// was applied now.
-    pub async fn invalidate_after_commit(&self, id: i32, tags: &[&str]) -> bool {
+    /// was applied now. Then, with `purge_edges`, the edge caches are owed it (see
+    /// `edge`): the write waits at most `EDGE_PURGE_WAIT_MS` for them.
+    pub async fn invalidate_after_commit(&self, id: i32, tags: &[&str], purge_edges: bool) -> bool {
         if !self.cache.invalidate_tags(tags).await {
             tracing::error!(
                 ?tags,
@@ -70,9 +79,17 @@ impl Repository {
             );
             return false;
         }
-        if let Err(e) = self.delete_outbox_rows(vec![id]).await {
+        let owed = purge_edges.then_some(tags);
+        match self.retire_outbox_rows(vec![id], owed).await {
+            Ok(()) => {
+                if owed.is_some() {
+                    if let Some(edges) = &self.edges {
+                        edges.purge_soon_and_wait().await;
+                    }
+                }
+            }
             // Applied; the row is applied again later, which costs one more miss.
-            tracing::warn!(error = %e, "could not delete an applied invalidation");
+            Err(e) => tracing::warn!(error = %e, "could not delete an applied invalidation"),
         }
         true
     }
@@ -80,39 +97,68 @@ impl Repository {
     /// Applies every invalidation still pending (this instance's or another's); returns
     /// how many.
     pub async fn apply_pending_invalidations(&self) -> RepoResult<usize> {
-        let rows: Vec<(i32, String)> = with_conn!(self.db, |conn| {
+        let rows: Vec<(i32, String, bool)> = with_conn!(self.db, |conn| {
             Ok(cache_invalidations::table
                 .filter(due())
                 .order_by(cache_invalidations::id)
                 .limit(500)
-                .select((cache_invalidations::id, cache_invalidations::tags))
+                .select((
+                    cache_invalidations::id,
+                    cache_invalidations::tags,
+                    cache_invalidations::purge_edges,
+                ))
                 .load(conn)
                 .await?)
         })?;
         if rows.is_empty() {
             return Ok(0);
         }
-        let mut tags: Vec<&str> = rows.iter().flat_map(|(_, t)| t.split(' ')).collect();
-        tags.sort_unstable();
-        tags.dedup();
+        let tags = distinct_tags(rows.iter());
         if !self.cache.invalidate_tags(&tags).await {
             return Err(DbError::Pool(
                 "the cache did not take the pending invalidations".into(),
             ));
         }
-        self.delete_outbox_rows(rows.iter().map(|(id, _)| *id).collect())
+        let owed = distinct_tags(rows.iter().filter(|(_, _, edges)| *edges));
+        let owed = (!owed.is_empty()).then_some(owed.as_slice());
+        self.retire_outbox_rows(rows.iter().map(|(id, _, _)| *id).collect(), owed)
             .await?;
+        if owed.is_some() {
+            if let Some(edges) = &self.edges {
+                edges.wake();
+            }
+        }
         tracing::info!(applied = rows.len(), "pending cache invalidations applied");
         Ok(rows.len())
     }
 
-    async fn delete_outbox_rows(&self, ids: Vec<i32>) -> RepoResult<usize> {
+    /// Deletes applied outbox rows; with `owed` tags and edges configured, in the same
+    /// transaction as the edge purges that replace them (so a crash between the two
+    /// can lose neither).
+    async fn retire_outbox_rows(&self, ids: Vec<i32>, owed: Option<&[&str]>) -> RepoResult<()> {
+        let purges = match (owed, &self.edges) {
+            (Some(tags), Some(edges)) => Some(edges.rows_for(tags)),
+            _ => None,
+        };
         with_conn!(self.db, |conn| {
-            Ok(diesel::delete(
-                cache_invalidations::table.filter(cache_invalidations::id.eq_any(ids)),
-            )
-            .execute(conn)
-            .await?)
+            conn.transaction::<_, DbError, _>(async |conn| {
+                diesel::delete(
+                    cache_invalidations::table.filter(cache_invalidations::id.eq_any(&ids)),
+                )
+                .execute(conn)
+                .await?;
+                if let Some(rows) = &purges {
+                    // One row per edge (SQLite takes no multi-row insert of these).
+                    for row in rows {
+                        diesel::insert_into(edge_purges::table)
+                            .values(row)
+                            .execute(conn)
+                            .await?;
+                    }
+                }
+                Ok(())
+            })
+            .await
         })
     }
 
@@ -126,12 +172,16 @@ impl Repository {
     }
 
     /// Makes the cache apply pending invalidations before it serves again after a loss,
-    /// and retries them in the background every `every`. Stops with the repository's
-    /// cache.
+    /// and retries them in the background every `every`; with edges, starts their
+    /// delivery task. Stops with the repository's cache.
     pub fn start_invalidation_outbox(&self, every: Duration) {
         // Weak: the hook lives inside the cache, which must not keep itself alive.
-        let (db, cache) = (self.db.clone(), self.cache.downgrade());
-        let repo_of = move || Some(Repository::new(db.clone(), cache.upgrade()?));
+        let (db, cache, edges) = (self.db.clone(), self.cache.downgrade(), self.edges.clone());
+        let repo_of =
+            move || Some(Repository::new(db.clone(), cache.upgrade()?).with_edges(edges.clone()));
+        if let Some(edges) = &self.edges {
+            edges.start(repo_of.clone());
+        }
         let hook_repo = repo_of.clone();
         self.cache.set_recovery_hook(Arc::new(move || {
             let repo = hook_repo();

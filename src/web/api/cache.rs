@@ -170,6 +170,10 @@ async fn stats_json(state: &AppState) -> serde_json::Value {
         _ => Some(cache.site_stats().await),
     };
     let warming = &state.warming;
+    let edges = match state.repo.edges() {
+        Some(edges) => Some(edges.snapshot(&state.repo).await),
+        None => None,
+    };
     json!({
             "instance": instance,
             "windows": windows,
@@ -187,6 +191,7 @@ async fn stats_json(state: &AppState) -> serde_json::Value {
             "evictions": cache.evictions(),
             "server_memory": cache.server_memory().await,
             "history": cache.chart(),
+            "edges": edges,
     })
 }
 

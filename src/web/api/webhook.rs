@@ -195,6 +195,14 @@ async fn apply(state: &AppState, body: &[u8]) -> Result<HttpResponse, WebhookErr
             )
             .into());
         }
+        // Edge caches too, when configured (durably: rows in `edge_purges`).
+        if let Err(e) = state.repo.owe_edge_purge(&refs).await {
+            tracing::error!(error = %e, "the edges' purge could not be recorded");
+            return Err(ApiError::Unavailable(
+                "the edges' purge could not be recorded; retry".into(),
+            )
+            .into());
+        }
     }
     let mut patterns = BTreeMap::new();
     for pattern in &request.patterns {

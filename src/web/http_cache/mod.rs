@@ -29,8 +29,11 @@ pub use self::collapse::Collapsing;
 use self::collapse::{Join, COLLAPSE_WAIT};
 pub use self::conditional::{conditional_get, strong_etag};
 use self::conditional::{last_modified, Conditions};
-use self::policy::{is_prefetch, is_public, is_stale_if_error_status, requests_no_store};
-pub use self::policy::{DoNotStore, IsAdmin, PathMatch, ResponsePolicy, ViewOf};
+use self::policy::{
+    has_directive, is_prefetch, is_public, is_stale_if_error_status, not_for_edges,
+    requests_no_store,
+};
+pub use self::policy::{DoNotStore, EdgePolicy, IsAdmin, PathMatch, ResponsePolicy, ViewOf};
 pub use self::stored::WarmStats;
 use self::stored::{
     cache_headers, now_ms, respond, with_outcome, Outcome, ResponseMeta, KEPT_HEADERS,
@@ -50,6 +53,8 @@ pub struct ResponseCache {
     /// Marks warm requests (see `web::warm`).
     warm_token: Arc<str>,
     warming: Arc<WarmStats>,
+    /// With edge caches: answers outside every policy are marked not for them.
+    edges: bool,
 }
 
 /// Left by `handle_early` on a request whose stored answer it could not send.
@@ -70,6 +75,7 @@ impl ResponseCache {
         warming: Arc<WarmStats>,
     ) -> Self {
         ResponseCache {
+            edges: policies.iter().any(|(_, p)| p.edge.is_some()),
             cache,
             policies: Rc::new(policies),
             is_admin,
@@ -108,7 +114,14 @@ impl ResponseCache {
         let policies = self.policies.clone();
         let policy = match policies.iter().find(|(m, _)| m.matches(req.path())) {
             Some((_, policy)) if eligible => policy,
-            _ => return Ok(next.call(req).await?.map_into_boxed_body()),
+            _ => {
+                let mut res = next.call(req).await?.map_into_boxed_body();
+                // Static files (content-addressed, immutable) are the edges' to keep.
+                if self.edges && !has_directive(res.headers(), &["immutable"]) {
+                    not_for_edges(res.headers_mut());
+                }
+                return Ok(res);
+            }
         };
         let key = self.key_for(&req, policy);
         let conditions = Conditions::of(req.headers());
@@ -155,6 +168,10 @@ impl ResponseCache {
             let res = next.call(req).await?.map_into_boxed_body();
             let view_of = res.response().extensions().get::<ViewOf>().map(|v| v.0);
             self.count_view(head, res.request().headers(), res.status(), view_of);
+            let mut res = res;
+            if policy.edge.is_some() {
+                not_for_edges(res.headers_mut());
+            }
             return Ok(with_outcome(res, Outcome::Bypass));
         }
         let conditions = Conditions::of(req.headers());
@@ -247,11 +264,27 @@ impl ResponseCache {
         }
         self.count_view(head, res.request().headers(), res.status(), view_of);
         if res.status() != StatusCode::OK || !is_public(&res) {
-            return Ok(with_outcome(res.map_into_boxed_body(), Outcome::Bypass));
+            let mut res = res.map_into_boxed_body();
+            if policy.edge.is_some() {
+                not_for_edges(res.headers_mut());
+            }
+            return Ok(with_outcome(res, Outcome::Bypass));
         }
         if !keep_miss {
-            let res = res.map_into_boxed_body();
+            let mut res = res.map_into_boxed_body();
+            if policy.edge.is_some() {
+                not_for_edges(res.headers_mut());
+            }
             return Ok(with_outcome(res, Outcome::Miss { stored: false }));
+        }
+        let mut stored = trace.is_complete();
+        // With edges, only an answer still current is stored and tagged: one built from
+        // data a write changed meanwhile would reach them after that write's purge. (Its
+        // entry here would never be served either: it is stored under old versions.)
+        let for_edges =
+            policy.edge.is_some() && stored && self.cache.trace_is_current(&trace).await;
+        if policy.edge.is_some() && !for_edges {
+            stored = false;
         }
         let (req, res) = res.into_parts();
         let (head_part, body) = res.into_parts();
@@ -282,10 +315,14 @@ impl ResponseCache {
             prepared: Default::default(),
             last_modified: Default::default(),
             body_key: Default::default(),
+            tags: match for_edges {
+                true => trace.tag_keys().map(|(key, _)| key.to_string()).collect(),
+                false => Vec::new(),
+            },
+            edge_headers: Default::default(),
         };
         self.cache
             .record_fill(policy.family, render_started.elapsed());
-        let stored = trace.is_complete();
         if stored {
             // The body first: metadata must never point at a body that is not there.
             let keep = Some(policy.ttl + policy.stale_if_error);

@@ -45,6 +45,17 @@ pub struct ResponsePolicy {
     pub depends_on: &'static [&'static str],
     /// `Cache-Control` sent to clients.
     pub cache_control: HeaderValue,
+    /// With edge caches (`EDGE_CACHE_URLS`): their headers (see `with_edges`).
+    pub edge: Option<EdgePolicy>,
+}
+
+/// What a policy sends edge caches: the tag headers, and `Cache-Control` with the edge
+/// lifetime when the answer's tags are known (stored here) or `s-maxage=0` when not.
+#[derive(Debug, Clone)]
+pub struct EdgePolicy {
+    pub headers: std::sync::Arc<crate::edge::EdgeHeaders>,
+    pub tagged: HeaderValue,
+    pub untagged: HeaderValue,
 }
 
 /// Put in a response's extensions by a handler whose answer must not be stored (e.g.
@@ -68,7 +79,17 @@ impl ResponsePolicy {
             vary_on: Vec::new(),
             depends_on,
             cache_control: HeaderValue::from_static("no-cache"),
+            edge: None,
         }
+    }
+    /// Adds the edges' headers; call after `cache_control` is final.
+    pub fn with_edges(mut self, headers: Option<std::sync::Arc<crate::edge::EdgeHeaders>>) -> Self {
+        self.edge = headers.map(|headers| EdgePolicy {
+            tagged: headers.cache_control(&self.cache_control),
+            untagged: crate::edge::EdgeHeaders::untagged_cache_control(&self.cache_control),
+            headers,
+        });
+        self
     }
     pub fn vary_on(mut self, header: HeaderName) -> Self {
         self.vary_on.push(header);
@@ -104,6 +125,20 @@ pub(super) fn is_public<B>(res: &ServiceResponse<B>) -> bool {
         && !res.headers().contains_key(header::SET_COOKIE)
         && res.response().extensions().get::<DoNotStore>().is_none()
         && res.request().get_session().status() == actix_session::SessionStatus::Unchanged
+}
+
+/// Marks an answer edge caches must not keep: theirs are kept only when tagged.
+pub(super) fn not_for_edges(headers: &mut HeaderMap) {
+    if !headers.contains_key("surrogate-control") {
+        headers.insert(
+            HeaderName::from_static("surrogate-control"),
+            HeaderValue::from_static("no-store"),
+        );
+        headers.insert(
+            HeaderName::from_static("cdn-cache-control"),
+            HeaderValue::from_static("no-store"),
+        );
+    }
 }
 
 /// RFC 5861's stale-if-error statuses.

@@ -42,6 +42,12 @@ pub(super) struct ResponseMeta {
     /// Where the body is kept (see `ResponseCache::body_key`).
     #[serde(skip)]
     pub(super) body_key: std::sync::OnceLock<Key>,
+    /// The tag keys it was built from, kept with edge caches only (their tag headers).
+    #[serde(default)]
+    pub(super) tags: Vec<String>,
+    /// The edges' headers built from `tags` on first use (None: too many to list).
+    #[serde(skip)]
+    pub(super) edge_headers: std::sync::OnceLock<Option<Vec<(HeaderName, HeaderValue)>>>,
 }
 
 #[derive(Debug)]
@@ -209,7 +215,30 @@ pub(super) fn cache_headers(
     policy: &ResponsePolicy,
     now_ms: u64,
 ) {
-    headers.insert(header::CACHE_CONTROL, policy.cache_control.clone());
+    match &policy.edge {
+        None => {
+            headers.insert(header::CACHE_CONTROL, policy.cache_control.clone());
+        }
+        Some(edge) => {
+            let tagged = meta.edge_headers.get_or_init(|| {
+                (!meta.tags.is_empty())
+                    .then(|| edge.headers.for_tags(meta.tags.iter().map(String::as_str)))
+                    .flatten()
+            });
+            match tagged {
+                Some(list) => {
+                    headers.insert(header::CACHE_CONTROL, edge.tagged.clone());
+                    for (name, value) in list {
+                        headers.insert(name.clone(), value.clone());
+                    }
+                }
+                None => {
+                    headers.insert(header::CACHE_CONTROL, edge.untagged.clone());
+                    super::policy::not_for_edges(headers);
+                }
+            }
+        }
+    }
     if let Some(etag) = &meta.prepared().etag {
         headers.insert(header::ETAG, etag.clone());
     }

@@ -1,0 +1,351 @@
+//! Edge caches in front of the site — Varnish (xkey), Fastly (`Surrogate-Key`),
+//! Cloudflare (`Cache-Tag`) — kept coherent with the data by the same tags the response
+//! cache traces.
+//!
+//! Two halves. **Headers** (`EdgeHeaders`): every stored page or API answer names, in
+//! each configured edge's tag header, the tags it was built from, and gets an edge
+//! lifetime apart from the browser's; an answer whose tags are not known (not stored
+//! here) gets none, so an edge never keeps what it could not purge. **Purges**
+//! (`delivery`): once a write's invalidation has reached the site's own cache, its tags
+//! are owed to every edge as rows in `edge_purges`, written in the transaction that
+//! retires the outbox row — a purge is never lost to a crash or to an edge that is down —
+//! and delivered, coalesced, retried with backoff, then repeated once after
+//! `EDGE_PURGE_REPEAT_AFTER` (a fill that left the site before the write and reached the
+//! edge after the first purge is dropped by the second).
+
+pub mod delivery;
+mod purge;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+use sha2::{Digest, Sha256};
+
+use crate::config::SecretKey;
+
+pub use self::delivery::{EdgeStats, Edges};
+
+/// One edge in `EDGE_CACHE_URLS`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EdgeUrl {
+    /// `varnish://host:port`: purged with `PURGE /` and `xkey-purge` (the shipped VCL).
+    Varnish { host_port: String },
+    /// `fastly://SERVICE_ID`: Fastly's purge-by-surrogate-key API.
+    Fastly { service: String },
+    /// `cloudflare://ZONE_ID`: Cloudflare's purge-by-cache-tag API.
+    Cloudflare { zone: String },
+}
+
+impl EdgeUrl {
+    pub fn parse(raw: &str) -> Result<EdgeUrl, String> {
+        let raw = raw.trim();
+        let (scheme, rest) = raw
+            .split_once("://")
+            .ok_or_else(|| format!("{raw:?}: expected varnish://host:port, fastly://SERVICE_ID or cloudflare://ZONE_ID"))?;
+        let rest = rest.trim_end_matches('/');
+        let id_ok = !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+        match scheme {
+            "varnish" => {
+                let url = url::Url::parse(&format!("http://{rest}"))
+                    .map_err(|e| format!("{raw:?}: {e}"))?;
+                match (url.host_str(), url.port(), url.path()) {
+                    (Some(host), Some(port), "/") => Ok(EdgeUrl::Varnish {
+                        host_port: format!("{host}:{port}"),
+                    }),
+                    _ => Err(format!("{raw:?}: expected varnish://host:port")),
+                }
+            }
+            "fastly" if id_ok => Ok(EdgeUrl::Fastly {
+                service: rest.to_string(),
+            }),
+            "cloudflare" if id_ok => Ok(EdgeUrl::Cloudflare {
+                zone: rest.to_string(),
+            }),
+            "fastly" | "cloudflare" => Err(format!("{raw:?}: the id is letters, digits, - and _")),
+            _ => Err(format!(
+                "{raw:?}: unknown edge {scheme:?} (varnish, fastly or cloudflare)"
+            )),
+        }
+    }
+
+    /// How rows and statistics name it: the URL, canonical (it holds no secret).
+    pub fn name(&self) -> String {
+        match self {
+            EdgeUrl::Varnish { host_port } => format!("varnish://{host_port}"),
+            EdgeUrl::Fastly { service } => format!("fastly://{service}"),
+            EdgeUrl::Cloudflare { zone } => format!("cloudflare://{zone}"),
+        }
+    }
+
+    fn header(&self) -> TagHeader {
+        match self {
+            EdgeUrl::Varnish { .. } => TagHeader::XKEY,
+            EdgeUrl::Fastly { .. } => TagHeader::SURROGATE_KEY,
+            EdgeUrl::Cloudflare { .. } => TagHeader::CACHE_TAG,
+        }
+    }
+}
+
+/// `EDGE_*`, `FASTLY_*`, `CLOUDFLARE_*`: which edges, their credentials, lifetimes.
+#[derive(Clone, Debug, Default)]
+pub struct EdgeConfig {
+    pub edges: Vec<EdgeUrl>,
+    /// Sent as `X-Purge-Secret` to Varnish; the shipped VCL checks it.
+    pub purge_secret: Option<SecretKey>,
+    pub fastly_token: Option<SecretKey>,
+    pub fastly_api: String,
+    pub cloudflare_token: Option<SecretKey>,
+    pub cloudflare_api: String,
+    /// How long an edge keeps a page (`s-maxage`); purges end it sooner.
+    pub ttl: Duration,
+    /// How long an edge may serve a page stale while it fetches a new one.
+    pub stale_while_revalidate: Duration,
+    /// How long an edge may serve a page stale while the site fails.
+    pub stale_if_error: Duration,
+    /// When the second purge of a write's tags is sent.
+    pub repeat_after: Duration,
+    /// The longest wait between two attempts at a refused purge.
+    pub retry_max: Duration,
+    /// How long a write waits for the edges' first acknowledgement before it returns.
+    pub write_wait: Duration,
+}
+
+impl EdgeConfig {
+    /// What must be set for the edges listed; an https API needs a build with TLS.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let has = |f: fn(&EdgeUrl) -> bool| self.edges.iter().any(f);
+        if has(|e| matches!(e, EdgeUrl::Varnish { .. })) && self.purge_secret.is_none() {
+            return Err((
+                "EDGE_PURGE_SECRET",
+                "must be set with a varnish:// edge (the VCL accepts purges carrying it)".into(),
+            ));
+        }
+        if has(|e| matches!(e, EdgeUrl::Fastly { .. })) {
+            if self.fastly_token.is_none() {
+                return Err((
+                    "FASTLY_API_TOKEN",
+                    "must be set with a fastly:// edge".into(),
+                ));
+            }
+            check_tls("FASTLY_API_URL", &self.fastly_api)?;
+        }
+        if has(|e| matches!(e, EdgeUrl::Cloudflare { .. })) {
+            if self.cloudflare_token.is_none() {
+                return Err((
+                    "CLOUDFLARE_API_TOKEN",
+                    "must be set with a cloudflare:// edge".into(),
+                ));
+            }
+            check_tls("CLOUDFLARE_API_URL", &self.cloudflare_api)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_tls(var: &'static str, api: &str) -> Result<(), (&'static str, String)> {
+    if api.starts_with("https://") && !cfg!(feature = "edge-tls") {
+        return Err((
+            var,
+            format!(
+                "{api} needs TLS: build with `--features edge-tls` (`cargo make release` does)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A tag header an edge reads, and how much of it the edge takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TagHeader {
+    name: &'static str,
+    separator: &'static str,
+    /// Bytes of value past which the tags are sent hashed (`edge_token_hashed`).
+    limit: usize,
+}
+
+impl TagHeader {
+    /// Varnish keeps response headers within `http_resp_hdr_len` (8 KiB by default),
+    /// for all of them together: half for the keys.
+    const XKEY: TagHeader = TagHeader {
+        name: "xkey",
+        separator: " ",
+        limit: 4096,
+    };
+    /// Fastly: 16,384 bytes.
+    const SURROGATE_KEY: TagHeader = TagHeader {
+        name: "surrogate-key",
+        separator: " ",
+        limit: 16_384,
+    };
+    /// Cloudflare: 16 KB of tags in all.
+    const CACHE_TAG: TagHeader = TagHeader {
+        name: "cache-tag",
+        separator: ",",
+        limit: 16_000,
+    };
+}
+
+/// The name an edge knows a tag by: its tag key (`{prefix}:tag:{escaped name}`, see
+/// `cache::KeyMaker::tag_key`) — printable, without spaces or commas, and distinct per
+/// site, so several sites can share one edge.
+pub fn edge_token(tag_key: &str) -> &str {
+    tag_key
+}
+
+/// The short form, used when a page's list would pass an edge's limit. Purges always
+/// name both forms: which one a stored page carries depends on that page's list.
+pub fn edge_token_hashed(tag_key: &str) -> String {
+    let digest = Sha256::digest(tag_key.as_bytes());
+    let prefix = tag_key.split(':').next().unwrap_or("");
+    format!("{prefix}:h:{}", hex::encode(&digest[..8]))
+}
+
+/// What the response cache adds for the edges: the tag headers, and the edge's lifetime
+/// (`Cache-Control: s-maxage`, `Surrogate-Control` for Varnish and Fastly,
+/// `CDN-Cache-Control` for Cloudflare), apart from the browser's.
+#[derive(Debug)]
+pub struct EdgeHeaders {
+    headers: Vec<TagHeader>,
+    /// `, s-maxage=N` or `, s-maxage=0` appended to a policy's browser `Cache-Control`.
+    s_maxage: String,
+    surrogate_control: HeaderValue,
+}
+
+impl EdgeHeaders {
+    /// None without edges: nothing is added, and no tag header reaches a browser.
+    pub fn new(config: &EdgeConfig) -> Option<Arc<EdgeHeaders>> {
+        let mut headers: Vec<TagHeader> = config.edges.iter().map(EdgeUrl::header).collect();
+        headers.dedup();
+        if headers.is_empty() {
+            return None;
+        }
+        let edge = format!(
+            "max-age={}, stale-while-revalidate={}, stale-if-error={}",
+            config.ttl.as_secs(),
+            config.stale_while_revalidate.as_secs(),
+            config.stale_if_error.as_secs()
+        );
+        Some(Arc::new(EdgeHeaders {
+            headers,
+            s_maxage: format!(", s-maxage={}", config.ttl.as_secs()),
+            surrogate_control: HeaderValue::from_str(&edge).expect("digits"),
+        }))
+    }
+
+    /// The `Cache-Control` of a page the edges may keep (`browser`: what browsers get).
+    pub fn cache_control(&self, browser: &HeaderValue) -> HeaderValue {
+        let browser = browser.to_str().unwrap_or("no-cache");
+        // Browsers revalidate every time (ETag, 304), the edge keeps it; `no-cache`
+        // would bind the edge too.
+        let browser = if browser == "no-cache" {
+            "public, max-age=0"
+        } else {
+            browser
+        };
+        HeaderValue::from_str(&format!("{browser}{}", self.s_maxage)).expect("ascii")
+    }
+
+    /// The `Cache-Control` of an answer the edges must not keep (its tags are unknown).
+    pub fn untagged_cache_control(browser: &HeaderValue) -> HeaderValue {
+        let browser = browser.to_str().unwrap_or("no-cache");
+        HeaderValue::from_str(&format!("{browser}, s-maxage=0")).expect("ascii")
+    }
+
+    /// The headers of a page built from `tag_keys` (sorted, distinct); None when even
+    /// hashed they would pass an edge's limit (the page is then not for the edges).
+    pub fn for_tags<'a>(
+        &self,
+        tag_keys: impl Iterator<Item = &'a str> + Clone,
+    ) -> Option<Vec<(HeaderName, HeaderValue)>> {
+        let mut out = Vec::with_capacity(self.headers.len() + 2);
+        for header in &self.headers {
+            let plain: Vec<&str> = tag_keys.clone().map(edge_token).collect();
+            let length: usize = plain.iter().map(|t| t.len() + 1).sum();
+            let value = if length <= header.limit {
+                plain.join(header.separator)
+            } else {
+                let hashed: Vec<String> = tag_keys.clone().map(edge_token_hashed).collect();
+                hashed.join(header.separator)
+            };
+            if value.is_empty() || value.len() > header.limit {
+                return None;
+            }
+            out.push((
+                HeaderName::from_static(header.name),
+                HeaderValue::from_str(&value).ok()?,
+            ));
+        }
+        out.push((
+            HeaderName::from_static("surrogate-control"),
+            self.surrogate_control.clone(),
+        ));
+        out.push((
+            HeaderName::from_static("cdn-cache-control"),
+            self.surrogate_control.clone(),
+        ));
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edge_urls_parse_to_one_canonical_name() {
+        for (raw, name) in [
+            ("varnish://127.0.0.1:6081", "varnish://127.0.0.1:6081"),
+            ("varnish://Cache.Example:80/", "varnish://cache.example:80"),
+            (
+                "fastly://SU1Z0isxPaozGVKXdv0eY",
+                "fastly://SU1Z0isxPaozGVKXdv0eY",
+            ),
+            (
+                " cloudflare://023e105f4ecef8ad9ca31a8372d0c353 ",
+                "cloudflare://023e105f4ecef8ad9ca31a8372d0c353",
+            ),
+        ] {
+            assert_eq!(EdgeUrl::parse(raw).map(|e| e.name()), Ok(name.to_string()));
+        }
+        for bad in [
+            "varnish://host",
+            "varnish://host:80/path",
+            "fastly://",
+            "fastly://a/b",
+            "cloudflare://z?x=1",
+            "akamai://x",
+            "127.0.0.1:6081",
+        ] {
+            assert!(EdgeUrl::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn long_tag_lists_are_hashed_under_the_limit() {
+        let config = EdgeConfig {
+            edges: vec![EdgeUrl::parse("varnish://127.0.0.1:1").unwrap()],
+            ttl: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let headers = EdgeHeaders::new(&config).unwrap();
+        let few = ["folio:tag:post_lists", "folio:tag:post%3Aa"];
+        let out = headers.for_tags(few.iter().copied()).unwrap();
+        assert_eq!(out[0].1, "folio:tag:post_lists folio:tag:post%3Aa");
+        let many: Vec<String> = (0..300)
+            .map(|i| format!("folio:tag:post%3Aslug-{i:04}"))
+            .collect();
+        let out = headers.for_tags(many.iter().map(String::as_str)).unwrap();
+        let value = out[0].1.to_str().unwrap();
+        assert!(value.len() <= 4096, "{}", value.len());
+        assert_eq!(value.split(' ').count(), 300);
+        assert!(value.split(' ').all(|t| t.starts_with("folio:h:")));
+        assert_eq!(
+            value.split(' ').next().unwrap(),
+            edge_token_hashed("folio:tag:post%3Aslug-0000")
+        );
+    }
+}
