@@ -6,8 +6,10 @@
 //! the memory server answered for each target from memory with a minimal actix handler
 //! (no routing, no middleware): what the machine can do at most with these bytes.
 //!
-//! Knobs: BENCH_BACKENDS (memory,redis,redis-no-near,cluster,none; `cluster` runs on a
-//! 3-master Redis Cluster the benchmark starts on free ports), BENCH_CONNECTIONS
+//! Knobs: BENCH_BACKENDS (memory,redis,redis-no-near,cluster,none,varnish; `cluster` runs
+//! on a 3-master Redis Cluster the benchmark starts on free ports, `varnish` is Varnish
+//! with the shipped VCL in front of the in-process server, its CPU and the server's
+//! counted together), BENCH_CONNECTIONS
 //! (32,256,512), BENCH_TARGETS (`/,/blog/,post,/api/posts/,304:/,304:/api/posts/`;
 //! `post` is the newest post's page, `304:` sends the page's ETag in If-None-Match),
 //! BENCH_DURATION (seconds, 5), BENCH_ROUNDS (3), BENCH_POSTS (200), BENCH_REDIS_URL
@@ -136,6 +138,7 @@ fn start_ceiling(dir: &std::path::Path, pages: &[(String, Vec<u8>, String)]) -> 
         child,
         port,
         log,
+        behind: None,
     }
 }
 
@@ -150,7 +153,10 @@ fn main() {
         eprintln!("load benchmark skipped: wrk is not installed (apt-get install wrk)");
         return;
     }
-    let backends = env_list("BENCH_BACKENDS", "memory,redis,redis-no-near,cluster,none");
+    let backends = env_list(
+        "BENCH_BACKENDS",
+        "memory,redis,redis-no-near,cluster,none,varnish",
+    );
     let connections: Vec<u64> = env_list("BENCH_CONNECTIONS", "32,256,512")
         .iter()
         .filter_map(|c| c.parse().ok())
@@ -187,9 +193,29 @@ fn main() {
         .then(|| redis_cluster::OwnCluster::start(3, 0));
     let mut servers: Vec<Server> = backends
         .iter()
-        .map(|b| match &cluster {
-            Some(cluster) if b.starts_with("cluster") => start(b, &dir, &db, &cluster.url(), &[]),
-            _ => start(b, &dir, &db, &redis_url, &[]),
+        .filter_map(|b| match (b.as_str(), &cluster) {
+            (b, Some(cluster)) if b.starts_with("cluster") => {
+                Some(start(b, &dir, &db, &cluster.url(), &[]))
+            }
+            // Varnish (the shipped VCL) in front of the in-process server.
+            ("varnish", _) => {
+                let port = free_port();
+                let edge = format!("varnish://127.0.0.1:{port}");
+                let secret = "bench-edge-purge-secret-0123";
+                let app = start(
+                    "memory-behind-varnish",
+                    &dir,
+                    &db,
+                    &redis_url,
+                    &[("EDGE_CACHE_URLS", &edge), ("EDGE_PURGE_SECRET", secret)],
+                );
+                let varnish = start_varnish(&dir, port, app, secret);
+                if varnish.is_none() {
+                    eprintln!("varnish skipped: varnishd is not installed (apt-get install varnish varnish-modules)");
+                }
+                varnish
+            }
+            (b, _) => Some(start(b, &dir, &db, &redis_url, &[])),
         })
         .collect();
     let memory_port = servers[0].port;
@@ -275,7 +301,7 @@ fn main() {
                         _ => None,
                     };
                     let header = header.as_deref();
-                    let (cpu0, redis0) = (cpu_micros(server.child.id()), redis_cpu(&server.name));
+                    let (cpu0, redis0) = (server.cpu_micros(), redis_cpu(&server.name));
                     let header_args: Vec<&str> = header.iter().flat_map(|h| ["-H", *h]).collect();
                     let mut run = wrk(&url, &header_args, c, seconds);
                     if let Some(header) = header {
@@ -289,7 +315,7 @@ fn main() {
                         }
                     }
                     let requests = run.requests.max(1) as f64;
-                    run.server_us = (cpu_micros(server.child.id()) - cpu0) as f64 / requests;
+                    run.server_us = (server.cpu_micros() - cpu0) as f64 / requests;
                     run.redis_us = (redis_cpu(&server.name) - redis0) as f64 / requests;
                     eprintln!(
                         "round {} c={c} {} {}: {:.0} req/s, {:.1} µs CPU/req, {} errors",

@@ -69,10 +69,41 @@ pub struct Server {
     pub child: Child,
     pub port: u16,
     pub log: std::path::PathBuf,
+    /// What answers behind it (the app behind a Varnish): its CPU counts too.
+    pub behind: Option<Box<Server>>,
+}
+
+impl Server {
+    /// The processes whose CPU a request to it costs: it, its children (Varnish's cache
+    /// process), and what is behind it.
+    pub fn pids(&self) -> Vec<u32> {
+        let pid = self.child.id();
+        let mut pids = vec![pid];
+        if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+            pids.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+        if let Some(behind) = &self.behind {
+            pids.extend(behind.pids());
+        }
+        pids
+    }
+
+    pub fn cpu_micros(&self) -> u64 {
+        self.pids().into_iter().map(cpu_micros).sum()
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // SIGTERM first: varnishd stops its cache process with it.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        std::thread::sleep(Duration::from_millis(200));
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -113,7 +144,7 @@ pub fn start(
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
     match name {
-        "memory" => cmd.env("CACHE_URL", "memory://"),
+        "memory" | "memory-behind-varnish" => cmd.env("CACHE_URL", "memory://"),
         "none" => cmd.env("CACHE_URL", "none"),
         "redis" | "cluster" => cmd.env("CACHE_URL", redis),
         "redis-no-near" | "cluster-no-near" => {
@@ -136,7 +167,61 @@ pub fn start(
         child,
         port,
         log,
+        behind: None,
     }
+}
+
+/// Varnish with the shipped VCL (`deploy/varnish/default.vcl`, its backend replaced by
+/// `app`'s port) in front of `app`, once it answers; None without varnishd.
+pub fn start_varnish(
+    dir: &std::path::Path,
+    port: u16,
+    app: Server,
+    secret: &str,
+) -> Option<Server> {
+    let varnishd = ["/usr/sbin/varnishd", "/usr/local/sbin/varnishd"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())?;
+    let shipped = include_str!("../../deploy/varnish/default.vcl");
+    let (head, rest) = shipped.split_once("# BEGIN backends").unwrap();
+    let (_, tail) = rest.split_once("# END backends").unwrap();
+    let backend = format!(
+        "probe folio_health {{ .url = \"/healthz\"; .interval = 1s; .timeout = 1s; .window = 3; .threshold = 2; }}\nbackend default {{ .host = \"127.0.0.1\"; .port = \"{}\"; .probe = folio_health; }}\n",
+        app.port
+    );
+    let vcl = dir.join("bench.vcl");
+    std::fs::write(
+        &vcl,
+        format!("{head}{backend}{tail}")
+            .replace("\"CHANGE-ME-EDGE-PURGE-SECRET\"", &format!("\"{secret}\"")),
+    )
+    .unwrap();
+    let log = dir.join("varnish.log");
+    let child = Command::new(varnishd)
+        .args(["-F", "-a", &format!("127.0.0.1:{port}")])
+        .args(["-T", &format!("127.0.0.1:{}", free_port())])
+        .arg("-f")
+        .arg(&vcl)
+        .arg("-n")
+        .arg(dir.join("varnish"))
+        .args(["-s", "malloc,256m"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .ok()?;
+    let server = Server {
+        name: "varnish".into(),
+        child,
+        port,
+        log,
+        behind: Some(Box::new(app)),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status_of(port, "/healthz", "X-Bench: 1") != 200 {
+        assert!(Instant::now() < deadline, "Varnish did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Some(server)
 }
 
 pub fn redis_pid(url: &str) -> Option<u32> {

@@ -367,11 +367,14 @@ async fn a_purge_sent_while_varnish_is_down_is_delivered_when_it_is_back() {
     assert_eq!(version_in(&body.text().await.unwrap(), "Tool version "), 7);
 }
 
+/// A request the stand-in took: method, path, headers, body.
+type Taken = (String, String, HashMap<String, String>, String);
+
 /// A local stand-in for Fastly's or Cloudflare's API: records each request, and
 /// answers as the service documents (429 with Retry-After when told to refuse).
 #[derive(Clone, Default)]
 struct FakeApi {
-    requests: Arc<parking_lot::Mutex<Vec<(String, String, HashMap<String, String>, String)>>>,
+    requests: Arc<parking_lot::Mutex<Vec<Taken>>>,
     refuse_next: Arc<AtomicU64>,
 }
 
@@ -420,7 +423,7 @@ impl FakeApi {
         port
     }
 
-    fn taken(&self) -> Vec<(String, String, HashMap<String, String>, String)> {
+    fn taken(&self) -> Vec<Taken> {
         self.requests.lock().clone()
     }
 }

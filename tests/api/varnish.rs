@@ -13,6 +13,14 @@ use crate::helpers::services_required;
 /// The purge secret the tests' apps and VCL share.
 pub const PURGE_SECRET: &str = "test-edge-purge-secret-0123";
 
+/// Debian installs it in /usr/sbin, which a user's PATH may not hold.
+fn varnishd() -> &'static str {
+    ["/usr/sbin/varnishd", "/usr/local/sbin/varnishd"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("varnishd")
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -31,7 +39,7 @@ pub struct OwnVarnish {
 impl OwnVarnish {
     /// A port for a Varnish started later: the apps must be told it first.
     pub fn reserve() -> Option<u16> {
-        if Command::new("varnishd")
+        if Command::new(varnishd())
             .arg("-V")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -89,7 +97,7 @@ impl OwnVarnish {
 
     async fn launch(&mut self) {
         let work = self.dir.path().join("work");
-        let child = Command::new("varnishd")
+        let child = Command::new(varnishd())
             .args([
                 "-F",
                 "-a",
