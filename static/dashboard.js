@@ -70,6 +70,18 @@
       });
       body.appendChild(tr);
     });
+    var edges = document.getElementById("edges");
+    if ((s.edges || []).length > 0) {
+      edges.textContent = "";
+      s.edges.forEach(function (e) {
+        var tr = document.createElement("tr");
+        [e.edge, e.requests, e.delivered, e.coalesced, e.retried, e.failed, e.pending,
+         e.repeats_pending, e.last_error || "–"].forEach(function (v) {
+          var td = document.createElement("td"); td.textContent = String(v); tr.appendChild(td);
+        });
+        edges.appendChild(tr);
+      });
+    }
     var rows = document.getElementById("instances");
     if ((s.instances || []).length > 0) {
       rows.textContent = "";

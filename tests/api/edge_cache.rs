@@ -664,3 +664,124 @@ fn edge_settings_are_checked_at_start() {
         assert!(err.reason.contains("edge-tls"), "{}", err.reason);
     }
 }
+
+/// The admin's cache dashboard, in a real browser, shows each edge's purges as they
+/// happen.
+#[actix_web::test]
+async fn the_dashboard_shows_the_edges_purges() {
+    use fantoccini::Locator;
+    let Some((_driver, port)) = crate::dashboard::start_chromedriver() else {
+        return;
+    };
+    let api = FakeApi::default();
+    let api_port = api.start().await;
+    let base = format!("http://127.0.0.1:{api_port}");
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("EDGE_CACHE_URLS", "fastly://dashboard-svc"),
+            ("FASTLY_API_TOKEN", "fastly-token-0123"),
+            ("FASTLY_API_URL", &base),
+            ("EDGE_PURGE_REPEAT_AFTER_MS", "200"),
+        ],
+    )
+    .await
+    .unwrap();
+    let hash = folio::web::admin::hash_password("correct-horse-battery").unwrap();
+    app.state.repo.upsert_admin("ada", &hash).await.unwrap();
+    let delivered = settled(&app).await["delivered"].as_u64().unwrap();
+    let profile = tempfile::TempDir::new().unwrap();
+    let browser = crate::dashboard::chromium(port, &profile).await;
+    let run = async {
+        crate::dashboard::sign_in(&browser, &app, "/admin/").await?;
+        browser
+            .wait()
+            .for_element(Locator::Css("a[href='/admin/cache/']"))
+            .await?;
+        browser.goto(&app.url("/admin/cache/?refresh=300")).await?;
+        // Read in one go: the script rebuilds the rows on every refresh.
+        let cells = || async {
+            let cells = browser
+                .execute(
+                    "return Array.from(document.querySelectorAll('#edges tr:first-child td')).map(td => td.textContent);",
+                    vec![],
+                )
+                .await?;
+            let cells: Vec<String> = serde_json::from_value(cells).unwrap();
+            Ok::<_, fantoccini::error::CmdError>(cells)
+        };
+        let started = Instant::now();
+        while cells().await?[0] != "fastly://dashboard-svc" {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{:?}",
+                cells().await?
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        write(&app, folio::content::invalidation::Model::AiTool, 5).await;
+        let started = Instant::now();
+        loop {
+            let cells = cells().await?;
+            if cells[2] == (delivered + 2).to_string() && cells[6] == "0" && cells[7] == "0" {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "{cells:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok::<_, fantoccini::error::CmdError>(())
+    };
+    let result = run.await;
+    let _ = browser.close().await;
+    result.expect("the dashboard shows the edges");
+}
+
+/// The signed webhook's invalidations reach the edges too (data changed elsewhere).
+#[actix_web::test]
+async fn the_webhook_purges_the_edges() {
+    let api = FakeApi::default();
+    let port = api.start().await;
+    let base = format!("http://127.0.0.1:{port}");
+    let secret = "webhook-secret-for-edge-tests";
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("EDGE_CACHE_URLS", "fastly://hook-svc"),
+            ("FASTLY_API_TOKEN", "fastly-token-0123"),
+            ("FASTLY_API_URL", &base),
+            ("CACHE_WEBHOOK_SECRET", secret),
+        ],
+    )
+    .await
+    .unwrap();
+    settled(&app).await;
+    let seen = api.taken().len();
+    let body = r#"{"tags": ["featured_tools"], "models": [], "patterns": []}"#;
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let res = app
+        .client
+        .post(app.url("/api/cache/invalidate/"))
+        .header("content-type", "application/json")
+        .header("x-cache-timestamp", &ts)
+        .header(
+            "x-cache-signature",
+            folio::web::api::webhook::sign(secret, &ts, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // The webhook waited for the first purge.
+    let taken = api.taken();
+    assert_eq!(taken.len(), seen + 1, "{:?}", &taken[seen..]);
+    let keys = &taken[seen].2["surrogate-key"];
+    assert!(
+        keys.split(' ').any(|k| k == "folio:tag:featured_tools"),
+        "{keys}"
+    );
+}
