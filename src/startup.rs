@@ -101,6 +101,9 @@ impl Application {
             }
         }
         state.cache.flush_stats().await;
+        if let Err(e) = state.analytics.flush(&state.repo).await {
+            tracing::warn!(error = %e, "the last minute of cache history was not written");
+        }
         served
     }
 }
@@ -138,6 +141,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
             tracing::warn!(error = %e, "the search index could not be filled; `folio reindex` fills it")
         }
     }
+    let analytics = Arc::new(crate::web::analytics::Analytics::new());
+    analytics.start(repo.clone(), config.history_flush_interval);
     let views = Arc::new(ViewCounter::default());
     views.start(repo.clone(), config.view_flush_interval);
     let fragments =
@@ -156,6 +161,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         tera: templates::build()?,
         assets: Assets::new(),
         public_stats: Default::default(),
+        analytics,
     })
 }
 

@@ -12,14 +12,14 @@
   function pct(v) { return v === null || v === undefined ? "–" : (v * 100).toFixed(1) + " %"; }
   function set(id, text) { var el = document.getElementById(id); if (el) el.textContent = text; }
 
-  function chart(id, points, max) {
+  function chart(id, points, max, empty) {
     var svg = document.getElementById(id);
     while (svg.firstChild) svg.removeChild(svg.firstChild);
     var values = points.filter(function (p) { return p.v !== null; });
     if (values.length < 2) {
       var t = document.createElementNS(SVG, "text");
       t.setAttribute("x", "10"); t.setAttribute("y", "60");
-      t.textContent = "collecting data (a point every 10 s)…";
+      t.textContent = empty || "collecting data (a point every 10 s)…";
       svg.appendChild(t);
       return;
     }
@@ -98,6 +98,24 @@
     chart("chart-ops", history.map(function (p) { return { t: p.at_unix, v: p.ops_per_second }; }), 0);
     set("updated", new Date().toLocaleTimeString());
   }
+
+  // The history from the database, over the range chosen (read again every minute).
+  var range = document.getElementById("history-range");
+  function loadHistory() {
+    fetch("/api/cache/history/?range=" + encodeURIComponent(range.value), { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) { return r.json(); })
+      .then(function (h) {
+        var at = function (p) { return Date.parse(p.at + "Z") / 1000; };
+        var empty = "no history in this range yet (written every minute)";
+        chart("history-ratio", h.site.map(function (p) { return { t: at(p), v: p.hit_ratio }; }), 1, empty);
+        chart("history-requests", h.site.map(function (p) { return { t: at(p), v: p.requests / h.resolution_seconds }; }), 0, empty);
+        set("history-status", h.site.length + " point(s), one per " + (h.resolution_seconds === 60 ? "minute" : "hour"));
+      })
+      .catch(function (e) { set("history-status", "failed: " + e); });
+  }
+  range.addEventListener("change", loadHistory);
+  loadHistory();
+  setInterval(loadHistory, 60000);
 
   function refresh() {
     fetch("/api/cache/monitor/", { credentials: "same-origin", cache: "no-store" })

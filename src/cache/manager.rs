@@ -77,6 +77,11 @@ impl CacheManager {
         CacheManager::new(CacheConfig::new(CacheUrl::Memory, prefix)).expect("memory cache")
     }
 
+    /// This process's name among the instances (host, pid, a random suffix).
+    pub fn instance_id(&self) -> &str {
+        &self.inner.instance_id
+    }
+
     pub fn backend_name(&self) -> &'static str {
         self.inner.backend.name()
     }

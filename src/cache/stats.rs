@@ -223,6 +223,8 @@ impl CacheStats {
                 s.coalesced = f.coalesced.load(Relaxed);
                 s.stale_served = f.stale.load(Relaxed);
                 let fills = f.fills.load(Relaxed);
+                s.fills = fills;
+                s.fill_micros = f.fill_micros.load(Relaxed);
                 if fills > 0 {
                     s.avg_fill_ms =
                         Some(f.fill_micros.load(Relaxed) as f64 / fills as f64 / 1000.0);
@@ -294,6 +296,11 @@ pub struct FamilySnapshot {
     pub coalesced: u64,
     #[serde(default)]
     pub stale_served: u64,
+    /// Values computed after a miss, and the time they took in all (what history keeps).
+    #[serde(default)]
+    pub fills: u64,
+    #[serde(default)]
+    pub fill_micros: u64,
 }
 
 /// What `CacheStats::family_event` counts.
@@ -317,6 +324,8 @@ impl FamilySnapshot {
             errors: 0,
             coalesced: 0,
             stale_served: 0,
+            fills: 0,
+            fill_micros: 0,
         }
     }
 

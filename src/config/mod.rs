@@ -143,6 +143,8 @@ pub struct Config {
     pub contact_per_hour: u32,
     /// Edge caches in front of the site, and their purges (see `edge`).
     pub edge: crate::edge::EdgeConfig,
+    /// How often this instance writes its cache history (see `web::analytics`).
+    pub history_flush_interval: Duration,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -286,6 +288,9 @@ pub struct Settings {
     /// Contact messages one client address may send per hour.
     #[arg(long, global = true, env = "CONTACT_RATE_LIMIT", value_name = "CONTACT_RATE_LIMIT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub contact_rate_limit: u32,
+    /// Seconds between two writes of this instance's cache history to the database (per-minute rows; 1 to 60).
+    #[arg(long, global = true, env = "HISTORY_FLUSH_INTERVAL", value_name = "HISTORY_FLUSH_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub history_flush_interval: u64,
     /// Edge caches in front of the site, comma-separated: varnish://host:port, fastly://SERVICE_ID, cloudflare://ZONE_ID; each gets tag headers and durable purges.
     #[arg(long, global = true, env = "EDGE_CACHE_URLS", value_name = "EDGE_CACHE_URLS", value_delimiter = ',', value_parser = crate::edge::EdgeUrl::parse)]
     pub edge_cache_urls: Vec<crate::edge::EdgeUrl>,
@@ -550,6 +555,7 @@ impl Config {
             session_max_age: Duration::from_secs(s.session_max_age),
             trusted_proxies: s.trusted_proxies,
             contact_per_hour: s.contact_rate_limit,
+            history_flush_interval: Duration::from_secs(s.history_flush_interval),
             edge: crate::edge::EdgeConfig {
                 edges: s.edge_cache_urls,
                 purge_secret: s.edge_purge_secret,

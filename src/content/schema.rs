@@ -170,3 +170,27 @@ diesel::table! {
         created_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    /// Cache analytics per minute and per hour, per instance (see `web::analytics`).
+    cache_rollups (id) {
+        id -> Integer,
+        /// Seconds a row covers: 60 or 3600.
+        resolution -> Integer,
+        bucket -> Timestamp,
+        instance -> Text,
+        /// `family`, `route` or `instance`.
+        series -> Text,
+        name -> Text,
+        hits -> BigInt,
+        misses -> BigInt,
+        stale -> BigInt,
+        fills -> BigInt,
+        fill_ms -> Double,
+        requests -> BigInt,
+        /// Request counts per latency bucket (`web::metrics::BUCKETS`, then +Inf), commas.
+        latency_buckets -> Text,
+        memory_bytes -> Nullable<BigInt>,
+        breaker_open -> Nullable<Bool>,
+    }
+}

@@ -31,6 +31,7 @@ fn params_read_by(path: &str) -> &'static [&'static str] {
         "/api/posts/" => &["page", "tag"],
         "/api/ai-tools/" => &["category", "featured"],
         "/search/" | "/api/search/" => &["q", "page"],
+        "/api/cache/history/" => &["range"],
         _ if is_tag_page(path) => &["page"],
         _ => &[],
     }

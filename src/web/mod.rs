@@ -2,6 +2,7 @@
 //! read through the repository and render; they never touch the database directly.
 
 pub mod admin;
+pub mod analytics;
 pub mod api;
 pub mod canonical;
 pub mod client;

@@ -29,6 +29,8 @@ pub struct AppState {
     /// Sign-in and contact-form limits.
     pub limits: crate::web::limits::Limits,
     pub assets: Assets,
+    /// This instance's writer of the cache history (see `web::analytics`).
+    pub analytics: Arc<crate::web::analytics::Analytics>,
     /// The statistics anonymous callers get (see `api::cache`).
     pub public_stats: crate::web::api::cache::PublicStats,
 }

@@ -15,6 +15,7 @@ mod fragments;
 mod fuzz;
 mod hardening;
 mod health;
+mod history;
 mod http_cache;
 mod images;
 mod invalidation;

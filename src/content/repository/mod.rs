@@ -73,6 +73,7 @@ pub mod images;
 mod inbox;
 mod outbox;
 mod posts;
+pub mod rollups;
 pub mod search;
 mod site;
 mod tags;

@@ -33,6 +33,32 @@ pub async fn stats(
     })
 }
 
+/// `GET /api/cache/history/?range=1h|24h|7d|90d` (admins): the site's cache and
+/// request history from the database, every instance merged, per minute up to a day and
+/// per hour beyond (see `web::analytics`).
+pub async fn history(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    query: crate::web::canonical::Params,
+) -> Result<HttpResponse, ApiError> {
+    // A read: a signed-in session needs no CSRF token (as the statistics).
+    if let Reader::Anonymous = reader(&req, &session, &state).await? {
+        return Err(ApiError::Unauthorized(
+            "sign in as an admin, or send Authorization: Bearer <CACHE_ADMIN_TOKEN>".into(),
+        ));
+    }
+    let range = query.get("range").unwrap_or("1h");
+    match crate::web::analytics::history(&state.repo, range).await {
+        Some(Ok(history)) => Ok(no_store(json!(history))),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(ApiError::bad(
+            "range",
+            format!("'{range}' is not one of 1h, 24h, 7d, 90d"),
+        )),
+    }
+}
+
 /// `GET /api/cache/monitor/`: the statistics, the key families ranked by what their
 /// misses cost (misses × average time to compute one), and recommendations.
 pub async fn monitor(

@@ -33,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/cache/health/").get(crate::web::health::cache_health))
             .service(web::resource("/cache/stats/").get(cache::stats))
             .service(web::resource("/cache/monitor/").get(cache::monitor))
+            .service(web::resource("/cache/history/").get(cache::history))
             .service(web::resource("/cache/warm/").post(cache::warm))
             .service(web::resource("/cache/clear/").post(cache::clear))
             .default_service(web::to(not_found)),
