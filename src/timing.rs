@@ -13,6 +13,8 @@ pub struct RequestTiming {
     db_queries: AtomicU64,
     cache_us: AtomicU64,
     render_us: AtomicU64,
+    /// Where each database access came from (`file:line`), for N+1 detection.
+    db_sites: parking_lot::Mutex<Vec<&'static str>>,
 }
 
 tokio::task_local! {
@@ -24,6 +26,15 @@ pub enum Phase {
     Db,
     Cache,
     Render,
+}
+
+/// A database access from `site` took `elapsed` (outside a request: nothing).
+pub fn add_db(elapsed: Duration, site: &'static str) {
+    let _ = CURRENT.try_with(|t| {
+        t.db_us.fetch_add(elapsed.as_micros() as u64, Relaxed);
+        t.db_queries.fetch_add(1, Relaxed);
+        t.db_sites.lock().push(site);
+    });
 }
 
 /// Adds to the current request's timing; outside a request it does nothing.
@@ -56,6 +67,10 @@ impl RequestTiming {
     }
     pub fn db_queries(&self) -> u64 {
         self.db_queries.load(Relaxed)
+    }
+    /// The call sites of this request's database accesses, in order.
+    pub fn db_sites(&self) -> Vec<&'static str> {
+        self.db_sites.lock().clone()
     }
     pub fn cache(&self) -> Duration {
         Duration::from_micros(self.cache_us.load(Relaxed))

@@ -57,7 +57,7 @@
     set("warm-effectiveness", pct(s.warming.effectiveness));
     var recs = document.getElementById("recommendations");
     recs.textContent = "";
-    (s.recommendations || []).forEach(function (r) {
+    (s.recommendations || []).concat(s.analysis ? s.analysis.recommendations : []).forEach(function (r) {
       var li = document.createElement("li"); li.textContent = r; recs.appendChild(li);
     });
     var body = document.getElementById("families");
@@ -70,6 +70,42 @@
       });
       body.appendChild(tr);
     });
+    var a = s.analysis;
+    if (a) {
+      set("db-backend", a.database);
+      var fill = function (id, items, cells) {
+        var body = document.getElementById(id);
+        if (!items.length) return;
+        body.textContent = "";
+        items.forEach(function (item) {
+          var tr = document.createElement("tr");
+          cells(item).forEach(function (v) {
+            var td = document.createElement("td"); td.textContent = String(v); tr.appendChild(td);
+          });
+          body.appendChild(tr);
+        });
+      };
+      fill("statements", a.statements.slice(0, 10), function (q) {
+        return [q.calls, q.total_ms.toFixed(1), q.p99_ms.toFixed(2), q.statement.slice(0, 120)];
+      });
+      fill("families-saving", a.families_saving_most, function (f) {
+        return [f.name, f.hits, f.ms.toFixed(0)];
+      });
+      var list = function (id, items, text) {
+        if (!items.length) return;
+        var ul = document.getElementById(id);
+        ul.textContent = "";
+        items.forEach(function (item) {
+          var li = document.createElement("li"); li.textContent = text(item); ul.appendChild(li);
+        });
+      };
+      list("n-plus-one", a.n_plus_one, function (r) {
+        return r.route + ": " + r.site + " up to " + r.most_in_one_request + " times in one request (" + r.requests + " requests)";
+      });
+      list("slow-statements", a.slow_statements.slice(0, 10), function (q) {
+        return q.ms.toFixed(1) + " ms: " + q.statement.slice(0, 160);
+      });
+    }
     var edges = document.getElementById("edges");
     if ((s.edges || []).length > 0) {
       edges.textContent = "";

@@ -1,5 +1,6 @@
 //! The command line: one binary, one subcommand a file. `serve` is the default.
 
+mod analyze;
 mod clear;
 mod create_admin;
 mod migrate;
@@ -46,6 +47,8 @@ pub enum Command {
     Warm(warm::WarmArgs),
     /// Watch the cache of a running server (`--action=stats|health|test`, `--watch`).
     Monitor(monitor::MonitorArgs),
+    /// The running server's database and cache analysis: statements, families, N+1, slow statements (`--json`).
+    Analyze(analyze::AnalyzeArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -76,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Clear(args) => clear::run(config, args),
         Command::Warm(args) => warm::run(config, args),
         Command::Monitor(args) => monitor::run(config, args),
+        Command::Analyze(args) => analyze::run(config, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

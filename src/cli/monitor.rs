@@ -14,8 +14,7 @@ pub enum Action {
     Health,
     /// A short benchmark of the configured backend from here: ops/s, p50/p99.
     Test,
-    /// Database and cache together: the costliest computations (queries and renders
-    /// behind each key family) with their families' hit ratios.
+    /// Database and cache together, as `folio analyze` prints it.
     Analyze,
 }
 
@@ -45,7 +44,7 @@ pub fn run(config: Config, args: MonitorArgs) -> anyhow::Result<()> {
             Action::Health => health(&base).await,
             Action::Analyze => {
                 let stats = get_monitor(&base, &config).await?;
-                print!("{}", analyze(&stats));
+                print!("{}", super::analyze::report(&stats));
                 Ok(())
             }
             Action::Stats => loop {
@@ -64,7 +63,7 @@ pub fn run(config: Config, args: MonitorArgs) -> anyhow::Result<()> {
 }
 
 /// The full statistics, which the server gives only to admins.
-async fn get_monitor(base: &str, config: &Config) -> anyhow::Result<Value> {
+pub(super) async fn get_monitor(base: &str, config: &Config) -> anyhow::Result<Value> {
     let token = config.cache_admin_token.as_ref().map(|t| t.expose());
     let (status, stats) = get_with(&format!("{base}/api/cache/monitor/"), token).await?;
     match status {
@@ -114,7 +113,7 @@ async fn health(base: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn pct(v: &Value) -> String {
+pub(super) fn pct(v: &Value) -> String {
     v.as_f64()
         .map_or("–".into(), |r| format!("{:.1} %", r * 100.0))
 }
@@ -240,43 +239,6 @@ fn render(s: &Value, base: &str) -> String {
     for r in s["recommendations"].as_array().into_iter().flatten() {
         let _ = writeln!(out, "  - {}", r.as_str().unwrap_or(""));
     }
-    out
-}
-
-/// Families by the time one computation takes (the database work and rendering behind
-/// a miss), with how often the cache spares it.
-fn analyze(s: &Value) -> String {
-    use std::fmt::Write;
-    let mut families: Vec<&Value> = s["families_by_miss_cost"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|f| f["avg_fill_ms"].is_number())
-        .collect();
-    families.sort_by(|a, b| {
-        b["avg_fill_ms"]
-            .as_f64()
-            .unwrap_or(0.0)
-            .total_cmp(&a["avg_fill_ms"].as_f64().unwrap_or(0.0))
-    });
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<16} {:>14} {:>10} {:>10} {:>16}",
-        "family", "compute ms", "hit ratio", "misses", "time spent ms"
-    );
-    for f in families {
-        let _ = writeln!(
-            out,
-            "{:<16} {:>14.2} {:>10} {:>10} {:>16.1}",
-            f["name"].as_str().unwrap_or("?"),
-            f["avg_fill_ms"].as_f64().unwrap_or(0.0),
-            pct(&f["hit_ratio"]),
-            f["misses"],
-            f["miss_cost_ms"].as_f64().unwrap_or(0.0)
-        );
-    }
-    let _ = writeln!(out, "\n(a computation is what a miss costs: its queries and rendering; the cache spares it on every hit)");
     out
 }
 

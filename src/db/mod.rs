@@ -17,6 +17,8 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::config::DatabaseUrl;
 
+pub mod analysis;
+
 pub type SqliteAsync = SyncConnectionWrapper<SqliteConnection, BlockingPool>;
 
 /// Runs SQLite's blocking calls on tokio's blocking pool, as diesel-async's default does,
@@ -146,17 +148,20 @@ impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for DbError
 #[derive(Debug, Default)]
 pub struct DbStats {
     queries: AtomicU64,
+    /// Statements by shape, slow ones, repetitions within requests (`folio analyze`).
+    pub analysis: analysis::QueryLog,
 }
 
 impl DbStats {
     pub fn queries(&self) -> u64 {
         self.queries.load(Ordering::Relaxed)
     }
+    /// A `with_conn!` body ran at `site` (its file and line) since `started`.
     #[doc(hidden)]
-    pub fn record(&self, started: Instant) {
+    pub fn record(&self, started: Instant, site: &'static str) {
         let elapsed = started.elapsed();
         self.queries.fetch_add(1, Ordering::Relaxed);
-        crate::timing::add(crate::timing::Phase::Db, elapsed);
+        crate::timing::add_db(elapsed, site);
     }
 }
 
@@ -192,7 +197,7 @@ macro_rules! with_conn {
                 $body
             }
         };
-        db.stats.record(started);
+        db.stats.record(started, concat!(file!(), ":", line!()));
         result
     }};
 }
@@ -200,12 +205,16 @@ macro_rules! with_conn {
 impl Db {
     /// Connects and checks that the database answers, so start-up fails fast.
     pub async fn connect(url: &DatabaseUrl) -> Result<Db, DbError> {
+        let stats: Arc<DbStats> = Arc::default();
         let backend = match url {
             DatabaseUrl::Postgres(url) => {
                 let mut config = ManagerConfig::default();
-                config.custom_setup = Box::new(|url| {
+                let log = stats.clone();
+                config.custom_setup = Box::new(move |url| {
+                    let log = log.clone();
                     Box::pin(async move {
                         let mut conn = AsyncPgConnection::establish(url).await?;
+                        conn.set_instrumentation(analysis::Timer::new(log));
                         conn.batch_execute(PG_SESSION)
                             .await
                             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
@@ -226,9 +235,12 @@ impl Db {
             }
             DatabaseUrl::Sqlite(path) => {
                 let mut config = ManagerConfig::default();
-                config.custom_setup = Box::new(|url| {
+                let log = stats.clone();
+                config.custom_setup = Box::new(move |url| {
+                    let log = log.clone();
                     Box::pin(async move {
                         let mut conn = SqliteAsync::establish(url).await?;
+                        conn.set_instrumentation(analysis::Timer::new(log));
                         conn.batch_execute(SQLITE_PRAGMAS)
                             .await
                             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
@@ -248,10 +260,7 @@ impl Db {
                 Backend::Sqlite(pool)
             }
         };
-        let db = Db {
-            backend,
-            stats: Arc::default(),
-        };
+        let db = Db { backend, stats };
         db.ping()
             .await
             .map_err(|e| DbError::Connect(format!("{url:?}: {e}")))?;

@@ -38,11 +38,26 @@ pub async fn server_timing(
     let timing = Arc::new(RequestTiming::default());
     let started = Instant::now();
     let (method, path) = (req.method().clone(), req.path().to_string());
+    let state = req
+        .app_data::<actix_web::web::Data<crate::web::AppState>>()
+        .cloned();
     let detailed = crate::web::session::is_admin(&req)
-        || req
-            .app_data::<actix_web::web::Data<crate::web::AppState>>()
-            .is_some_and(|state| state.config.debug);
+        || state.as_ref().is_some_and(|state| state.config.debug);
     let mut res = timing.clone().scope(next.call(req)).await?;
+    if let Some(state) =
+        state.filter(|_| timing.db_queries() as usize >= crate::db::analysis::N_PLUS_ONE)
+    {
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| path.clone());
+        state
+            .repo
+            .db()
+            .stats
+            .analysis
+            .note_request(&route, &timing.db_sites());
+    }
     let total = started.elapsed();
     let header = if detailed {
         timing.server_timing(total)

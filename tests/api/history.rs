@@ -251,6 +251,23 @@ async fn the_dashboard_charts_the_history_over_a_chosen_range() {
         let ratio = browser.find(Locator::Id("history-ratio")).await?;
         let drawn = ratio.find_all(Locator::Css("polyline, text")).await?;
         assert!(!drawn.is_empty());
+        // The database and cache analysis is there too (the statements behind the
+        // pages just served).
+        let started = Instant::now();
+        loop {
+            let cells = browser
+                .execute(
+                    "return Array.from(document.querySelectorAll('#statements tr:first-child td')).map(td => td.textContent);",
+                    vec![],
+                )
+                .await?;
+            let cells: Vec<String> = serde_json::from_value(cells).unwrap();
+            if cells.len() == 4 && cells[0].parse::<u64>().is_ok_and(|calls| calls > 0) {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "{cells:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         browser
             .find(Locator::Css("#history-range option[value='7d']"))
             .await?

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod admin;
+mod analyze;
 mod api_routes;
 mod cache;
 mod contact;

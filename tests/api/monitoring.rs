@@ -61,9 +61,9 @@ on_both_app_caches! {
 }
 
 /// The monitor reads the full statistics, which need the admin token.
-const ADMIN: &[(&str, &str)] = &[("CACHE_ADMIN_TOKEN", crate::helpers::ADMIN_TOKEN)];
+pub(crate) const ADMIN: &[(&str, &str)] = &[("CACHE_ADMIN_TOKEN", crate::helpers::ADMIN_TOKEN)];
 
-async fn folio(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+pub(crate) async fn folio(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let dir = tempfile::TempDir::new().unwrap();
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_folio"));
     cmd.env_clear()

@@ -175,7 +175,69 @@ pub async fn monitor_json(state: &AppState) -> serde_json::Value {
     let mut body = stats_json(state).await;
     body["families_by_miss_cost"] = json!(ranked);
     body["recommendations"] = json!(advice);
+    body["analysis"] = analysis_json(state, &instance);
     body
+}
+
+/// Database and cache together (`folio analyze`, the dashboard): statements by what
+/// they cost, the families that spare the database most and those whose misses cost
+/// most, N+1 patterns, slow statements, and what to do about them.
+fn analysis_json(state: &AppState, stats: &crate::cache::StatsSnapshot) -> serde_json::Value {
+    let log = &state.repo.db().stats.analysis;
+    let statements = log.shapes();
+    let repeats = log.repeats();
+    let slow = log.slow();
+    let family = |f: &crate::cache::stats::FamilySnapshot, ms: f64| {
+        json!({
+            "name": f.name, "hits": f.hits, "misses": f.misses, "hit_ratio": f.hit_ratio,
+            "avg_fill_ms": f.avg_fill_ms, "ms": ms,
+        })
+    };
+    let mut saving: Vec<_> = stats
+        .families
+        .iter()
+        .filter_map(|f| Some((f, f.hits as f64 * f.avg_fill_ms?)))
+        .collect();
+    saving.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut costing: Vec<_> = stats
+        .families
+        .iter()
+        .map(|f| (f, f.miss_cost_ms()))
+        .filter(|(_, ms)| *ms > 0.0)
+        .collect();
+    costing.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut advice = Vec::new();
+    for r in repeats.iter().take(5) {
+        advice.push(format!(
+            "{} runs {} up to {} times in one request ({} requests so far): read them in one query (a join or an IN list) or cache the per-item read",
+            r.route, r.site, r.most_in_one_request, r.requests
+        ));
+    }
+    if let Some(s) = slow.first() {
+        advice.push(format!(
+            "the slowest recent statement took {:.1} ms: look at its plan (EXPLAIN ANALYZE) and indexes: {}",
+            s.ms, s.statement
+        ));
+    }
+    if let Some((f, ms)) = costing.first() {
+        if f.hit_ratio < 0.8 {
+            advice.push(format!(
+                "misses of `{}` cost the most ({:.0} ms so far, hit ratio {:.0} %): a longer TTL for it (CACHE_TTLS) or warming it would spare the database",
+                f.name, ms, f.hit_ratio * 100.0
+            ));
+        }
+    }
+    json!({
+        "database": state.repo.db().backend_name(),
+        "statements": statements.iter().take(25).collect::<Vec<_>>(),
+        "statement_shapes": statements.len(),
+        "families_saving_most": saving.iter().take(10).map(|(f, ms)| family(f, *ms)).collect::<Vec<_>>(),
+        "families_costing_most": costing.iter().take(10).map(|(f, ms)| family(f, *ms)).collect::<Vec<_>>(),
+        "n_plus_one": repeats,
+        "slow_statements": slow,
+        "slow_over_ms": crate::db::analysis::SLOW_STATEMENT.as_millis() as u64,
+        "recommendations": advice,
+    })
 }
 
 fn no_store(body: serde_json::Value) -> HttpResponse {
