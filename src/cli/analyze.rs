@@ -52,6 +52,27 @@ fn cut(s: &str, n: usize) -> String {
     }
 }
 
+/// A table of families: `count` (hits or misses) and the milliseconds of `ms`.
+fn families(out: &mut String, title: &str, list: &Value, (count, ms): (&str, &str)) {
+    let _ = writeln!(out, "\n{title}");
+    let _ = writeln!(
+        out,
+        "{:<16} {:>10} {:>10} {:>12} {:>14}",
+        "family", count, "hit ratio", "compute ms", ms
+    );
+    for f in rows(list) {
+        let _ = writeln!(
+            out,
+            "{:<16} {:>10} {:>10} {:>12.2} {:>14.1}",
+            f["name"].as_str().unwrap_or("?"),
+            f[count],
+            pct(&f["hit_ratio"]),
+            num(&f["avg_fill_ms"]),
+            num(&f["ms"])
+        );
+    }
+}
+
 /// The analysis as tables.
 pub fn report(stats: &Value) -> String {
     let a = &stats["analysis"];
@@ -79,46 +100,18 @@ pub fn report(stats: &Value) -> String {
             cut(s["statement"].as_str().unwrap_or(""), 100)
         );
     }
-    let _ = writeln!(
-        out,
-        "\nCache families that spare the database most (hits × the computation each avoids)"
+    families(
+        &mut out,
+        "Cache families that spare the database most (hits × the computation each avoids)",
+        &a["families_saving_most"],
+        ("hits", "spared ms"),
     );
-    let _ = writeln!(
-        out,
-        "{:<16} {:>10} {:>10} {:>12} {:>14}",
-        "family", "hits", "hit ratio", "compute ms", "spared ms"
+    families(
+        &mut out,
+        "Cache families whose misses cost most (misses × the computation)",
+        &a["families_costing_most"],
+        ("misses", "spent ms"),
     );
-    for f in rows(&a["families_saving_most"]) {
-        let _ = writeln!(
-            out,
-            "{:<16} {:>10} {:>10} {:>12.2} {:>14.1}",
-            f["name"].as_str().unwrap_or("?"),
-            f["hits"],
-            pct(&f["hit_ratio"]),
-            num(&f["avg_fill_ms"]),
-            num(&f["ms"])
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\nCache families whose misses cost most (misses × the computation)"
-    );
-    let _ = writeln!(
-        out,
-        "{:<16} {:>10} {:>10} {:>12} {:>14}",
-        "family", "misses", "hit ratio", "compute ms", "spent ms"
-    );
-    for f in rows(&a["families_costing_most"]) {
-        let _ = writeln!(
-            out,
-            "{:<16} {:>10} {:>10} {:>12.2} {:>14.1}",
-            f["name"].as_str().unwrap_or("?"),
-            f["misses"],
-            pct(&f["hit_ratio"]),
-            num(&f["avg_fill_ms"]),
-            num(&f["ms"])
-        );
-    }
     let _ = writeln!(out, "\nN+1: one repository read repeated within a request");
     if rows(&a["n_plus_one"]).next().is_none() {
         let _ = writeln!(out, "  none seen");

@@ -85,6 +85,19 @@ async fn the_dashboard_shows_live_numbers_and_warms_on_redis() {
     .await
 }
 
+/// The text of each cell of the first row of a table body, read in one go (the
+/// dashboard's script rebuilds its rows on every refresh).
+pub(crate) async fn first_row(
+    browser: &fantoccini::Client,
+    body_id: &str,
+) -> Result<Vec<String>, fantoccini::error::CmdError> {
+    let script = format!(
+        "return Array.from(document.querySelectorAll('#{body_id} tr:first-child td')).map(td => td.textContent);"
+    );
+    let cells = browser.execute(&script, vec![]).await?;
+    Ok(serde_json::from_value(cells).unwrap_or_default())
+}
+
 /// Signs `ada` (password `correct-horse-battery`) in as a person would, then goes to
 /// `next`.
 pub(crate) async fn sign_in(

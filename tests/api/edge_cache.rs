@@ -699,17 +699,7 @@ async fn the_dashboard_shows_the_edges_purges() {
             .for_element(Locator::Css("a[href='/admin/cache/']"))
             .await?;
         browser.goto(&app.url("/admin/cache/?refresh=300")).await?;
-        // Read in one go: the script rebuilds the rows on every refresh.
-        let cells = || async {
-            let cells = browser
-                .execute(
-                    "return Array.from(document.querySelectorAll('#edges tr:first-child td')).map(td => td.textContent);",
-                    vec![],
-                )
-                .await?;
-            let cells: Vec<String> = serde_json::from_value(cells).unwrap();
-            Ok::<_, fantoccini::error::CmdError>(cells)
-        };
+        let cells = || crate::dashboard::first_row(&browser, "edges");
         let started = Instant::now();
         while cells().await?[0] != "fastly://dashboard-svc" {
             assert!(

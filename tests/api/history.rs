@@ -139,8 +139,10 @@ async fn two_instances_history_adds_up() {
     assert!(own_lookups(&a) > 0 && own_lookups(&b) > 0);
     let h = history(&b, "24h").await;
     assert_eq!(lookups(&h), own_lookups(&a) + own_lookups(&b));
-    let last = h["site"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(last["instances"], 2, "{last}");
+    // Both wrote their rows for the minutes they ran (the latest minute may hold only
+    // the first to flush after it began).
+    let site = h["site"].as_array().unwrap();
+    assert!(site.iter().any(|p| p["instances"] == 2), "{site:?}");
     a.state.cache.clear().await;
 }
 
@@ -255,13 +257,7 @@ async fn the_dashboard_charts_the_history_over_a_chosen_range() {
         // pages just served).
         let started = Instant::now();
         loop {
-            let cells = browser
-                .execute(
-                    "return Array.from(document.querySelectorAll('#statements tr:first-child td')).map(td => td.textContent);",
-                    vec![],
-                )
-                .await?;
-            let cells: Vec<String> = serde_json::from_value(cells).unwrap();
+            let cells = crate::dashboard::first_row(&browser, "statements").await?;
             if cells.len() == 4 && cells[0].parse::<u64>().is_ok_and(|calls| calls > 0) {
                 break;
             }

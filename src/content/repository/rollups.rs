@@ -4,7 +4,7 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::{RepoResult, Repository};
 use crate::content::schema::cache_rollups;
@@ -32,25 +32,29 @@ pub struct Rollup {
 }
 
 impl Repository {
-    /// Writes (or replaces) this instance's rows.
+    /// Writes (or replaces) this instance's rows, in one transaction: a reader sees a
+    /// flush whole or not at all (never a minute's families without its instance row).
     pub async fn save_rollups(&self, rows: &[Rollup]) -> RepoResult<()> {
         with_conn!(self.db, |conn| {
-            for row in rows {
-                diesel::insert_into(cache_rollups::table)
-                    .values(row)
-                    .on_conflict((
-                        cache_rollups::resolution,
-                        cache_rollups::bucket,
-                        cache_rollups::instance,
-                        cache_rollups::series,
-                        cache_rollups::name,
-                    ))
-                    .do_update()
-                    .set(row)
-                    .execute(conn)
-                    .await?;
-            }
-            Ok::<_, DbError>(())
+            conn.transaction::<_, DbError, _>(async |conn| {
+                for row in rows {
+                    diesel::insert_into(cache_rollups::table)
+                        .values(row)
+                        .on_conflict((
+                            cache_rollups::resolution,
+                            cache_rollups::bucket,
+                            cache_rollups::instance,
+                            cache_rollups::series,
+                            cache_rollups::name,
+                        ))
+                        .do_update()
+                        .set(row)
+                        .execute(conn)
+                        .await?;
+                }
+                Ok(())
+            })
+            .await
         })
     }
 
