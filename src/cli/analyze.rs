@@ -65,7 +65,7 @@ fn families(out: &mut String, title: &str, list: &Value, (count, ms): (&str, &st
             out,
             "{:<16} {:>10} {:>10} {:>12.2} {:>14.1}",
             f["name"].as_str().unwrap_or("?"),
-            f[count],
+            f[count].as_u64().unwrap_or(0),
             pct(&f["hit_ratio"]),
             num(&f["avg_fill_ms"]),
             num(&f["ms"])
@@ -92,7 +92,7 @@ pub fn report(stats: &Value) -> String {
         let _ = writeln!(
             out,
             "{:>7} {:>10.1} {:>8.2} {:>8.2} {:>8.2}  {}",
-            s["calls"],
+            s["calls"].as_u64().unwrap_or(0),
             num(&s["total_ms"]),
             num(&s["avg_ms"]),
             num(&s["p99_ms"]),

@@ -52,6 +52,21 @@ async fn analysis_after_traffic(app: &TestApp) {
     ] {
         assert!(stdout.contains(section), "{section}: {stdout}");
     }
+    // Columns line up: each statement starts under the header's "statement".
+    let lines: Vec<&str> = stdout.lines().collect();
+    let header = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("calls"))
+        .unwrap();
+    let column = lines[header].find("statement").unwrap();
+    for row in &lines[header + 1..header + 3] {
+        assert!(
+            row.get(column - 2..column) == Some("  ")
+                && row[column..].starts_with(|c: char| c.is_ascii_alphabetic()),
+            "misaligned:\n{}\n{row}",
+            lines[header]
+        );
+    }
     // The same sections in the monitor's JSON, for the dashboard.
     let (_, monitor) = app.get_admin_json("/api/cache/monitor/").await;
     assert!(
