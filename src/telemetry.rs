@@ -1,13 +1,232 @@
-//! Logging: tracing with `RUST_LOG` (default `info`); request logs come from
-//! tracing-actix-web, each with a request id.
+//! Logging and traces.
+//!
+//! Logs: tracing with `RUST_LOG` (default `info`) on standard error; request logs come
+//! from tracing-actix-web, each with a request id.
+//!
+//! Traces (the `otel` cargo feature, sent only when `OTEL_EXPORTER_OTLP_ENDPOINT` or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set): one span per request, taken from the
+//! caller's W3C `traceparent` when it sends one, with `debug`-level child spans the
+//! log filter never sees — `cache.response` (the response cache's answer), `cache.get`
+//! (each lookup: family, result, backend, tier), `db.query` / `db.statement` (each
+//! repository read and each SQL statement), `template.render`, `redis` (each round
+//! trip). Exported over OTLP, HTTP/protobuf by default or gRPC
+//! (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`); the other standard `OTEL_*` variables (headers,
+//! timeout, service name, resource attributes, sampler, batch sizes) are read by the
+//! OpenTelemetry SDK itself.
+//!
+//! With no endpoint nothing subscribes to those spans, so each costs one level check.
 
-use tracing_subscriber::EnvFilter;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-pub fn init() {
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are being exported: then every request, a response-cache hit too,
+/// goes through the request span (see `web::http_cache`'s early lookup).
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("{0} is set, but this build has no OpenTelemetry: build with `--features otel` (`cargo make release` does)")]
+    NotBuilt(&'static str),
+    #[error("OTEL_EXPORTER_OTLP_PROTOCOL={0}: use `http/protobuf` (the default) or `grpc`")]
+    Protocol(String),
+    #[error("OpenTelemetry: {0}")]
+    Exporter(String),
+}
+
+/// What the process keeps while it traces; dropping it sends the spans still queued.
+#[derive(Default)]
+pub struct Telemetry {
+    #[cfg(feature = "otel")]
+    _exporter: Option<otel::Exporter>,
+}
+
+/// Logs on standard error; traces too when `traces` (the server) and an OTLP endpoint
+/// is configured.
+pub fn init(traces: bool) -> Result<Telemetry, TelemetryError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // try_init: tests and the CLI may call this more than once.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_target(false)
-        .try_init();
+        .with_filter(filter);
+    let endpoint = [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .into_iter()
+    .find(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()));
+    let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
+        || std::env::var("OTEL_TRACES_EXPORTER").is_ok_and(|v| v.eq_ignore_ascii_case("none"));
+    let endpoint = endpoint.filter(|_| traces && !disabled);
+    #[cfg(feature = "otel")]
+    if endpoint.is_some() {
+        let exporter = otel::Exporter::start()?;
+        // try_init: tests and the CLI may call this more than once.
+        let _ = tracing_subscriber::registry()
+            .with(fmt)
+            .with(exporter.layer())
+            .try_init();
+        EXPORTING.store(true, Ordering::Relaxed);
+        return Ok(Telemetry {
+            _exporter: Some(exporter),
+        });
+    }
+    #[cfg(not(feature = "otel"))]
+    if let Some(name) = endpoint {
+        return Err(TelemetryError::NotBuilt(name));
+    }
+    let _ = tracing_subscriber::registry().with(fmt).try_init();
+    Ok(Telemetry::default())
+}
+
+/// Adds the running span's context (`traceparent`) to an outgoing request's headers, so
+/// the receiver's trace continues this one. Nothing without the `otel` feature.
+pub fn inject_context(headers: &mut reqwest::header::HeaderMap) {
+    #[cfg(feature = "otel")]
+    if exporting() {
+        otel::inject(headers);
+    }
+    #[cfg(not(feature = "otel"))]
+    let _ = headers;
+}
+
+#[cfg(feature = "otel")]
+mod otel {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use opentelemetry_sdk::Resource;
+    use tracing::Subscriber;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::registry::LookupSpan;
+    use tracing_subscriber::Layer;
+
+    use super::TelemetryError;
+
+    /// The exporter's own runtime (one thread): the batch processor's thread hands it
+    /// each export, and gRPC's channel lives on it, apart from the workers.
+    pub(super) struct Exporter {
+        provider: SdkTracerProvider,
+        runtime: Option<tokio::runtime::Runtime>,
+    }
+
+    impl Exporter {
+        pub(super) fn start() -> Result<Exporter, TelemetryError> {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("otel-export")
+                .enable_all()
+                .build()
+                .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+            let protocol = [
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+            ]
+            .iter()
+            .find_map(|name| std::env::var(name).ok())
+            .unwrap_or_else(|| "http/protobuf".into());
+            let exporter = {
+                let _inside = runtime.enter();
+                let built = match protocol.trim() {
+                    "http/protobuf" => opentelemetry_otlp::SpanExporter::builder()
+                        .with_http()
+                        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                        .with_http_client(Client(runtime.handle().clone(), reqwest::Client::new()))
+                        .build(),
+                    "grpc" => opentelemetry_otlp::SpanExporter::builder()
+                        .with_tonic()
+                        .build(),
+                    other => return Err(TelemetryError::Protocol(other.to_string())),
+                };
+                built.map_err(|e| TelemetryError::Exporter(e.to_string()))?
+            };
+            let named = std::env::var("OTEL_SERVICE_NAME").is_ok()
+                || std::env::var("OTEL_RESOURCE_ATTRIBUTES")
+                    .is_ok_and(|a| a.contains("service.name="));
+            let mut resource = Resource::builder().with_attribute(opentelemetry::KeyValue::new(
+                "service.version",
+                env!("CARGO_PKG_VERSION"),
+            ));
+            if !named {
+                resource = resource.with_service_name("folio");
+            }
+            let provider = SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(resource.build())
+                .build();
+            opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+            opentelemetry::global::set_tracer_provider(provider.clone());
+            Ok(Exporter {
+                provider,
+                runtime: Some(runtime),
+            })
+        }
+
+        /// The layer that turns spans into OpenTelemetry's: the request span
+        /// (tracing-actix-web, `info`) and this crate's spans down to `debug`.
+        pub(super) fn layer<S>(&self) -> impl Layer<S>
+        where
+            S: Subscriber + for<'a> LookupSpan<'a>,
+        {
+            let targets = Targets::new()
+                .with_target("tracing_actix_web", LevelFilter::INFO)
+                .with_target("folio", LevelFilter::DEBUG);
+            tracing_opentelemetry::layer()
+                .with_tracer(self.provider.tracer("folio"))
+                .with_filter(targets)
+        }
+    }
+
+    impl Drop for Exporter {
+        fn drop(&mut self) {
+            // Sends what is queued; the runtime must still be there to carry it.
+            if let Err(e) = self.provider.shutdown() {
+                eprintln!("OpenTelemetry: {e}");
+            }
+            if let Some(runtime) = self.runtime.take() {
+                runtime.shutdown_background();
+            }
+        }
+    }
+
+    pub(super) fn inject(headers: &mut reqwest::header::HeaderMap) {
+        let context = tracing::Span::current().context();
+        opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.inject_context(&context, &mut opentelemetry_http::HeaderInjector(headers))
+        });
+    }
+
+    /// OTLP/HTTP through the crate's reqwest (one HTTP client and one TLS stack in the
+    /// binary), run on the exporter's runtime: the SDK's batch thread has none.
+    #[derive(Debug)]
+    struct Client(tokio::runtime::Handle, reqwest::Client);
+
+    #[async_trait::async_trait]
+    impl opentelemetry_http::HttpClient for Client {
+        async fn send_bytes(
+            &self,
+            request: http::Request<bytes::Bytes>,
+        ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+            let client = self.1.clone();
+            let request = reqwest::Request::try_from(request)?;
+            self.0
+                .spawn(async move {
+                    let response = client.execute(request).await?;
+                    let mut answer = http::Response::builder().status(response.status());
+                    if let Some(headers) = answer.headers_mut() {
+                        *headers = response.headers().clone();
+                    }
+                    let body = response.bytes().await?;
+                    Ok::<_, opentelemetry_http::HttpError>(answer.body(body)?)
+                })
+                .await?
+        }
+    }
 }

@@ -220,6 +220,20 @@ impl CacheManager {
         crate::timing::add(crate::timing::Phase::Cache, elapsed);
     }
 
+    /// A lookup's span in a trace (`cache.get`): the family (the first key's, for a
+    /// batch), the backend, the result and, on Redis, the tier that answered (`near`, this
+    /// process's copy, or `shared`; see `backend::note_tier`).
+    pub(super) fn lookup_span(&self, family: &'static str, keys: usize) -> tracing::Span {
+        tracing::debug_span!(
+            "cache.get",
+            cache.family = family,
+            cache.keys = keys,
+            cache.backend = self.backend_name(),
+            cache.result = tracing::field::Empty,
+            cache.tier = tracing::field::Empty,
+        )
+    }
+
     pub(super) fn decode<T: DeserializeOwned>(
         &self,
         key: &Key,
@@ -258,31 +272,49 @@ impl CacheManager {
         key: &Key,
         sharing: Sharing,
     ) -> Option<T> {
+        let span = self.lookup_span(key.family(), 1);
         let started = Instant::now();
-        let result = self.inner.backend.get_many(&[key.as_str()], sharing).await;
+        let result = self
+            .inner
+            .backend
+            .get_many(&[key.as_str()], sharing)
+            .instrument(span.clone())
+            .await;
         self.timed(Op::Get, started);
-        match result {
+        let value = match result {
             Ok(mut values) => self.decode(key, values.pop().flatten()),
             Err(e) => {
                 self.report_for(key, Op::Get, e);
                 self.inner.stats.miss(key.family());
                 None
             }
-        }
+        };
+        record_result(&span, usize::from(value.is_some()), 1);
+        value
     }
 
     /// One round trip for all keys.
     pub async fn get_many<T: DeserializeOwned>(&self, keys: &[Key]) -> Vec<Option<T>> {
+        let span = self.lookup_span(keys.first().map_or("", Key::family), keys.len());
         let started = Instant::now();
         let raw: Vec<&str> = keys.iter().map(Key::as_str).collect();
-        let result = self.inner.backend.get_many(&raw, Sharing::Shared).await;
+        let result = self
+            .inner
+            .backend
+            .get_many(&raw, Sharing::Shared)
+            .instrument(span.clone())
+            .await;
         self.timed(Op::GetMany, started);
         match result {
-            Ok(values) => keys
-                .iter()
-                .zip(values)
-                .map(|(k, v)| self.decode(k, v))
-                .collect(),
+            Ok(values) => {
+                let values: Vec<Option<T>> = keys
+                    .iter()
+                    .zip(values)
+                    .map(|(k, v)| self.decode(k, v))
+                    .collect();
+                record_result(&span, values.iter().flatten().count(), keys.len());
+                values
+            }
             Err(e) => {
                 self.report(Op::GetMany, e);
                 keys.iter()
@@ -463,8 +495,14 @@ impl CacheManager {
         key: &Key,
         sharing: Sharing,
     ) -> StoreResult<Option<backend::Bytes>> {
+        let span = self.lookup_span(key.family(), 1);
         let started = Instant::now();
-        let result = self.inner.backend.get_many(&[key.as_str()], sharing).await;
+        let result = self
+            .inner
+            .backend
+            .get_many(&[key.as_str()], sharing)
+            .instrument(span.clone())
+            .await;
         self.timed(Op::Get, started);
         let value = match result {
             Ok(mut values) => Ok(values.pop().flatten()),
@@ -477,6 +515,10 @@ impl CacheManager {
         match value {
             Ok(Some(_)) => self.inner.stats.hit(key.family()),
             _ => self.inner.stats.miss(key.family()),
+        }
+        match &value {
+            Err(_) => record_error(&span),
+            Ok(found) => record_result(&span, usize::from(found.is_some()), 1),
         }
         value
     }
@@ -569,4 +611,22 @@ impl CacheManager {
     pub fn subscribe_writes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.writes.subscribe()
     }
+}
+
+/// `cache.result` on a lookup's span: `hit`, `miss`, or `partial` for a batch.
+pub(super) fn record_result(span: &tracing::Span, hits: usize, keys: usize) {
+    if span.is_disabled() {
+        return;
+    }
+    let result = match hits {
+        0 => "miss",
+        n if n == keys => "hit",
+        _ => "partial",
+    };
+    span.record("cache.result", result);
+}
+
+/// A lookup the backend could not answer (counted as a miss).
+pub(super) fn record_error(span: &tracing::Span) {
+    span.record("cache.result", "error");
 }

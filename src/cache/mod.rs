@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use self::backend::memory::MemoryStore;
 use self::backend::none::NoCache;
@@ -47,6 +48,7 @@ pub use self::backend::{Backend, BackendHealth, RecoveryHook, Sharing};
 use self::codec::Codec;
 use self::flight::{FlightKey, Flights};
 pub use self::key::{Key, KeyMaker};
+use self::manager::{record_error, record_result};
 pub use self::stats::{CacheStats, FamilyEvent, Op, StatsSnapshot};
 pub use self::trace::TagTrace;
 pub use self::url::CacheUrl;

@@ -137,8 +137,14 @@ impl CacheManager {
             .map(|t| self.inner.keys.tag_key(t))
             .collect();
         let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        let span = self.lookup_span(entries.first().map_or("", |(k, _)| k.family()), keys.len());
         let started = Instant::now();
-        let lookup = self.inner.backend.get_many_tagged(&keys, &tag_keys).await;
+        let lookup = self
+            .inner
+            .backend
+            .get_many_tagged(&keys, &tag_keys)
+            .instrument(span.clone())
+            .await;
         self.timed(
             if entries.len() == 1 {
                 Op::Get
@@ -163,7 +169,7 @@ impl CacheManager {
             }
         }
         let index = |t: &&str| tag_names.binary_search(t).expect("tag in union");
-        entries
+        let lookups: Vec<TaggedLookup<T>> = entries
             .iter()
             .zip(values)
             .map(|((key, tags), bytes)| {
@@ -196,7 +202,15 @@ impl CacheManager {
                     }),
                 }
             })
-            .collect()
+            .collect();
+        match failed {
+            true => record_error(&span),
+            false => {
+                let hits = lookups.iter().filter(|l| l.value.is_some()).count();
+                record_result(&span, hits, lookups.len());
+            }
+        }
+        lookups
     }
 
     /// Versions for every tag of a fill: those read before computing, and a new one for

@@ -31,11 +31,13 @@ impl CacheManager {
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
+        let span = self.lookup_span(key.family(), 1);
         let started = Instant::now();
         let result = self
             .inner
             .backend
             .get_many(&[key.as_str()], Sharing::Near)
+            .instrument(span.clone())
             .await;
         let bytes = match result {
             Ok(mut values) => values.pop().flatten(),
@@ -54,7 +56,11 @@ impl CacheManager {
         let current = match (memo, bytes) {
             (Some(value), _) => Some(value),
             (None, Some(bytes)) => {
-                let value = self.validate_traced::<T>(&bytes).await.map(Arc::new);
+                let value = self
+                    .validate_traced::<T>(&bytes)
+                    .instrument(span.clone())
+                    .await
+                    .map(Arc::new);
                 if let (Some(value), Some(epoch)) = (&value, epoch) {
                     self.inner.validated.insert(
                         key.as_str().to_string(),
@@ -74,6 +80,7 @@ impl CacheManager {
             Some(_) => self.inner.stats.hit(key.family()),
             None => self.inner.stats.miss(key.family()),
         }
+        record_result(&span, usize::from(current.is_some()), 1);
         current
     }
 

@@ -62,15 +62,19 @@ pub fn main() -> ExitCode {
         }
         Err(e) => e.exit(),
     };
-    crate::telemetry::init();
+    let command = cli
+        .command
+        .unwrap_or(Command::Serve(serve::ServeArgs::default()));
+    // Kept to the end: dropping it sends the spans still queued.
+    let _telemetry = match crate::telemetry::init(matches!(command, Command::Serve(_))) {
+        Ok(telemetry) => telemetry,
+        Err(e) => return fail(e),
+    };
     let config = match Config::from_settings(cli.settings) {
         Ok(config) => config,
         Err(e) => return fail(e),
     };
-    let result = match cli
-        .command
-        .unwrap_or(Command::Serve(serve::ServeArgs::default()))
-    {
+    let result = match command {
         Command::Serve(args) => serve::run(config, args),
         Command::Migrate => migrate::run(config),
         Command::Seed(args) => seed::run(config, args),

@@ -85,9 +85,8 @@ pub struct RepeatReport {
 }
 
 impl QueryLog {
-    fn record(&self, statement: &str, took: Duration, failed: bool) {
+    fn record(&self, shape: String, took: Duration, failed: bool) {
         let us = took.as_micros() as u64;
-        let shape = shape_of(statement);
         {
             let mut shapes = self.shapes.lock();
             if shapes.len() >= MAX_SHAPES && !shapes.contains_key(&shape) {
@@ -221,29 +220,51 @@ fn shape_of(statement: &str) -> String {
     out.trim().chars().take(400).collect()
 }
 
-/// Times each statement on one connection (diesel's instrumentation).
+/// Times each statement on one connection (diesel's instrumentation), and traces it as a
+/// `db.statement` span under the query that ran it.
 pub struct Timer {
     log: std::sync::Arc<super::DbStats>,
-    started: Option<Instant>,
+    system: &'static str,
+    started: Option<(Instant, tracing::Span)>,
 }
 
 impl Timer {
-    pub fn new(log: std::sync::Arc<super::DbStats>) -> Self {
-        Timer { log, started: None }
+    pub fn new(log: std::sync::Arc<super::DbStats>, system: &'static str) -> Self {
+        Timer {
+            log,
+            system,
+            started: None,
+        }
     }
 }
 
 impl Instrumentation for Timer {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match event {
-            InstrumentationEvent::StartQuery { .. } => self.started = Some(Instant::now()),
+            InstrumentationEvent::StartQuery { .. } => {
+                let span = tracing::debug_span!(
+                    "db.statement",
+                    db.system.name = self.system,
+                    db.query.text = tracing::field::Empty,
+                    otel.status_code = tracing::field::Empty,
+                    error.message = tracing::field::Empty,
+                );
+                self.started = Some((Instant::now(), span));
+            }
             InstrumentationEvent::FinishQuery { query, error, .. } => {
-                if let Some(started) = self.started.take() {
-                    self.log.analysis.record(
-                        &query.to_string(),
-                        started.elapsed(),
-                        error.is_some(),
-                    );
+                if let Some((started, span)) = self.started.take() {
+                    let statement = query.to_string();
+                    let shape = shape_of(&statement);
+                    if !span.is_disabled() {
+                        span.record("db.query.text", shape.as_str());
+                        if let Some(e) = error {
+                            span.record("otel.status_code", "ERROR");
+                            span.record("error.message", tracing::field::display(e));
+                        }
+                    }
+                    self.log
+                        .analysis
+                        .record(shape, started.elapsed(), error.is_some());
                 }
             }
             _ => {}
@@ -285,10 +306,10 @@ mod tests {
     fn p99_is_the_bucket_of_the_slow_tail() {
         let log = QueryLog::default();
         for _ in 0..99 {
-            log.record("SELECT 1", Duration::from_micros(100), false);
+            log.record("SELECT 1".into(), Duration::from_micros(100), false);
         }
-        log.record("SELECT 1", Duration::from_millis(80), false);
-        log.record("SELECT 1", Duration::from_millis(80), false);
+        log.record("SELECT 1".into(), Duration::from_millis(80), false);
+        log.record("SELECT 1".into(), Duration::from_millis(80), false);
         let s = &log.shapes()[0];
         assert_eq!(s.calls, 101);
         assert_eq!(s.p99_ms, 80.0, "the bucket's bound, capped at the slowest");

@@ -41,7 +41,9 @@ impl diesel_async::sync_connection_wrapper::SpawnBlocking for BlockingPool {
         R: Send + 'static,
     {
         use futures_util::FutureExt;
-        FinishOnDrop(self.0.spawn_blocking(task))
+        // The statement's span (a trace's `db.statement`) belongs to the query that ran it.
+        let span = tracing::Span::current();
+        FinishOnDrop(self.0.spawn_blocking(move || span.in_scope(task)))
             .map(|r| r.map_err(Box::from))
             .boxed()
     }
@@ -179,27 +181,97 @@ pub struct Db {
 }
 
 /// Runs `$body` with `$conn` bound to a `&mut` async connection of either backend. The
-/// body is compiled once per backend, so it must only use SQL both accept.
+/// body is compiled once per backend, so it must only use SQL both accept. A trace
+/// shows it as one `db.query` span (its call site and the rows it returned), with a
+/// `db.statement` span per SQL statement it ran beneath.
 #[macro_export]
 macro_rules! with_conn {
     ($db:expr, |$conn:ident| $body:expr) => {{
+        use ::tracing::Instrument as _;
+        #[allow(unused_imports)]
+        use $crate::db::rows::{Counted as _, Uncounted as _};
         let db: &$crate::db::Db = &$db;
+        let site = concat!(file!(), ":", line!());
+        let span = ::tracing::debug_span!(
+            "db.query",
+            code.site = site,
+            db.system.name = db.system_name(),
+            db.response.returned_rows = ::tracing::field::Empty,
+        );
         let started = ::std::time::Instant::now();
-        let result: Result<_, $crate::db::DbError> = match &db.backend {
-            $crate::db::Backend::Pg(pool) => {
-                let mut guard = pool.get().await?;
-                let $conn = &mut *guard;
-                $body
+        let result: Result<_, $crate::db::DbError> = async {
+            match &db.backend {
+                $crate::db::Backend::Pg(pool) => {
+                    let mut guard = pool.get().await?;
+                    let $conn = &mut *guard;
+                    $body
+                }
+                $crate::db::Backend::Sqlite(pool) => {
+                    let mut guard = pool.get().await?;
+                    let $conn = &mut *guard;
+                    $body
+                }
             }
-            $crate::db::Backend::Sqlite(pool) => {
-                let mut guard = pool.get().await?;
-                let $conn = &mut *guard;
-                $body
+        }
+        .instrument(span.clone())
+        .await;
+        db.stats.record(started, site);
+        if let (false, Ok(value)) = (span.is_disabled(), &result) {
+            if let Some(rows) = (&$crate::db::rows::Returned(value)).rows() {
+                span.record("db.response.returned_rows", rows);
             }
-        };
-        db.stats.record(started, concat!(file!(), ":", line!()));
+        }
         result
     }};
+}
+
+/// Rows a `with_conn!` body returned, for its span: a list's length, an option's 0 or
+/// 1, a write's affected rows, a scalar's one; a type without `Counted` (a tuple, a
+/// struct) reports none — method resolution picks `Uncounted` for it, where the type is
+/// known by then (a body whose type is inferred later needs a `Counted` impl).
+#[doc(hidden)]
+pub mod rows {
+    pub struct Returned<'a, T>(pub &'a T);
+
+    pub trait Counted {
+        fn rows(&self) -> Option<u64>;
+    }
+    impl<T> Counted for Returned<'_, Vec<T>> {
+        fn rows(&self) -> Option<u64> {
+            Some(self.0.len() as u64)
+        }
+    }
+    impl<T> Counted for Returned<'_, Option<T>> {
+        fn rows(&self) -> Option<u64> {
+            Some(u64::from(self.0.is_some()))
+        }
+    }
+    /// Rows a write affected.
+    impl Counted for Returned<'_, usize> {
+        fn rows(&self) -> Option<u64> {
+            Some(*self.0 as u64)
+        }
+    }
+    /// A scalar (a count, an id, an existence test) is one row.
+    macro_rules! one_row {
+        ($($t:ty),*) => {$(
+            impl Counted for Returned<'_, $t> {
+                fn rows(&self) -> Option<u64> {
+                    Some(1)
+                }
+            }
+        )*};
+    }
+    one_row!(i64, i32, bool);
+
+    pub trait Uncounted {
+        fn rows(&self) -> Option<u64>;
+    }
+    impl<T> Uncounted for &Returned<'_, T> {
+        fn rows(&self) -> Option<u64> {
+            None
+        }
+    }
 }
 
 impl Db {
@@ -214,7 +286,7 @@ impl Db {
                     let log = log.clone();
                     Box::pin(async move {
                         let mut conn = AsyncPgConnection::establish(url).await?;
-                        conn.set_instrumentation(analysis::Timer::new(log));
+                        conn.set_instrumentation(analysis::Timer::new(log, "postgresql"));
                         conn.batch_execute(PG_SESSION)
                             .await
                             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
@@ -240,7 +312,7 @@ impl Db {
                     let log = log.clone();
                     Box::pin(async move {
                         let mut conn = SqliteAsync::establish(url).await?;
-                        conn.set_instrumentation(analysis::Timer::new(log));
+                        conn.set_instrumentation(analysis::Timer::new(log, "sqlite"));
                         conn.batch_execute(SQLITE_PRAGMAS)
                             .await
                             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
@@ -287,6 +359,14 @@ impl Db {
     pub fn backend_name(&self) -> &'static str {
         match self.backend {
             Backend::Pg(_) => "postgres",
+            Backend::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// The backend as OpenTelemetry names it (`db.system.name`).
+    pub fn system_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Pg(_) => "postgresql",
             Backend::Sqlite(_) => "sqlite",
         }
     }

@@ -149,12 +149,10 @@ impl EdgeConfig {
 }
 
 fn check_tls(var: &'static str, api: &str) -> Result<(), (&'static str, String)> {
-    if api.starts_with("https://") && !cfg!(feature = "edge-tls") {
+    if api.starts_with("https://") && !cfg!(feature = "tls") {
         return Err((
             var,
-            format!(
-                "{api} needs TLS: build with `--features edge-tls` (`cargo make release` does)"
-            ),
+            format!("{api} needs TLS: build with `--features tls` (`cargo make release` does)"),
         ));
     }
     Ok(())

@@ -11,6 +11,7 @@
 //! is a failure the caller retries.
 
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use super::{EdgeConfig, EdgeUrl};
 
@@ -54,6 +55,11 @@ impl Purger {
     /// Purges `tokens` from `edge`, in as many requests as its limits need; returns how
     /// many requests were sent.
     pub(super) async fn purge(&self, edge: &EdgeUrl, tokens: &[String]) -> Result<usize, Refused> {
+        let span = tracing::debug_span!("edge.purge", edge = ?edge, tags = tokens.len());
+        self.send(edge, tokens).instrument(span).await
+    }
+
+    async fn send(&self, edge: &EdgeUrl, tokens: &[String]) -> Result<usize, Refused> {
         let mut requests = 0;
         match edge {
             EdgeUrl::Varnish { host_port } => {
@@ -67,7 +73,7 @@ impl Purger {
                         )
                         .header("xkey-purge", chunk.join(" "))
                         .header("x-purge-secret", secret.unwrap_or(""));
-                    check(req.send().await).await?;
+                    check(traced(req).send().await).await?;
                     requests += 1;
                 }
             }
@@ -81,7 +87,7 @@ impl Purger {
                         .header("fastly-key", token.unwrap_or(""))
                         .header("surrogate-key", chunk.join(" "))
                         .header("accept", "application/json");
-                    check(req.send().await).await?;
+                    check(traced(req).send().await).await?;
                     requests += 1;
                 }
             }
@@ -94,7 +100,7 @@ impl Purger {
                         .post(format!("{api}/zones/{zone}/purge_cache"))
                         .bearer_auth(token.unwrap_or(""))
                         .json(&serde_json::json!({ "tags": chunk }));
-                    let body = check(req.send().await).await?;
+                    let body = check(traced(req).send().await).await?;
                     let ok = serde_json::from_slice::<serde_json::Value>(&body)
                         .ok()
                         .and_then(|v| v.get("success").and_then(|s| s.as_bool()));
@@ -150,6 +156,13 @@ fn chunks_by_bytes(tokens: &[String], bytes: usize) -> Vec<&[String]> {
         chunks.push(&tokens[start..]);
     }
     chunks
+}
+
+/// The request, carrying the running span's `traceparent` while spans are exported.
+fn traced(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    let mut headers = reqwest::header::HeaderMap::new();
+    crate::telemetry::inject_context(&mut headers);
+    req.headers(headers)
 }
 
 #[cfg(test)]

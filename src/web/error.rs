@@ -254,9 +254,7 @@ pub fn render_error_page<B: actix_web::body::MessageBody>(
             ctx.insert("detail", &detail.as_ref().map(|d| d.0.as_str()));
             ctx.insert("max_post_kb", &(state.config.max_post_bytes / 1024));
             ctx.insert("assets", &state.assets);
-            state
-                .tera
-                .render(template, &ctx)
+            crate::web::templates::render(&state.tera, template, &ctx)
                 .map_err(|e| tracing::error!(error = ?e, "error page failed"))
                 .ok()
         })

@@ -124,6 +124,13 @@ pub fn short_hash(content: &str) -> String {
     hex::encode(&Sha256::digest(content.as_bytes())[..6])
 }
 
+/// `tera.render`, traced as a `template.render` span (a page with fragments renders its
+/// template twice: once to collect them, once to serve).
+pub fn render(tera: &Tera, template: &str, ctx: &tera::Context) -> tera::Result<String> {
+    tracing::debug_span!("template.render", template.name = template)
+        .in_scope(|| tera.render(template, ctx))
+}
+
 pub fn build() -> tera::Result<Tera> {
     let mut tera = Tera::default();
     tera.add_raw_templates(TEMPLATES.iter().copied())?;

@@ -652,7 +652,7 @@ fn edge_settings_are_checked_at_start() {
         .err()
         .unwrap();
     assert_eq!(err.var, "FASTLY_API_TOKEN");
-    if !cfg!(feature = "edge-tls") {
+    if !cfg!(feature = "tls") {
         let err = config(&[
             ("DATA_DIR", &data),
             ("EDGE_CACHE_URLS", "cloudflare://zone"),
@@ -661,7 +661,7 @@ fn edge_settings_are_checked_at_start() {
         .err()
         .unwrap();
         assert_eq!(err.var, "CLOUDFLARE_API_URL");
-        assert!(err.reason.contains("edge-tls"), "{}", err.reason);
+        assert!(err.reason.contains("tls"), "{}", err.reason);
     }
 }
 

@@ -98,7 +98,7 @@ pub fn services_required() -> bool {
 }
 
 /// A test database, removed when the test ends.
-enum TestDb {
+pub(crate) enum TestDb {
     /// Another TestApp owns the database.
     Borrowed,
     Sqlite(tempfile::TempDir),
@@ -137,7 +137,7 @@ impl Drop for TestDb {
     }
 }
 
-async fn create_test_db(backend: Backend) -> Option<(String, TestDb)> {
+pub(crate) async fn create_test_db(backend: Backend) -> Option<(String, TestDb)> {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::TempDir::new().unwrap();
@@ -184,7 +184,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 }
 
 pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<TestApp> {
-    folio::telemetry::init();
+    let _ = folio::telemetry::init(false);
     let (database_url, test_db) = create_test_db(backend).await?;
     let data_dir = match &test_db {
         TestDb::Sqlite(dir) | TestDb::Postgres { _dir: dir, .. } => {

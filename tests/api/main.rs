@@ -22,6 +22,8 @@ mod images;
 mod invalidation;
 mod key_space;
 mod monitoring;
+#[cfg(feature = "otel")]
+mod otel;
 mod page_cache;
 mod pages;
 mod publishing;

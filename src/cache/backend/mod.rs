@@ -16,6 +16,14 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreResult;
 
+/// Which tier answered the running lookup (`near` or `shared`), on its `cache.get`
+/// span; nothing unless spans are recorded.
+pub(crate) fn note_tier(tier: &'static str) {
+    if tracing::level_enabled!(tracing::Level::DEBUG) {
+        tracing::Span::current().record("cache.tier", tier);
+    }
+}
+
 pub type Bytes = Arc<[u8]>;
 
 /// Entries and tag versions read in one round trip.

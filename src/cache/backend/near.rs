@@ -103,8 +103,10 @@ impl NearTier {
     ) -> StoreResult<TaggedRead> {
         let (hit, epoch) = self.lookup(keys, tag_keys);
         if let Some(found) = hit {
+            super::note_tier("near");
             return Ok(found);
         }
+        super::note_tier("shared");
         let key = ReadKey {
             keys: keys.iter().map(|k| k.to_string()).collect(),
             tag_keys: tag_keys.to_vec(),

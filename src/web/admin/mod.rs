@@ -162,7 +162,7 @@ fn render_signed_out(
     template: &str,
     ctx: &Context,
 ) -> Result<HttpResponse, PageError> {
-    let html = state.tera.render(template, ctx)?;
+    let html = crate::web::templates::render(&state.tera, template, ctx)?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))

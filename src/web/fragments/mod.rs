@@ -267,7 +267,7 @@ impl Fragments {
         };
         ctx.insert("cache", &info(false, 0));
         let (collect_result, collected) = with_state(Mode::Collect(Vec::new()), self.debug, || {
-            tera.render(template, ctx)
+            crate::web::templates::render(tera, template, ctx)
         });
         collect_result?;
         let Mode::Collect(collected) = collected.mode else {
@@ -332,7 +332,7 @@ impl Fragments {
         );
         let (html, _) = with_state(Mode::Serve(resolved), self.debug, || {
             STATE.with(|s| s.borrow_mut().as_mut().expect("state set").reports = reports);
-            tera.render(template, ctx)
+            crate::web::templates::render(tera, template, ctx)
         });
         Ok(html?)
     }
@@ -348,11 +348,11 @@ impl Fragments {
                 let template = def
                     .template
                     .ok_or_else(|| FragmentError::Unknown(format!("{name} has no template")))?;
-                tera.render(template, &Context::from_value(data)?)?
+                crate::web::templates::render(tera, template, &Context::from_value(data)?)?
             }
             Request::Component { template, ctx, .. } => {
                 self.stats.renders.fetch_add(1, Relaxed);
-                tera.render(template, &Context::from_value(ctx.clone())?)?
+                crate::web::templates::render(tera, template, &Context::from_value(ctx.clone())?)?
             }
             Request::Query { name, .. } => {
                 let def = self.def(name)?;

@@ -24,6 +24,7 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::HttpMessage;
+use tracing::Instrument as _;
 
 pub use self::collapse::Collapsing;
 use self::collapse::{Join, COLLAPSE_WAIT};
@@ -123,6 +124,11 @@ impl ResponseCache {
                 return Ok(res);
             }
         };
+        // While spans are exported every request gets its request span: the lookup is
+        // then `handle`'s, inside the tracing layer.
+        if crate::telemetry::exporting() {
+            return Ok(next.call(req).await?.map_into_boxed_body());
+        }
         let key = self.key_for(&req, policy);
         let conditions = Conditions::of(req.headers());
         match self
@@ -164,6 +170,22 @@ impl ResponseCache {
             Some((_, policy)) if cacheable_method => policy,
             _ => return Ok(next.call(req).await?.map_into_boxed_body()),
         };
+        let span = tracing::debug_span!(
+            "cache.response",
+            cache.family = policy.family,
+            cache.result = tracing::field::Empty,
+        );
+        self.answer(req, next, policy, head).instrument(span).await
+    }
+
+    /// `handle` for a request its `policy` covers.
+    async fn answer(
+        self: Rc<Self>,
+        req: ServiceRequest,
+        next: Next<impl MessageBody + 'static>,
+        policy: &ResponsePolicy,
+        head: bool,
+    ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
         if (self.is_admin)(&req) {
             let res = next.call(req).await?.map_into_boxed_body();
             let view_of = res.response().extensions().get::<ViewOf>().map(|v| v.0);

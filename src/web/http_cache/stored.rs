@@ -142,6 +142,16 @@ pub(super) fn with_outcome(
     mut res: ServiceResponse<BoxBody>,
     outcome: Outcome,
 ) -> ServiceResponse<BoxBody> {
+    // On the `cache.response` span, when spans are recorded.
+    if tracing::level_enabled!(tracing::Level::DEBUG) {
+        let result = match outcome {
+            Outcome::Hit { .. } => "hit",
+            Outcome::Miss { .. } => "miss",
+            Outcome::Stale { .. } => "stale",
+            Outcome::Bypass => "bypass",
+        };
+        tracing::Span::current().record("cache.result", result);
+    }
     let (x_cache, status) = match outcome {
         Outcome::Hit {
             ttl_left_ms,

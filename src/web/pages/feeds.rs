@@ -21,7 +21,7 @@ pub async fn atom(state: web::Data<AppState>) -> Result<HttpResponse, PageError>
         .unwrap_or_default();
     ctx.insert("updated", &updated);
     ctx.insert("posts", &posts);
-    let xml = state.tera.render("feeds/atom.xml", &ctx)?;
+    let xml = crate::web::templates::render(&state.tera, "feeds/atom.xml", &ctx)?;
     Ok(HttpResponse::Ok()
         .content_type("application/atom+xml; charset=utf-8")
         .body(xml))
@@ -37,7 +37,7 @@ pub async fn sitemap(state: web::Data<AppState>) -> Result<HttpResponse, PageErr
         "static_pages",
         &["/", "/blog/", "/about/", "/tools/", "/contact/"],
     );
-    let xml = state.tera.render("feeds/sitemap.xml", &ctx)?;
+    let xml = crate::web::templates::render(&state.tera, "feeds/sitemap.xml", &ctx)?;
     Ok(HttpResponse::Ok()
         .content_type("application/xml; charset=utf-8")
         .body(xml))

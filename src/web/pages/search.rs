@@ -104,7 +104,7 @@ pub async fn opensearch(state: web::Data<AppState>) -> Result<HttpResponse, Page
     // OpenSearch's ShortName: at most 16 characters.
     ctx.insert("short_name", &name.chars().take(16).collect::<String>());
     ctx.insert("site_url", &state.config.site_url);
-    let xml = state.tera.render("feeds/opensearch.xml", &ctx)?;
+    let xml = crate::web::templates::render(&state.tera, "feeds/opensearch.xml", &ctx)?;
     Ok(HttpResponse::Ok()
         .content_type("application/opensearchdescription+xml; charset=utf-8")
         .body(xml))

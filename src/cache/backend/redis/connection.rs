@@ -53,7 +53,9 @@ impl Shared {
         let Some(mut link) = self.conn.read().clone() else {
             return Err(StoreError::Unavailable);
         };
-        let result = match tokio::time::timeout(timeout, query.send::<T>(&mut link)).await {
+        let span = query.span();
+        let sent = tokio::time::timeout(timeout, query.send::<T>(&mut link));
+        let result = match sent.instrument(span.clone()).await {
             Err(_) => Err((Failure::Transient, StoreError::Timeout(timeout))),
             Ok(Err(e)) if is_connection_error(&e) => {
                 Err((Failure::Connection, StoreError::Redis(e.to_string())))
@@ -61,6 +63,10 @@ impl Shared {
             Ok(Err(e)) => Err((Failure::Transient, StoreError::Redis(e.to_string()))),
             Ok(Ok(v)) => Ok(v),
         };
+        if let (Err((_, e)), false) = (&result, span.is_disabled()) {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.message", tracing::field::display(e));
+        }
         match result {
             Ok(v) => {
                 self.breaker.success(self.now_ms());
@@ -89,6 +95,32 @@ pub(super) enum Query<'a> {
 }
 
 impl Query<'_> {
+    /// A round trip's span in a trace (`redis`): the command, or `PIPELINE` and how many.
+    fn span(&self) -> tracing::Span {
+        let span = tracing::debug_span!(
+            "redis",
+            db.system.name = "redis",
+            db.operation.name = tracing::field::Empty,
+            db.operation.batch.size = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            error.message = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            match self {
+                Query::Cmd(cmd) | Query::Routed(cmd, _) => {
+                    if let Some(redis::Arg::Simple(name)) = cmd.args_iter().next() {
+                        span.record("db.operation.name", String::from_utf8_lossy(name).as_ref());
+                    }
+                }
+                Query::Pipe(pipe) => {
+                    span.record("db.operation.name", "PIPELINE");
+                    span.record("db.operation.batch.size", pipe.cmd_iter().count());
+                }
+            }
+        }
+        span
+    }
+
     async fn send<T: FromRedisValue>(self, link: &mut Link) -> Result<T, RedisError> {
         match (self, link) {
             (Query::Cmd(cmd) | Query::Routed(cmd, _), Link::Single(conn)) => {

@@ -53,6 +53,7 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
 use redis::{AsyncConnectionConfig, FromRedisValue, PushKind, RedisError, Value};
+use tracing::Instrument as _;
 
 use super::breaker::{Breaker, Failure, State};
 use super::near::NearTier;
@@ -344,6 +345,7 @@ impl Backend for RedisBackend {
                 .await?;
             return Ok(values);
         }
+        super::note_tier("shared");
         Ok(s.mget(keys, &[]).await?.0)
     }
 
@@ -357,6 +359,7 @@ impl Backend for RedisBackend {
                 .read_through(keys, tag_keys, || self.fetch(keys, tag_keys))
                 .await;
         }
+        super::note_tier("shared");
         s.mget(keys, tag_keys).await
     }
 
