@@ -6,7 +6,10 @@
 //! the memory server answered for each target from memory with a minimal actix handler
 //! (no routing, no middleware): what the machine can do at most with these bytes.
 //!
-//! Knobs: BENCH_BACKENDS (memory,redis,redis-no-near,cluster,none,varnish; `cluster` runs
+//! Knobs: BENCH_BACKENDS (memory,redis,redis-no-near,cluster,none,varnish,memory-otel,
+//! baseline; `memory-otel` exports every span over OTLP to a receiver that drops them
+//! (a build with `--features otel`), `baseline` is another build given by BENCH_BASELINE
+//! (a path to its `folio`), e.g. the commit before a change; `cluster` runs
 //! on a 3-master Redis Cluster the benchmark starts on free ports, `varnish` is Varnish
 //! with the shipped VCL in front of the in-process server, its CPU and the server's
 //! counted together), BENCH_CONNECTIONS

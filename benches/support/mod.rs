@@ -114,7 +114,7 @@ pub fn folio() -> Command {
 }
 
 /// The release server on one backend (`memory`, `redis`, `redis-no-near`, `cluster`,
-/// `cluster-no-near`, `none`), with `extra` settings, once it accepts connections;
+/// `cluster-no-near`, `none`, `memory-otel`, `baseline`), with `extra` settings, once it accepts connections;
 /// `redis` is the URL for the Redis ones (`redis+cluster://…` for a cluster).
 pub fn start(
     name: &str,
@@ -125,7 +125,12 @@ pub fn start(
 ) -> Server {
     let port = free_port();
     let log = dir.join(format!("{name}.log"));
-    let mut cmd = folio();
+    // `baseline`: another build of the server (BENCH_BASELINE, a path), e.g. the commit
+    // before a change, on the in-process cache.
+    let mut cmd = match name {
+        "baseline" => Command::new(std::env::var("BENCH_BASELINE").expect("BENCH_BASELINE")),
+        _ => folio(),
+    };
     cmd.arg("serve")
         .env("DATABASE_URL", db)
         .env("DATA_DIR", dir)
@@ -144,7 +149,12 @@ pub fn start(
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
     match name {
-        "memory" | "memory-behind-varnish" => cmd.env("CACHE_URL", "memory://"),
+        "memory" | "memory-behind-varnish" | "baseline" => cmd.env("CACHE_URL", "memory://"),
+        // Tracing on: every span exported over OTLP/HTTP to a receiver that drops them.
+        "memory-otel" => cmd.env("CACHE_URL", "memory://").env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{}", otlp_sink()),
+        ),
         "none" => cmd.env("CACHE_URL", "none"),
         "redis" | "cluster" => cmd.env("CACHE_URL", redis),
         "redis-no-near" | "cluster-no-near" => {
@@ -343,4 +353,47 @@ pub fn wrk(url: &str, args: &[&str], connections: u64, seconds: u64) -> Run {
         }
     }
     run
+}
+
+/// An OTLP/HTTP receiver that answers every export with 200 and keeps nothing (for
+/// `memory-otel`: what tracing costs the server, not a collector); its port.
+pub fn otlp_sink() -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':') {
+                            if name.eq_ignore_ascii_case("content-length") {
+                                length = value.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err()
+                        || writer
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n")
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
 }

@@ -281,16 +281,19 @@ impl CacheManager {
             .instrument(span.clone())
             .await;
         self.timed(Op::Get, started);
-        let value = match result {
-            Ok(mut values) => self.decode(key, values.pop().flatten()),
+        match result {
+            Ok(mut values) => {
+                let value = self.decode(key, values.pop().flatten());
+                record_result(&span, usize::from(value.is_some()), 1);
+                value
+            }
             Err(e) => {
                 self.report_for(key, Op::Get, e);
                 self.inner.stats.miss(key.family());
+                record_error(&span);
                 None
             }
-        };
-        record_result(&span, usize::from(value.is_some()), 1);
-        value
+        }
     }
 
     /// One round trip for all keys.
@@ -317,6 +320,7 @@ impl CacheManager {
             }
             Err(e) => {
                 self.report(Op::GetMany, e);
+                record_error(&span);
                 keys.iter()
                     .map(|k| {
                         self.inner.stats.miss(k.family());

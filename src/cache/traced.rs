@@ -39,10 +39,12 @@ impl CacheManager {
             .get_many(&[key.as_str()], Sharing::Near)
             .instrument(span.clone())
             .await;
+        let result_is_ok = result.is_ok();
         let bytes = match result {
             Ok(mut values) => values.pop().flatten(),
             Err(e) => {
                 self.report(Op::Get, e);
+                record_error(&span);
                 None
             }
         };
@@ -80,7 +82,9 @@ impl CacheManager {
             Some(_) => self.inner.stats.hit(key.family()),
             None => self.inner.stats.miss(key.family()),
         }
-        record_result(&span, usize::from(current.is_some()), 1);
+        if current.is_some() || result_is_ok {
+            record_result(&span, usize::from(current.is_some()), 1);
+        }
         current
     }
 
