@@ -1,6 +1,7 @@
 //! Whole-server load benchmark: the release binary on each cache backend, driven by wrk
 //! (Debian's package) at several connection counts. A benchmark, not a test: it prints
-//! and writes `bench/results/latest.md`; targets are ratios within one run.
+//! and writes `bench/results/latest.md`; targets are ratios within one run. The report
+//! ends with `folio analyze` of the in-process (and uncached) server after the runs.
 //!
 //! The ceiling: this same executable, re-run with `FOLIO_CEILING` set, serves the bytes
 //! the memory server answered for each target from memory with a minimal actix handler
@@ -410,6 +411,30 @@ fn main() {
             peak_rss_kib(pid) as f64 / 1024.0,
             mib("RssFile"),
             mib("RssAnon")
+        );
+    }
+    // What the servers' own instrumentation saw over the whole run: `folio analyze` of
+    // the in-process server (and of the uncached one, whose every request queries).
+    for server in servers
+        .iter()
+        .filter(|s| s.name == "memory" || s.name == "none")
+    {
+        let report = folio()
+            .args([
+                "analyze",
+                "--url",
+                &format!("http://127.0.0.1:{}", server.port),
+            ])
+            .env("CACHE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("folio analyze");
+        let _ = writeln!(
+            md,
+            "\n`folio analyze` of the {} server after the runs:\n\n```text\n{}{}```",
+            server.name,
+            String::from_utf8_lossy(&report.stdout),
+            String::from_utf8_lossy(&report.stderr)
         );
     }
     println!("{md}");

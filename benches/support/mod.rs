@@ -109,6 +109,9 @@ impl Drop for Server {
     }
 }
 
+/// The servers' CACHE_ADMIN_TOKEN: `folio analyze` asks them for their analysis.
+pub const ADMIN_TOKEN: &str = "bench-admin-token-that-is-long-enough-0123";
+
 pub fn folio() -> Command {
     Command::new(env!("CARGO_BIN_EXE_folio"))
 }
@@ -141,6 +144,7 @@ pub fn start(
             "SECRET_KEY",
             "bench-secret-key-that-is-long-enough-0123456789",
         )
+        .env("CACHE_ADMIN_TOKEN", ADMIN_TOKEN)
         .envs(extra.iter().copied())
         .env(
             "CACHE_KEY_PREFIX",
