@@ -272,6 +272,29 @@ impl CacheManager {
         key: &Key,
         sharing: Sharing,
     ) -> Option<T> {
+        let (span, read) = self.read_one(key, sharing).await;
+        match read {
+            Ok(bytes) => {
+                let value = self.decode(key, bytes);
+                record_result(&span, usize::from(value.is_some()), 1);
+                value
+            }
+            Err(_) => {
+                self.inner.stats.miss(key.family());
+                record_error(&span);
+                None
+            }
+        }
+    }
+
+    /// One key's bytes in its own `cache.get` span, timed; a failed read is reported
+    /// here and returned. Counting it as a hit or a miss is the caller's (a value that
+    /// does not decode is a miss).
+    async fn read_one(
+        &self,
+        key: &Key,
+        sharing: Sharing,
+    ) -> (tracing::Span, StoreResult<Option<backend::Bytes>>) {
         let span = self.lookup_span(key.family(), 1);
         let started = Instant::now();
         let result = self
@@ -281,19 +304,15 @@ impl CacheManager {
             .instrument(span.clone())
             .await;
         self.timed(Op::Get, started);
-        match result {
-            Ok(mut values) => {
-                let value = self.decode(key, values.pop().flatten());
-                record_result(&span, usize::from(value.is_some()), 1);
-                value
-            }
+        let read = match result {
+            Ok(mut values) => Ok(values.pop().flatten()),
             Err(e) => {
+                let unreachable = StoreError::Redis(e.to_string());
                 self.report_for(key, Op::Get, e);
-                self.inner.stats.miss(key.family());
-                record_error(&span);
-                None
+                Err(unreachable)
             }
-        }
+        };
+        (span, read)
     }
 
     /// One round trip for all keys.
@@ -499,23 +518,7 @@ impl CacheManager {
         key: &Key,
         sharing: Sharing,
     ) -> StoreResult<Option<backend::Bytes>> {
-        let span = self.lookup_span(key.family(), 1);
-        let started = Instant::now();
-        let result = self
-            .inner
-            .backend
-            .get_many(&[key.as_str()], sharing)
-            .instrument(span.clone())
-            .await;
-        self.timed(Op::Get, started);
-        let value = match result {
-            Ok(mut values) => Ok(values.pop().flatten()),
-            Err(e) => {
-                let unreachable = StoreError::Redis(e.to_string());
-                self.report_for(key, Op::Get, e);
-                Err(unreachable)
-            }
-        };
+        let (span, value) = self.read_one(key, sharing).await;
         match value {
             Ok(Some(_)) => self.inner.stats.hit(key.family()),
             _ => self.inner.stats.miss(key.family()),

@@ -590,3 +590,30 @@ pub async fn two_instances_on(
     let b = a.second_instance(&vars).await;
     (a, b)
 }
+
+/// A correctly signed, current webhook call to `url` (a server's
+/// `/api/cache/invalidate/`).
+pub async fn signed_webhook(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    body: &str,
+) -> reqwest::Response {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-cache-timestamp", &ts)
+        .header(
+            "x-cache-signature",
+            folio::web::api::webhook::sign(secret, &ts, body.as_bytes()),
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}

@@ -464,24 +464,13 @@ async fn a_purge_sent_to_an_edge_carries_its_trace() {
         return;
     };
     let body = r#"{"tags": ["featured_tools"], "models": [], "patterns": []}"#;
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .to_string();
-    let res = app
-        .client
-        .post(app.url("/api/cache/invalidate/"))
-        .header("content-type", "application/json")
-        .header("x-cache-timestamp", &ts)
-        .header(
-            "x-cache-signature",
-            folio::web::api::webhook::sign(secret, &ts, body.as_bytes()),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let res = crate::helpers::signed_webhook(
+        &app.client,
+        &app.url("/api/cache/invalidate/"),
+        secret,
+        body,
+    )
+    .await;
     assert_eq!(res.status(), 200);
     let purge = {
         let mut found = None;

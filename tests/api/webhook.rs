@@ -2,7 +2,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use folio::web::api::webhook::sign;
 
-use crate::helpers::{spawn_app_with, Backend, TestApp};
+use crate::helpers::{signed_webhook, spawn_app_with, Backend, TestApp};
 
 const SECRET: &str = "webhook-secret-for-tests";
 
@@ -15,9 +15,13 @@ fn now() -> u64 {
 
 /// A correctly signed, current request.
 async fn signed(app: &TestApp, body: &str) -> reqwest::Response {
-    let ts = now();
-    let signature = sign(SECRET, &ts.to_string(), body.as_bytes());
-    post(app, body, Some(ts), Some(signature)).await
+    signed_webhook(
+        &app.client,
+        &app.url("/api/cache/invalidate/"),
+        SECRET,
+        body,
+    )
+    .await
 }
 
 async fn post(
