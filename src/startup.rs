@@ -33,6 +33,8 @@ pub enum StartupError {
     Cache(#[from] crate::cache::StoreError),
     #[error("templates: {0:?}")]
     Templates(#[from] tera::Error),
+    #[error("CACHE_URL: {0}")]
+    CacheSite(String),
     #[error("BIND: cannot listen on {bind}: {source}")]
     Bind {
         bind: String,
@@ -101,10 +103,41 @@ impl Application {
             }
         }
         state.cache.flush_stats().await;
+        if let Err(e) = state.repo.release_cache_site().await {
+            tracing::debug!(error = %e, "the cache site was not released");
+        }
         if let Err(e) = state.analytics.flush(&state.repo).await {
             tracing::warn!(error = %e, "the last minute of cache history was not written");
         }
         served
+    }
+}
+
+/// Names this instance's cache as the database's (see `repository::cache_site`): one
+/// cache per site, or invalidations applied to one never reach the other.
+async fn claim_cache_site(repo: &Repository) -> Result<(), StartupError> {
+    use crate::content::repository::cache_site::Claim;
+    match repo.claim_cache_site().await? {
+        Claim::Ours | Claim::Uncached => Ok(()),
+        Claim::TookOver { from } => {
+            // Rows were retired while this cache was not the site's: what it holds may
+            // predate them.
+            let cleared = repo.cache().clear().await;
+            tracing::warn!(
+                previous = %from,
+                cleared,
+                "this database was cached in {from} until lately; this instance's cache starts empty"
+            );
+            Ok(())
+        }
+        Claim::Refused {
+            other,
+            seen_secs_ago,
+        } => Err(StartupError::CacheSite(format!(
+            "this database's content is cached in {other} (an instance said so {seen_secs_ago} s ago), this instance's cache is {}: instances with different caches never see each other's invalidations. Give every instance the same CACHE_URL and CACHE_KEY_PREFIX, or stop the others and start again after {} s",
+            repo.cache().site_name().unwrap_or_default(),
+            crate::content::repository::cache_site::GONE_AFTER.as_secs()
+        ))),
     }
 }
 
@@ -124,6 +157,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     cache.spawn_history();
     let edges = crate::edge::Edges::new(&config.edge, &config.cache.key_prefix);
     let repo = Repository::new(db, cache.clone()).with_edges(edges);
+    claim_cache_site(&repo).await?;
     repo.start_invalidation_outbox(std::time::Duration::from_millis(500));
     // Writes whose invalidation was pending when the last process stopped.
     if let Err(e) = repo.apply_pending_invalidations().await {

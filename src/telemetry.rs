@@ -138,7 +138,7 @@ mod otel {
                     "http/protobuf" => opentelemetry_otlp::SpanExporter::builder()
                         .with_http()
                         .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                        .with_http_client(Client(runtime.handle().clone(), reqwest::Client::new()))
+                        .with_http_client(Client(runtime.handle().clone(), no_redirects()))
                         .build(),
                     "grpc" => opentelemetry_otlp::SpanExporter::builder()
                         .with_tonic()
@@ -201,6 +201,15 @@ mod otel {
         opentelemetry::global::get_text_map_propagator(|propagator| {
             propagator.inject_context(&context, &mut opentelemetry_http::HeaderInjector(headers))
         });
+    }
+
+    /// A client that follows no redirect: OTLP headers (`OTEL_EXPORTER_OTLP_HEADERS`)
+    /// often carry an API key, meant for the configured endpoint only.
+    fn no_redirects() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client without TLS settings builds")
     }
 
     /// OTLP/HTTP through the crate's reqwest (one HTTP client and one TLS stack in the

@@ -553,6 +553,19 @@ impl CacheManager {
         self.inner.keys.session_key(id)
     }
 
+    /// The name of the store this cache keeps entries in, as the database records its
+    /// site's cache (`content::repository::cache_site`): instances agree on it exactly
+    /// when they share entries and invalidations. None: it keeps nothing.
+    pub fn site_name(&self) -> Option<String> {
+        let prefix = &self.inner.config.key_prefix;
+        match &self.inner.config.url {
+            CacheUrl::None => None,
+            CacheUrl::Memory => Some("memory".into()),
+            CacheUrl::Redis(_) => Some(format!("redis:{prefix}")),
+            CacheUrl::RedisCluster(_) => Some(format!("redis-cluster:{prefix}")),
+        }
+    }
+
     /// Whether the backend is shared by every instance (Redis or a Redis Cluster).
     pub fn is_shared(&self) -> bool {
         self.inner.redis.is_some()

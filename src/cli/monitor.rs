@@ -64,12 +64,12 @@ pub fn run(config: Config, args: MonitorArgs) -> anyhow::Result<()> {
 
 /// The full statistics, which the server gives only to admins.
 pub(super) async fn get_monitor(base: &str, config: &Config) -> anyhow::Result<Value> {
-    let token = config.cache_admin_token.as_ref().map(|t| t.expose());
+    let token = config.admin_token().map(|t| t.expose());
     let (status, stats) = get_with(&format!("{base}/api/cache/monitor/"), token).await?;
     match status {
         200 if stats.get("families_by_miss_cost").is_some() => Ok(stats),
         200 => anyhow::bail!(
-            "the server gives its full statistics to admins only: set CACHE_ADMIN_TOKEN (the same as the server's)"
+            "the server gives its full statistics to admins only: set CACHE_ADMIN_TOKEN (the same as the server's), or run this where the server's DATA_DIR is"
         ),
         _ => anyhow::bail!("{base}/api/cache/monitor/ answered {status}: {stats}"),
     }

@@ -59,7 +59,7 @@ fn ask_the_server(
     eprintln!(
         "CACHE_URL is memory://: the cache lives in the running server's process, so this asks it to warm itself ({base}/api/cache/warm/)"
     );
-    let token = config.cache_admin_token.as_ref().ok_or_else(|| {
+    let token = config.admin_token().ok_or_else(|| {
         anyhow::anyhow!("CACHE_ADMIN_TOKEN must be set (the same as the server's) to ask it")
     })?;
     let base = base.trim_end_matches('/').to_string();

@@ -128,6 +128,10 @@ pub struct Config {
     pub warm_after_invalidation: bool,
     /// Bearer token of the cache admin API (full statistics, warm, clear).
     pub cache_admin_token: Option<SecretKey>,
+    /// Without `CACHE_ADMIN_TOKEN`: a token generated into `$DATA_DIR/admin_token`
+    /// (readable by its owner only), accepted from a loopback address, so the command
+    /// line on the server's machine reaches the server with no setting.
+    pub local_admin_token: Option<SecretKey>,
     /// `/metrics` answers only with `Authorization: Bearer <CACHE_ADMIN_TOKEN>`.
     pub metrics_require_token: bool,
     /// Signs invalidation webhook requests; None turns the webhook off.
@@ -457,6 +461,14 @@ impl ConfigError {
 }
 
 impl Config {
+    /// The token the command line sends to the server: the configured one, else the one
+    /// the server on this machine generated (see `local_admin_token`).
+    pub fn admin_token(&self) -> Option<&SecretKey> {
+        self.cache_admin_token
+            .as_ref()
+            .or(self.local_admin_token.as_ref())
+    }
+
     /// A server on PostgreSQL or Redis is one of several instances, or may become one: each
     /// generating its own key would break every session and CSRF token as a load
     /// balancer switches between them, so SECRET_KEY must be given.
@@ -491,6 +503,10 @@ impl Config {
         let database_url = s.database_url.unwrap_or_else(|| {
             DatabaseUrl::Sqlite(s.data_dir.join("folio.db").to_string_lossy().into_owned())
         });
+        let local_admin_token = match s.cache_admin_token {
+            Some(_) => None,
+            None => Some(SecretKey::load_or_generate_in(&s.data_dir, "admin_token")?),
+        };
         let secret_key_from_file = s.secret_key.is_none();
         let secret_key = match s.secret_key {
             Some(key) => key,
@@ -549,6 +565,7 @@ impl Config {
             view_flush_interval: Duration::from_secs(s.view_flush_interval),
             warm_on_start: s.warm_on_start,
             warm_after_invalidation: s.warm_after_invalidation,
+            local_admin_token,
             cache_admin_token: s.cache_admin_token,
             metrics_require_token: s.metrics_require_token,
             webhook_secret: s.cache_webhook_secret,

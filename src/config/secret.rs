@@ -26,25 +26,37 @@ impl SecretKey {
     /// Reads `data_dir/secret_key`, or generates and persists a new random key there, so
     /// sessions survive restarts without a hard-coded default.
     pub fn load_or_generate(data_dir: &Path) -> Result<Self, ConfigError> {
-        let file = data_dir.join("secret_key");
+        Self::load_or_generate_in(data_dir, "secret_key")
+    }
+
+    /// `load_or_generate` for the file `name` in `data_dir`: a process that finds it
+    /// made by another meanwhile (a server and a command starting together) reads it.
+    pub fn load_or_generate_in(data_dir: &Path, name: &str) -> Result<Self, ConfigError> {
+        let file = data_dir.join(name);
+        let variable = match name {
+            "secret_key" => "SECRET_KEY",
+            _ => "CACHE_ADMIN_TOKEN",
+        };
         if let Ok(existing) = std::fs::read_to_string(&file) {
             return SecretKey::new(existing.trim().to_string());
         }
         let mut bytes = [0u8; 64];
         rand::rng().fill_bytes(&mut bytes);
         let key = hex::encode(bytes);
-        std::fs::create_dir_all(data_dir)
-            .and_then(|_| write_private(&file, &key))
-            .map_err(|e| {
-                invalid(
-                    "SECRET_KEY",
-                    format!(
-                        "unset, and cannot persist a generated one to {}: {e}",
-                        file.display()
-                    ),
-                )
-            })?;
-        Ok(SecretKey(key))
+        match std::fs::create_dir_all(data_dir).and_then(|_| write_private(&file, &key)) {
+            Ok(()) => Ok(SecretKey(key)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let existing = std::fs::read_to_string(&file).unwrap_or_default();
+                SecretKey::new(existing.trim().to_string())
+            }
+            Err(e) => Err(invalid(
+                variable,
+                format!(
+                    "unset, and cannot persist a generated one to {}: {e}",
+                    file.display()
+                ),
+            )),
+        }
     }
 }
 

@@ -194,3 +194,14 @@ diesel::table! {
         breaker_open -> Nullable<Bool>,
     }
 }
+
+diesel::table! {
+    /// The one cache this database's content is cached in (see `repository::cache_site`).
+    cache_site (id) {
+        id -> Integer,
+        /// `memory`, `redis:<prefix>`, `redis-cluster:<prefix>`, or `none`.
+        name -> Text,
+        /// When an instance using it last said so (the database's clock).
+        seen_at -> Timestamp,
+    }
+}

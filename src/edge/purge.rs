@@ -44,7 +44,11 @@ pub(super) struct Purger {
 
 impl Purger {
     pub(super) fn new(config: EdgeConfig) -> Purger {
+        // No redirect is followed: a purge carries a secret (`X-Purge-Secret`,
+        // `Fastly-Key`, a Cloudflare token) meant for the configured host only. A 3xx is
+        // a failed purge, retried like any other.
         let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(5))
             .connect_timeout(Duration::from_secs(2))
             .build()

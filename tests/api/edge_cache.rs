@@ -376,6 +376,8 @@ type Taken = (String, String, HashMap<String, String>, String);
 struct FakeApi {
     requests: Arc<parking_lot::Mutex<Vec<Taken>>>,
     refuse_next: Arc<AtomicU64>,
+    /// Answer every request with a 307 to this address (a hostile or broken hop).
+    redirect_to: Arc<parking_lot::Mutex<Option<String>>>,
 }
 
 impl FakeApi {
@@ -398,6 +400,11 @@ impl FakeApi {
                             headers,
                             String::from_utf8_lossy(&body).into_owned(),
                         ));
+                        if let Some(to) = api.redirect_to.lock().clone() {
+                            return actix_web::HttpResponse::TemporaryRedirect()
+                                .insert_header(("location", to))
+                                .finish();
+                        }
                         if api.refuse_next.load(SeqCst) > 0 {
                             api.refuse_next.fetch_sub(1, SeqCst);
                             return actix_web::HttpResponse::TooManyRequests()
@@ -515,6 +522,49 @@ async fn fastly_purges_follow_its_api() {
         before + 2
     );
     assert!(text.contains(&delivered), "{text}");
+}
+
+/// A purge carries the edge's secret: an edge (or anything on the way) answering with a
+/// redirect gets a failed purge, retried, and the host it names never sees the secret.
+#[actix_web::test]
+async fn a_redirect_never_carries_a_purge_secret_elsewhere() {
+    let (api, thief) = (FakeApi::default(), FakeApi::default());
+    let port = api.start().await;
+    let thief_port = thief.start().await;
+    *api.redirect_to.lock() = Some(format!("http://127.0.0.1:{thief_port}/steal"));
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("EDGE_CACHE_URLS", "fastly://SU1Z0isxPaozGVKXdv0eY"),
+            ("FASTLY_API_TOKEN", "fastly-token-0123"),
+            ("FASTLY_API_URL", &format!("http://127.0.0.1:{port}")),
+        ],
+    )
+    .await
+    .unwrap();
+    write(&app, folio::content::invalidation::Model::AiTool, 1).await;
+    eventually(
+        Duration::from_secs(5),
+        "the redirected purge failed",
+        || async {
+            let s = edge_stats(&app).await;
+            s["failed"].as_u64().unwrap() >= 1 && s["pending"].as_u64().unwrap() >= 1
+        },
+    )
+    .await;
+    assert!(!api.taken().is_empty(), "the edge was asked");
+    assert!(
+        edge_stats(&app).await["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("307"),
+        "the 307 is the error shown"
+    );
+    assert!(
+        thief.taken().is_empty(),
+        "the redirect target saw nothing: {:?}",
+        thief.taken()
+    );
 }
 
 /// Cloudflare: `POST /zones/{zone}/purge_cache` with `{"tags": […]}` (≤ 100) and a

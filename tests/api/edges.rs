@@ -179,8 +179,43 @@ async fn stored_keys(app: &TestApp) -> u64 {
     if let Some((entries, _, _)) = app.state.cache.local_size() {
         return entries;
     }
-    let url = test_redis_url().expect("a Redis app");
-    scan(&url, &app.state.config.cache.key_prefix).await.len() as u64
+    app_keys(app).await.map_or(0, |keys| keys.len() as u64)
+}
+
+/// This app's keys in its own Redis or Redis Cluster (every node scanned), under its
+/// prefix; None on the in-process cache or none.
+pub(crate) async fn app_keys(app: &TestApp) -> Option<Vec<String>> {
+    let prefix = &app.state.config.cache.key_prefix;
+    let nodes: Vec<String> = match &app.state.config.cache.url {
+        folio::cache::CacheUrl::Redis(url) => vec![url.clone()],
+        folio::cache::CacheUrl::RedisCluster(nodes) => nodes.clone(),
+        _ => return None,
+    };
+    let mut keys = std::collections::BTreeSet::new();
+    for node in nodes {
+        let node_keys = match app.state.config.cache.url {
+            folio::cache::CacheUrl::RedisCluster(_) => cluster_node_keys(&node, prefix).await,
+            _ => scan(&node, prefix).await,
+        };
+        keys.extend(node_keys);
+    }
+    Some(keys.into_iter().collect())
+}
+
+/// Keys under `prefix` on every master of the cluster `seed` belongs to.
+async fn cluster_node_keys(seed: &str, prefix: &str) -> Vec<String> {
+    let mut conn = redis_conn(seed).await;
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    for line in nodes.lines().filter(|l| l.contains("master")) {
+        let address = line.split(' ').nth(1).unwrap().split('@').next().unwrap();
+        all.extend(scan(&format!("redis://{address}"), prefix).await);
+    }
+    all
 }
 
 /// Views are written only at the end, so both instances show the same counts; nothing

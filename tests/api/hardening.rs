@@ -322,6 +322,45 @@ on_both_app_caches! { with &[("TRUSTED_PROXIES", "127.0.0.1")];
     }
 }
 
+/// Keys of this app's login counters: in process, or under its prefix in Redis.
+async fn login_counters(app: &TestApp) -> usize {
+    match crate::edges::app_keys(app).await {
+        Some(keys) => keys.iter().filter(|k| k.contains("login_attempts")).count(),
+        None => app
+            .state
+            .cache
+            .local_size()
+            .map_or(0, |(n, _, _)| n as usize),
+    }
+}
+
+on_both_app_caches! { with &[("TRUSTED_PROXIES", "127.0.0.1")];
+    async fn refused_sign_ins_make_no_counter_per_name(app: TestApp) {
+        let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+        let res = client.get(app.url("/admin/login/")).send().await.unwrap();
+        let token = csrf_token(&res.text().await.unwrap());
+        let before = login_counters(&app).await;
+        let mut refused = 0;
+        for n in 0..1000 {
+            let name = format!("made-up-name-{n}");
+            let status = client
+                .post(app.url("/admin/login/"))
+                .header("x-forwarded-for", "203.0.113.77")
+                .form(&[("username", name.as_str()), ("password", "wrong"), ("csrf_token", &token), ("next", "/admin/")])
+                .send()
+                .await
+                .unwrap()
+                .status();
+            refused += usize::from(status == 429);
+        }
+        assert!(refused >= 1000 - folio::web::limits::LOGIN_PER_ADDRESS as usize, "{refused} refused");
+        let made = login_counters(&app).await.saturating_sub(before);
+        // The address's counter, and per allowed attempt its pair and its name's.
+        let bound = 1 + 2 * folio::web::limits::LOGIN_PER_ADDRESS as usize;
+        assert!(made <= bound, "{made} counters for 1,000 sign-ins from one address (bound {bound})");
+    }
+}
+
 #[actix_web::test]
 async fn the_login_limiter_works_with_the_cache_off() {
     let app = spawn_app_with(

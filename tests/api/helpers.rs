@@ -197,6 +197,18 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<
 
 /// Builds and starts the app with the test defaults, `extra` on top.
 async fn start(database_url: &str, data_dir: &str, extra: &[(&str, &str)], db: TestDb) -> TestApp {
+    try_start(database_url, data_dir, extra, db)
+        .await
+        .expect("application starts")
+}
+
+/// `start`, or why the application refused to start.
+async fn try_start(
+    database_url: &str,
+    data_dir: &str,
+    extra: &[(&str, &str)],
+    db: TestDb,
+) -> Result<TestApp, String> {
     let mut vars: HashMap<String, String> = [
         ("DATABASE_URL", database_url),
         ("DATA_DIR", data_dir),
@@ -222,7 +234,7 @@ async fn start(database_url: &str, data_dir: &str, extra: &[(&str, &str)], db: T
     let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("test config");
     let app = Application::build(config)
         .await
-        .expect("application starts");
+        .map_err(|e| e.to_string())?;
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
     actix_web::rt::spawn(app.run_until_stopped());
@@ -231,12 +243,12 @@ async fn start(database_url: &str, data_dir: &str, extra: &[(&str, &str)], db: T
         .cookie_store(true)
         .build()
         .unwrap();
-    TestApp {
+    Ok(TestApp {
         address,
         client,
         state,
         _db: db,
-    }
+    })
 }
 
 /// Declares each test once and runs it on SQLite and on PostgreSQL:
@@ -435,6 +447,15 @@ impl TestApp {
         let mut vars = vec![("SEED_ON_EMPTY", "false")];
         vars.extend_from_slice(extra);
         start(&database_url, &data_dir, &vars, TestDb::Borrowed).await
+    }
+
+    /// `second_instance`, or why it refused to start.
+    pub async fn try_second_instance(&self, extra: &[(&str, &str)]) -> Result<TestApp, String> {
+        let database_url = self.state.config.database_url.to_url();
+        let data_dir = self.state.config.data_dir.to_string_lossy().into_owned();
+        let mut vars = vec![("SEED_ON_EMPTY", "false")];
+        vars.extend_from_slice(extra);
+        try_start(&database_url, &data_dir, &vars, TestDb::Borrowed).await
     }
 
     /// Creates an admin account and signs this app's client in.

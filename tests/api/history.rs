@@ -64,7 +64,19 @@ async fn outlives_a_restart(app: TestApp) {
     .await;
     let written = lookups(&history(&app, "1h").await);
     // A new process on the same database: nothing of this in its memory.
-    let vars: Vec<(&str, &str)> = FLUSH_EVERY_SECOND.to_vec();
+    // The same site: the same cache (one cache per database).
+    let url = match &app.state.config.cache.url {
+        folio::cache::CacheUrl::Redis(url) => Some(url.clone()),
+        _ => None,
+    };
+    let prefix = app.state.config.cache.key_prefix.clone();
+    let mut vars: Vec<(&str, &str)> = FLUSH_EVERY_SECOND.to_vec();
+    if let Some(url) = &url {
+        vars.extend([
+            ("CACHE_URL", url.as_str()),
+            ("CACHE_KEY_PREFIX", prefix.as_str()),
+        ]);
+    }
     let restarted = app.second_instance(&vars).await;
     assert_eq!(own_lookups(&restarted), 0);
     let h = history(&restarted, "1h").await;

@@ -261,6 +261,154 @@ mod scheduled {
         .await;
     }
 
+    /// An instance with no cache (`CACHE_URL=none`) on the same database polls the
+    /// outbox too. It must not take a scheduled publication the caching instances need:
+    /// here it tries at its time every few milliseconds, before their own poll can.
+    async fn beside_an_uncached_instance(cached: TestApp) {
+        let uncached = cached
+            .second_instance(&[("CACHE_URL", "none"), ("SEED_ON_EMPTY", "false")])
+            .await;
+        let (at, due) = three_seconds_ahead();
+        let slug = schedule_by_form(&cached, at, "UTC").await;
+        let repo = uncached.state.repo.clone();
+        let eager = actix_web::rt::spawn(async move {
+            tokio::time::sleep(due.saturating_duration_since(Instant::now())).await;
+            let until = Instant::now() + Duration::from_millis(1500);
+            while Instant::now() < until {
+                let _ = repo.apply_pending_invalidations().await;
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        });
+        watch(
+            &[cached.address.clone(), uncached.address.clone()],
+            &slug,
+            due,
+        )
+        .await;
+        eager.await.unwrap();
+    }
+
+    crate::on_both_app_caches! {
+        async fn beside_an_instance_without_cache(app: TestApp) {
+            beside_an_uncached_instance(app).await
+        }
+    }
+
+    /// A write made through the uncached instance returns once the caching instances
+    /// have applied its invalidation (they poll for it): no old page after it.
+    async fn a_write_through_an_uncached_instance_reaches_the_cache(cached: TestApp) {
+        let uncached = cached
+            .second_instance(&[("CACHE_URL", "none"), ("SEED_ON_EMPTY", "false")])
+            .await;
+        for round in 0..3 {
+            let (_, before) = cached.get_text("/about/").await;
+            let headline = format!("Written without a cache, round {round}");
+            assert!(!before.contains(&headline));
+            let info = crate::helpers::personal_info(headline.clone());
+            uncached.state.repo.save_personal_info(&info).await.unwrap();
+            let (_, after) = cached.get_text("/about/").await;
+            assert!(
+                after.contains(&headline),
+                "round {round}: the cached page follows the write"
+            );
+        }
+    }
+
+    crate::on_both_app_caches! {
+        async fn writes_through_an_instance_without_cache(app: TestApp) {
+            a_write_through_an_uncached_instance_reaches_the_cache(app).await
+        }
+    }
+
+    // One cache per database: an instance with another cache than the live one's
+    // refuses to start (it would never see the others' invalidations); an uncached
+    // one starts beside it.
+    crate::on_both_app_caches! {
+        async fn another_cache_on_the_same_database_is_refused(app: TestApp) {
+            let other_prefix = crate::helpers::unique_prefix();
+            let others: Vec<Vec<(&str, &str)>> = match &app.state.config.cache.url {
+                folio::cache::CacheUrl::Memory => match crate::helpers::test_redis_url() {
+                    Some(_) => vec![vec![("CACHE_URL", "redis://127.0.0.1:6379"), ("CACHE_KEY_PREFIX", other_prefix.as_str())]],
+                    None => vec![],
+                },
+                folio::cache::CacheUrl::Redis(url) => vec![
+                    vec![("CACHE_URL", "memory://")],
+                    vec![("CACHE_URL", url.as_str()), ("CACHE_KEY_PREFIX", other_prefix.as_str())],
+                ],
+                folio::cache::CacheUrl::RedisCluster(nodes) => {
+                    let hosts: Vec<&str> = nodes.iter().map(|n| n.trim_start_matches("redis://")).collect();
+                    let url: &str = format!("redis+cluster://{}", hosts.join(",")).leak();
+                    vec![
+                        vec![("CACHE_URL", "memory://")],
+                        vec![("CACHE_URL", url), ("CACHE_KEY_PREFIX", other_prefix.as_str())],
+                    ]
+                }
+                folio::cache::CacheUrl::None => unreachable!("a caching app"),
+            };
+            for vars in others {
+                let refused = app.try_second_instance(&vars).await.err().expect("refused");
+                assert!(refused.contains("CACHE_KEY_PREFIX") && refused.contains("is cached in"), "{refused}");
+            }
+            let uncached = app.try_second_instance(&[("CACHE_URL", "none")]).await;
+            assert!(uncached.is_ok(), "an uncached instance starts beside it");
+        }
+    }
+
+    /// The scenario, `PUBLISH_ROUNDS` times (none by default: the deterministic
+    /// tests above run in CI): a fresh pair of instances on Redis with start-up warming
+    /// at its defaults, and an uncached third on the same database, all reading every
+    /// surface; a post scheduled through the form must be on all of them within 1 s.
+    async fn rounds_beside_an_uncached_instance(backend: Backend, near: &str) {
+        let rounds: usize = std::env::var("PUBLISH_ROUNDS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        for round in 0..rounds {
+            let settings = [("WARM_ON_START", "true"), ("CACHE_NEAR", near)];
+            let Some((a, b)) = two_instances_on_redis(backend, &settings).await else {
+                return;
+            };
+            let c = a
+                .second_instance(&[("CACHE_URL", "none"), ("SEED_ON_EMPTY", "false")])
+                .await;
+            let (at, due) = three_seconds_ahead();
+            let slug = schedule_by_form(&a, at, "UTC").await;
+            watch(
+                &[a.address.clone(), b.address.clone(), c.address.clone()],
+                &slug,
+                due,
+            )
+            .await;
+            eprintln!("round {round} ({backend:?}, near {near}): on time");
+            a.state.cache.clear().await;
+        }
+    }
+
+    #[actix_web::test]
+    async fn rounds_sqlite_near() {
+        rounds_beside_an_uncached_instance(Backend::Sqlite, "true").await
+    }
+    #[actix_web::test]
+    async fn rounds_sqlite_no_near() {
+        rounds_beside_an_uncached_instance(Backend::Sqlite, "false").await
+    }
+    #[actix_web::test]
+    async fn rounds_postgres_near() {
+        rounds_beside_an_uncached_instance(Backend::Postgres, "true").await
+    }
+    #[actix_web::test]
+    async fn rounds_postgres_no_near() {
+        rounds_beside_an_uncached_instance(Backend::Postgres, "false").await
+    }
+
+    /// The same on PostgreSQL and Redis (skipped without both).
+    #[actix_web::test]
+    async fn beside_an_instance_without_cache_postgres() {
+        if let Some((a, _b)) = two_instances_on_redis(Backend::Postgres, &[]).await {
+            beside_an_uncached_instance(a).await
+        }
+    }
+
     async fn wait_ready(base: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !matches!(reqwest::get(format!("{base}/readyz")).await, Ok(r) if r.status() == 200) {

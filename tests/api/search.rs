@@ -273,6 +273,20 @@ on_databases_and_caches! {
         let res = app.get("/search/?q=KIWI++Bird").await;
         assert_eq!(res.status(), 308);
         assert_eq!(res.headers()["location"], "/search/?q=kiwi+bird");
+        // One redirect at most, whatever the letters: case mappings that change length,
+        // compatibility forms, combining marks.
+        for q in ["İstanbul", "STRASSE ẞ", "ﬁle", "ΟΔΟΣ", "i\u{307}x", "Å"] {
+            let raw = url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>();
+            for path in ["/search/", "/api/search/"] {
+                let res = app.get(&format!("{path}?q={raw}")).await;
+                let location = match res.status().as_u16() {
+                    308 => res.headers()["location"].to_str().unwrap().to_string(),
+                    _ => continue,
+                };
+                let again = app.get(&location).await;
+                assert_ne!(again.status(), 308, "{q}: a second redirect from {location}");
+            }
+        }
         // Browsers can add the search; the OpenAPI document names it.
         let (status, xml) = app.get_text("/opensearch.xml").await;
         assert_eq!(status, 200);

@@ -68,6 +68,7 @@ macro_rules! transact {
 
 mod admins;
 mod authors;
+pub mod cache_site;
 pub mod edge_purges;
 pub mod images;
 mod inbox;

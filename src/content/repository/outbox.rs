@@ -11,6 +11,7 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use super::cache_site::{may_retire, Retire, HEARTBEAT};
 use super::{RepoResult, Repository};
 use crate::content::invalidation::{post_tag, tags_invalidated_by, Model};
 use crate::content::schema::{cache_invalidations, edge_purges};
@@ -52,6 +53,10 @@ fn distinct_tags<'a>(rows: impl Iterator<Item = &'a (i32, String, bool)>) -> Vec
     tags
 }
 
+/// How long a write made by an instance whose cache is not the site's waits for the
+/// site's instances (they poll every 500 ms) to apply its invalidation.
+const LEFT_TO_SITE_WAIT: Duration = Duration::from_secs(3);
+
 /// Rows to apply now: immediate ones, and scheduled ones whose time has come.
 type Due = diesel::dsl::Or<
     diesel::dsl::IsNull<cache_invalidations::due_at>,
@@ -81,17 +86,51 @@ impl Repository {
         }
         let owed = purge_edges.then_some(tags);
         match self.retire_outbox_rows(vec![id], owed).await {
-            Ok(()) => {
+            Ok(Retire::Yes) => {
                 if owed.is_some() {
                     if let Some(edges) = &self.edges {
                         edges.purge_soon_and_wait().await;
                     }
                 }
             }
+            // This instance's cache is not the one readers are served from (it caches
+            // nothing, or it is a command-line process): the site's instances apply
+            // the row within their poll; the write returns once they have.
+            Ok(Retire::LeftToSite { alive: true }) => {
+                if !self.wait_until_retired(id, LEFT_TO_SITE_WAIT).await {
+                    tracing::warn!(
+                        ?tags,
+                        "the site's cache has not applied this write's invalidation yet; its instances retry it"
+                    );
+                }
+            }
+            Ok(Retire::LeftToSite { alive: false }) => tracing::warn!(
+                ?tags,
+                "no instance of this database's cache is running: the write's invalidation waits for one"
+            ),
             // Applied; the row is applied again later, which costs one more miss.
             Err(e) => tracing::warn!(error = %e, "could not delete an applied invalidation"),
         }
         true
+    }
+
+    /// Waits until the outbox row `id` is gone (another instance retired it), at most
+    /// `limit`; whether it is.
+    async fn wait_until_retired(&self, id: i32, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left: Result<i64, DbError> =
+                with_conn!(self.db, |conn| Ok(cache_invalidations::table
+                    .filter(cache_invalidations::id.eq(id))
+                    .count()
+                    .get_result(conn)
+                    .await?));
+            match left {
+                Ok(0) => return true,
+                _ if tokio::time::Instant::now() >= deadline => return false,
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
     }
 
     /// Applies every invalidation still pending (this instance's or another's); returns
@@ -121,8 +160,13 @@ impl Repository {
         }
         let owed = distinct_tags(rows.iter().filter(|(_, _, edges)| *edges));
         let owed = (!owed.is_empty()).then_some(owed.as_slice());
-        self.retire_outbox_rows(rows.iter().map(|(id, _, _)| *id).collect(), owed)
+        let retired = self
+            .retire_outbox_rows(rows.iter().map(|(id, _, _)| *id).collect(), owed)
             .await?;
+        if retired != Retire::Yes {
+            // Another cache is the site's: its instances apply these rows.
+            return Ok(0);
+        }
         if owed.is_some() {
             if let Some(edges) = &self.edges {
                 edges.wake();
@@ -132,16 +176,21 @@ impl Repository {
         Ok(rows.len())
     }
 
-    /// Deletes applied outbox rows; with `owed` tags and edges configured, in the same
-    /// transaction as the edge purges that replace them (so a crash between the two
-    /// can lose neither).
-    async fn retire_outbox_rows(&self, ids: Vec<i32>, owed: Option<&[&str]>) -> RepoResult<()> {
+    /// Deletes applied outbox rows if this instance's cache is the site's (see
+    /// `cache_site`); with `owed` tags and edges configured, in the same transaction as
+    /// the edge purges that replace them (so a crash between the two can lose neither).
+    async fn retire_outbox_rows(&self, ids: Vec<i32>, owed: Option<&[&str]>) -> RepoResult<Retire> {
         let purges = match (owed, &self.edges) {
             (Some(tags), Some(edges)) => Some(edges.rows_for(tags)),
             _ => None,
         };
+        let own = self.cache_site_name();
         with_conn!(self.db, |conn| {
             conn.transaction::<_, DbError, _>(async |conn| {
+                let retire = may_retire!(conn, own.as_deref());
+                if retire != Retire::Yes {
+                    return Ok(retire);
+                }
                 diesel::delete(
                     cache_invalidations::table.filter(cache_invalidations::id.eq_any(&ids)),
                 )
@@ -156,7 +205,7 @@ impl Repository {
                             .await?;
                     }
                 }
-                Ok(())
+                Ok(Retire::Yes)
             })
             .await
         })
@@ -196,9 +245,25 @@ impl Repository {
             })
         }));
         tokio::spawn(async move {
+            let mut said_alive = tokio::time::Instant::now();
+            let mut site_lost = false;
             loop {
                 tokio::time::sleep(every).await;
                 let Some(repo) = repo_of() else { return };
+                if said_alive.elapsed() >= HEARTBEAT {
+                    said_alive = tokio::time::Instant::now();
+                    match repo.cache_site_heartbeat().await {
+                        Ok(ours) => {
+                            if !ours && !site_lost {
+                                tracing::error!(
+                                    "the database now names another cache as its own: this instance leaves every invalidation to that cache's instances and may serve old entries from its own; restart it with the same CACHE_URL and CACHE_KEY_PREFIX as the others"
+                                );
+                            }
+                            site_lost = !ours;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "cache site heartbeat not written"),
+                    }
+                }
                 // Any pending row, also another instance's: if that instance alone lost
                 // Redis, this one applies its write for it (a second bump of a row its
                 // writer is applying at this moment costs one more miss, no more).

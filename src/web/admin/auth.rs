@@ -109,8 +109,9 @@ pub async fn login(
     let account = state.repo.admin_by_username(form.username.trim()).await?;
     // Counted by the name as typed, whether an account has it or not: a made-up name
     // gets exactly the answers a real one does, so the limiter cannot tell which names
-    // exist. The counters a client can create this way are bounded by the per-address
-    // limit.
+    // exist. The per-address count comes first and a refused attempt stops there, so
+    // one address makes at most `LOGIN_PER_ADDRESS` counters per name (pair and
+    // account) in a window, whatever it sends.
     let counted_name: String = form
         .username
         .trim()
@@ -121,9 +122,12 @@ pub async fn login(
     let (cache, limits) = (&state.cache, &state.limits);
     let pair = [ip.as_str(), counted_name.as_str()];
     // Counted before checking: this attempt is one of the allowed ones or refused.
-    let tries = limits.login.add(cache, &pair, 1).await;
     let tries_here = limits.login_address.add(cache, &[&ip], 1).await;
-    if tries > LOGIN_PER_ACCOUNT || tries_here > LOGIN_PER_ADDRESS {
+    let tries = match tries_here > LOGIN_PER_ADDRESS {
+        true => None,
+        false => Some(limits.login.add(cache, &pair, 1).await),
+    };
+    if tries.is_none_or(|tries| tries > LOGIN_PER_ACCOUNT) {
         return login_page(
             &state,
             &req,
