@@ -1,13 +1,22 @@
 //! Uploaded images: refused before decoding when the bytes are not JPEG, PNG, WebP or
 //! GIF, too large, or declare too many pixels (a decompression bomb is a few KB that
 //! declares gigapixels); decoded whole within memory limits (a truncated or damaged
-//! file is an error, not a grey half-picture); then resized once into the widths a
-//! page's `srcset` offers. Named by the hash of their bytes, so a URL never shows
-//! another image and browsers and edges may keep it forever.
+//! file is an error, not a grey half-picture: JPEGs are decoded strictly); then stored
+//! without what the camera or editor wrote besides the picture — EXIF (the GPS position
+//! among it), XMP, IPTC, comments, trailing data — and with the EXIF orientation
+//! applied to the pixels, so the original and its resized copies stand the same way.
+//! JPEG and PNG are re-encoded (JPEG at quality 90, keeping the colour profile), WebP
+//! has its metadata chunks removed (re-encoded only when it must be rotated), GIF is
+//! re-encoded frame by frame within a budget of frames and pixels. Resized once into
+//! the widths a page's `srcset` offers. Named by the hash of the stored bytes, so a URL
+//! never shows another image and browsers and edges may keep it forever.
 
 use std::io::Cursor;
 
-use image::{ImageFormat, ImageReader, Limits};
+use image::metadata::Orientation;
+use image::{
+    AnimationDecoder, DynamicImage, ImageDecoder, ImageEncoder, ImageFormat, ImageReader, Limits,
+};
 use sha2::{Digest, Sha256};
 
 /// Widths of the resized copies, for `srcset` (those narrower than the image).
@@ -15,8 +24,13 @@ pub const VARIANT_WIDTHS: [u32; 3] = [480, 960, 1600];
 /// At most this many pixels (a 40-megapixel photo), and this many a side.
 pub const MAX_PIXELS: u64 = 40_000_000;
 pub const MAX_SIDE: u32 = 16_384;
-/// JPEG quality of resized copies.
+/// An animation (GIF, WebP): at most this many frames, and this many pixels over all of
+/// them (what decoding and re-encoding it costs).
+pub const MAX_FRAMES: usize = 500;
+pub const MAX_ANIMATION_PIXELS: u64 = 50_000_000;
+/// JPEG quality of resized copies, and of the stored original.
 const JPEG_QUALITY: u8 = 82;
+const ORIGINAL_JPEG_QUALITY: u8 = 90;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -72,16 +86,19 @@ pub enum ImageError {
     Unsupported,
     #[error("The image is {width}×{height} pixels; at most 40 megapixels and 16,384 pixels a side are accepted.")]
     TooManyPixels { width: u32, height: u32 },
+    #[error("The animation is too long: at most 500 frames and 50 megapixels over all frames are accepted.")]
+    TooManyFrames,
     #[error("The image could not be read: the file is truncated or damaged.")]
     Damaged,
 }
 
-/// An accepted image: its bytes as uploaded, and its resized copies.
+/// An accepted image: its bytes as stored (no metadata, upright), and its resized copies.
 #[derive(Debug, Clone)]
 pub struct Upload {
-    /// Hex SHA-256 of the bytes, 32 characters: its name.
+    /// Hex SHA-256 of the stored bytes, 32 characters: its name.
     pub hash: String,
     pub format: Format,
+    /// As shown (after the orientation is applied).
     pub width: u32,
     pub height: u32,
     pub bytes: Vec<u8>,
@@ -94,7 +111,19 @@ pub fn hash_of(bytes: &[u8]) -> String {
     hex::encode(&Sha256::digest(bytes)[..16])
 }
 
-/// Checks, decodes and resizes an upload. CPU-bound: run it on a blocking thread.
+/// Decoding limits: the pixels accepted, RGBA at 8 bits, with room for the decoder's
+/// own buffers.
+fn limits() -> Limits {
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_PIXELS * 4 * 2);
+    limits
+}
+
+/// Checks, decodes, cleans and resizes an upload. CPU-bound: run it on a blocking
+/// thread, one at a time (`web::limits`): a 40-megapixel image takes a few hundred MB
+/// while it is decoded.
 pub fn process(bytes: Vec<u8>, max_bytes: usize) -> Result<Upload, ImageError> {
     if bytes.is_empty() {
         return Err(ImageError::Empty);
@@ -115,57 +144,229 @@ pub fn process(bytes: Vec<u8>, max_bytes: usize) -> Result<Upload, ImageError> {
     if !is_complete(format, &bytes) {
         return Err(ImageError::Damaged);
     }
-    let reader = || ImageReader::with_format(Cursor::new(&bytes[..]), format.image_format());
+    let reader = || {
+        let mut reader = ImageReader::with_format(Cursor::new(&bytes[..]), format.image_format());
+        reader.limits(limits());
+        reader
+    };
     // From the header alone, before any pixel is allocated.
-    let (width, height) = reader()
+    let (width, height) = ImageReader::with_format(Cursor::new(&bytes[..]), format.image_format())
         .into_dimensions()
         .map_err(|_| ImageError::Damaged)?;
     if u64::from(width) * u64::from(height) > MAX_PIXELS || width > MAX_SIDE || height > MAX_SIDE {
         return Err(ImageError::TooManyPixels { width, height });
     }
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    // RGBA at 8 bits, with room for the decoder's own buffers.
-    limits.max_alloc = Some(MAX_PIXELS * 4 * 2);
-    let mut decoder = reader();
-    decoder.limits(limits);
-    let decoded = decoder.decode().map_err(|_| ImageError::Damaged)?;
-    let mut variants = Vec::new();
-    if format != Format::Gif {
-        for w in VARIANT_WIDTHS.into_iter().filter(|w| *w < width) {
-            let h = (u64::from(height) * u64::from(w) / u64::from(width)).max(1) as u32;
-            let small = decoded.resize_exact(w, h, image::imageops::FilterType::Triangle);
-            let mut out = Vec::new();
-            match format {
-                Format::Jpeg => small.to_rgb8().write_with_encoder(
-                    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY),
-                ),
-                _ => small.write_to(&mut Cursor::new(&mut out), format.image_format()),
-            }
-            .map_err(|_| ImageError::Damaged)?;
-            variants.push((w, out));
-        }
+    if format == Format::Jpeg {
+        decodes_strictly(&bytes)?;
     }
+    if format == Format::Gif {
+        let stored = reencode_gif(&bytes)?;
+        return Ok(Upload {
+            hash: hash_of(&stored),
+            format,
+            width,
+            height,
+            bytes: stored,
+            variants: Vec::new(),
+        });
+    }
+    let mut decoder = reader().into_decoder().map_err(|_| ImageError::Damaged)?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let icc = decoder.icc_profile().ok().flatten();
+    let mut decoded = DynamicImage::from_decoder(decoder).map_err(|_| ImageError::Damaged)?;
+    decoded.apply_orientation(orientation);
+    let (width, height) = (decoded.width(), decoded.height());
+    let stored = match format {
+        Format::Jpeg => encode_jpeg(&decoded, ORIGINAL_JPEG_QUALITY, icc)?,
+        Format::Png => {
+            let mut out = Vec::new();
+            let mut encoder = image::codecs::png::PngEncoder::new_with_quality(
+                &mut out,
+                image::codecs::png::CompressionType::Default,
+                image::codecs::png::FilterType::Adaptive,
+            );
+            if let Some(icc) = icc {
+                let _ = encoder.set_icc_profile(icc);
+            }
+            decoded
+                .write_with_encoder(encoder)
+                .map_err(|_| ImageError::Damaged)?;
+            out
+        }
+        Format::Webp if orientation == Orientation::NoTransforms => strip_webp(&bytes)?,
+        // Rotated: the only encoder at hand is lossless (larger, but upright and clean).
+        Format::Webp => {
+            let mut out = Vec::new();
+            let mut encoder = image::codecs::webp::WebPEncoder::new_lossless(&mut out);
+            if let Some(icc) = icc {
+                let _ = encoder.set_icc_profile(icc);
+            }
+            decoded
+                .write_with_encoder(encoder)
+                .map_err(|_| ImageError::Damaged)?;
+            out
+        }
+        Format::Gif => unreachable!("handled above"),
+    };
+    // Widest first, each from the one before: a third of the work of three resizes of
+    // the original.
+    let mut variants = Vec::new();
+    let mut source = decoded;
+    for w in VARIANT_WIDTHS.into_iter().rev().filter(|w| *w < width) {
+        let h = (u64::from(height) * u64::from(w) / u64::from(width)).max(1) as u32;
+        let small = source.resize_exact(w, h, image::imageops::FilterType::Triangle);
+        let out = match format {
+            Format::Jpeg => encode_jpeg(&small, JPEG_QUALITY, None)?,
+            _ => {
+                let mut out = Vec::new();
+                small
+                    .write_to(&mut Cursor::new(&mut out), format.image_format())
+                    .map_err(|_| ImageError::Damaged)?;
+                out
+            }
+        };
+        variants.push((w, out));
+        source = small;
+    }
+    variants.reverse();
     Ok(Upload {
-        hash: hash_of(&bytes),
+        hash: hash_of(&stored),
         format,
         width,
         height,
-        bytes,
+        bytes: stored,
         variants,
     })
 }
 
+fn encode_jpeg(
+    img: &DynamicImage,
+    quality: u8,
+    icc: Option<Vec<u8>>,
+) -> Result<Vec<u8>, ImageError> {
+    let mut out = Vec::new();
+    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
+    if let Some(icc) = icc {
+        let _ = encoder.set_icc_profile(icc);
+    }
+    img.to_rgb8()
+        .write_with_encoder(encoder)
+        .map_err(|_| ImageError::Damaged)?;
+    Ok(out)
+}
+
+/// A JPEG whose entropy-coded data ends early is filled with grey by every decoder
+/// (libjpeg only warns), even strictly, when an end marker follows the cut: so the
+/// picture must not depend on what lies between its data and its end marker. Decoded
+/// as sent and with filler inserted before the last end marker: a complete image
+/// ignores the filler, a cut one decodes the filler as its missing rows.
+fn decodes_strictly(bytes: &[u8]) -> Result<(), ImageError> {
+    let decode = |bytes: &[u8]| {
+        let options = zune_core::options::DecoderOptions::new_safe()
+            .set_strict_mode(true)
+            .set_max_width(MAX_SIDE as usize)
+            .set_max_height(MAX_SIDE as usize);
+        zune_jpeg::JpegDecoder::new_with_options(Cursor::new(bytes), options)
+            .decode()
+            .map_err(|_| ImageError::Damaged)
+    };
+    let pixels = decode(bytes)?;
+    let end = bytes
+        .windows(2)
+        .rposition(|w| w == [0xFF, 0xD9])
+        .ok_or(ImageError::Damaged)?;
+    let probe = [&bytes[..end], &[0x5A; 64][..], &bytes[end..]].concat();
+    match decode(&probe) {
+        Ok(probed) if probed == pixels => Ok(()),
+        _ => Err(ImageError::Damaged),
+    }
+}
+
+/// The GIF re-encoded frame by frame (no comment or application extension survives),
+/// one frame in memory at a time, within `MAX_FRAMES` and `MAX_ANIMATION_PIXELS`.
+fn reencode_gif(bytes: &[u8]) -> Result<Vec<u8>, ImageError> {
+    let mut decoder =
+        image::codecs::gif::GifDecoder::new(Cursor::new(bytes)).map_err(|_| ImageError::Damaged)?;
+    decoder
+        .set_limits(limits())
+        .map_err(|_| ImageError::Damaged)?;
+    let mut out = Vec::new();
+    {
+        let mut encoder = image::codecs::gif::GifEncoder::new_with_speed(&mut out, 10);
+        encoder
+            .set_repeat(image::codecs::gif::Repeat::Infinite)
+            .map_err(|_| ImageError::Damaged)?;
+        let (mut frames, mut pixels) = (0usize, 0u64);
+        for frame in decoder.into_frames() {
+            let frame = frame.map_err(|_| ImageError::Damaged)?;
+            frames += 1;
+            let buffer = frame.buffer();
+            pixels += u64::from(buffer.width()) * u64::from(buffer.height());
+            if frames > MAX_FRAMES || pixels > MAX_ANIMATION_PIXELS {
+                return Err(ImageError::TooManyFrames);
+            }
+            encoder
+                .encode_frame(frame)
+                .map_err(|_| ImageError::Damaged)?;
+        }
+        if frames == 0 {
+            return Err(ImageError::Damaged);
+        }
+    }
+    Ok(out)
+}
+
+/// A WebP without its `EXIF` and `XMP ` chunks (and their flags in `VP8X`), its
+/// animation within `MAX_FRAMES` and `MAX_ANIMATION_PIXELS`; the picture's own chunks
+/// are kept byte for byte.
+fn strip_webp(bytes: &[u8]) -> Result<Vec<u8>, ImageError> {
+    let mut out = bytes[..12].to_vec();
+    let (mut at, mut frames, mut pixels) = (12usize, 0usize, 0u64);
+    while at + 8 <= bytes.len() {
+        let kind = &bytes[at..at + 4];
+        let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
+        let end = at + 8 + size + (size & 1);
+        let chunk = bytes
+            .get(at..end.min(bytes.len()))
+            .ok_or(ImageError::Damaged)?;
+        if at + 8 + size > bytes.len() {
+            return Err(ImageError::Damaged);
+        }
+        match kind {
+            b"EXIF" | b"XMP " => {}
+            b"VP8X" if size >= 10 => {
+                let mut chunk = chunk.to_vec();
+                chunk[8] &= !(0x08 | 0x04);
+                out.extend_from_slice(&chunk);
+            }
+            b"ANMF" if size >= 16 => {
+                let d = &chunk[8..];
+                let side =
+                    |i: usize| u64::from(u32::from_le_bytes([d[i], d[i + 1], d[i + 2], 0]) + 1);
+                frames += 1;
+                pixels += side(6) * side(9);
+                if frames > MAX_FRAMES || pixels > MAX_ANIMATION_PIXELS {
+                    return Err(ImageError::TooManyFrames);
+                }
+                out.extend_from_slice(chunk);
+            }
+            _ => out.extend_from_slice(chunk),
+        }
+        at = end;
+    }
+    let riff = (out.len() - 8) as u32;
+    out[4..8].copy_from_slice(&riff.to_le_bytes());
+    Ok(out)
+}
+
 /// Whether the file ends where its format says it does: some decoders fill a cut-off
-/// image with grey instead of failing.
+/// image with grey instead of failing (JPEGs are also decoded strictly, see
+/// `decodes_strictly`).
 fn is_complete(format: Format, bytes: &[u8]) -> bool {
     match format {
-        // The end-of-image marker, possibly followed by padding.
-        Format::Jpeg => {
-            let end = bytes.iter().rposition(|b| *b != 0).unwrap_or(0);
-            end >= 1 && bytes[end - 1] == 0xFF && bytes[end] == 0xD9
-        }
+        // Decoded strictly instead: a marker at the end proves nothing, and a phone's
+        // motion photo carries a video after it (dropped when the file is re-encoded).
+        Format::Jpeg => true,
         // The trailer byte.
         Format::Gif => bytes.last() == Some(&0x3B),
         // The RIFF header's length covers the file.
@@ -233,6 +434,51 @@ mod tests {
                 ImageError::Damaged
             );
         }
+    }
+
+    /// A WebP in the extended format carrying EXIF and XMP chunks: stored without them,
+    /// the picture's chunk byte for byte.
+    #[test]
+    fn a_webp_loses_its_metadata_chunks_and_keeps_its_picture() {
+        let simple = encoded(ImageFormat::WebP, 300, 200);
+        let picture = &simple[12..];
+        let chunk = |kind: &[u8], data: &[u8]| {
+            let mut c = kind.to_vec();
+            c.extend((data.len() as u32).to_le_bytes());
+            c.extend_from_slice(data);
+            if data.len() % 2 == 1 {
+                c.push(0);
+            }
+            c
+        };
+        let mut vp8x = vec![0x08 | 0x04, 0, 0, 0];
+        vp8x.extend(&299u32.to_le_bytes()[..3]);
+        vp8x.extend(&199u32.to_le_bytes()[..3]);
+        let body = [
+            b"WEBP".to_vec(),
+            chunk(b"VP8X", &vp8x),
+            picture.to_vec(),
+            chunk(b"EXIF", b"II*\0GPS 38.7223 N"),
+            chunk(b"XMP ", b"<x:xmpmeta>GPS 38.7223 N</x:xmpmeta>"),
+        ]
+        .concat();
+        let file = [
+            b"RIFF".to_vec(),
+            (body.len() as u32).to_le_bytes().to_vec(),
+            body,
+        ]
+        .concat();
+        let up = process(file, 1 << 20).unwrap();
+        let has = |needle: &[u8]| up.bytes.windows(needle.len()).any(|w| w == needle);
+        assert!(!has(b"GPS") && !has(b"EXIF") && !has(b"XMP "));
+        assert!(has(picture), "the picture's own chunk is kept");
+        assert_eq!(
+            up.bytes[20] & (0x08 | 0x04),
+            0,
+            "no metadata flag left in VP8X"
+        );
+        let decoded = image::load_from_memory(&up.bytes).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (300, 200));
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub struct Limits {
     pub contact: Counter,
     /// Password hashes running at once (argon2 takes 19 MiB and ~50 ms of a core each).
     pub hashing: tokio::sync::Semaphore,
+    /// Image uploads decoded at once: one (a 40-megapixel image takes a few hundred MB
+    /// and seconds of a core while it is decoded and resized).
+    pub decoding: tokio::sync::Semaphore,
 }
 
 impl Limits {
@@ -100,6 +103,7 @@ impl Limits {
             login_account: Counter::new("login_attempts", "account", login_window),
             contact: Counter::new("contact_sends", "address", Duration::from_secs(3600)),
             hashing: tokio::sync::Semaphore::new(workers.max(2)),
+            decoding: tokio::sync::Semaphore::new(1),
         }
     }
 

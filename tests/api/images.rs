@@ -19,6 +19,65 @@ fn picture(format: ImageFormat, width: u32, height: u32, seed: u8) -> Vec<u8> {
     out
 }
 
+/// A GIF of `frames` frames of `side`×`side` pixels, each one colour.
+fn animation(frames: usize, side: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut encoder = image::codecs::gif::GifEncoder::new_with_speed(&mut out, 30);
+        for i in 0..frames {
+            let frame =
+                image::RgbaImage::from_pixel(side, side, image::Rgba([(i % 256) as u8, 0, 0, 255]));
+            encoder.encode_frame(image::Frame::new(frame)).unwrap();
+        }
+    }
+    out
+}
+
+/// Text no served byte may contain: the camera's GPS position and a comment.
+const PRIVATE: &str = "GPS 38.7223 N 9.1393 W";
+
+/// A `width`×`height` JPEG (a red block at its top-left corner) carrying EXIF — the
+/// orientation "rotate 90° clockwise to show" and `PRIVATE` as its description — and a
+/// JPEG comment with `PRIVATE`, as a phone's photo does.
+fn photo_with_exif(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        match x < width / 4 && y < height / 4 {
+            true => image::Rgb([230, 20, 20]),
+            false => image::Rgb([20, 20, 230]),
+        }
+    });
+    let mut jpeg = Vec::new();
+    img.write_to(&mut Cursor::new(&mut jpeg), ImageFormat::Jpeg)
+        .unwrap();
+    let text = format!("{PRIVATE}\0");
+    // TIFF, little-endian: IFD0 with Orientation = 6 and ImageDescription.
+    let mut tiff = b"II*\0".to_vec();
+    tiff.extend(8u32.to_le_bytes());
+    tiff.extend(2u16.to_le_bytes());
+    tiff.extend([0x12, 0x01, 3, 0]);
+    tiff.extend(1u32.to_le_bytes());
+    tiff.extend([6, 0, 0, 0]);
+    tiff.extend([0x0E, 0x01, 2, 0]);
+    tiff.extend((text.len() as u32).to_le_bytes());
+    tiff.extend((8 + 2 + 2 * 12 + 4u32).to_le_bytes());
+    tiff.extend(0u32.to_le_bytes());
+    tiff.extend(text.as_bytes());
+    let app1 = [b"Exif\0\0".as_slice(), &tiff].concat();
+    let segment = |marker: u8, data: &[u8]| {
+        let mut s = vec![0xFF, marker];
+        s.extend(((data.len() + 2) as u16).to_be_bytes());
+        s.extend_from_slice(data);
+        s
+    };
+    [
+        &jpeg[..2],
+        &segment(0xE1, &app1),
+        &segment(0xFE, PRIVATE.as_bytes()),
+        &jpeg[2..],
+    ]
+    .concat()
+}
+
 /// Uploads `bytes` as the editor does; (status, JSON answer).
 async fn upload(app: &TestApp, bytes: Vec<u8>, name: &str) -> (u16, serde_json::Value) {
     let token = app.csrf_for("/admin/posts/new/").await;
@@ -96,7 +155,13 @@ crate::on_both_app_caches! {
             assert_eq!(res.headers()["content-type"], mime);
             assert_eq!(res.headers()["cache-control"], "public, max-age=31536000, immutable");
             let etag = res.headers()["etag"].clone();
-            assert_eq!(res.bytes().await.unwrap().as_ref(), &bytes[..], "the bytes as uploaded");
+            // Stored re-encoded (no metadata): the same picture, pixel for pixel where
+            // the format is lossless.
+            let served = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();
+            assert_eq!((served.width(), served.height()), (1000, 500));
+            if format == ImageFormat::Png || format == ImageFormat::WebP {
+                assert_eq!(served.to_rgb8(), image::load_from_memory(&bytes).unwrap().to_rgb8(), "{ext}: the same pixels");
+            }
             let again = anonymous.get(app.url(&url)).header("if-none-match", etag).send().await.unwrap();
             assert_eq!(again.status(), 304);
             // Resized copies narrower than the image (none for GIF: its animation is kept).
@@ -120,9 +185,41 @@ crate::on_both_app_caches! {
         let (_, second) = upload(&app, picture(ImageFormat::Png, 64, 64, 2), "a.png").await;
         assert_ne!(first["url"], second["url"]);
         let old = anonymous.get(app.url(first["url"].as_str().unwrap())).send().await.unwrap().bytes().await.unwrap();
-        assert_eq!(old.as_ref(), &picture(ImageFormat::Png, 64, 64, 1)[..]);
+        assert_eq!(image::load_from_memory(&old).unwrap().to_rgb8(), image::load_from_memory(&picture(ImageFormat::Png, 64, 64, 1)).unwrap().to_rgb8());
         // A made-up name is a 404 that leaves nothing behind.
         assert_eq!(anonymous.get(app.url("/media/0123456789abcdef0123456789abcdef.png")).send().await.unwrap().status(), 404);
+    }
+
+    async fn photos_are_served_upright_without_their_metadata(app: TestApp) {
+        app.sign_in_admin().await;
+        let original = photo_with_exif(1200, 800);
+        assert!(original.windows(PRIVATE.len()).any(|w| w == PRIVATE.as_bytes()), "the test photo carries it");
+        let (status, body) = upload(&app, original, "harbour.jpg").await;
+        assert_eq!(status, 200, "{body}");
+        // Shown as the camera meant: portrait.
+        assert_eq!((body["width"].as_u64(), body["height"].as_u64()), (Some(800), Some(1200)));
+        let url = body["url"].as_str().unwrap();
+        let stem = url.trim_end_matches(".jpg");
+        let anonymous = reqwest::Client::new();
+        for path in [url.to_string(), format!("{stem}-480w.jpg")] {
+            let bytes = anonymous.get(app.url(&path)).send().await.unwrap().bytes().await.unwrap();
+            let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+            assert!(!has(PRIVATE.as_bytes()) && !has(b"Exif\0\0"), "{path} carries the photo's metadata");
+            let img = image::load_from_memory(&bytes).unwrap().to_rgb8();
+            assert!(img.height() > img.width(), "{path} stands upright");
+            // Rotated clockwise: the red corner is now at the top right.
+            let top_right = img.get_pixel(img.width() - 3, 3);
+            assert!(top_right[0] > 150 && top_right[2] < 100, "{path}: {top_right:?} at the top right");
+        }
+        // Where readers meet it: the post's srcset and link preview.
+        let token = app.csrf_for("/admin/posts/new/").await;
+        let res = app.client.post(app.url("/admin/posts/new/"))
+            .form(&[("title", "Harbour"), ("slug", "harbour"), ("body_markdown", body["markdown"].as_str().unwrap()),
+                    ("author_id", "1"), ("published", "on"), ("cover_image", url), ("csrf_token", token.as_str())])
+            .send().await.unwrap();
+        assert_eq!(res.status(), 303);
+        let (_, page) = app.get_text("/blog/harbour/").await;
+        assert!(page.contains(r#"width="800" height="1200""#), "the page gives the upright size");
     }
 
     async fn bad_uploads_get_a_reason(app: TestApp) {
@@ -133,6 +230,9 @@ crate::on_both_app_caches! {
             ("a text file", b"hello".to_vec(), 400, "Only JPEG, PNG, WebP and GIF"),
             ("an empty file", Vec::new(), 400, "empty"),
             ("a truncated JPEG", jpeg[..jpeg.len() / 2].to_vec(), 400, "truncated or damaged"),
+            ("half a JPEG with its end marker", [&jpeg[..jpeg.len() / 2], &[0xFF, 0xD9]].concat(), 400, "truncated or damaged"),
+            ("a GIF of 600 frames", animation(600, 8), 400, "at most 500 frames"),
+            ("a GIF of 60 megapixels over its frames", animation(60, 1000), 400, "50 megapixels"),
             ("a decompression bomb", bomb(), 400, "megapixels"),
             ("a file over MAX_IMAGE_BYTES", picture(ImageFormat::Png, 600, 600, 9).into_iter().chain(vec![0; 2_200_000]).collect(), 413, "at most 2048 KB"),
         ];
@@ -203,9 +303,15 @@ async fn another_instance_serves_an_uploaded_image() {
     let (status, body) = upload(&app, bytes.clone(), "shared.jpg").await;
     assert_eq!(status, 200);
     let other = app.second_instance(&[]).await;
+    let first = app
+        .get(body["url"].as_str().unwrap())
+        .await
+        .bytes()
+        .await
+        .unwrap();
     let res = other.get(body["url"].as_str().unwrap()).await;
     assert_eq!(res.status(), 200);
-    assert_eq!(res.bytes().await.unwrap().as_ref(), &bytes[..]);
+    assert_eq!(res.bytes().await.unwrap(), first, "the same stored bytes");
 }
 
 /// An admin picks a file in the post editor; the image appears in the published post.

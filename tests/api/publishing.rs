@@ -63,10 +63,14 @@ async fn watch(bases: &[String], slug: &str, due: Instant) {
     while Instant::now() + Duration::from_millis(250) < due {
         for base in bases {
             for path in surfaces(slug) {
+                let shown = shows(&client, &format!("{base}{path}"), slug).await;
+                // Only an answer complete before the time proves anything (a slow
+                // round on a busy machine may end past it).
+                let answered = Instant::now();
                 assert!(
-                    !shows(&client, &format!("{base}{path}"), slug).await,
+                    !shown || answered >= due,
                     "{base}{path} shows the post {:?} before its time",
-                    due.saturating_duration_since(Instant::now())
+                    due.saturating_duration_since(answered)
                 );
             }
         }

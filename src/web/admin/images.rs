@@ -67,6 +67,18 @@ pub async fn upload(
         }
         bytes.extend_from_slice(&chunk);
     }
+    // One decode at a time, off the async workers; a second upload waits its turn.
+    let Ok(_decoding) = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        state.limits.decoding.acquire(),
+    )
+    .await
+    else {
+        return Ok(refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is busy with another image; please try again in a moment.",
+        ));
+    };
     let upload = match web::block(move || images::process(bytes, max)).await {
         Ok(Ok(upload)) => upload,
         Ok(Err(e)) => return Ok(refused(StatusCode::BAD_REQUEST, &e.to_string())),
