@@ -195,6 +195,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         tera: templates::build()?,
         assets: Assets::new(),
         public_stats: Default::default(),
+        scrapes: Default::default(),
         analytics,
     })
 }

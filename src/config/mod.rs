@@ -268,8 +268,8 @@ pub struct Settings {
     /// After a write, re-warm the critical-path pages it dropped (home).
     #[arg(long, global = true, env = "WARM_AFTER_INVALIDATION", value_name = "WARM_AFTER_INVALIDATION", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
     pub warm_after_invalidation: bool,
-    /// Answer /metrics only with `Authorization: Bearer <CACHE_ADMIN_TOKEN>`.
-    #[arg(long, global = true, env = "METRICS_REQUIRE_TOKEN", value_name = "METRICS_REQUIRE_TOKEN", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    /// Answer /metrics only with `Authorization: Bearer <CACHE_ADMIN_TOKEN>` (or, from this machine, the generated `$DATA_DIR/admin_token`)
+    #[arg(long, global = true, env = "METRICS_REQUIRE_TOKEN", value_name = "METRICS_REQUIRE_TOKEN", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
     pub metrics_require_token: bool,
     /// Bearer token of the cache admin API (full statistics, warm, clear; ≥ 16 characters); admins signed in can use it without it.
     #[arg(long, global = true, env = "CACHE_ADMIN_TOKEN", value_name = "CACHE_ADMIN_TOKEN", value_parser = parse_webhook_secret, hide_env_values = true)]
@@ -475,12 +475,6 @@ impl Config {
     pub fn check_shared_secret(&self) -> Result<(), ConfigError> {
         let shared =
             matches!(self.database_url, DatabaseUrl::Postgres(_)) || self.cache.url.is_redis();
-        if self.metrics_require_token && self.cache_admin_token.is_none() {
-            return Err(invalid(
-                "METRICS_REQUIRE_TOKEN",
-                "needs CACHE_ADMIN_TOKEN, the token scrapers send",
-            ));
-        }
         if let Err((var, reason)) = self.edge.check() {
             return Err(invalid(var, reason));
         }

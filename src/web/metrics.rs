@@ -119,6 +119,14 @@ pub async fn metrics(
     if state.config.metrics_require_token {
         crate::web::api::cache::bearer(&req, &state)?;
     }
+    // What costs a round trip (Redis INFO, database counts) at most once per
+    // `Scrapes::EVERY`, shared by every scrape meanwhile (the gauges keep the values);
+    // concurrent scrapes wait for one refresh.
+    let mut refreshed = state.scrapes.last.lock().await;
+    let dear = refreshed.is_none_or(|at| at.elapsed() >= Scrapes::EVERY);
+    if dear {
+        *refreshed = Some(std::time::Instant::now());
+    }
     let handle = handle();
     let cache = &state.cache;
     let stats = cache.stats();
@@ -162,6 +170,31 @@ pub async fn metrics(
     counter!("folio_cache_warmed_hit_total")
         .absolute(warming.hit.load(std::sync::atomic::Ordering::Relaxed));
     gauge!("folio_views_pending").set(state.views.pending() as f64);
+    if dear {
+        refresh_dear(&state).await;
+    }
+    drop(refreshed);
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .insert_header(("cache-control", "no-store"))
+        .body(handle.render()))
+}
+
+/// When `/metrics` last read what costs a round trip.
+#[derive(Default)]
+pub struct Scrapes {
+    last: tokio::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Scrapes {
+    /// Prometheus scrapes every 15 s by default: one refresh per scrape, and 100
+    /// scrapers hammering it cost one INFO every 5 s.
+    pub const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+}
+
+/// The figures read from the database and Redis.
+async fn refresh_dear(state: &AppState) {
+    let cache = &state.cache;
     // Due outbox rows: a write's invalidation the cache has not taken yet (alerted on
     // when it stays above zero, deploy/prometheus/alerts.yml).
     if let Ok(pending) = state.repo.pending_invalidations().await {
@@ -191,8 +224,4 @@ pub async fn metrics(
         gauge!("folio_cache_server_max_bytes").set(memory.max_bytes as f64);
         counter!("folio_cache_server_evicted_keys_total").absolute(memory.evicted_keys);
     }
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .insert_header(("cache-control", "no-store"))
-        .body(handle.render()))
 }

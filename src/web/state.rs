@@ -33,4 +33,6 @@ pub struct AppState {
     pub analytics: Arc<crate::web::analytics::Analytics>,
     /// The statistics anonymous callers get (see `api::cache`).
     pub public_stats: crate::web::api::cache::PublicStats,
+    /// When `/metrics` last read Redis INFO and the database (see `web::metrics`).
+    pub scrapes: crate::web::metrics::Scrapes,
 }

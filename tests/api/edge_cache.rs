@@ -499,7 +499,7 @@ async fn fastly_purges_follow_its_api() {
         assert!(keys.iter().any(|k| k.ends_with(":tag:tools")), "{keys:?}");
     }
     // What the dashboard and the alerts show of the edges, /metrics exports.
-    let text = app.get("/metrics").await.text().await.unwrap();
+    let text = app.metrics().await.text().await.unwrap();
     let exposition = openmetrics_parser::prometheus::parse_prometheus(&text).unwrap();
     let mut named = 0;
     for file in ["deploy/grafana/folio.json", "deploy/prometheus/alerts.yml"] {

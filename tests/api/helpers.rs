@@ -40,6 +40,16 @@ impl TestApp {
             .expect("request failed")
     }
 
+    /// `/metrics` as a configured Prometheus scrapes it: with the bearer token.
+    pub async fn metrics(&self) -> reqwest::Response {
+        self.client
+            .get(self.url("/metrics"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request failed")
+    }
+
     /// As the cache admin API's scripts call it: with the bearer token.
     pub async fn get_admin_json(&self, path: &str) -> (u16, serde_json::Value) {
         let res = self

@@ -10,7 +10,7 @@ on_both_app_caches! {
             app.get("/blog/markdown-is-enough/").await;
             app.get("/api/posts/").await;
         }
-        let res = app.get("/metrics").await;
+        let res = app.metrics().await;
         assert_eq!(res.status(), 200);
         assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
         let text = res.text().await.unwrap();
@@ -179,7 +179,7 @@ on_both_app_caches! {
             app.get("/").await;
             app.get("/api/posts/").await;
         }
-        let text = app.get("/metrics").await.text().await.unwrap();
+        let text = app.metrics().await.text().await.unwrap();
         let exposition = openmetrics_parser::prometheus::parse_prometheus(&text).expect("Prometheus text");
         // Redis reports its memory; an in-process cache has no server to ask.
         let has_server = app.state.cache.backend_name() != "memory";
@@ -216,4 +216,55 @@ pub(crate) fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
         })
         .filter(|name| !name.ends_with('_'))
         .collect()
+}
+
+/// `/metrics` costs what a scrape should: the figures that need Redis or the database
+/// are read at most once per refresh period, however many scrape; anonymous scrapers get
+/// a 401; with no token configured, this machine's generated one works from loopback.
+#[actix_web::test]
+async fn a_hundred_scrapes_cost_a_few_redis_info_calls() {
+    let Some(redis) = crate::redis_server::OwnRedis::start() else {
+        return;
+    };
+    let app = redis.app().await;
+    let info_calls = || {
+        let stats = redis.cli(&["INFO", "commandstats"]);
+        stats
+            .lines()
+            .find(|l| l.starts_with("cmdstat_info:"))
+            .and_then(|l| {
+                l.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    let before = info_calls();
+    let scrapes = (0..100).map(|_| app.metrics());
+    for res in futures_util::future::join_all(scrapes).await {
+        assert_eq!(res.status(), 200);
+    }
+    // One for the scrapes, the rest are the commandstats reads of this test.
+    let calls = info_calls() - before - 1;
+    assert!(calls <= 3, "{calls} INFO calls for 100 scrapes");
+    assert_eq!(app.get("/metrics").await.status(), 401, "anonymous");
+
+    let local = crate::helpers::spawn_app_with(
+        crate::helpers::Backend::Sqlite,
+        &[("CACHE_ADMIN_TOKEN", "")],
+    )
+    .await
+    .unwrap();
+    let token = std::fs::read_to_string(local.state.config.data_dir.join("admin_token")).unwrap();
+    let res = local
+        .client
+        .get(local.url("/metrics"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the generated token, from this machine");
 }
