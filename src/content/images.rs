@@ -180,30 +180,20 @@ pub fn process(bytes: Vec<u8>, max_bytes: usize) -> Result<Upload, ImageError> {
         Format::Jpeg => encode_jpeg(&decoded, ORIGINAL_JPEG_QUALITY, icc)?,
         Format::Png => {
             let mut out = Vec::new();
-            let mut encoder = image::codecs::png::PngEncoder::new_with_quality(
+            let encoder = image::codecs::png::PngEncoder::new_with_quality(
                 &mut out,
                 image::codecs::png::CompressionType::Default,
                 image::codecs::png::FilterType::Adaptive,
             );
-            if let Some(icc) = icc {
-                let _ = encoder.set_icc_profile(icc);
-            }
-            decoded
-                .write_with_encoder(encoder)
-                .map_err(|_| ImageError::Damaged)?;
+            write(&decoded, encoder, icc)?;
             out
         }
         Format::Webp if orientation == Orientation::NoTransforms => strip_webp(&bytes)?,
         // Rotated: the only encoder at hand is lossless (larger, but upright and clean).
         Format::Webp => {
             let mut out = Vec::new();
-            let mut encoder = image::codecs::webp::WebPEncoder::new_lossless(&mut out);
-            if let Some(icc) = icc {
-                let _ = encoder.set_icc_profile(icc);
-            }
-            decoded
-                .write_with_encoder(encoder)
-                .map_err(|_| ImageError::Damaged)?;
+            let encoder = image::codecs::webp::WebPEncoder::new_lossless(&mut out);
+            write(&decoded, encoder, icc)?;
             out
         }
         Format::Gif => unreachable!("handled above"),
@@ -239,19 +229,29 @@ pub fn process(bytes: Vec<u8>, max_bytes: usize) -> Result<Upload, ImageError> {
     })
 }
 
+/// Encodes `img` with `encoder`, carrying the colour profile (nothing else of the
+/// original's metadata).
+fn write(
+    img: &DynamicImage,
+    mut encoder: impl ImageEncoder,
+    icc: Option<Vec<u8>>,
+) -> Result<(), ImageError> {
+    if let Some(icc) = icc {
+        // An encoder that cannot carry a profile only shows the colours a little off.
+        let _ = encoder.set_icc_profile(icc);
+    }
+    img.write_with_encoder(encoder)
+        .map_err(|_| ImageError::Damaged)
+}
+
 fn encode_jpeg(
     img: &DynamicImage,
     quality: u8,
     icc: Option<Vec<u8>>,
 ) -> Result<Vec<u8>, ImageError> {
     let mut out = Vec::new();
-    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
-    if let Some(icc) = icc {
-        let _ = encoder.set_icc_profile(icc);
-    }
-    img.to_rgb8()
-        .write_with_encoder(encoder)
-        .map_err(|_| ImageError::Damaged)?;
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
+    write(&DynamicImage::ImageRgb8(img.to_rgb8()), encoder, icc)?;
     Ok(out)
 }
 
@@ -283,34 +283,40 @@ fn decodes_strictly(bytes: &[u8]) -> Result<(), ImageError> {
 }
 
 /// The GIF re-encoded frame by frame (no comment or application extension survives),
-/// one frame in memory at a time, within `MAX_FRAMES` and `MAX_ANIMATION_PIXELS`.
+/// one frame in memory at a time. Counted first, without encoding (which costs far more
+/// than decoding): a frame bomb is refused for the price of reading it.
 fn reencode_gif(bytes: &[u8]) -> Result<Vec<u8>, ImageError> {
-    let mut decoder =
-        image::codecs::gif::GifDecoder::new(Cursor::new(bytes)).map_err(|_| ImageError::Damaged)?;
-    decoder
-        .set_limits(limits())
-        .map_err(|_| ImageError::Damaged)?;
+    let frames = || -> Result<_, ImageError> {
+        let mut decoder = image::codecs::gif::GifDecoder::new(Cursor::new(bytes))
+            .map_err(|_| ImageError::Damaged)?;
+        decoder
+            .set_limits(limits())
+            .map_err(|_| ImageError::Damaged)?;
+        Ok(decoder.into_frames())
+    };
+    let (mut count, mut pixels) = (0usize, 0u64);
+    for frame in frames()? {
+        let buffer = frame.map_err(|_| ImageError::Damaged)?.into_buffer();
+        count += 1;
+        pixels += u64::from(buffer.width()) * u64::from(buffer.height());
+        if count > MAX_FRAMES || pixels > MAX_ANIMATION_PIXELS {
+            return Err(ImageError::TooManyFrames);
+        }
+    }
+    if count == 0 {
+        return Err(ImageError::Damaged);
+    }
     let mut out = Vec::new();
     {
-        let mut encoder = image::codecs::gif::GifEncoder::new_with_speed(&mut out, 10);
+        let mut encoder = image::codecs::gif::GifEncoder::new_with_speed(&mut out, 30);
         encoder
             .set_repeat(image::codecs::gif::Repeat::Infinite)
             .map_err(|_| ImageError::Damaged)?;
-        let (mut frames, mut pixels) = (0usize, 0u64);
-        for frame in decoder.into_frames() {
+        for frame in frames()? {
             let frame = frame.map_err(|_| ImageError::Damaged)?;
-            frames += 1;
-            let buffer = frame.buffer();
-            pixels += u64::from(buffer.width()) * u64::from(buffer.height());
-            if frames > MAX_FRAMES || pixels > MAX_ANIMATION_PIXELS {
-                return Err(ImageError::TooManyFrames);
-            }
             encoder
                 .encode_frame(frame)
                 .map_err(|_| ImageError::Damaged)?;
-        }
-        if frames == 0 {
-            return Err(ImageError::Damaged);
         }
     }
     Ok(out)

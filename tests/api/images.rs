@@ -223,7 +223,6 @@ crate::on_both_app_caches! {
     }
 
     async fn bad_uploads_get_a_reason(app: TestApp) {
-        app.sign_in_admin().await;
         let jpeg = picture(ImageFormat::Jpeg, 300, 200, 3);
         let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
             ("an SVG", b"<svg xmlns='http://www.w3.org/2000/svg'/>".to_vec(), 400, "Only JPEG, PNG, WebP and GIF"),
@@ -236,6 +235,9 @@ crate::on_both_app_caches! {
             ("a decompression bomb", bomb(), 400, "megapixels"),
             ("a file over MAX_IMAGE_BYTES", picture(ImageFormat::Png, 600, 600, 9).into_iter().chain(vec![0; 2_200_000]).collect(), 413, "at most 2048 KB"),
         ];
+        // Signed in once the cases are made (the animations take seconds to encode: an
+        // idle kept-alive connection would be closed meanwhile).
+        app.sign_in_admin().await;
         for (what, bytes, status, message) in cases {
             let (got, body) = upload(&app, bytes, "x.png").await;
             assert_eq!(got, status, "{what}: {body}");

@@ -472,6 +472,48 @@ crate::on_both_app_caches! {
         assert_eq!(post.summary.view_count, 0, "previews are not views");
     }
 
+    async fn a_tag_only_drafts_have_is_unknown_to_readers(app: TestApp) {
+        app.sign_in_admin().await;
+        let anonymous = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let answer = |path: String| {
+            let (anonymous, app) = (&anonymous, &app);
+            async move {
+                let res = anonymous.get(app.url(&path)).send().await.unwrap();
+                let (status, cache) = (res.status().as_u16(), res.headers().get("x-cache").map(|v| v.to_str().unwrap().to_string()));
+                let body = res.text().await.unwrap();
+                (status, cache, body.replace("secret-project", "no-such-tag").replace("Secret project", "no-such-tag"))
+            }
+        };
+        let token = app.csrf_for("/admin/posts/new/").await;
+        let res = app.client.post(app.url("/admin/posts/new/"))
+            .form(&[("title", "Not yet"), ("slug", "not-yet"), ("body_markdown", "Soon."),
+                    ("tags", "Secret project"), ("author_id", "1"), ("csrf_token", &token)])
+            .send().await.unwrap();
+        assert_eq!(res.status(), 303);
+        // Twice each: the first answer and the one a cache would give.
+        for _ in 0..2 {
+            for (path, unknown) in [
+                ("/blog/tag/secret-project/", "/blog/tag/no-such-tag/"),
+                ("/api/posts/?tag=secret-project", "/api/posts/?tag=no-such-tag"),
+            ] {
+                assert_eq!(answer(path.into()).await, answer(unknown.into()).await, "{path} answers as an unknown tag");
+            }
+        }
+        for path in ["/", "/feed.xml", "/sitemap.xml", "/api/posts/"] {
+            let (_, text) = app.get_text(path).await;
+            assert!(!text.contains("secret-project"), "{path} names the draft's tag");
+        }
+        // Published, the tag is there.
+        let (id, _, _) = app.post_to_edit("not-yet").await;
+        let token = app.csrf_for(&format!("/admin/posts/{id}/edit/")).await;
+        let res = app.client.post(app.url(&format!("/admin/posts/{id}/edit/")))
+            .form(&[("title", "Not yet"), ("slug", "not-yet"), ("body_markdown", "Soon."), ("published", "on"),
+                    ("tags", "Secret project"), ("author_id", "1"), ("csrf_token", &token)])
+            .send().await.unwrap();
+        assert_eq!(res.status(), 303);
+        assert_eq!(answer("/blog/tag/secret-project/".into()).await.0, 200);
+    }
+
     async fn pages_carry_link_previews_and_structured_data(app: TestApp) {
         let slug = "cache-invalidation-without-tears";
         let (status, html) = app.get_text(&format!("/blog/{slug}/")).await;

@@ -12,12 +12,21 @@ use crate::content::schema::{post_tags, posts, tags};
 use crate::with_conn;
 
 impl Repository {
+    /// A tag readers can see: one with at least one visible post. A tag only drafts or
+    /// scheduled posts have is unknown to them (its name would tell what is coming);
+    /// post writes and publications bump `tag_pages`, so this follows them.
     pub async fn tag_by_slug(&self, slug: &str) -> RepoResult<Option<Tag>> {
         self.cache
             .cached_lookup("tags", &["slug", slug], depends_on::TAG_PAGES, || async {
                 with_conn!(self.db, |conn| {
                     Ok(tags::table
                         .filter(tags::slug.eq(slug.to_string()))
+                        .filter(diesel::dsl::exists(
+                            post_tags::table
+                                .inner_join(posts::table)
+                                .filter(post_tags::tag_id.eq(tags::id))
+                                .filter(visible()),
+                        ))
                         .select(Tag::as_select())
                         .first(conn)
                         .await
