@@ -65,7 +65,9 @@ fn ask_the_server(config: &Config, args: &ClearArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("the server at {base} does not answer: {e}"))?;
         let status = res.status();
         let answer: serde_json::Value = res.json().await.unwrap_or_default();
-        anyhow::ensure!(status.is_success(), "the server refused: {status} {answer}");
+        if !status.is_success() {
+            return Err(super::refused(&base, status, answer));
+        }
         println!("deleted {} key(s)", answer["deleted"]);
         Ok(())
     })

@@ -156,6 +156,23 @@ async fn invalidate_on_the_server(config: &Config, models: &[crate::content::inv
     }
 }
 
+/// Why an admin call to a running server failed: a refused token names what to set,
+/// since the CLI's token (configured or generated in its own `DATA_DIR`) may not be
+/// the server's.
+pub(crate) fn refused(
+    base: &str,
+    status: reqwest::StatusCode,
+    answer: impl std::fmt::Display,
+) -> anyhow::Error {
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        anyhow::anyhow!(
+            "the server at {base} refused this command's admin token ({status}): set CACHE_ADMIN_TOKEN to the server's, or run this where the server's DATA_DIR is"
+        )
+    } else {
+        anyhow::anyhow!("the server at {base} refused: {status} {answer}")
+    }
+}
+
 /// One line on stderr: start-up errors name the variable to fix.
 fn fail(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {e}");

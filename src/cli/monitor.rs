@@ -71,6 +71,11 @@ pub(super) async fn get_monitor(base: &str, config: &Config) -> anyhow::Result<V
         200 => anyhow::bail!(
             "the server gives its full statistics to admins only: set CACHE_ADMIN_TOKEN (the same as the server's), or run this where the server's DATA_DIR is"
         ),
+        401 | 403 => Err(super::refused(
+            base,
+            reqwest::StatusCode::from_u16(status)?,
+            stats,
+        )),
         _ => anyhow::bail!("{base}/api/cache/monitor/ answered {status}: {stats}"),
     }
 }

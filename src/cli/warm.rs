@@ -94,11 +94,13 @@ fn ask_the_server(
             .await
             .map_err(|e| anyhow::anyhow!("the server at {base} does not answer: {e}"))?;
         let status = res.status();
-        anyhow::ensure!(
-            status.is_success(),
-            "the server refused: {status} {}",
-            res.text().await.unwrap_or_default()
-        );
+        if !status.is_success() {
+            return Err(super::refused(
+                &base,
+                status,
+                res.text().await.unwrap_or_default(),
+            ));
+        }
         let report = res.json::<WarmReport>().await?;
         if let (Some((lookups, ratio)), Some((after_lookups, after_ratio))) =
             (before, ratio(client, base).await)
