@@ -261,6 +261,8 @@ pub fn app(
             &state.config.site_url,
         ))
         .wrap(from_fn(crate::web::metrics::record_requests))
+        // Outermost: one line per request, whoever answered it.
+        .wrap(from_fn(crate::web::middleware::access_log))
         .app_data(forms)
         .app_data(state)
         .configure(crate::web::configure)

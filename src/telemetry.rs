@@ -1,7 +1,12 @@
 //! Logging and traces.
 //!
-//! Logs: tracing with `RUST_LOG` (default `info`) on standard error; request logs come
-//! from tracing-actix-web, each with a request id.
+//! Logs: tracing with `RUST_LOG` (default `info`) on standard error, written by a thread
+//! of its own through a buffer (a worker formats its line and goes on; when the writer
+//! falls behind, lines are dropped and counted — `folio_log_lines_dropped_total` — rather
+//! than a worker blocked). Colour only when standard error is a terminal;
+//! `LOG_FORMAT=json` writes one JSON object a line for log shippers. One access line per
+//! request (`ACCESS_LOG=off`: none), with its request id, status, cache outcome and
+//! duration.
 //!
 //! Traces (the `otel` cargo feature, sent only when `OTEL_EXPORTER_OTLP_ENDPOINT` or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set): one span per request, taken from the
@@ -16,13 +21,28 @@
 //!
 //! With no endpoint nothing subscribes to those spans, so each costs one level check.
 
+use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 static EXPORTING: AtomicBool = AtomicBool::new(false);
+static ACCESS_LOG: AtomicBool = AtomicBool::new(true);
+static DROPPED: OnceLock<tracing_appender::non_blocking::ErrorCounter> = OnceLock::new();
+
+/// Whether each request gets its access line (`ACCESS_LOG`, on unless `off`), and the
+/// `info` level is on.
+pub fn access_log() -> bool {
+    ACCESS_LOG.load(Ordering::Relaxed) && tracing::enabled!(tracing::Level::INFO)
+}
+
+/// Log lines dropped because the writer thread fell behind.
+pub fn dropped_lines() -> u64 {
+    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+}
 
 /// Whether spans are being exported: then every request, a response-cache hit too,
 /// goes through the request span (see `web::http_cache`'s early lookup).
@@ -36,6 +56,10 @@ pub enum TelemetryError {
     NotBuilt(&'static str),
     #[error("OTEL_EXPORTER_OTLP_PROTOCOL={0}: use `http/protobuf` (the default) or `grpc`")]
     Protocol(String),
+    #[error("LOG_FORMAT={0}: use `text` (the default) or `json`")]
+    LogFormat(String),
+    #[error("ACCESS_LOG={0}: use `on` (the default) or `off`")]
+    AccessLog(String),
     #[error("OpenTelemetry: {0}")]
     Exporter(String),
 }
@@ -43,6 +67,8 @@ pub enum TelemetryError {
 /// What the process keeps while it traces; dropping it sends the spans still queued.
 #[derive(Default)]
 pub struct Telemetry {
+    /// Dropping it writes the lines still buffered.
+    _log: Option<tracing_appender::non_blocking::WorkerGuard>,
     #[cfg(feature = "otel")]
     _exporter: Option<otel::Exporter>,
 }
@@ -51,9 +77,32 @@ pub struct Telemetry {
 /// is configured.
 pub fn init(traces: bool) -> Result<Telemetry, TelemetryError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match std::env::var("LOG_FORMAT").unwrap_or_default().trim() {
+        "" | "text" => false,
+        "json" => true,
+        other => return Err(TelemetryError::LogFormat(other.into())),
+    };
+    match std::env::var("ACCESS_LOG").unwrap_or_default().trim() {
+        "" | "on" | "true" => ACCESS_LOG.store(true, Ordering::Relaxed),
+        "off" | "false" => ACCESS_LOG.store(false, Ordering::Relaxed),
+        other => return Err(TelemetryError::AccessLog(other.into())),
+    }
+    // Lossy: a full buffer drops the line (counted) instead of blocking the worker.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("folio-log")
+        .finish(std::io::stderr());
+    let _ = DROPPED.set(writer.error_counter());
     let fmt = tracing_subscriber::fmt::layer()
         .with_target(false)
-        .with_filter(filter);
+        .with_writer(writer)
+        .with_ansi(!json && std::io::stderr().is_terminal());
+    let fmt = match json {
+        true => fmt.json().flatten_event(true).boxed(),
+        false => fmt.boxed(),
+    }
+    .with_filter(filter);
+    let log = Some(guard);
     let endpoint = [
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -73,6 +122,7 @@ pub fn init(traces: bool) -> Result<Telemetry, TelemetryError> {
             .try_init();
         EXPORTING.store(true, Ordering::Relaxed);
         return Ok(Telemetry {
+            _log: log,
             _exporter: Some(exporter),
         });
     }
@@ -81,7 +131,10 @@ pub fn init(traces: bool) -> Result<Telemetry, TelemetryError> {
         return Err(TelemetryError::NotBuilt(name));
     }
     let _ = tracing_subscriber::registry().with(fmt).try_init();
-    Ok(Telemetry::default())
+    Ok(Telemetry {
+        _log: log,
+        ..Telemetry::default()
+    })
 }
 
 /// Adds the running span's context (`traceparent`) to an outgoing request's headers, so

@@ -170,6 +170,7 @@ pub async fn metrics(
     counter!("folio_cache_warmed_hit_total")
         .absolute(warming.hit.load(std::sync::atomic::Ordering::Relaxed));
     gauge!("folio_views_pending").set(state.views.pending() as f64);
+    counter!("folio_log_lines_dropped_total").absolute(crate::telemetry::dropped_lines());
     if dear {
         refresh_dear(&state).await;
     }

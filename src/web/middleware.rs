@@ -37,7 +37,7 @@ pub async fn server_timing(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let timing = Arc::new(RequestTiming::default());
     let started = Instant::now();
-    let (method, path) = (req.method().clone(), req.path().to_string());
+    let path = req.path().to_string();
     let state = req
         .app_data::<actix_web::web::Data<crate::web::AppState>>()
         .cloned();
@@ -68,18 +68,74 @@ pub async fn server_timing(
         res.headers_mut()
             .insert(HeaderName::from_static("server-timing"), value);
     }
+    if crate::telemetry::access_log() {
+        res.response_mut().extensions_mut().insert(Spent {
+            db: timing.db(),
+            db_queries: timing.db_queries(),
+            cache: timing.cache(),
+            render: timing.render(),
+        });
+    }
+    Ok(res)
+}
+
+/// Where a rendered response's time went, for its access line (see `access_log`).
+struct Spent {
+    db: std::time::Duration,
+    db_queries: u64,
+    cache: std::time::Duration,
+    render: std::time::Duration,
+}
+
+/// The one access line of each request (`ACCESS_LOG=off`: none), written outermost so
+/// a response-cache hit, a redirect and an error each get theirs: request id, method,
+/// path, status, cache outcome (`X-Cache`), duration, and for a rendered answer the
+/// database, cache and render times. The line goes to the log's own thread (see
+/// `telemetry`); the worker only formats it.
+pub async fn access_log(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    // The site's own warm requests are not clients' (warming logs its summary).
+    if !crate::telemetry::access_log() || req.headers().contains_key(crate::web::warm::WARM_HEADER)
+    {
+        return next.call(req).await;
+    }
+    let started = Instant::now();
+    let res = next.call(req).await?;
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-    tracing::info!(
-        %method,
-        %path,
-        status = res.status().as_u16(),
-        total_ms = ms(total),
-        db_ms = ms(timing.db()),
-        db_queries = timing.db_queries(),
-        cache_ms = ms(timing.cache()),
-        render_ms = ms(timing.render()),
-        "request served"
-    );
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+    };
+    let (request, status) = (res.request(), res.status().as_u16());
+    let total_ms = ms(started.elapsed());
+    match res.response().extensions().get::<Spent>() {
+        Some(spent) => tracing::info!(
+            request_id = header("x-request-id"),
+            method = %request.method(),
+            path = request.path(),
+            status,
+            cache = header("x-cache"),
+            total_ms,
+            db_ms = ms(spent.db),
+            db_queries = spent.db_queries,
+            cache_ms = ms(spent.cache),
+            render_ms = ms(spent.render),
+            "request"
+        ),
+        None => tracing::info!(
+            request_id = header("x-request-id"),
+            method = %request.method(),
+            path = request.path(),
+            status,
+            cache = header("x-cache"),
+            total_ms,
+            "request"
+        ),
+    }
     Ok(res)
 }
 

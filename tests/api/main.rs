@@ -21,6 +21,7 @@ mod http_cache;
 mod images;
 mod invalidation;
 mod key_space;
+mod logging;
 mod monitoring;
 #[cfg(feature = "otel")]
 mod otel;

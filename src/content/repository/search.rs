@@ -2,10 +2,14 @@
 //! transaction, `index_post!`), the ranked query on each database, and its cache.
 //!
 //! Cached so that made-up queries cannot fill the cache: a query's results are stored
-//! only when the caller says it is popular (`search::popular`), and a query that finds
-//! nothing is remembered in one shared, bounded entry (`NONE_KEY`) rather than under its
-//! own key. Both depend on the `search_results` tag, which every post, tag and author
-//! write bumps.
+//! only when the caller says it is popular (`search::popular`: searched from two
+//! addresses lately), and only in one of `SLOTS` entries, chosen by the query's hash —
+//! a new query replaces whatever shared its slot, so search entries can only ever
+//! evict each other and their number is fixed, in process and in Redis, whatever the
+//! traffic. A query that finds nothing is remembered in one shared, bounded entry
+//! (`NONE_KEY`) rather than under its own key. Both depend on the `search_results` tag,
+//! which every post, tag and author write bumps. (Pages and API answers of a search are
+//! rendered from these results and never stored whole: see `web::pages::search`.)
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text};
@@ -21,6 +25,19 @@ use crate::with_conn;
 
 /// How many queries that found nothing the shared entry remembers (8 bytes each).
 const NONE_REMEMBERED: usize = 512;
+
+/// The search budget: result pages are kept in at most this many entries (a page of
+/// ten hits with snippets is a few KB, so about 1–2 MB in all).
+pub const SLOTS: u64 = 256;
+
+/// A stored page of results, with what it answers (another query may share the slot).
+#[derive(Serialize, Deserialize)]
+struct Slot {
+    query: String,
+    page: i64,
+    per_page: i64,
+    results: Page<SearchHit>,
+}
 
 /// One result: the post and a snippet of its text with the matched words in `<mark>`
 /// (everything else escaped).
@@ -192,19 +209,20 @@ impl Repository {
         per_page: i64,
         store: bool,
     ) -> RepoResult<Page<SearchHit>> {
-        let key = self.cache.key(
-            "search",
-            [query.canonical(), &per_page.to_string(), &page.to_string()],
-        );
-        let none_key = self.cache.key("search_none", ["all"]);
         let fingerprint = fingerprint(query.canonical());
+        let slot = fingerprint
+            .wrapping_add(page as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            % SLOTS;
+        let key = self.cache.key("search", [slot.to_string()]);
+        let none_key = self.cache.key("search_none", ["all"]);
         // Versions read before the query, so a write meanwhile is never hidden.
         let (found, none) = tokio::join!(
             async {
                 match store {
                     true => Some(
                         self.cache
-                            .get_tagged::<Page<SearchHit>>(&key, depends_on::SEARCH)
+                            .get_tagged::<Slot>(&key, depends_on::SEARCH)
                             .await,
                     ),
                     false => None,
@@ -219,8 +237,11 @@ impl Repository {
             page,
             per_page,
         };
-        if let Some(value) = found.as_ref().and_then(|f| f.value.clone()) {
-            return Ok(value);
+        let stored = found.as_ref().and_then(|f| f.value.as_ref());
+        if let Some(slot) = stored.filter(|s| {
+            s.query == query.canonical() && s.page == page && s.per_page == per_page
+        }) {
+            return Ok(slot.results.clone());
         }
         let known_none = none
             .value
@@ -244,7 +265,14 @@ impl Repository {
             }
         } else if !result.is_out_of_range() {
             if let Some(versions) = found.and_then(|f| f.versions) {
-                self.cache.set_tagged(&key, &versions, &result, None).await;
+                let slot = Slot {
+                    query: query.canonical().to_string(),
+                    page,
+                    per_page,
+                    results: result,
+                };
+                self.cache.set_tagged(&key, &versions, &slot, None).await;
+                return Ok(slot.results);
             }
         }
         Ok(result)

@@ -1,7 +1,9 @@
 //! Which searches are popular: a bounded count of queries with exponential decay (a
 //! search's weight halves every `HALF_LIFE`). It decides which results are worth
-//! storing — a query seen at least twice lately — so a stream of made-up queries stores
-//! nothing, and which are warmed after a write and by `folio warm --type=search`.
+//! storing — a query searched lately from at least two client addresses — so a stream
+//! of made-up queries stores nothing, even each sent twice: one address repeating a
+//! query counts once (popularity cannot be forged by repetition), and which are warmed
+//! after a write and by `folio warm --type=search`.
 //!
 //! Forward decay: a search at time t adds 2^(t / HALF_LIFE) to its query's score, so
 //! scores compare without being recomputed; a score now is that over 2^(now / HALF_LIFE).
@@ -17,9 +19,32 @@ pub const HALF_LIFE: Duration = Duration::from_secs(3_600);
 /// Searches (decayed) after which a query's results are stored.
 pub const ADMIT_AT: f64 = 1.9;
 
+/// Client addresses remembered per query (hashed): enough to tell one client
+/// repeating itself from a second one.
+const ADDRESSES: usize = 4;
+
 pub struct Popular {
     start: Instant,
-    scores: Mutex<HashMap<String, f64>>,
+    scores: Mutex<HashMap<String, Score>>,
+}
+
+struct Score {
+    score: f64,
+    /// Hashes of the addresses that searched it lately, newest last.
+    seen: Vec<u64>,
+}
+
+/// A client address as `record` takes it: IPv6 addresses by their /64, which one
+/// client usually holds whole.
+pub fn client_hash(ip: Option<std::net::IpAddr>) -> u64 {
+    use std::hash::{BuildHasher as _, Hash as _, Hasher as _};
+    let mut h = foldhash::fast::FixedState::with_seed(0x5eed).build_hasher();
+    match ip {
+        Some(std::net::IpAddr::V6(v6)) => v6.segments()[..4].hash(&mut h),
+        Some(std::net::IpAddr::V4(v4)) => v4.octets().hash(&mut h),
+        None => 0u8.hash(&mut h),
+    }
+    h.finish()
 }
 
 impl Default for Popular {
@@ -38,29 +63,40 @@ impl Popular {
         2f64.powf(halvings.min(1_000.0))
     }
 
-    /// Counts one search for `query` (canonical); true when it is now popular enough
-    /// for its results to be stored.
-    pub fn record(&self, query: &str) -> bool {
-        self.record_at(query, Instant::now())
+    /// Counts one search for `query` (canonical) from `client` (see `client_hash`);
+    /// true when it is now popular enough for its results to be stored. A client that
+    /// searched it lately adds nothing.
+    pub fn record(&self, query: &str, client: u64) -> bool {
+        self.record_at(query, client, Instant::now())
     }
 
-    fn record_at(&self, query: &str, at: Instant) -> bool {
+    fn record_at(&self, query: &str, client: u64, at: Instant) -> bool {
         let weight = self.weight(at);
         let mut scores = self.scores.lock();
-        if let Some(score) = scores.get_mut(query) {
-            *score += weight;
-            return *score / weight >= ADMIT_AT;
+        if let Some(entry) = scores.get_mut(query) {
+            if !entry.seen.contains(&client) {
+                entry.score += weight;
+                if entry.seen.len() >= ADDRESSES {
+                    entry.seen.remove(0);
+                }
+                entry.seen.push(client);
+            }
+            return entry.score / weight >= ADMIT_AT;
         }
         if scores.len() >= CAPACITY {
             let lowest = scores
                 .iter()
-                .min_by(|a, b| a.1.total_cmp(b.1))
+                .min_by(|a, b| a.1.score.total_cmp(&b.1.score))
                 .map(|(q, _)| q.clone());
             if let Some(lowest) = lowest {
                 scores.remove(&lowest);
             }
         }
-        scores.insert(query.to_string(), weight);
+        let entry = Score {
+            score: weight,
+            seen: vec![client],
+        };
+        scores.insert(query.to_string(), entry);
         1.0 >= ADMIT_AT
     }
 
@@ -70,7 +106,7 @@ impl Popular {
         self.scores
             .lock()
             .get(query)
-            .is_some_and(|s| s / weight >= ADMIT_AT)
+            .is_some_and(|s| s.score / weight >= ADMIT_AT)
     }
 
     /// The `n` most searched queries lately, most first, with their decayed counts.
@@ -80,7 +116,7 @@ impl Popular {
             .scores
             .lock()
             .iter()
-            .map(|(q, s)| (q.clone(), s / weight))
+            .map(|(q, s)| (q.clone(), s.score / weight))
             .collect();
         all.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         all.truncate(n);
@@ -104,20 +140,32 @@ mod tests {
     fn admits_on_the_second_search_and_decays() {
         let p = Popular::default();
         let t0 = p.start;
-        assert!(!p.record_at("rust", t0));
-        assert!(p.record_at("rust", t0 + Duration::from_secs(1)));
+        assert!(!p.record_at("rust", 1, t0));
+        assert!(p.record_at("rust", 2, t0 + Duration::from_secs(1)));
         // Two hours later both searches weigh a quarter each: a third is not enough.
-        assert!(!p.record_at("rust", t0 + 2 * HALF_LIFE));
+        assert!(!p.record_at("rust", 3, t0 + 2 * HALF_LIFE));
+    }
+
+    #[test]
+    fn one_client_repeating_itself_is_one_search() {
+        let p = Popular::default();
+        for _ in 0..100 {
+            assert!(!p.record("made up", 7));
+        }
+        assert!(p.record("made up", 8), "a second client makes it popular");
+        let v6 = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(client_hash(v6("2001:db8::1")), client_hash(v6("2001:db8::ffff:2")));
+        assert_ne!(client_hash(v6("2001:db8::1")), client_hash(v6("2001:db8:0:1::1")));
     }
 
     #[test]
     fn bounded_and_keeps_the_popular() {
         let p = Popular::default();
-        for _ in 0..5 {
-            p.record("cache");
+        for client in 0..5 {
+            p.record("cache", client);
         }
         for i in 0..10 * CAPACITY {
-            p.record(&format!("junk{i}"));
+            p.record(&format!("junk{i}"), 0);
         }
         assert_eq!(p.len(), CAPACITY);
         assert_eq!(p.top(1)[0].0, "cache");

@@ -69,7 +69,7 @@ pub async fn search(
         .await?
         .map_err(|e| ApiError::bad("q", e.to_string()))?;
     let results = answer.results;
-    if results.total > 0 && results.is_out_of_range() {
+    if results.is_out_of_range() && results.page > 1 {
         return Err(ApiError::NotFound(format!(
             "page {} does not exist (the last page is {})",
             results.page,
@@ -95,8 +95,7 @@ pub async fn search(
             })
             .collect(),
     });
-    if !answer.storable {
-        res.extensions_mut().insert(DoNotStore);
-    }
+    // Rendered from the search budget's entries, never stored whole (see `pages::search`).
+    res.extensions_mut().insert(DoNotStore);
     Ok(res)
 }

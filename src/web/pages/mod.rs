@@ -47,7 +47,7 @@ pub static CACHED: std::sync::LazyLock<Vec<PathMatch>> = std::sync::LazyLock::ne
         PathMatch::Exact("/tools/".into()),
         PathMatch::Exact("/feed.xml".into()),
         PathMatch::Exact("/sitemap.xml".into()),
-        // Only popular queries that found something are stored (see `search`).
+        // The search form only: answers to a query are never stored whole (see `search`).
         PathMatch::Exact("/search/".into()),
         PathMatch::Exact("/opensearch.xml".into()),
     ]

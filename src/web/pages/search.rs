@@ -1,8 +1,10 @@
 //! `/search/?q=…` (and the steps `/api/search/` shares): the query, canonical by the
 //! time it gets here (`web::canonical` redirected other spellings), is counted for
-//! popularity unless it is a warm request, searched through the repository, and the
-//! answer is stored by the response cache only for a popular query that found
-//! something — so made-up queries leave no entry anywhere. Also `/opensearch.xml`.
+//! popularity unless it is a warm request, and searched through the repository, whose
+//! results of popular queries live in a fixed budget of entries
+//! (`content::repository::search`). The page or API answer is rendered from them and
+//! never stored whole, so made-up queries leave no entry beyond that budget. A page
+//! number without a query is redirected away. Also `/opensearch.xml`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -19,11 +21,10 @@ use crate::web::AppState;
 /// Results per page, on the page and in the API.
 pub const PER_PAGE: i64 = 10;
 
-/// A search answered: its results, and whether the response may be stored.
+/// A search answered.
 pub(crate) struct Answer {
     pub query: SearchQuery,
     pub results: Page<SearchHit>,
-    pub storable: bool,
 }
 
 /// Searches `raw` (a canonical `q`): popularity counted unless the request is a warm one.
@@ -39,15 +40,15 @@ pub(crate) async fn answer(
     };
     let popular = match crate::web::warm::is_warm_request(req, &state.warm_token) {
         true => true,
-        false => state.repo.search_counts().record(query.canonical()),
+        false => {
+            let trusted = &state.config.trusted_proxies;
+            let client = crate::web::client::client_ip(req.peer_addr(), req.headers(), trusted);
+            let client = crate::content::search::popular::client_hash(client);
+            state.repo.search_counts().record(query.canonical(), client)
+        }
     };
     let results = state.repo.search(&query, page, PER_PAGE, popular).await?;
-    let storable = popular && results.total > 0;
-    Ok(Ok(Answer {
-        query,
-        results,
-        storable,
-    }))
+    Ok(Ok(Answer { query, results }))
 }
 
 pub async fn index(
@@ -56,6 +57,12 @@ pub async fn index(
     params: Params,
 ) -> Result<HttpResponse, PageError> {
     let page = super::page_number(&params)?;
+    // A page of no query is the search form: one URL for it, never one per number.
+    if params.get("q").is_none() && params.get("page").is_some() {
+        return Ok(HttpResponse::PermanentRedirect()
+            .insert_header((actix_web::http::header::LOCATION, "/search/"))
+            .finish());
+    }
     // The same for every spelling of the request (`web::canonical`).
     let path = match (params.get("q"), page) {
         (None, _) => "/search/".to_string(),
@@ -79,7 +86,8 @@ pub async fn index(
             Ok(res)
         }
         Ok(answer) => {
-            if answer.results.total > 0 && answer.results.is_out_of_range() {
+            // Past the last page (a query that found nothing has one page).
+            if answer.results.is_out_of_range() && answer.results.page > 1 {
                 return Err(PageError::NotFound);
             }
             ctx.insert("q", answer.query.canonical());
@@ -87,9 +95,7 @@ pub async fn index(
             ctx.insert("num_pages", &answer.results.num_pages());
             ctx.insert("results", &answer.results);
             let mut res = render(&state, "search/results.html", ctx).await?;
-            if !answer.storable {
-                res.extensions_mut().insert(DoNotStore);
-            }
+            res.extensions_mut().insert(DoNotStore);
             Ok(res)
         }
     }

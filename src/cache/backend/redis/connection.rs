@@ -24,6 +24,10 @@ impl Shared {
         keys: &[K],
         tag_keys: &[String],
     ) -> StoreResult<TaggedRead> {
+        // MGET with no key is an error in Redis: nothing to read is an empty answer.
+        if keys.is_empty() && tag_keys.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
         let mut values: Vec<Option<Vec<u8>>> = self
             .run(
                 redis::cmd("MGET").arg(keys).arg(tag_keys),
