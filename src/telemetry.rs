@@ -133,7 +133,8 @@ pub fn init(traces: bool) -> Result<Telemetry, TelemetryError> {
     let _ = tracing_subscriber::registry().with(fmt).try_init();
     Ok(Telemetry {
         _log: log,
-        ..Telemetry::default()
+        #[cfg(feature = "otel")]
+        _exporter: None,
     })
 }
 

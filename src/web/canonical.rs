@@ -152,11 +152,45 @@ fn with_query(path: &str, params: &Params) -> String {
 }
 
 /// The canonical spelling of a raw path, if it differs: unreserved characters decoded,
-/// other escapes in upper case.
+/// other escapes in upper case, and no `.` or `..` segment (resolved as RFC 3986 says,
+/// after decoding, so `/static/%2e%2e/x` is `/x`).
 pub fn canonical_path(raw: &str) -> Option<String> {
-    if !raw.contains('%') {
-        return None;
+    let decoded = match raw.contains('%') {
+        true => decode_unreserved(raw)?,
+        false => raw.to_string(),
+    };
+    let resolved = remove_dot_segments(&decoded);
+    (resolved != raw).then_some(resolved)
+}
+
+/// RFC 3986 §5.2.4 for an absolute path: `.` segments dropped, `..` removes the one
+/// before it (never above the root); a path ending in one keeps its trailing slash.
+fn remove_dot_segments(path: &str) -> String {
+    let is_dot = |s: &str| s == "." || s == "..";
+    if !path.split('/').any(is_dot) {
+        return path.to_string();
     }
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        match *segment {
+            "." | ".." => {
+                if *segment == ".." {
+                    out.pop();
+                }
+                if last {
+                    out.push("");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+/// Unreserved characters decoded, other escapes in upper case.
+fn decode_unreserved(raw: &str) -> Option<String> {
     let bytes = raw.as_bytes();
     let mut out: Vec<u8> = Vec::with_capacity(raw.len());
     let mut i = 0;
@@ -177,8 +211,7 @@ pub fn canonical_path(raw: &str) -> Option<String> {
         }
         i += 3;
     }
-    let out = String::from_utf8(out).ok()?;
-    (out != raw).then_some(out)
+    String::from_utf8(out).ok()
 }
 
 /// The middleware (see `startup`): redirects non-canonical spellings, refuses
@@ -300,5 +333,20 @@ mod tests {
         assert_eq!(canonical_path("/blog/a%2Fb/"), None);
         assert_eq!(canonical_path("/blog/%zz/"), None);
         assert_eq!(canonical_path("/blog/%"), None);
+    }
+
+    #[test]
+    fn dot_segments_never_stay_in_a_canonical_path() {
+        for (raw, canonical) in [
+            ("/static/%2e%2e/Cargo.toml", Some("/Cargo.toml")),
+            ("/static/%2E%2E/%2e%2e/%2e%2e/etc", Some("/etc")),
+            ("/blog/./x/", Some("/blog/x/")),
+            ("/blog/x/..", Some("/blog/")),
+            ("/blog/%2e/", Some("/blog/")),
+            ("/blog/..x/", None),
+            ("/blog/x.y/", None),
+        ] {
+            assert_eq!(canonical_path(raw).as_deref(), canonical, "{raw}");
+        }
     }
 }

@@ -493,3 +493,25 @@ async fn an_account_named_with_capitals_stays_signed_in() {
     assert_eq!(status, 200, "signed in");
     assert!(html.contains("Ada"));
 }
+
+// Dot segments, spelled out or escaped, never stay in a path: sent raw (clients
+// resolve them before sending), they are resolved and redirected once.
+on_both_app_caches! {
+    async fn dot_segments_are_resolved_not_kept(app: TestApp) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        for (raw, location) in [
+            ("/static/%2e%2e/Cargo.toml", "/Cargo.toml"),
+            ("/static/../../etc/passwd", "/etc/passwd"),
+            ("/blog/%2E/", "/blog/"),
+        ] {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port())).await.unwrap();
+            let request = format!("GET {raw} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.unwrap();
+            assert!(answer.starts_with("HTTP/1.1 308"), "{raw}: {answer}");
+            assert!(answer.to_ascii_lowercase().contains(&format!("location: {}\r\n", location.to_ascii_lowercase())), "{raw}: {answer}");
+        }
+        assert_eq!(app.get("/Cargo.toml").await.status(), 404);
+    }
+}

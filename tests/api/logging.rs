@@ -34,7 +34,11 @@ async fn served_log(vars: &[(&str, &str)]) -> (String, String) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(ready, "{}", std::fs::read_to_string(&err).unwrap_or_default());
+    assert!(
+        ready,
+        "{}",
+        std::fs::read_to_string(&err).unwrap_or_default()
+    );
     for path in ["/", "/", "/made-up/"] {
         client.get(format!("{base}{path}")).send().await.unwrap();
     }
@@ -60,8 +64,14 @@ async fn served_log(vars: &[(&str, &str)]) -> (String, String) {
 async fn a_log_file_gets_plain_lines_one_per_request() {
     let (stdout, stderr) = served_log(&[]).await;
     // Standard output carries the start-up banner only.
-    assert!(!stdout.contains("INFO") && !stdout.contains("request_id"), "{stdout}");
-    assert!(!stderr.contains('\u{1b}'), "no escape byte in a file: {stderr:?}");
+    assert!(
+        !stdout.contains("INFO") && !stdout.contains("request_id"),
+        "{stdout}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no escape byte in a file: {stderr:?}"
+    );
     // Field values as the text format writes them, with or without quotes.
     let access: Vec<String> = stderr
         .lines()
@@ -77,7 +87,11 @@ async fn a_log_file_gets_plain_lines_one_per_request() {
     assert_eq!(of("/"), 2, "{stderr}");
     assert_eq!(of("/made-up/"), 1, "{stderr}");
     assert!(access.iter().any(|l| l.contains("cache=HIT")), "{stderr}");
-    assert_eq!(of("/") + of("/made-up/"), 3, "one line per request: {stderr}");
+    assert_eq!(
+        of("/") + of("/made-up/"),
+        3,
+        "one line per request: {stderr}"
+    );
 }
 
 #[actix_web::test]
@@ -87,19 +101,23 @@ async fn json_lines_for_log_shippers_and_access_lines_off() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    let access: Vec<&serde_json::Value> = lines
-        .iter()
-        .filter(|l| l["message"] == "request")
-        .collect();
+    let access: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["message"] == "request").collect();
     let of = |path: &str| access.iter().filter(|l| l["path"] == path).count();
     assert_eq!((of("/"), of("/made-up/")), (2, 1), "{stderr}");
     let hit = access.iter().find(|l| l["cache"] == "HIT").expect("a hit");
     assert_eq!(hit["status"], 200);
     assert_eq!(hit["path"], "/");
-    assert!(hit["request_id"].as_str().is_some_and(|id| id.len() == 36), "{hit}");
+    assert!(
+        hit["request_id"].as_str().is_some_and(|id| id.len() == 36),
+        "{hit}"
+    );
     assert!(hit["total_ms"].as_f64().is_some(), "{hit}");
     let (_, stderr) = served_log(&[("ACCESS_LOG", "off")]).await;
     assert!(stderr.contains("listening"), "{stderr}");
     // (Events inside a request name its id in their span; the access line is its own.)
-    assert!(!stderr.contains(" request request_id="), "no access line: {stderr}");
+    assert!(
+        !stderr.contains(" request request_id="),
+        "no access line: {stderr}"
+    );
 }

@@ -62,7 +62,10 @@ where
         false => String::new(),
     };
     // Searches come from many readers: each call of `search` from an address of its own.
-    let mut vars = vec![("VIEW_FLUSH_INTERVAL", "100000"), ("TRUSTED_PROXIES", "127.0.0.1")];
+    let mut vars = vec![
+        ("VIEW_FLUSH_INTERVAL", "100000"),
+        ("TRUSTED_PROXIES", "127.0.0.1"),
+    ];
     if redis {
         vars.extend([
             ("CACHE_URL", url.as_str()),
@@ -105,7 +108,12 @@ async fn post(app: &TestApp, title: &str, body: &str, tags: &[&str], published: 
 async fn search(app: &TestApp, q: &str) -> (u16, Value) {
     static READER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
     let n = READER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    search_from(app, q, &format!("10.{}.{}.{}", n >> 16 & 255, n >> 8 & 255, n & 255)).await
+    search_from(
+        app,
+        q,
+        &format!("10.{}.{}.{}", n >> 16 & 255, n >> 8 & 255, n & 255),
+    )
+    .await
 }
 
 /// `/api/search/?q=…` from the reader at `address`: status and body.

@@ -238,9 +238,9 @@ impl Repository {
             per_page,
         };
         let stored = found.as_ref().and_then(|f| f.value.as_ref());
-        if let Some(slot) = stored.filter(|s| {
-            s.query == query.canonical() && s.page == page && s.per_page == per_page
-        }) {
+        if let Some(slot) = stored
+            .filter(|s| s.query == query.canonical() && s.page == page && s.per_page == per_page)
+        {
             return Ok(slot.results.clone());
         }
         let known_none = none

@@ -154,8 +154,14 @@ mod tests {
         }
         assert!(p.record("made up", 8), "a second client makes it popular");
         let v6 = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
-        assert_eq!(client_hash(v6("2001:db8::1")), client_hash(v6("2001:db8::ffff:2")));
-        assert_ne!(client_hash(v6("2001:db8::1")), client_hash(v6("2001:db8:0:1::1")));
+        assert_eq!(
+            client_hash(v6("2001:db8::1")),
+            client_hash(v6("2001:db8::ffff:2"))
+        );
+        assert_ne!(
+            client_hash(v6("2001:db8::1")),
+            client_hash(v6("2001:db8:0:1::1"))
+        );
     }
 
     #[test]
