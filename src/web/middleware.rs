@@ -112,30 +112,23 @@ pub async fn access_log(
     };
     let (request, status) = (res.request(), res.status().as_u16());
     let total_ms = ms(started.elapsed());
-    match res.response().extensions().get::<Spent>() {
-        Some(spent) => tracing::info!(
-            request_id = header("x-request-id"),
-            method = %request.method(),
-            path = request.path(),
-            status,
-            cache = header("x-cache"),
-            total_ms,
-            db_ms = ms(spent.db),
-            db_queries = spent.db_queries,
-            cache_ms = ms(spent.cache),
-            render_ms = ms(spent.render),
-            "request"
-        ),
-        None => tracing::info!(
-            request_id = header("x-request-id"),
-            method = %request.method(),
-            path = request.path(),
-            status,
-            cache = header("x-cache"),
-            total_ms,
-            "request"
-        ),
-    }
+    // A field whose value is None is left out of the line.
+    let extensions = res.response().extensions();
+    let spent = extensions.get::<Spent>();
+    tracing::info!(
+        request_id = header("x-request-id"),
+        method = %request.method(),
+        path = request.path(),
+        status,
+        cache = header("x-cache"),
+        total_ms,
+        db_ms = spent.map(|s| ms(s.db)),
+        db_queries = spent.map(|s| s.db_queries),
+        cache_ms = spent.map(|s| ms(s.cache)),
+        render_ms = spent.map(|s| ms(s.render)),
+        "request"
+    );
+    drop(extensions);
     Ok(res)
 }
 
