@@ -7,8 +7,11 @@
 //! the memory server answered for each target from memory with a minimal actix handler
 //! (no routing, no middleware): what the machine can do at most with these bytes.
 //!
-//! Knobs: BENCH_BACKENDS (memory,redis,redis-no-near,cluster,none,varnish,memory-otel,
-//! baseline; `memory-otel` exports every span over OTLP to a receiver that drops them
+//! Servers run at the log level users run with (`info`, one access line per request, to
+//! a file); `<backend>-quiet` is the same backend with `ACCESS_LOG=off`.
+//!
+//! Knobs: BENCH_BACKENDS (memory,memory-quiet,redis,redis-quiet,redis-no-near,cluster,none,
+//! varnish, memory-otel, baseline; `memory-otel` exports every span over OTLP to a receiver that drops them
 //! (a build with `--features otel`), `baseline` is another build given by BENCH_BASELINE
 //! (a path to its `folio`), e.g. the commit before a change; `cluster` runs
 //! on a 3-master Redis Cluster the benchmark starts on free ports, `varnish` is Varnish
@@ -159,7 +162,7 @@ fn main() {
     }
     let backends = env_list(
         "BENCH_BACKENDS",
-        "memory,redis,redis-no-near,cluster,none,varnish",
+        "memory,memory-quiet,redis,redis-quiet,redis-no-near,cluster,none,varnish",
     );
     let connections: Vec<u64> = env_list("BENCH_CONNECTIONS", "32,256,512")
         .iter()

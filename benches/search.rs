@@ -31,6 +31,32 @@ const QUERIES: &[&str] = &[
     "zebra",
 ];
 
+/// The dearest queries accepted (`MAX_TERMS` = 12 words or phrases): common words
+/// ANDed, ORed with exclusions, and phrases of common words. Measured on their own.
+const WORST: &[&str] = &[
+    "cache latency request database index query server template fragment header memory eviction",
+    "cache OR latency OR request OR database OR index OR query OR server OR template OR fragment OR header -kakasa -lokaka",
+    "\"cache latency\" \"request database\" \"index query\" \"server template\" \"fragment header\" \"memory eviction\" \"pool thread\" \"shard replica\" \"benchmark deploy\" \"metric trace\" \"budget window\" \"stream batch\"",
+    "cache OR lokaka latency OR kaquaka request OR kakasa database OR memory index OR pool -zebra -thread",
+];
+
+/// A wrk script that sends `queries` to `/api/search/` in turn.
+fn wrk_script(queries: &[&str]) -> String {
+    let paths: Vec<String> = queries
+        .iter()
+        .map(|q| {
+            format!(
+                "\"/api/search/?q={}\"",
+                url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
+            )
+        })
+        .collect();
+    format!(
+        "local paths = {{{}}}\nlocal i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(\"GET\", paths[i])\nend\n",
+        paths.join(", ")
+    )
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
@@ -63,27 +89,14 @@ fn main() {
         eprintln!("PostgreSQL not reachable at {pg_base}: SQLite only");
     }
     let script = dir.join("queries.lua");
-    let paths: Vec<String> = QUERIES
-        .iter()
-        .map(|q| {
-            format!(
-                "\"/api/search/?q={}\"",
-                url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
-            )
-        })
-        .collect();
-    std::fs::write(
-        &script,
-        format!(
-            "local paths = {{{}}}\nlocal i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(\"GET\", paths[i])\nend\n",
-            paths.join(", ")
-        ),
-    )
-    .unwrap();
+    std::fs::write(&script, wrk_script(QUERIES)).unwrap();
+    let worst_script = dir.join("worst.lua");
+    std::fs::write(&worst_script, wrk_script(WORST)).unwrap();
 
     let mut md = format!(
-        "# Search benchmark\n\nUncached (`CACHE_URL=none`) `/api/search/` at {posts} generated posts, wrk -c1 for {seconds} s rotating over {} queries (words, a phrase, OR, exclusions, one that finds nothing). {} cores.\n\n| database | req/s | p50 ms | p99 ms | CPU µs/req |\n| --- | ---: | ---: | ---: | ---: |\n",
+        "# Search benchmark\n\nUncached (`CACHE_URL=none`) `/api/search/` at {posts} generated posts, wrk -c1 for {seconds} s rotating over {} queries (\"mixed\": words, a phrase, OR, exclusions, one that finds nothing) and over the {} dearest accepted (\"worst\": 12 words or phrases, ANDed, ORed, excluded). {} cores.\n\n| database | queries | req/s | p50 ms | p99 ms | CPU µs/req |\n| --- | --- | ---: | ---: | ---: | ---: |\n",
         QUERIES.len(),
+        WORST.len(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     for (name, url) in &databases {
@@ -99,7 +112,7 @@ fn main() {
         assert!(seeded.success(), "seeding {name} failed");
         eprintln!("{name}: seeded {posts} posts in {:.0?}", started.elapsed());
         let server = start("none", &dir, url, "", &[("WARM_ON_START", "false")]);
-        for q in QUERIES {
+        for q in QUERIES.iter().chain(WORST) {
             let path = format!(
                 "/api/search/?q={}",
                 url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
@@ -115,20 +128,22 @@ fn main() {
                 "{name}: {path}"
             );
         }
-        let cpu0 = cpu_micros(server.child.id());
-        let url = format!("http://127.0.0.1:{}/", server.port);
-        let script_arg = script.display().to_string();
-        let run = wrk(&url, &["-s", &script_arg], 1, seconds);
-        let cpu = (cpu_micros(server.child.id()) - cpu0) as f64 / run.requests.max(1) as f64;
-        eprintln!(
-            "{name}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
-            run.rps, run.p50_ms, run.p99_ms, run.errors
-        );
-        let _ = writeln!(
-            md,
-            "| {name} | {:.0} | {:.2} | {:.2} | {:.0} |",
-            run.rps, run.p50_ms, run.p99_ms, cpu
-        );
+        for (kind, script) in [("mixed", &script), ("worst (12 terms)", &worst_script)] {
+            let cpu0 = cpu_micros(server.child.id());
+            let url = format!("http://127.0.0.1:{}/", server.port);
+            let script_arg = script.display().to_string();
+            let run = wrk(&url, &["-s", &script_arg], 1, seconds);
+            let cpu = (cpu_micros(server.child.id()) - cpu0) as f64 / run.requests.max(1) as f64;
+            eprintln!(
+                "{name} {kind}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+                run.rps, run.p50_ms, run.p99_ms, run.errors
+            );
+            let _ = writeln!(
+                md,
+                "| {name} | {kind} | {:.0} | {:.2} | {:.2} | {:.0} |",
+                run.rps, run.p50_ms, run.p99_ms, cpu
+            );
+        }
     }
     println!("{md}");
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results");

@@ -117,7 +117,8 @@ pub fn folio() -> Command {
 }
 
 /// The release server on one backend (`memory`, `redis`, `redis-no-near`, `cluster`,
-/// `cluster-no-near`, `none`, `memory-otel`, `baseline`), with `extra` settings, once it accepts connections;
+/// `cluster-no-near`, `none`, `memory-otel`, `baseline`; each also as `<backend>-quiet`,
+/// with no access log), with `extra` settings, once it accepts connections;
 /// `redis` is the URL for the Redis ones (`redis+cluster://…` for a cluster).
 pub fn start(
     name: &str,
@@ -134,11 +135,19 @@ pub fn start(
         "baseline" => Command::new(std::env::var("BENCH_BASELINE").expect("BENCH_BASELINE")),
         _ => folio(),
     };
+    // The log level users run with (`info`: one access line per request, to a file
+    // here as under a service manager); `<backend>-quiet` is the same with ACCESS_LOG=off.
+    let full = name;
+    let (name, quiet) = match name.strip_suffix("-quiet") {
+        Some(base) => (base, true),
+        None => (name, false),
+    };
     cmd.arg("serve")
         .env("DATABASE_URL", db)
         .env("DATA_DIR", dir)
         .env("BIND", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
+        .env_remove("RUST_LOG")
+        .env("ACCESS_LOG", if quiet { "off" } else { "on" })
         .env("SEED_ON_EMPTY", "false")
         .env(
             "SECRET_KEY",
@@ -148,7 +157,7 @@ pub fn start(
         .envs(extra.iter().copied())
         .env(
             "CACHE_KEY_PREFIX",
-            format!("bench{}{name}", std::process::id()),
+            format!("bench{}{full}", std::process::id()),
         )
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
@@ -177,7 +186,7 @@ pub fn start(
         std::thread::sleep(Duration::from_millis(50));
     }
     Server {
-        name: name.into(),
+        name: full.into(),
         child,
         port,
         log,

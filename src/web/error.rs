@@ -114,6 +114,9 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A 429 with `Retry-After: 1`.
+    #[error("{0}")]
+    TooMany(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -135,6 +138,7 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Db(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -149,6 +153,7 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(message) => ("unavailable", None, message.clone()),
             ApiError::Unauthorized(message) => ("unauthorized", None, message.clone()),
             ApiError::Forbidden(message) => ("forbidden", None, message.clone()),
+            ApiError::TooMany(message) => ("too_many_requests", None, message.clone()),
             ApiError::Db(e) if e.is_unavailable() => {
                 tracing::error!(error = %e, "api request failed");
                 (
@@ -162,7 +167,11 @@ impl ResponseError for ApiError {
                 ("internal", None, "internal server error".to_string())
             }
         };
-        HttpResponse::build(status).json(ErrorBody {
+        let mut res = HttpResponse::build(status);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            res.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
+        }
+        res.json(ErrorBody {
             error: ErrorDetail {
                 status: status.as_u16(),
                 code,

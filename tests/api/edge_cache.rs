@@ -717,6 +717,7 @@ fn edge_settings_are_checked_at_start() {
 
 /// The admin's cache dashboard, in a real browser, shows each edge's purges as they
 /// happen.
+#[cfg(feature = "browser-tests")]
 #[actix_web::test]
 async fn the_dashboard_shows_the_edges_purges() {
     use fantoccini::Locator;

@@ -217,6 +217,7 @@ async fn old_history_is_pruned() {
 }
 
 /// The dashboard charts the stored history, over the range the admin picks.
+#[cfg(feature = "browser-tests")]
 #[actix_web::test]
 async fn the_dashboard_charts_the_history_over_a_chosen_range() {
     use fantoccini::Locator;

@@ -4,7 +4,6 @@
 
 use std::io::Cursor;
 
-use fantoccini::Locator;
 use image::ImageFormat;
 
 use crate::helpers::{spawn_app_with, Backend, TestApp};
@@ -317,8 +316,10 @@ async fn another_instance_serves_an_uploaded_image() {
 }
 
 /// An admin picks a file in the post editor; the image appears in the published post.
+#[cfg(feature = "browser-tests")]
 #[actix_web::test]
 async fn an_admin_uploads_an_image_in_the_editor_in_a_browser() {
+    use fantoccini::Locator;
     let Some((_driver, port)) = crate::dashboard::start_chromedriver() else {
         return;
     };

@@ -8,6 +8,8 @@ mod analyze;
 mod api_routes;
 mod cache;
 mod contact;
+// The browser tests (headless Chromium through chromedriver): `--features browser-tests`.
+#[cfg(feature = "browser-tests")]
 mod dashboard;
 mod edge_cache;
 mod edges;
@@ -23,7 +25,8 @@ mod invalidation;
 mod key_space;
 mod logging;
 mod monitoring;
-#[cfg(feature = "otel")]
+// The OTLP receiver the traces are sent to: `--features otel-tests`.
+#[cfg(feature = "otel-tests")]
 mod otel;
 mod page_cache;
 mod pages;

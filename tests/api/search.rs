@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use fantoccini::Locator;
 use folio::content::models::PostInput;
 use serde_json::{json, Value};
 
@@ -417,11 +416,57 @@ crate::on_both_app_caches! { with &[("TRUSTED_PROXIES", "127.0.0.1")];
         assert_eq!(app.get("/").await.status(), 200);
         assert!(app.state.repo.search_counts().len() <= folio::content::search::popular::CAPACITY);
     }
+
+    async fn one_address_runs_one_uncached_search_at_a_time(app: TestApp) {
+        app.seed_generated(300).await;
+        // Many different queries at once from one address: the ones that arrive while
+        // its previous search runs are refused with a retry hint, never queued or failed.
+        let queries: Vec<String> = (0..24).map(|i| format!("cache OR latency -zz{i}")).collect();
+        let answers = futures_util::future::join_all(queries.iter().map(|q| async {
+            let url = format!(
+                "/api/search/?q={}",
+                url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
+            );
+            let res = app
+                .client
+                .get(app.url(&url))
+                .header("x-forwarded-for", "10.8.8.8")
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let retry = res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+            (status, retry, res.json::<Value>().await.unwrap())
+        }))
+        .await;
+        let refused: Vec<_> = answers.iter().filter(|(s, _, _)| *s == 429).collect();
+        assert!(answers.iter().all(|(s, _, _)| [200, 429].contains(s)), "{answers:?}");
+        assert!(answers.iter().any(|(s, _, _)| *s == 200), "{answers:?}");
+        assert!(!refused.is_empty(), "24 searches at once from one address all ran");
+        for (_, retry, body) in &refused {
+            assert_eq!(retry.as_deref(), Some("1"));
+            assert_eq!(body["error"]["code"], "too_many_requests", "{body}");
+        }
+        // Another address is not held back, and the same address searches again once
+        // its searches ended.
+        assert_eq!(search_from(&app, "cache -zz0", "10.8.8.9").await.0, 200);
+        assert_eq!(search_from(&app, "cache -zz1", "10.8.8.8").await.0, 200);
+        // A stored answer is never refused: popular (two addresses), then 24 at once.
+        search_from(&app, "latency -zz7", "10.7.7.1").await;
+        search_from(&app, "latency -zz7", "10.7.7.2").await;
+        let statuses = futures_util::future::join_all(
+            (0..24).map(|_| search_from(&app, "latency -zz7", "10.8.8.8")),
+        )
+        .await;
+        assert!(statuses.iter().all(|(s, _)| *s == 200), "{statuses:?}");
+    }
 }
 
 /// A reader types into the header's search box and sees highlighted results.
+#[cfg(feature = "browser-tests")]
 #[actix_web::test]
 async fn a_reader_searches_from_the_header_in_a_browser() {
+    use fantoccini::Locator;
     let Some((_driver, port)) = crate::dashboard::start_chromedriver() else {
         return;
     };

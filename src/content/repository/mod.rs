@@ -102,6 +102,7 @@ pub struct Repository {
     cache: CacheManager,
     /// This process's count of searches (which results to store and to warm).
     search_counts: std::sync::Arc<crate::content::search::popular::Popular>,
+    search_gate: std::sync::Arc<crate::content::search::gate::SearchGate>,
     /// The edge caches owed purges (none configured: None).
     edges: Option<std::sync::Arc<crate::edge::Edges>>,
 }
@@ -112,6 +113,7 @@ impl Repository {
             db,
             cache,
             search_counts: Default::default(),
+            search_gate: Default::default(),
             edges: None,
         }
     }

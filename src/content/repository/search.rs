@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use super::{RepoResult, Repository};
 use crate::content::invalidation::{depends_on, Model};
 use crate::content::models::{Page, PostSummary};
-use crate::content::search::{index_text, snippet_html, SearchQuery, MARK_END, MARK_START};
+use crate::content::search::{
+    index_text, snippet_html, QueryError, SearchQuery, MARK_END, MARK_START,
+};
 use crate::db::DbError;
 use crate::with_conn;
 
@@ -202,13 +204,16 @@ const POSTGRES: Dialect = Dialect {
 impl Repository {
     /// One page of published posts matching `query`, best first. `store`: whether the
     /// results may be cached under their own key (the caller counts popularity).
+    /// `client`: the address searching (`popular::client_hash`; None for warming), held
+    /// to one uncached search at a time (`search::gate`): `QueryError::Busy` otherwise.
     pub async fn search(
         &self,
         query: &SearchQuery,
         page: i64,
         per_page: i64,
         store: bool,
-    ) -> RepoResult<Page<SearchHit>> {
+        client: Option<u64>,
+    ) -> RepoResult<Result<Page<SearchHit>, QueryError>> {
         let fingerprint = fingerprint(query.canonical());
         let slot = fingerprint
             .wrapping_add(page as u64)
@@ -241,15 +246,19 @@ impl Repository {
         if let Some(slot) = stored
             .filter(|s| s.query == query.canonical() && s.page == page && s.per_page == per_page)
         {
-            return Ok(slot.results.clone());
+            return Ok(Ok(slot.results.clone()));
         }
         let known_none = none
             .value
             .as_ref()
             .is_some_and(|v| v.contains(&fingerprint));
         if known_none {
-            return Ok(empty(0));
+            return Ok(Ok(empty(0)));
         }
+        let _turn = match client.map(|c| self.search_gate.enter(c)) {
+            Some(None) => return Ok(Err(QueryError::Busy)),
+            turn => turn,
+        };
         let started = std::time::Instant::now();
         let result = self.search_uncached(query, page, per_page).await?;
         self.cache.record_fill("search", started.elapsed());
@@ -272,10 +281,10 @@ impl Repository {
                     results: result,
                 };
                 self.cache.set_tagged(&key, &versions, &slot, None).await;
-                return Ok(slot.results);
+                return Ok(Ok(slot.results));
             }
         }
-        Ok(result)
+        Ok(Ok(result))
     }
 
     /// The search on the database, no cache: the match count (up to `RANK_LIMIT + 1`),

@@ -11,6 +11,7 @@
 //! sees the query as typed). Only an empty query, one of exclusions only, or one over
 //! the limits is refused, with a message for the reader.
 
+pub mod gate;
 pub mod popular;
 
 use std::fmt::Write as _;
@@ -52,6 +53,10 @@ pub enum QueryError {
     OnlyExclusions,
     #[error("the search is too long: at most {MAX_QUERY_CHARS} characters and {MAX_TERMS} words or phrases")]
     TooLong,
+    /// Not about the query: the address's previous uncached search is still running
+    /// (`gate`). Answered 429 with Retry-After.
+    #[error("one search at a time, please: your previous search is still running; try again in a second")]
+    Busy,
 }
 
 /// A raw token before grouping.

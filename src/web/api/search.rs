@@ -8,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::dto::PostListItem;
 use super::parse_page;
 use crate::content::repository::search::RANK_LIMIT;
+use crate::content::search::QueryError;
 use crate::web::canonical::Params;
 use crate::web::error::{ApiError, ErrorBody};
 use crate::web::http_cache::DoNotStore;
@@ -55,7 +56,8 @@ pub struct SearchResults {
 
 /// Full-text search of published posts (title, excerpt, body and tags), best first.
 #[utoipa::path(get, path = "/api/search/", params(SearchParams),
-    responses((status = 200, body = SearchResults), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = SearchResults), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 429, description = "This address's previous uncached search is still running: retry after the Retry-After seconds", body = ErrorBody)))]
 pub async fn search(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -67,7 +69,10 @@ pub async fn search(
     };
     let answer = answer(&state, &req, raw, page)
         .await?
-        .map_err(|e| ApiError::bad("q", e.to_string()))?;
+        .map_err(|e| match e {
+            QueryError::Busy => ApiError::TooMany(e.to_string()),
+            e => ApiError::bad("q", e.to_string()),
+        })?;
     let results = answer.results;
     if results.is_out_of_range() && results.page > 1 {
         return Err(ApiError::NotFound(format!(

@@ -3,7 +3,8 @@
 //! popularity unless it is a warm request, and searched through the repository, whose
 //! results of popular queries live in a fixed budget of entries
 //! (`content::repository::search`). The page or API answer is rendered from them and
-//! never stored whole, so made-up queries leave no entry beyond that budget. A page
+//! never stored whole, so made-up queries leave no entry beyond that budget; a search
+//! the cache cannot answer runs one at a time per address (`content::search::gate`). A page
 //! number without a query is redirected away. Also `/opensearch.xml`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -38,17 +39,23 @@ pub(crate) async fn answer(
         Ok(query) => query,
         Err(e) => return Ok(Err(e)),
     };
-    let popular = match crate::web::warm::is_warm_request(req, &state.warm_token) {
-        true => true,
+    let (popular, client) = match crate::web::warm::is_warm_request(req, &state.warm_token) {
+        true => (true, None),
         false => {
             let trusted = &state.config.trusted_proxies;
             let client = crate::web::client::client_ip(req.peer_addr(), req.headers(), trusted);
             let client = crate::content::search::popular::client_hash(client);
-            state.repo.search_counts().record(query.canonical(), client)
+            (
+                state.repo.search_counts().record(query.canonical(), client),
+                Some(client),
+            )
         }
     };
-    let results = state.repo.search(&query, page, PER_PAGE, popular).await?;
-    Ok(Ok(Answer { query, results }))
+    let results = state
+        .repo
+        .search(&query, page, PER_PAGE, popular, client)
+        .await?;
+    Ok(results.map(|results| Answer { query, results }))
 }
 
 pub async fn index(
@@ -80,8 +87,18 @@ pub async fn index(
             // The reader's text is kept in the box, with what is wrong with it.
             ctx.insert("q", raw);
             ctx.insert("error", &e.to_string());
+            let busy = e == QueryError::Busy;
             let mut res = render(&state, "search/results.html", ctx).await?;
-            *res.status_mut() = actix_web::http::StatusCode::BAD_REQUEST;
+            *res.status_mut() = match busy {
+                true => actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                false => actix_web::http::StatusCode::BAD_REQUEST,
+            };
+            if busy {
+                res.headers_mut().insert(
+                    actix_web::http::header::RETRY_AFTER,
+                    actix_web::http::header::HeaderValue::from_static("1"),
+                );
+            }
             res.extensions_mut().insert(DoNotStore);
             Ok(res)
         }
