@@ -237,7 +237,7 @@ impl CacheManager {
     pub(super) fn decode<T: DeserializeOwned>(
         &self,
         key: &Key,
-        bytes: Option<Arc<[u8]>>,
+        bytes: Option<backend::Bytes>,
     ) -> Option<T> {
         let Some(bytes) = bytes else {
             self.inner.stats.miss(key.family());

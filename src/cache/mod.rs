@@ -244,7 +244,7 @@ struct Traced<T> {
 #[derive(Clone)]
 struct Validated {
     /// Held, so the pointer cannot be reused by another value while this is kept.
-    bytes: Arc<[u8]>,
+    bytes: bytes::Bytes,
     epoch: u64,
     value: Arc<dyn std::any::Any + Send + Sync>,
 }

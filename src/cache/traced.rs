@@ -51,7 +51,11 @@ impl CacheManager {
         let epoch = self.inner.backend.tag_epoch();
         let memo = bytes.as_ref().zip(epoch).and_then(|(bytes, epoch)| {
             let v = self.inner.validated.get(key.as_str())?;
-            (Arc::ptr_eq(&v.bytes, bytes) && v.epoch == epoch)
+            // The same buffer (held by the memo, so its address cannot be reused).
+            let same = !bytes.is_empty()
+                && v.bytes.as_ptr() == bytes.as_ptr()
+                && v.bytes.len() == bytes.len();
+            (same && v.epoch == epoch)
                 .then(|| v.value.downcast::<T>().ok())
                 .flatten()
         });

@@ -22,7 +22,7 @@ pub mod state;
 pub mod templates;
 pub mod warm;
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use self::error::{ApiError, PageError};
@@ -41,10 +41,8 @@ pub fn response_cache(state: &AppState) -> ResponseCache {
         .iter()
         .map(|prefix| {
             let mut policy =
-                ResponsePolicy::new("response", config.response_cache_ttl, response_tags(prefix));
-            policy.cache_control =
-                HeaderValue::from_str(&format!("public, max-age={}", config.api_max_age.as_secs()))
-                    .expect("digits");
+                ResponsePolicy::new("response", config.response_cache_ttl, response_tags(prefix))
+                    .with_max_age(config.api_max_age.as_secs(), state.repo.next_publication());
             policy.stale_if_error = config.stale_if_error;
             let policy = policy.with_edges(edges.clone());
             (PathMatch::Prefix(prefix.clone()), policy)

@@ -423,6 +423,49 @@ mod scheduled {
 }
 
 crate::on_both_app_caches! {
+    async fn clients_keep_no_answer_past_a_scheduled_post(app: TestApp) {
+        // What an anonymous client is told it may keep: (max-age, Age).
+        let reader = reqwest::Client::new();
+        let kept = |path: &'static str| {
+            let reader = reader.clone();
+            let url = app.url(path);
+            async move {
+                let res = reader.get(url).send().await.unwrap();
+                assert_eq!(res.status(), 200);
+                let control = res.headers()["cache-control"].to_str().unwrap().to_string();
+                let max_age: u64 = control
+                    .split(", ")
+                    .find_map(|d| d.strip_prefix("max-age="))
+                    .unwrap_or_else(|| panic!("{control}"))
+                    .parse()
+                    .unwrap();
+                let age: u64 = res.headers().get("age").map_or(0, |v| v.to_str().unwrap().parse().unwrap());
+                (max_age, age)
+            }
+        };
+        assert_eq!(kept("/api/posts/").await.0, 60, "nothing scheduled: API_MAX_AGE");
+        let now = Utc::now();
+        let at = chrono::DateTime::from_timestamp(now.timestamp() + 9, 0).unwrap();
+        let due = Instant::now() + (at - now).to_std().unwrap();
+        let slug = schedule_by_form(&app, at.naive_utc(), "UTC").await;
+        // The poller reads the next publication every 500 ms.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        for path in ["/api/posts/", "/api/posts/", "/api/personal-info/"] {
+            let (max_age, age) = kept(path).await;
+            let left = due.saturating_duration_since(Instant::now()).as_secs_f64();
+            assert!(max_age < 60, "{path}: max-age={max_age} with a post due in {left:.1} s");
+            assert!(
+                (max_age - age.min(max_age)) as f64 <= left + 1.0,
+                "{path}: kept {max_age} s from an answer {age} s old, the post is due in {left:.1} s"
+            );
+        }
+        // Once it is out, the list has it and clients keep answers as long as before.
+        tokio::time::sleep(due.saturating_duration_since(Instant::now()) + Duration::from_millis(1500)).await;
+        let (_, list) = app.get_json("/api/posts/").await;
+        assert!(list.to_string().contains(&slug), "published on time");
+        assert_eq!(kept("/api/posts/").await.0, 60);
+    }
+
     async fn a_bad_publication_time_keeps_the_text(app: TestApp) {
         app.sign_in_admin().await;
         let token = app.csrf_for("/admin/posts/new/").await;

@@ -15,7 +15,7 @@ use crate::cache::{StoreError, StoreResult};
 
 #[derive(Clone)]
 struct Entry {
-    value: Arc<[u8]>,
+    value: Bytes,
     ttl: Duration,
 }
 
@@ -87,7 +87,7 @@ impl MemoryStore {
         }
     }
 
-    pub(super) fn get_many_now(&self, keys: &[&str]) -> StoreResult<Vec<Option<Arc<[u8]>>>> {
+    pub(super) fn get_many_now(&self, keys: &[&str]) -> StoreResult<Vec<Option<Bytes>>> {
         Ok(keys
             .iter()
             .map(|k| self.cache.get(*k).map(|e| e.value))
@@ -99,7 +99,7 @@ impl MemoryStore {
             self.cache.insert(
                 key.to_string(),
                 Entry {
-                    value: value.as_slice().into(),
+                    value: Bytes::copy_from_slice(value),
                     ttl,
                 },
             );

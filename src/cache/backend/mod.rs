@@ -24,7 +24,9 @@ pub(crate) fn note_tier(tier: &'static str) {
     }
 }
 
-pub type Bytes = Arc<[u8]>;
+/// Shared, immutable bytes: a hit hands out a reference-counted view (no copy), and a
+/// value read from Redis keeps the buffer it was parsed into.
+pub type Bytes = bytes::Bytes;
 
 /// Entries and tag versions read in one round trip.
 pub type TaggedRead = (Vec<Option<Bytes>>, Vec<Option<u64>>);

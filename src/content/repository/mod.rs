@@ -105,6 +105,9 @@ pub struct Repository {
     search_gate: std::sync::Arc<crate::content::search::gate::SearchGate>,
     /// The edge caches owed purges (none configured: None).
     edges: Option<std::sync::Arc<crate::edge::Edges>>,
+    /// When the next scheduled publication is due (Unix ms; 0: none), as the outbox
+    /// poller last read it: answers promise clients no freshness past it.
+    next_publication: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Repository {
@@ -115,7 +118,15 @@ impl Repository {
             search_counts: Default::default(),
             search_gate: Default::default(),
             edges: None,
+            next_publication: Default::default(),
         }
+    }
+
+    /// When the next scheduled publication is due, in Unix milliseconds (0: none is
+    /// scheduled), kept current by the outbox poller (`start_invalidation_outbox`) and
+    /// shared with the response cache, which caps `max-age` at it.
+    pub fn next_publication(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.next_publication.clone()
     }
 
     /// Owes every committed write's invalidation to these edge caches too.

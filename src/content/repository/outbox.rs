@@ -226,6 +226,7 @@ impl Repository {
     pub fn start_invalidation_outbox(&self, every: Duration) {
         // Weak: the hook lives inside the cache, which must not keep itself alive.
         let (db, cache, edges) = (self.db.clone(), self.cache.downgrade(), self.edges.clone());
+        let next_publication = self.next_publication.clone();
         let repo_of =
             move || Some(Repository::new(db.clone(), cache.upgrade()?).with_edges(edges.clone()));
         if let Some(edges) = &self.edges {
@@ -270,7 +271,23 @@ impl Repository {
                 if let Err(e) = repo.apply_pending_invalidations().await {
                     tracing::debug!(error = %e, "pending invalidations not applied yet");
                 }
+                match repo.next_due_publication().await {
+                    Ok(at) => next_publication.store(at, std::sync::atomic::Ordering::Relaxed),
+                    Err(e) => tracing::debug!(error = %e, "next publication not read"),
+                }
             }
         });
+    }
+
+    /// When the next scheduled publication is due (Unix ms), 0 if none is.
+    pub async fn next_due_publication(&self) -> RepoResult<u64> {
+        let next: Option<chrono::NaiveDateTime> = with_conn!(self.db, |conn| {
+            Ok(cache_invalidations::table
+                .filter(cache_invalidations::due_at.gt(diesel::dsl::now.nullable()))
+                .select(diesel::dsl::min(cache_invalidations::due_at))
+                .first(conn)
+                .await?)
+        })?;
+        Ok(next.map_or(0, |at| at.and_utc().timestamp_millis().max(1) as u64))
     }
 }

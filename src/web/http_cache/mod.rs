@@ -417,10 +417,7 @@ impl ResponseCache {
         let key = meta
             .body_key
             .get_or_init(|| self.body_key(policy, &meta.etag));
-        self.cache
-            .get_raw_immutable(key)
-            .await
-            .map(bytes::Bytes::from_owner)
+        self.cache.get_raw_immutable(key).await
     }
 
     /// Method-independent: the canonical path and parameters (see `web::canonical`:

@@ -45,6 +45,12 @@ pub struct ResponsePolicy {
     pub depends_on: &'static [&'static str],
     /// `Cache-Control` sent to clients.
     pub cache_control: HeaderValue,
+    /// The `max-age` in `cache_control`, in seconds (0: clients revalidate each time).
+    pub max_age: u64,
+    /// When the content is next known to change (Unix ms; 0: not known), such as a
+    /// scheduled publication: `max-age` is cut so that no client keeps an answer past
+    /// it (see `with_max_age`).
+    pub next_change: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     /// With edge caches (`EDGE_CACHE_URLS`): their headers (see `with_edges`).
     pub edge: Option<EdgePolicy>,
 }
@@ -79,8 +85,37 @@ impl ResponsePolicy {
             vary_on: Vec::new(),
             depends_on,
             cache_control: HeaderValue::from_static("no-cache"),
+            max_age: 0,
+            next_change: None,
             edge: None,
         }
+    }
+    /// Clients may keep answers `seconds` (`public, max-age=…`), never past the moment
+    /// `next_change` holds.
+    pub fn with_max_age(
+        mut self,
+        seconds: u64,
+        next_change: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> Self {
+        self.cache_control =
+            HeaderValue::from_str(&format!("public, max-age={seconds}")).expect("digits");
+        self.max_age = seconds;
+        self.next_change = Some(next_change);
+        self
+    }
+    /// The `max-age` for an answer `age` seconds old sent at `now_ms`, if the next
+    /// known change comes before the policy's own `max-age` runs out: what is left until
+    /// then, plus `age` (clients count freshness from the answer's `Age`).
+    pub(super) fn max_age_cut(&self, age: u64, now_ms: u64) -> Option<u64> {
+        let next = self
+            .next_change
+            .as_ref()?
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if next == 0 || self.max_age == 0 {
+            return None;
+        }
+        let cut = age + next.saturating_sub(now_ms) / 1000;
+        (cut < self.max_age).then_some(cut)
     }
     /// Adds the edges' headers; call after `cache_control` is final.
     pub fn with_edges(mut self, headers: Option<std::sync::Arc<crate::edge::EdgeHeaders>>) -> Self {

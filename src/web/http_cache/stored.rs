@@ -264,4 +264,21 @@ pub(super) fn cache_headers(
     }
     let age = now_ms.saturating_sub(meta.stored_at_ms) / 1000;
     headers.insert(header::AGE, HeaderValue::from(age));
+    // A scheduled change comes sooner than max-age would let clients keep this.
+    if let Some(cut) = policy.max_age_cut(age, now_ms) {
+        let cut = headers
+            .get(header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.replacen(
+                    &format!("max-age={}", policy.max_age),
+                    &format!("max-age={cut}"),
+                    1,
+                )
+            })
+            .and_then(|v| HeaderValue::try_from(v).ok());
+        if let Some(value) = cut {
+            headers.insert(header::CACHE_CONTROL, value);
+        }
+    }
 }
