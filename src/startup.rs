@@ -192,7 +192,12 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         collapsing: Default::default(),
         warm_token: hex::encode(rand::random::<[u8; 16]>()),
         warming: Default::default(),
-        tera: templates::build()?,
+        tera: {
+            // The templates, and the fragment cache's functions they call.
+            let mut tera = templates::build()?;
+            crate::web::fragments::Fragments::register_functions(&mut tera);
+            tera
+        },
         assets: Assets::new(),
         public_stats: Default::default(),
         scrapes: Default::default(),

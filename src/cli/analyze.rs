@@ -6,7 +6,7 @@ use std::fmt::Write;
 use clap::Args;
 use serde_json::Value;
 
-use super::monitor::{get_monitor, pct};
+use super::server::{get_monitor, pct};
 use crate::config::Config;
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ mod monitor;
 mod reindex;
 mod seed;
 mod serve;
+mod server;
 mod warm;
 
 use std::process::ExitCode;

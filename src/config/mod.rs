@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::cache::{CacheConfig, CacheUrl};
 
+pub mod edge;
 mod parse;
 mod secret;
 pub use self::parse::validate_bind;
@@ -149,14 +150,14 @@ pub struct Config {
     /// Contact messages one address may send per hour.
     pub contact_per_hour: u32,
     /// Edge caches in front of the site, and their purges (see `edge`).
-    pub edge: crate::edge::EdgeConfig,
+    pub edge: self::edge::EdgeConfig,
     /// How often this instance writes its cache history (see `web::analytics`).
     pub history_flush_interval: Duration,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
-pub const DEFAULT_RESPONSE_PREFIXES: &str =
-    "/api/posts/,/api/personal-info/,/api/social-links/,/api/ai-tools/,/api/search/";
+/// Every API route the route table caches (`web::routes`).
+pub const DEFAULT_RESPONSE_PREFIXES: &str = "/api/";
 
 /// Every setting, declared once: its variable, default, parser and help. Each can be
 /// given as an environment variable (or in `.env`) or as a flag, and `folio --help`
@@ -221,7 +222,8 @@ pub struct Settings {
     /// Longest a copy lives in the near tier, in seconds.
     #[arg(long, global = true, env = "CACHE_NEAR_TTL", value_name = "CACHE_NEAR_TTL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub cache_near_ttl: u64,
-    /// Path prefixes whose GET responses are cached whole (comma-separated).
+    /// Which of the API routes the route table caches are cached (comma-separated path
+    /// prefixes; no other route is cached whatever is listed).
     #[arg(long, global = true, env = "RESPONSE_CACHE_PREFIXES", value_name = "RESPONSE_CACHE_PREFIXES", default_value = DEFAULT_RESPONSE_PREFIXES, value_delimiter = ',', value_parser = parse_path_prefix)]
     pub response_cache_prefixes: Vec<String>,
     /// Server-side TTL of cached responses, in seconds.
@@ -299,8 +301,8 @@ pub struct Settings {
     #[arg(long, global = true, env = "HISTORY_FLUSH_INTERVAL", value_name = "HISTORY_FLUSH_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=60))]
     pub history_flush_interval: u64,
     /// Edge caches in front of the site, comma-separated: varnish://host:port, fastly://SERVICE_ID, cloudflare://ZONE_ID; each gets tag headers and durable purges.
-    #[arg(long, global = true, env = "EDGE_CACHE_URLS", value_name = "EDGE_CACHE_URLS", value_delimiter = ',', value_parser = crate::edge::EdgeUrl::parse)]
-    pub edge_cache_urls: Vec<crate::edge::EdgeUrl>,
+    #[arg(long, global = true, env = "EDGE_CACHE_URLS", value_name = "EDGE_CACHE_URLS", value_delimiter = ',', value_parser = self::edge::EdgeUrl::parse)]
+    pub edge_cache_urls: Vec<self::edge::EdgeUrl>,
     /// Shared secret sent with Varnish purges (`X-Purge-Secret`; the VCL checks it; ≥ 16 characters).
     #[arg(long, global = true, env = "EDGE_PURGE_SECRET", value_name = "EDGE_PURGE_SECRET", value_parser = parse_webhook_secret, hide_env_values = true)]
     pub edge_purge_secret: Option<SecretKey>,
@@ -570,7 +572,7 @@ impl Config {
             trusted_proxies: s.trusted_proxies,
             contact_per_hour: s.contact_rate_limit,
             history_flush_interval: Duration::from_secs(s.history_flush_interval),
-            edge: crate::edge::EdgeConfig {
+            edge: self::edge::EdgeConfig {
                 edges: s.edge_cache_urls,
                 purge_secret: s.edge_purge_secret,
                 fastly_token: s.fastly_api_token,
@@ -629,7 +631,7 @@ mod tests {
         assert_eq!(config.cache.url, CacheUrl::Memory);
         assert_eq!(config.cache.timeout, Duration::from_millis(100));
         assert!(config.cache.near.is_some());
-        assert_eq!(config.response_cache_prefixes.len(), 5);
+        assert_eq!(config.response_cache_prefixes, vec!["/api/"]);
         assert_eq!(config.site_url, "http://127.0.0.1:8080");
         let config = Config::from_lookup(lookup(&[
             ("DATA_DIR", data),

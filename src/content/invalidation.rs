@@ -2,8 +2,8 @@
 //!
 //! Every cached thing (a query result, a fragment, an API response) depends on one or
 //! more cache tags — "blog listings", "post detail", "/api/posts/" — named where it is
-//! read (`depends_on::*`, `RESPONSE_TAGS`). `RULES` says which tags each model's change
-//! invalidates; it reads like the seed's "Cache Invalidation Rules" list. A write records
+//! read (`depends_on::*`; an API route's in `web::routes`). `RULES` says which tags
+//! each model's change invalidates; it reads like the seed's "Cache Invalidation Rules" list. A write records
 //! `tags_invalidated_by(models)` with its transaction and applies them after commit
 //! (`Repository::invalidate_after_commit`): each tag gets a new version, which drops
 //! every entry depending on it on every instance at once.
@@ -228,17 +228,7 @@ pub mod depends_on {
     pub const RELATED: &[&str] = &[CacheTag::PostLists.name(), CacheTag::TagPages.name()];
 }
 
-/// The tags each cached API path depends on.
-pub const RESPONSE_TAGS: &[(&str, &[&str])] = &[
-    ("/api/posts/", &[CacheTag::ApiPosts.name()]),
-    ("/api/personal-info/", &[CacheTag::ApiPersonalInfo.name()]),
-    ("/api/social-links/", &[CacheTag::ApiSocialLinks.name()]),
-    ("/api/ai-tools/", &[CacheTag::ApiAiTools.name()]),
-    ("/api/search/", &[CacheTag::SearchResults.name()]),
-];
-
-/// Every tag: what a path without an entry in `RESPONSE_TAGS` depends on (safe, if
-/// wasteful).
+/// Every tag (what a webhook may name, and what a migration invalidates).
 pub const ALL_TAGS: [&str; CacheTag::ALL.len()] = {
     let mut tags = [""; CacheTag::ALL.len()];
     let mut i = 0;
@@ -248,15 +238,6 @@ pub const ALL_TAGS: [&str; CacheTag::ALL.len()] = {
     }
     tags
 };
-
-/// The tags a cached response under `prefix` depends on.
-pub fn response_tags(prefix: &str) -> &'static [&'static str] {
-    RESPONSE_TAGS
-        .iter()
-        .find(|(p, _)| prefix.starts_with(p) || p.starts_with(prefix))
-        .map(|(_, deps)| *deps)
-        .unwrap_or(&ALL_TAGS)
-}
 
 #[cfg(test)]
 mod tests {

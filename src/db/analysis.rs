@@ -107,7 +107,7 @@ impl QueryLog {
             slow.push_back(SlowStatement {
                 statement: shape,
                 ms: took.as_secs_f64() * 1000.0,
-                at: crate::content::repository::now(),
+                at: crate::db::now(),
             });
         }
     }

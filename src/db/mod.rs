@@ -423,3 +423,12 @@ pub async fn migrate(url: &DatabaseUrl) -> Result<usize, DbError> {
     .await
     .map_err(|e| DbError::Migration(e.to_string()))?
 }
+
+/// Now, truncated to microseconds: PostgreSQL keeps microseconds and SQLite whatever it
+/// is given, so both backends must store the same value for ETags to agree.
+pub fn now() -> chrono::NaiveDateTime {
+    use chrono::Timelike as _;
+    let now = chrono::Utc::now().naive_utc();
+    now.with_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now)
+}

@@ -17,145 +17,20 @@ pub mod delivery;
 mod purge;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
-use crate::config::SecretKey;
-
 pub use self::delivery::{EdgeStats, Edges};
+pub use crate::config::edge::{EdgeConfig, EdgeUrl};
 
-/// One edge in `EDGE_CACHE_URLS`, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EdgeUrl {
-    /// `varnish://host:port`: purged with `PURGE /` and `xkey-purge` (the shipped VCL).
-    Varnish { host_port: String },
-    /// `fastly://SERVICE_ID`: Fastly's purge-by-surrogate-key API.
-    Fastly { service: String },
-    /// `cloudflare://ZONE_ID`: Cloudflare's purge-by-cache-tag API.
-    Cloudflare { zone: String },
-}
-
-impl EdgeUrl {
-    pub fn parse(raw: &str) -> Result<EdgeUrl, String> {
-        let raw = raw.trim();
-        let (scheme, rest) = raw
-            .split_once("://")
-            .ok_or_else(|| format!("{raw:?}: expected varnish://host:port, fastly://SERVICE_ID or cloudflare://ZONE_ID"))?;
-        let rest = rest.trim_end_matches('/');
-        let id_ok = !rest.is_empty()
-            && rest
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
-        match scheme {
-            "varnish" => {
-                let url = url::Url::parse(&format!("http://{rest}"))
-                    .map_err(|e| format!("{raw:?}: {e}"))?;
-                // `url` hides an explicit default port (80): it must still be written.
-                let port = url.port().or_else(|| rest.ends_with(":80").then_some(80));
-                match (url.host_str(), port, url.path()) {
-                    (Some(host), Some(port), "/") => Ok(EdgeUrl::Varnish {
-                        host_port: format!("{host}:{port}"),
-                    }),
-                    _ => Err(format!("{raw:?}: expected varnish://host:port")),
-                }
-            }
-            "fastly" if id_ok => Ok(EdgeUrl::Fastly {
-                service: rest.to_string(),
-            }),
-            "cloudflare" if id_ok => Ok(EdgeUrl::Cloudflare {
-                zone: rest.to_string(),
-            }),
-            "fastly" | "cloudflare" => Err(format!("{raw:?}: the id is letters, digits, - and _")),
-            _ => Err(format!(
-                "{raw:?}: unknown edge {scheme:?} (varnish, fastly or cloudflare)"
-            )),
-        }
+/// The tag header an edge reads.
+fn header_of(edge: &EdgeUrl) -> TagHeader {
+    match edge {
+        EdgeUrl::Varnish { .. } => TagHeader::XKEY,
+        EdgeUrl::Fastly { .. } => TagHeader::SURROGATE_KEY,
+        EdgeUrl::Cloudflare { .. } => TagHeader::CACHE_TAG,
     }
-
-    /// How rows and statistics name it: the URL, canonical (it holds no secret).
-    pub fn name(&self) -> String {
-        match self {
-            EdgeUrl::Varnish { host_port } => format!("varnish://{host_port}"),
-            EdgeUrl::Fastly { service } => format!("fastly://{service}"),
-            EdgeUrl::Cloudflare { zone } => format!("cloudflare://{zone}"),
-        }
-    }
-
-    fn header(&self) -> TagHeader {
-        match self {
-            EdgeUrl::Varnish { .. } => TagHeader::XKEY,
-            EdgeUrl::Fastly { .. } => TagHeader::SURROGATE_KEY,
-            EdgeUrl::Cloudflare { .. } => TagHeader::CACHE_TAG,
-        }
-    }
-}
-
-/// `EDGE_*`, `FASTLY_*`, `CLOUDFLARE_*`: which edges, their credentials, lifetimes.
-#[derive(Clone, Debug, Default)]
-pub struct EdgeConfig {
-    pub edges: Vec<EdgeUrl>,
-    /// Sent as `X-Purge-Secret` to Varnish; the shipped VCL checks it.
-    pub purge_secret: Option<SecretKey>,
-    pub fastly_token: Option<SecretKey>,
-    pub fastly_api: String,
-    pub cloudflare_token: Option<SecretKey>,
-    pub cloudflare_api: String,
-    /// How long an edge keeps a page (`s-maxage`); purges end it sooner.
-    pub ttl: Duration,
-    /// How long an edge may serve a page stale while it fetches a new one.
-    pub stale_while_revalidate: Duration,
-    /// How long an edge may serve a page stale while the site fails.
-    pub stale_if_error: Duration,
-    /// When the second purge of a write's tags is sent.
-    pub repeat_after: Duration,
-    /// The longest wait between two attempts at a refused purge.
-    pub retry_max: Duration,
-    /// How long a write waits for the edges' first acknowledgement before it returns.
-    pub write_wait: Duration,
-}
-
-impl EdgeConfig {
-    /// What must be set for the edges listed; an https API needs a build with TLS.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
-        let has = |f: fn(&EdgeUrl) -> bool| self.edges.iter().any(f);
-        if has(|e| matches!(e, EdgeUrl::Varnish { .. })) && self.purge_secret.is_none() {
-            return Err((
-                "EDGE_PURGE_SECRET",
-                "must be set with a varnish:// edge (the VCL accepts purges carrying it)".into(),
-            ));
-        }
-        if has(|e| matches!(e, EdgeUrl::Fastly { .. })) {
-            if self.fastly_token.is_none() {
-                return Err((
-                    "FASTLY_API_TOKEN",
-                    "must be set with a fastly:// edge".into(),
-                ));
-            }
-            check_tls("FASTLY_API_URL", &self.fastly_api)?;
-        }
-        if has(|e| matches!(e, EdgeUrl::Cloudflare { .. })) {
-            if self.cloudflare_token.is_none() {
-                return Err((
-                    "CLOUDFLARE_API_TOKEN",
-                    "must be set with a cloudflare:// edge".into(),
-                ));
-            }
-            check_tls("CLOUDFLARE_API_URL", &self.cloudflare_api)?;
-        }
-        Ok(())
-    }
-}
-
-fn check_tls(var: &'static str, api: &str) -> Result<(), (&'static str, String)> {
-    if api.starts_with("https://") && !cfg!(feature = "tls") {
-        return Err((
-            var,
-            format!("{api} needs TLS: build with `--features tls` (`cargo make release` does)"),
-        ));
-    }
-    Ok(())
 }
 
 /// A tag header an edge reads, and how much of it the edge takes.
@@ -210,30 +85,57 @@ pub fn edge_token_hashed(tag_key: &str) -> String {
 #[derive(Debug)]
 pub struct EdgeHeaders {
     headers: Vec<TagHeader>,
+    /// The edge lifetime, in seconds.
+    ttl: u64,
     /// `, s-maxage=N` or `, s-maxage=0` appended to a policy's browser `Cache-Control`.
     s_maxage: String,
     surrogate_control: HeaderValue,
+    /// `, stale-while-revalidate=…, stale-if-error=…` after `max-age` in the above.
+    stale: String,
 }
 
 impl EdgeHeaders {
     /// None without edges: nothing is added, and no tag header reaches a browser.
     pub fn new(config: &EdgeConfig) -> Option<Arc<EdgeHeaders>> {
-        let mut headers: Vec<TagHeader> = config.edges.iter().map(EdgeUrl::header).collect();
+        let mut headers: Vec<TagHeader> = config.edges.iter().map(header_of).collect();
         headers.dedup();
         if headers.is_empty() {
             return None;
         }
-        let edge = format!(
-            "max-age={}, stale-while-revalidate={}, stale-if-error={}",
-            config.ttl.as_secs(),
+        let stale = format!(
+            ", stale-while-revalidate={}, stale-if-error={}",
             config.stale_while_revalidate.as_secs(),
             config.stale_if_error.as_secs()
         );
-        Some(Arc::new(EdgeHeaders {
+        Some(Arc::new(EdgeHeaders::with_ttl(
             headers,
-            s_maxage: format!(", s-maxage={}", config.ttl.as_secs()),
-            surrogate_control: HeaderValue::from_str(&edge).expect("digits"),
-        }))
+            config.ttl.as_secs(),
+            stale,
+        )))
+    }
+
+    fn with_ttl(headers: Vec<TagHeader>, ttl: u64, stale: String) -> EdgeHeaders {
+        EdgeHeaders {
+            headers,
+            ttl,
+            s_maxage: format!(", s-maxage={ttl}"),
+            surrogate_control: HeaderValue::from_str(&format!("max-age={ttl}{stale}"))
+                .expect("digits"),
+            stale,
+        }
+    }
+
+    /// The same headers with an edge lifetime of at most `seconds` (a route's own, see
+    /// `web::routes::Edge`).
+    pub fn at_most(self: &Arc<Self>, seconds: u64) -> Arc<EdgeHeaders> {
+        match seconds < self.ttl {
+            true => Arc::new(EdgeHeaders::with_ttl(
+                self.headers.clone(),
+                seconds,
+                self.stale.clone(),
+            )),
+            false => self.clone(),
+        }
     }
 
     /// The `Cache-Control` of a page the edges may keep (`browser`: what browsers get).
@@ -293,6 +195,8 @@ impl EdgeHeaders {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

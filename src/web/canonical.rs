@@ -5,13 +5,15 @@
 //!   the other escapes written in upper case; a request spelled otherwise is redirected
 //!   (308) there, so `/%62log/x/` and `/blog/x/` are one URL with one cache policy.
 //! - The query: names and values decoded once (`+` and `%20` alike, either hex case),
-//!   empty values dropped, and only the parameters the route reads kept (`PARAMS`):
-//!   others are ignored by the handler *and* left out of the key. A parameter given
-//!   twice is refused (400), since which one was meant cannot be told; a value in a
+//!   empty values dropped, and only the parameters the route reads kept (its `params`
+//!   in `web::routes`): others are ignored by the handler *and* left out of the key. A
+//!   parameter given twice is refused (400), since which one was meant cannot be told;
+//!   so is a value out of its parameter's bounds (400, naming it); a value in a
 //!   non-canonical spelling (`page=02`, `featured=1`) is redirected to its canonical one.
 //!
-//! `check` runs before anything else reads the request; handlers read the result
-//! through the `Params` extractor and the response cache through `Params::of`.
+//! `check` runs before anything else reads the request and leaves its `Params` on it;
+//! handlers read them through the `Params` extractor, and the response cache keys on
+//! them (a request without them is not stored).
 
 use std::future::{ready, Ready};
 
@@ -22,27 +24,7 @@ use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
 use crate::web::error::ApiError;
-
-/// The query parameters each route reads; every other parameter is ignored. A route not
-/// listed reads none.
-fn params_read_by(path: &str) -> &'static [&'static str] {
-    match path {
-        "/blog/" => &["page"],
-        "/api/posts/" => &["page", "tag"],
-        "/api/ai-tools/" => &["category", "featured"],
-        "/search/" | "/api/search/" => &["q", "page"],
-        "/api/cache/history/" => &["range"],
-        _ if is_tag_page(path) => &["page"],
-        _ => &[],
-    }
-}
-
-/// `/blog/tag/<slug>/`.
-fn is_tag_page(path: &str) -> bool {
-    path.strip_prefix("/blog/tag/")
-        .and_then(|rest| rest.strip_suffix('/'))
-        .is_some_and(|slug| !slug.is_empty() && !slug.contains('/'))
-}
+use crate::web::routes::Param;
 
 /// The parameters a route reads, decoded, in the order of its `PARAMS` entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,6 +39,8 @@ pub enum Refusal {
     Redirect(String),
     /// A parameter given more than once.
     Duplicate(&'static str),
+    /// A value out of its parameter's bounds (`web::routes::Kind`), and why.
+    Invalid(&'static str, String),
 }
 
 impl Params {
@@ -82,24 +66,36 @@ impl Params {
         url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
     }
 
-    /// The request's parameters as `check` parsed them (none if it had no query).
-    pub fn of(req: &HttpRequest) -> Params {
-        req.extensions()
-            .get::<Params>()
-            .cloned()
-            .unwrap_or_default()
+    /// The page number (`page`, checked to be from 1 by `parse`); 1 when not given.
+    pub fn page(&self) -> i64 {
+        self.get("page").and_then(|p| p.parse().ok()).unwrap_or(1)
     }
 
-    /// Parses a query string for the route at `path`.
+    /// A `true`/`false` parameter (checked by `parse`), if given.
+    pub fn flag(&self, name: &str) -> Option<bool> {
+        self.get(name).map(|v| v == "true")
+    }
+
+    /// The request's parameters as `check` parsed them, or parsed now if `check` has not
+    /// run on it (a refused query then reads as none: `check` answers it).
+    pub fn of(req: &HttpRequest) -> Params {
+        if let Some(params) = req.extensions().get::<Params>() {
+            return params.clone();
+        }
+        Params::parse(req.path(), req.query_string()).unwrap_or_default()
+    }
+
+    /// Parses a query string for the route at `path` by the route table's parameters.
     pub fn parse(path: &str, query: &str) -> Result<Params, Refusal> {
-        let read = params_read_by(path);
+        let read: &[Param] = crate::web::routes::find(path).map_or(&[], |r| r.params);
         let mut pairs: Vec<(&'static str, String)> = Vec::new();
         let mut respelled = false;
         if !query.is_empty() && !read.is_empty() {
             for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-                let Some(name) = read.iter().copied().find(|n| *n == name) else {
+                let Some(param) = read.iter().find(|p| p.name == name) else {
                     continue;
                 };
+                let name = param.name;
                 if pairs.iter().any(|(n, _)| *n == name) {
                     return Err(Refusal::Duplicate(name));
                 }
@@ -107,40 +103,39 @@ impl Params {
                 if value.is_empty() {
                     continue;
                 }
-                let canonical = canonical_value(name, value);
+                let canonical = param
+                    .kind
+                    .canonical(value)
+                    .map_err(|why| Refusal::Invalid(name, why))?;
                 respelled |= canonical != value;
                 pairs.push((name, canonical));
             }
-            pairs.sort_by_key(|(name, _)| read.iter().position(|n| n == name));
+            pairs.sort_by_key(|(name, _)| read.iter().position(|p| p.name == *name));
         }
+        if let Some(missing) = read
+            .iter()
+            .find(|p| p.required && !pairs.iter().any(|(n, _)| *n == p.name))
+        {
+            return Err(Refusal::Invalid(
+                missing.name,
+                missing.kind.missing().into(),
+            ));
+        }
+        // A parameter read only with another that is absent: dropped, by a redirect.
+        let given: Vec<&'static str> = pairs.iter().map(|(n, _)| *n).collect();
+        let before = pairs.len();
+        pairs.retain(|(name, _)| {
+            read.iter()
+                .find(|p| p.name == *name)
+                .and_then(|p| p.needs)
+                .is_none_or(|needed| given.contains(&needed))
+        });
+        respelled |= pairs.len() != before;
         let params = Params { pairs };
         match respelled {
             false => Ok(params),
             true => Err(Refusal::Redirect(with_query(path, &params))),
         }
-    }
-}
-
-/// A value as it is written canonically: page numbers in plain digits, booleans as
-/// `true`/`false`, search queries normalised; anything the handler would refuse is left
-/// for it to refuse.
-fn canonical_value(name: &str, value: &str) -> String {
-    match name {
-        "page" => match value.parse::<i64>() {
-            Ok(n) if n >= 1 => n.to_string(),
-            _ => value.to_string(),
-        },
-        // The normalised query (see `content::search`): case, width, spacing, quoting.
-        "q" => match crate::content::search::SearchQuery::parse(value) {
-            Ok(query) => query.canonical().to_string(),
-            Err(_) => value.to_string(),
-        },
-        "featured" => match value.to_ascii_lowercase().as_str() {
-            "true" | "1" => "true".into(),
-            "false" | "0" => "false".into(),
-            _ => value.to_string(),
-        },
-        _ => value.to_string(),
     }
 }
 
@@ -228,14 +223,11 @@ pub async fn check(
                 false => format!("{path}?{query}"),
             }))
         }
-        None if req.query_string().is_empty() => None,
+        // Left for everything inside, the response cache's key included (it stores
+        // nothing for a request this has not checked).
         None => match Params::parse(req.path(), req.query_string()) {
-            // An absent `Params` reads as none (`Params::of`): nothing to keep for a
-            // route that reads no parameter.
             Ok(params) => {
-                if !params.pairs.is_empty() {
-                    req.extensions_mut().insert(params);
-                }
+                req.extensions_mut().insert(params);
                 None
             }
             Err(refusal) => Some(refusal),
@@ -248,19 +240,25 @@ pub async fn check(
         Refusal::Redirect(to) => HttpResponse::PermanentRedirect()
             .insert_header((header::LOCATION, to))
             .finish(),
-        Refusal::Duplicate(name) if req.path().starts_with("/api/") => {
-            ApiError::bad(name, "given more than once").error_response()
-        }
-        // Outside the error-page layer (this runs before the response cache): a page
-        // of its own.
-        Refusal::Duplicate(name) => HttpResponse::BadRequest()
-            .content_type("text/html; charset=utf-8")
-            .body(format!(
-                "<!doctype html><title>Bad request</title><h1>Bad request</h1>\
-                 <p>The parameter “{name}” is given more than once in the address.</p>"
-            )),
+        Refusal::Duplicate(name) => bad_request(&req, name, "given more than once".into()),
+        Refusal::Invalid(name, why) => bad_request(&req, name, why),
     };
     Ok(req.into_response(res))
+}
+
+/// A 400 naming the parameter: JSON under `/api/`, else a page of its own (this runs
+/// outside the error-page layer, before the response cache).
+fn bad_request(req: &ServiceRequest, name: &'static str, why: String) -> HttpResponse {
+    if req.path().starts_with("/api/") {
+        return ApiError::bad(name, why).error_response();
+    }
+    let why = tera::escape_html(&why);
+    HttpResponse::BadRequest()
+        .content_type("text/html; charset=utf-8")
+        .body(format!(
+            "<!doctype html><title>Bad request</title><h1>Bad request</h1>\
+             <p>The parameter “{name}” in the address: {why}.</p>"
+        ))
 }
 
 impl FromRequest for Params {
@@ -311,11 +309,15 @@ mod tests {
             Params::parse("/api/ai-tools/", "featured=1"),
             Err(Refusal::Redirect("/api/ai-tools/?featured=true".into()))
         );
-        // Left for the handler to refuse: there is no canonical spelling.
-        assert_eq!(
-            Params::parse("/blog/", "page=0").unwrap().get("page"),
-            Some("0")
-        );
+        // Out of bounds: refused, naming the parameter.
+        assert!(matches!(
+            Params::parse("/blog/", "page=0"),
+            Err(Refusal::Invalid("page", _))
+        ));
+        assert!(matches!(
+            Params::parse("/api/ai-tools/", "featured=yes"),
+            Err(Refusal::Invalid("featured", _))
+        ));
         assert_eq!(Params::parse("/blog/", "page=").unwrap(), Params::default());
     }
 

@@ -92,10 +92,9 @@ pub async fn record_requests(
         if by_path.len() >= MAX_PATHS {
             by_path.clear();
         }
-        let route = res
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_string());
+        // The route table's pattern: the same label whether the cache or a handler
+        // answered (a cached answer never reaches actix's router).
+        let route = crate::web::routes::find(path).map_or("unmatched", |r| r.path);
         let histogram = histogram!(
             "folio_http_request_duration_seconds",
             "route" => route,

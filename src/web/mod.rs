@@ -16,6 +16,7 @@ pub mod media;
 pub mod metrics;
 pub mod middleware;
 pub mod pages;
+pub mod routes;
 pub mod session;
 pub mod session_store;
 pub mod state;
@@ -27,33 +28,48 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use self::error::{ApiError, PageError};
 pub use self::state::AppState;
-use crate::content::invalidation::response_tags;
 use crate::web::http_cache::{PathMatch, ResponseCache, ResponsePolicy};
+use crate::web::routes::{Caching, Edge};
 
-/// The response cache from configuration: one policy per API prefix, each depending on
-/// the models the invalidation rules list for it, and, unless `PAGE_CACHE=false`, one
-/// per public page (what a page depends on is traced as it is rendered).
-pub fn response_cache(state: &AppState) -> ResponseCache {
+/// The response cache's policies, one per route of the table that declares one: API
+/// routes (under a `RESPONSE_CACHE_PREFIXES` prefix) depending on the tags they list,
+/// pages (unless `PAGE_CACHE=false`) on what is traced as they render. No other path is
+/// ever stored.
+pub fn cache_policies(state: &AppState) -> Vec<(PathMatch, ResponsePolicy)> {
     let config = &state.config;
     let edges = crate::edge::EdgeHeaders::new(&config.edge);
-    let mut policies: Vec<(PathMatch, ResponsePolicy)> = config
-        .response_cache_prefixes
+    routes::TABLE
         .iter()
-        .map(|prefix| {
-            let mut policy =
-                ResponsePolicy::new("response", config.response_cache_ttl, response_tags(prefix))
-                    .with_max_age(config.api_max_age.as_secs(), state.repo.next_publication());
+        .filter_map(|route| {
+            let mut policy = match route.cache {
+                Caching::Never => return None,
+                Caching::Page if !config.page_cache => return None,
+                Caching::Page => ResponsePolicy::new("page", config.page_cache_ttl, &[]),
+                Caching::Api(tags) => {
+                    let configured = config
+                        .response_cache_prefixes
+                        .iter()
+                        .any(|prefix| route.path.starts_with(prefix.as_str()));
+                    if !configured {
+                        return None;
+                    }
+                    ResponsePolicy::new("response", config.response_cache_ttl, tags)
+                        .with_max_age(config.api_max_age.as_secs(), state.repo.next_publication())
+                }
+            };
             policy.stale_if_error = config.stale_if_error;
-            let policy = policy.with_edges(edges.clone());
-            (PathMatch::Prefix(prefix.clone()), policy)
+            let edges = match route.edge {
+                Edge::Site => edges.clone(),
+                Edge::AtMost(secs) => edges.as_ref().map(|e| e.at_most(secs)),
+            };
+            Some((PathMatch::Pattern(route.path), policy.with_edges(edges)))
         })
-        .collect();
-    if config.page_cache {
-        let mut page = ResponsePolicy::new("page", config.page_cache_ttl, &[]);
-        page.stale_if_error = config.stale_if_error;
-        let page = page.with_edges(edges);
-        policies.extend(pages::CACHED.iter().map(|m| (m.clone(), page.clone())));
-    }
+        .collect()
+}
+
+/// The response cache from configuration (see `cache_policies`).
+pub fn response_cache(state: &AppState) -> ResponseCache {
+    let policies = cache_policies(state);
     ResponseCache::new(
         state.cache.clone(),
         policies,
@@ -65,25 +81,17 @@ pub fn response_cache(state: &AppState) -> ResponseCache {
     )
 }
 
-/// The route table: each module registers its own routes.
+/// The routes: the table's (`routes`), and the answer to any other path.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(api::configure)
-        .configure(pages::configure)
-        .configure(admin::configure)
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(metrics::metrics))
-        .route("/static/{file}", web::get().to(static_file))
-        .route("/favicon.ico", web::get().to(favicon))
-        .route("/media/{name}", web::get().to(media::media))
-        .default_service(web::to(not_found));
+    routes::configure(cfg);
+    cfg.default_service(web::to(not_found));
 }
 
 /// Unknown paths: a JSON 404 under `/api/`, otherwise the 404 page. A GET for a page path
 /// without its trailing slash is redirected to it, as Django's APPEND_SLASH does.
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
     let path = req.path();
-    if path == "/api" {
+    if path == "/api" || path.starts_with("/api/") {
         return Err(ApiError::NotFound(format!("no API route at {path}")).into());
     }
     let last = path.rsplit('/').next().unwrap_or("");
@@ -102,14 +110,14 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
 /// `/favicon.ico`, which browsers and feed readers ask for whatever the page links: the
 /// site's icon (SVG, which they accept under this name), rather than a 404 per visit.
 /// Not content-addressed, so kept a day, not a year (pages link the hashed URL).
-async fn favicon() -> HttpResponse {
+pub(crate) async fn favicon() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("image/svg+xml")
         .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
         .body(include_str!("../../static/favicon.svg"))
 }
 
-async fn static_file(path: web::Path<String>) -> Result<HttpResponse, PageError> {
+pub(crate) async fn static_file(path: web::Path<String>) -> Result<HttpResponse, PageError> {
     let (_, content_type, body) = templates::STATIC_FILES
         .iter()
         .find(|(name, _, _)| *name == path.as_str())

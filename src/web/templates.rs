@@ -137,7 +137,6 @@ pub fn build() -> tera::Result<Tera> {
     tera.autoescape_on(vec![".html", ".xml"]);
     tera.set_escape_fn(escape);
     tera.register_filter("date", date_filter);
-    crate::web::fragments::Fragments::register_functions(&mut tera);
     Ok(tera)
 }
 

@@ -144,43 +144,57 @@ const SEARCHES_WARMED: usize = 10;
 /// Share of an in-process cache's bound past which warming stops.
 const FULL: f64 = 0.9;
 
-/// The paths to warm, by priority, read through the repository (cached reads).
+/// The paths to warm, by priority, from each route's `warm` in the route table
+/// (`web::routes`); what they expand to is read through the repository (cached reads).
 pub async fn plan(state: &AppState, kind: WarmType) -> Result<Vec<(u8, String)>, DbError> {
+    use crate::web::routes::{Warm, TABLE};
     let repo = &state.repo;
-    let post = |slug: &str| format!("/blog/{slug}/");
-    let mut plan: Vec<(u8, String)> = vec![(1, "/".into())];
-    for path in [
-        "/blog/",
-        "/about/",
-        "/tools/",
-        "/api/posts/",
-        "/api/personal-info/",
-        "/api/social-links/",
-        "/api/ai-tools/",
-    ] {
-        plan.push((2, path.into()));
-    }
     let recent = repo
         .recent_posts(crate::web::fragments::registry::RECENT_POSTS)
         .await?;
     let popular = repo
         .popular_posts(crate::web::fragments::registry::POPULAR_POSTS)
         .await?;
-    plan.extend(recent.iter().chain(&popular).map(|p| (2, post(&p.slug))));
     let (posts, tags) = repo.sitemap().await?;
-    plan.extend(tags.iter().map(|t| (3, format!("/blog/tag/{}/", t.slug))));
-    let pages =
-        (posts.len() as i64 + crate::web::pages::PER_PAGE - 1) / crate::web::pages::PER_PAGE;
-    plan.extend((2..=pages).map(|n| (3, format!("/blog/?page={n}"))));
-    // High traffic: the most searched queries lately, first pages (page and API).
-    for (query, _) in repo.search_counts().top(SEARCHES_WARMED) {
-        let q = crate::web::canonical::Params::encode(&query);
-        plan.push((2, format!("/search/?q={q}")));
-        plan.push((2, format!("/api/search/?q={q}")));
+    let searches = repo.search_counts().top(SEARCHES_WARMED);
+    let mut plan: Vec<(u8, String)> = Vec::new();
+    for route in TABLE {
+        let with = |value: &str| {
+            let mut parts = route.path.splitn(2, '{');
+            let head = parts.next().unwrap_or("");
+            let tail = parts
+                .next()
+                .and_then(|t| t.split_once('}'))
+                .map_or("", |t| t.1);
+            format!("{head}{value}{tail}")
+        };
+        for warm in route.warm {
+            match *warm {
+                Warm::Path(p) => plan.push((p, route.path.to_string())),
+                Warm::Posts(first, rest) => {
+                    plan.extend(
+                        recent
+                            .iter()
+                            .chain(&popular)
+                            .map(|p| (first, with(&p.slug))),
+                    );
+                    plan.extend(posts.iter().map(|p| (rest, with(&p.slug))));
+                }
+                Warm::Tags(p) => plan.extend(tags.iter().map(|t| (p, with(&t.slug)))),
+                Warm::Pages(p) => {
+                    let per_page = crate::web::pages::PER_PAGE;
+                    let pages = (posts.len() as i64 + per_page - 1) / per_page;
+                    plan.extend((2..=pages).map(|n| (p, format!("{}?page={n}", route.path))));
+                }
+                // High traffic: the most searched queries lately, first pages.
+                Warm::Searches(p) => plan.extend(searches.iter().map(|(query, _)| {
+                    let q = crate::web::canonical::Params::encode(query);
+                    (p, format!("{}?q={q}", route.path))
+                })),
+            }
+        }
     }
-    plan.push((3, "/feed.xml".into()));
-    plan.push((3, "/sitemap.xml".into()));
-    plan.extend(posts.iter().map(|p| (4, post(&p.slug))));
+    plan.sort_by_key(|(priority, _)| *priority);
     let mut seen = std::collections::HashSet::new();
     plan.retain(|(_, path)| {
         seen.insert(path.clone()) && (kind == WarmType::All || WarmType::of(path) == kind)

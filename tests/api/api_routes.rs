@@ -35,9 +35,10 @@ on_both_backends! {
         for post in body["results"].as_array().unwrap() {
             assert!(post["tags"].as_array().unwrap().iter().any(|t| t["slug"] == "caching"));
         }
+        // As the tag's page: an unknown tag is a 404, never an empty (stored) list.
         let (status, body) = app.get_json("/api/posts/?tag=unknown-tag").await;
-        assert_eq!(status, 200);
-        assert_eq!(body["count"], 0);
+        assert_eq!(status, 404);
+        assert_eq!(body["error"]["code"], "not_found");
     }
 
     async fn bad_list_parameters_get_400_naming_the_parameter(app: TestApp) {

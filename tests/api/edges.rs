@@ -163,7 +163,7 @@ fn spelled() -> impl Strategy<Value = Spelled> {
 }
 
 /// What a reader gets: status, where a redirect points, the body.
-async fn answer(app: &TestApp, url: &str) -> (u16, String, String) {
+pub(crate) async fn answer(app: &TestApp, url: &str) -> (u16, String, String) {
     let res = app.client.get(app.url(url)).send().await.unwrap();
     let status = res.status().as_u16();
     let location = res
@@ -175,7 +175,7 @@ async fn answer(app: &TestApp, url: &str) -> (u16, String, String) {
 }
 
 /// Keys this app's cache holds: entries in process, or this test's keys in Redis.
-async fn stored_keys(app: &TestApp) -> u64 {
+pub(crate) async fn stored_keys(app: &TestApp) -> u64 {
     if let Some((entries, _, _)) = app.state.cache.local_size() {
         return entries;
     }
@@ -220,14 +220,14 @@ async fn cluster_node_keys(seed: &str, prefix: &str) -> Vec<String> {
 
 /// Views are written only at the end, so both instances show the same counts; nothing
 /// is warmed behind the test's back; links name one site whatever the port.
-const QUIET: &[(&str, &str)] = &[
+pub(crate) const QUIET: &[(&str, &str)] = &[
     ("VIEW_FLUSH_INTERVAL", "100000"),
     ("WARM_ON_START", "false"),
     ("SITE_URL", "http://folio.test"),
 ];
 
 /// Keys the app makes on its own (site-wide statistics) exist once a flush has run.
-async fn settled() {
+pub(crate) async fn settled() {
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
 }
 

@@ -34,6 +34,7 @@ mod publishing;
 mod redis_cluster;
 mod redis_server;
 mod resilience;
+mod routes;
 mod scale_out;
 mod search;
 mod seed;

@@ -39,7 +39,7 @@ on_both_backends! {
         assert_eq!(status, 200);
         assert_eq!(count(&last, "class=\"post-card\"") as i64, published - (last_page - 1) * 20);
         assert_eq!(app.get_text(&format!("/blog/?page={}", last_page + 1)).await.0, 404);
-        assert_eq!(app.get_text("/blog/?page=abc").await.0, 404);
+        assert_eq!(app.get_text("/blog/?page=abc").await.0, 400);
     }
 
     async fn tag_page_lists_only_tagged_posts(app: TestApp) {

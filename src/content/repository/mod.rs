@@ -4,7 +4,7 @@
 //! tables. One file per aggregate: `posts` (posts, tags, authors), `site` (personal
 //! info, social links, AI tools), `inbox` (contact messages), `admins`.
 
-use chrono::{NaiveDateTime, Timelike, Utc};
+use chrono::{NaiveDateTime, Timelike};
 
 use crate::cache::CacheManager;
 use crate::db::{Db, DbError};
@@ -79,13 +79,7 @@ pub mod search;
 mod site;
 mod tags;
 
-/// Now, truncated to microseconds: PostgreSQL keeps microseconds and SQLite whatever it
-/// is given, so both backends must store the same value for ETags to agree.
-pub fn now() -> NaiveDateTime {
-    let now = Utc::now().naive_utc();
-    now.with_nanosecond(now.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(now)
-}
+pub use crate::db::now;
 
 /// `t` without its fraction of a second: publication times are whole seconds, so a
 /// post published now is visible at once also on SQLite, whose `CURRENT_TIMESTAMP`

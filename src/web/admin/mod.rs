@@ -3,11 +3,11 @@
 //! change shows on the next request. Admin pages are never cached (`no-store`), and an
 //! admin's requests bypass the shared response cache.
 
-mod auth;
-mod images;
-mod messages;
-mod posts;
-mod site;
+pub(crate) mod auth;
+pub(crate) mod images;
+pub(crate) mod messages;
+pub(crate) mod posts;
+pub(crate) mod site;
 
 use actix_session::Session;
 use actix_web::dev::Payload;
@@ -20,71 +20,7 @@ use super::error::PageError;
 use crate::web::AppState;
 
 pub use auth::hash_password;
-use site::{AiTools, SocialLinks};
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/", web::get().to(overview))
-        .route("/admin/cache/", web::get().to(cache_dashboard))
-        .service(
-            web::resource("/admin/login/")
-                // A login form, not the post editor: refused before the CSRF check.
-                .app_data(crate::web::error::form_config(auth::MAX_BODY))
-                .route(web::get().to(auth::login_form))
-                .route(web::post().to(auth::login)),
-        )
-        .route("/admin/logout/", web::post().to(auth::logout))
-        .route("/admin/posts/", web::get().to(posts::list))
-        .route("/admin/posts/new/", web::get().to(posts::new_form))
-        .route("/admin/posts/new/", web::post().to(posts::create))
-        .route("/admin/posts/{id}/edit/", web::get().to(posts::edit_form))
-        .route("/admin/posts/{id}/edit/", web::post().to(posts::update))
-        .route("/admin/posts/{id}/preview/", web::get().to(posts::preview))
-        .route("/admin/images/", web::post().to(images::upload))
-        .route(
-            "/admin/posts/{id}/delete/",
-            web::get().to(posts::delete_form),
-        )
-        .route("/admin/posts/{id}/delete/", web::post().to(posts::delete))
-        .route(
-            "/admin/personal-info/",
-            web::get().to(site::personal_info_form),
-        )
-        .route(
-            "/admin/personal-info/",
-            web::post().to(site::save_personal_info),
-        )
-        .route(
-            "/admin/social-links/",
-            web::get().to(site::list::<SocialLinks>),
-        )
-        .route(
-            "/admin/social-links/",
-            web::post().to(site::create::<SocialLinks>),
-        )
-        .route(
-            "/admin/social-links/{id}/",
-            web::post().to(site::update::<SocialLinks>),
-        )
-        .route(
-            "/admin/social-links/{id}/delete/",
-            web::post().to(site::delete::<SocialLinks>),
-        )
-        .route("/admin/ai-tools/", web::get().to(site::list::<AiTools>))
-        .route("/admin/ai-tools/", web::post().to(site::create::<AiTools>))
-        .route(
-            "/admin/ai-tools/{id}/",
-            web::post().to(site::update::<AiTools>),
-        )
-        .route(
-            "/admin/ai-tools/{id}/delete/",
-            web::post().to(site::delete::<AiTools>),
-        )
-        .route("/admin/messages/", web::get().to(messages::list))
-        .route(
-            "/admin/messages/{id}/read/",
-            web::post().to(messages::mark_read),
-        );
-}
+pub(crate) use site::{AiTools, SocialLinks};
 
 /// The signed-in admin and their session; extracting it from a request without a
 /// current sign-in (none, expired, signed out, account gone) redirects to the login
@@ -196,7 +132,7 @@ fn csrf_refused() -> HttpResponse {
 
 /// The cache dashboard: rendered with the current numbers, then kept live by
 /// `static/dashboard.js` from `/api/cache/monitor/`.
-async fn cache_dashboard(
+pub(crate) async fn cache_dashboard(
     state: web::Data<AppState>,
     admin: Admin,
     query: web::Query<std::collections::HashMap<String, String>>,
@@ -222,7 +158,10 @@ async fn cache_dashboard(
     render(&state, "admin/cache.html", &ctx).await
 }
 
-async fn overview(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, PageError> {
+pub(crate) async fn overview(
+    state: web::Data<AppState>,
+    admin: Admin,
+) -> Result<HttpResponse, PageError> {
     let mut ctx = admin_context(&state, &admin, "overview");
     ctx.insert("overview", &state.repo.admin_overview().await?);
     ctx.insert("cache_stats", &state.cache.stats());

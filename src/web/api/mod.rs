@@ -4,48 +4,16 @@
 
 pub mod cache;
 pub mod dto;
-mod posts;
-mod search;
-mod site;
+pub(crate) mod posts;
+pub(crate) mod search;
+pub(crate) mod site;
 pub mod webhook;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::HttpResponse;
 
 use utoipa::OpenApi;
 
-use super::error::ApiError;
-use crate::web::canonical::Params;
-
-/// The API routes (the response cache in front of them is configured by
-/// `RESPONSE_CACHE_*`, see `web::response_cache`).
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/api")
-            // Resources, not bare routes: another method on a known path is a 405.
-            .service(web::resource("/posts/").get(posts::list))
-            .service(web::resource("/posts/{slug}/").get(posts::detail))
-            .service(web::resource("/personal-info/").get(site::personal_info))
-            .service(web::resource("/social-links/").get(site::social_links))
-            .service(web::resource("/ai-tools/").get(site::ai_tools))
-            .service(web::resource("/search/").get(search::search))
-            .service(web::resource("/openapi.json").get(openapi))
-            .service(web::resource("/cache/invalidate/").post(webhook::invalidate))
-            .service(web::resource("/cache/health/").get(crate::web::health::cache_health))
-            .service(web::resource("/cache/stats/").get(cache::stats))
-            .service(web::resource("/cache/monitor/").get(cache::monitor))
-            .service(web::resource("/cache/history/").get(cache::history))
-            .service(web::resource("/cache/warm/").post(cache::warm))
-            .service(web::resource("/cache/clear/").post(cache::clear))
-            .default_service(web::to(not_found)),
-    );
-}
-
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!(
-        "no API route at {}",
-        req.path()
-    )))
-}
+use crate::web::routes::{Kind, Param};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -80,48 +48,70 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 )]
 pub struct ApiDoc;
 
-async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
+pub(crate) async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(&*OPENAPI)
 }
 
-/// Each handler parses the parameters it reads (decoded once, see `web::canonical`) and
-/// names the one that is wrong.
-pub(crate) fn parse_page(query: &Params) -> Result<i64, ApiError> {
-    match query.get("page") {
-        None => Ok(1),
-        Some(raw) => raw.parse::<i64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-            ApiError::bad("page", format!("must be a positive integer, got '{raw}'"))
-        }),
-    }
-}
-
-pub(crate) fn parse_bool(query: &Params, name: &'static str) -> Result<Option<bool>, ApiError> {
-    match query.get(name) {
-        None => Ok(None),
-        Some("true") => Ok(Some(true)),
-        Some("false") => Ok(Some(false)),
-        Some(v) => Err(ApiError::bad(
-            name,
-            format!("must be true or false, got '{v}'"),
-        )),
-    }
-}
-
-/// A slug parameter: lowercase letters, digits and hyphens.
-pub(crate) fn parse_slug(query: &Params, name: &'static str) -> Result<Option<String>, ApiError> {
-    match query.get(name) {
-        None => Ok(None),
-        Some(v)
-            if !v.is_empty()
-                && v.len() <= 100
-                && v.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') =>
-        {
-            Ok(Some(v.to_string()))
+/// The description: the handlers' paths and schemas, with each route's query parameters
+/// and their bounds from the route table (`web::routes`), where the request is checked.
+pub static OPENAPI: std::sync::LazyLock<utoipa::openapi::OpenApi> =
+    std::sync::LazyLock::new(|| {
+        let mut doc = ApiDoc::openapi();
+        for route in crate::web::routes::TABLE {
+            let Some(operation) = doc
+                .paths
+                .paths
+                .get_mut(route.path)
+                .and_then(|item| item.get.as_mut())
+            else {
+                continue;
+            };
+            let parameters = operation.parameters.get_or_insert_with(Vec::new);
+            parameters.extend(route.params.iter().map(query_parameter));
         }
-        Some(v) => Err(ApiError::bad(
-            name,
-            format!("must be a slug (lowercase letters, digits, '-'), got '{v}'"),
-        )),
+        doc
+    });
+
+fn query_parameter(param: &Param) -> utoipa::openapi::path::Parameter {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{ObjectBuilder, Required, Type};
+    let schema = match param.kind {
+        Kind::Page => ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Int64,
+            )))
+            .minimum(Some(1)),
+        Kind::Slug => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(crate::web::routes::MAX_SLUG))
+            .pattern(Some("^[a-z0-9-]+$")),
+        Kind::Flag => ObjectBuilder::new().schema_type(Type::Boolean),
+        Kind::Text { max_chars } => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(max_chars)),
+        Kind::Search => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(crate::content::search::MAX_QUERY_CHARS)),
+        Kind::OneOf(values) => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(values.iter().copied())),
+    };
+    let mut doc = param.doc.to_string();
+    if let Some(needed) = param.needs {
+        doc.push_str(&format!(" Read only with `{needed}`."));
     }
+    ParameterBuilder::new()
+        .name(param.name)
+        .parameter_in(ParameterIn::Query)
+        .required(match param.required {
+            true => Required::True,
+            false => Required::False,
+        })
+        .description(Some(doc))
+        .schema(Some(schema.build()))
+        .build()
 }

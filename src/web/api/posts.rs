@@ -1,46 +1,23 @@
 use actix_web::{web, HttpResponse};
-use utoipa::IntoParams;
 
 use super::dto::{PostDetailDto, PostList, PostListItem};
-use super::{parse_page, parse_slug};
 use crate::web::canonical::Params;
 use crate::web::error::{ApiError, ErrorBody};
-use crate::web::http_cache::DoNotStore;
 use crate::web::pages::PER_PAGE;
 use crate::web::AppState;
 
-/// Query parameters of `GET /api/posts/` (documentation; parsing is in `list`).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct PostListParams {
-    /// Page number, from 1; 20 posts a page.
-    page: Option<i64>,
-    /// Only posts with this tag slug.
-    tag: Option<String>,
-}
-
-/// Published posts, newest first.
-#[utoipa::path(get, path = "/api/posts/", params(PostListParams),
+/// Published posts, newest first, 20 a page (parameters: `web::routes`).
+#[utoipa::path(get, path = "/api/posts/",
     responses((status = 200, body = PostList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list(state: web::Data<AppState>, query: Params) -> Result<HttpResponse, ApiError> {
-    let page_number = parse_page(&query)?;
-    let tag = parse_slug(&query, "tag")?;
-    let tag_id = match &tag {
+    let page_number = query.page();
+    let tag = query.get("tag");
+    let tag_id = match tag {
         Some(slug) => match state.repo.tag_by_slug(slug).await? {
             Some(tag) => Some(tag.id),
-            // An unknown tag has no posts: an empty list, as any other filter.
-            // Not stored: clients could invent tags without bound.
-            None => {
-                let mut res = HttpResponse::Ok().json(PostList {
-                    count: 0,
-                    next: None,
-                    previous: None,
-                    results: vec![],
-                });
-                res.extensions_mut().insert(DoNotStore);
-                return Ok(res);
-            }
+            // As its page: a tag without a visible post is unknown (an error is never
+            // stored, so clients cannot make entries up).
+            None => return Err(ApiError::NotFound(format!("no tag '{slug}'"))),
         },
         None => None,
     };

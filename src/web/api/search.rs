@@ -3,10 +3,9 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::dto::PostListItem;
-use super::parse_page;
 use crate::content::repository::search::RANK_LIMIT;
 use crate::content::search::QueryError;
 use crate::web::canonical::Params;
@@ -14,18 +13,6 @@ use crate::web::error::{ApiError, ErrorBody};
 use crate::web::http_cache::DoNotStore;
 use crate::web::pages::search::answer;
 use crate::web::AppState;
-
-/// Query parameters of `GET /api/search/` (documentation; parsing is in `search`).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct SearchParams {
-    /// What to look for: words (all must match), `"exact phrases"`, `this OR that`,
-    /// `-excluded`. At most 200 characters and 12 words or phrases.
-    q: String,
-    /// Page number, from 1; 10 results a page.
-    page: Option<i64>,
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SearchResult {
@@ -55,7 +42,7 @@ pub struct SearchResults {
 }
 
 /// Full-text search of published posts (title, excerpt, body and tags), best first.
-#[utoipa::path(get, path = "/api/search/", params(SearchParams),
+#[utoipa::path(get, path = "/api/search/",
     responses((status = 200, body = SearchResults), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 429, description = "This address's previous uncached search is still running: retry after the Retry-After seconds", body = ErrorBody)))]
 pub async fn search(
@@ -63,7 +50,7 @@ pub async fn search(
     req: HttpRequest,
     params: Params,
 ) -> Result<HttpResponse, ApiError> {
-    let page = parse_page(&params)?;
+    let page = params.page();
     let Some(raw) = params.get("q") else {
         return Err(ApiError::bad("q", "type a word to search for"));
     };

@@ -1,8 +1,6 @@
 use actix_web::{web, HttpResponse};
-use utoipa::IntoParams;
 
 use super::dto::{AiToolDto, AiToolList, PersonalInfoDto, SocialLinkDto, SocialLinkList};
-use super::parse_bool;
 use crate::content::models::ToolFilter;
 use crate::web::canonical::Params;
 use crate::web::error::{ApiError, ErrorBody};
@@ -33,34 +31,13 @@ pub async fn social_links(state: web::Data<AppState>) -> Result<HttpResponse, Ap
     }))
 }
 
-/// Query parameters of `GET /api/ai-tools/` (documentation; parsing is in `ai_tools`).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct AiToolParams {
-    /// Only tools of this category (exact name, e.g. `Coding`).
-    category: Option<String>,
-    /// `true` for featured tools only, `false` for the others.
-    featured: Option<bool>,
-}
-
 /// AI tools by category and display order.
-#[utoipa::path(get, path = "/api/ai-tools/", params(AiToolParams),
+#[utoipa::path(get, path = "/api/ai-tools/",
     responses((status = 200, body = AiToolList), (status = 400, body = ErrorBody)))]
 pub async fn ai_tools(state: web::Data<AppState>, query: Params) -> Result<HttpResponse, ApiError> {
-    let category = match query.get("category") {
-        None => None,
-        Some(c) if !c.is_empty() && c.chars().count() <= 100 => Some(c.to_string()),
-        Some(_) => {
-            return Err(ApiError::bad(
-                "category",
-                "must be a category name of 1 to 100 characters",
-            ))
-        }
-    };
     let filter = ToolFilter {
-        category,
-        featured: parse_bool(&query, "featured")?,
+        category: query.get("category").map(str::to_string),
+        featured: query.flag("featured"),
     };
     let tools = state.repo.ai_tools(&filter).await?;
     let mut res = HttpResponse::Ok();

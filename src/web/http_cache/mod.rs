@@ -34,7 +34,9 @@ use self::policy::{
     has_directive, is_prefetch, is_public, is_stale_if_error_status, not_for_edges,
     requests_no_store,
 };
-pub use self::policy::{DoNotStore, EdgePolicy, IsAdmin, PathMatch, ResponsePolicy, ViewOf};
+pub use self::policy::{
+    matches_pattern, DoNotStore, EdgePolicy, IsAdmin, PathMatch, ResponsePolicy, ViewOf,
+};
 pub use self::stored::WarmStats;
 use self::stored::{
     cache_headers, now_ms, respond, with_outcome, Outcome, ResponseMeta, KEPT_HEADERS,
@@ -129,7 +131,9 @@ impl ResponseCache {
         if crate::telemetry::exporting() {
             return Ok(next.call(req).await?.map_into_boxed_body());
         }
-        let key = self.key_for(&req, policy);
+        let Some(key) = self.key_for(&req, policy) else {
+            return Ok(next.call(req).await?.map_into_boxed_body());
+        };
         let conditions = Conditions::of(req.headers());
         match self
             .stored_answer(req, &key, policy, &conditions, head, false)
@@ -199,7 +203,13 @@ impl ResponseCache {
         let looked_up = req.extensions_mut().remove::<LookedUp>();
         let key = match &looked_up {
             Some(l) => l.key.clone(),
-            None => self.key_for(&req, policy),
+            None => match self.key_for(&req, policy) {
+                Some(key) => key,
+                None => {
+                    let res = next.call(req).await?.map_into_boxed_body();
+                    return Ok(with_outcome(res, Outcome::Bypass));
+                }
+            },
         };
         let warm = !self.warm_token.is_empty()
             && req
@@ -422,12 +432,11 @@ impl ResponseCache {
 
     /// Method-independent: the canonical path and parameters (see `web::canonical`:
     /// the handler reads exactly these), then each vary value.
-    fn key_for(&self, req: &ServiceRequest, policy: &ResponsePolicy) -> Key {
-        let query = req
-            .extensions()
-            .get::<Params>()
-            .map(Params::query_string)
-            .unwrap_or_default();
+    /// The key of a request's answer: its path, its canonical query and the `Vary`
+    /// headers' values. None (nothing is stored) when no canonical `Params` were left on
+    /// the request (`web::canonical::check` did not run before this layer).
+    fn key_for(&self, req: &ServiceRequest, policy: &ResponsePolicy) -> Option<Key> {
+        let query = req.extensions().get::<Params>().map(Params::query_string)?;
         let vary = policy.vary_on.iter().map(|name| {
             req.headers()
                 .get(name)
@@ -435,7 +444,7 @@ impl ResponseCache {
                 .unwrap_or("")
         });
         let parts = [req.path(), query.as_str()].into_iter().chain(vary);
-        self.cache.key(policy.family, parts)
+        Some(self.cache.key(policy.family, parts))
     }
 
     fn body_key(&self, policy: &ResponsePolicy, etag: &str) -> Key {

@@ -15,6 +15,8 @@ use actix_web::http::StatusCode;
 pub enum PathMatch {
     Exact(String),
     Prefix(String),
+    /// Literal segments and `{name}` for any one non-empty segment (`/blog/{slug}/`).
+    Pattern(&'static str),
 }
 
 impl PathMatch {
@@ -22,6 +24,28 @@ impl PathMatch {
         match self {
             PathMatch::Exact(p) => path == p,
             PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+            PathMatch::Pattern(p) => matches_pattern(p, path),
+        }
+    }
+}
+
+/// `pattern`'s literal segments equal, each `{…}` one non-empty segment.
+pub fn matches_pattern(pattern: &str, path: &str) -> bool {
+    if !pattern.contains('{') {
+        return pattern == path;
+    }
+    let mut want = pattern.split('/');
+    let mut got = path.split('/');
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return true,
+            (Some(w), Some(g)) if w.starts_with('{') => {
+                if g.is_empty() {
+                    return false;
+                }
+            }
+            (Some(w), Some(g)) if w == g => {}
+            _ => return false,
         }
     }
 }

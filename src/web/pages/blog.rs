@@ -1,7 +1,7 @@
 use actix_web::http::header::{HeaderName, HeaderValue, CACHE_CONTROL};
 use actix_web::{web, HttpResponse};
 
-use super::{base_context, page_number, paged, render, PER_PAGE};
+use super::{base_context, paged, render, PER_PAGE};
 use crate::content::models::PostDetail;
 use crate::web::canonical::Params;
 use crate::web::error::PageError;
@@ -9,7 +9,7 @@ use crate::web::http_cache::ViewOf;
 use crate::web::AppState;
 
 pub async fn list(state: web::Data<AppState>, params: Params) -> Result<HttpResponse, PageError> {
-    let number = page_number(&params)?;
+    let number = params.page();
     let page = state.repo.published_posts(number, PER_PAGE, None).await?;
     if page.is_out_of_range() {
         return Err(PageError::NotFound);
@@ -33,7 +33,7 @@ pub async fn tag(
         .tag_by_slug(&slug)
         .await?
         .ok_or(PageError::NotFound)?;
-    let number = page_number(&params)?;
+    let number = params.page();
     let page = state
         .repo
         .published_posts(number, PER_PAGE, Some(tag.id))

@@ -1,57 +1,19 @@
 //! Server-rendered HTML pages, one module per resource.
 
-mod about;
+pub(crate) mod about;
 pub(crate) mod blog;
 pub mod contact;
-mod feeds;
-mod home;
+pub(crate) mod feeds;
+pub(crate) mod home;
 pub(crate) mod search;
 mod structured;
-mod tools;
+pub(crate) mod tools;
 
-use actix_web::{web, HttpResponse};
+use actix_web::HttpResponse;
 use tera::Context;
 
 use super::error::PageError;
-use crate::web::canonical::Params;
-use crate::web::http_cache::PathMatch;
 use crate::web::AppState;
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(home::index))
-        .route("/blog/", web::get().to(blog::list))
-        .route("/blog/tag/{slug}/", web::get().to(blog::tag))
-        .route("/blog/{slug}/", web::get().to(blog::detail))
-        .route("/about/", web::get().to(about::index))
-        .route("/tools/", web::get().to(tools::index))
-        .route("/search/", web::get().to(search::index))
-        .route("/opensearch.xml", web::get().to(search::opensearch))
-        .service(
-            web::resource("/contact/")
-                .app_data(crate::web::error::form_config(contact::MAX_BODY))
-                .route(web::get().to(contact::form))
-                .route(web::post().to(contact::submit)),
-        )
-        .route("/contact/thanks/", web::get().to(contact::thanks))
-        .route("/feed.xml", web::get().to(feeds::atom))
-        .route("/sitemap.xml", web::get().to(feeds::sitemap));
-}
-
-/// The pages cached whole for anonymous readers: every public GET page but the contact
-/// form, whose CSRF token is per visitor.
-pub static CACHED: std::sync::LazyLock<Vec<PathMatch>> = std::sync::LazyLock::new(|| {
-    vec![
-        PathMatch::Exact("/".into()),
-        PathMatch::Prefix("/blog/".into()),
-        PathMatch::Exact("/about/".into()),
-        PathMatch::Exact("/tools/".into()),
-        PathMatch::Exact("/feed.xml".into()),
-        PathMatch::Exact("/sitemap.xml".into()),
-        // The search form only: answers to a query are never stored whole (see `search`).
-        PathMatch::Exact("/search/".into()),
-        PathMatch::Exact("/opensearch.xml".into()),
-    ]
-});
 
 /// Posts per page on the blog and tag pages.
 pub const PER_PAGE: i64 = 20;
@@ -128,18 +90,5 @@ pub fn paged(path: &str, page: i64) -> String {
     match page {
         ..=1 => path.to_string(),
         n => format!("{path}?page={n}"),
-    }
-}
-
-/// The requested page number (`?page=`, see `web::canonical`); anything but a positive
-/// integer is a 404, as an out-of-range page is (there is no such page to show).
-pub fn page_number(params: &Params) -> Result<i64, PageError> {
-    match params.get("page") {
-        None => Ok(1),
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or(PageError::NotFound),
     }
 }

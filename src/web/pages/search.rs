@@ -5,7 +5,8 @@
 //! (`content::repository::search`). The page or API answer is rendered from them and
 //! never stored whole, so made-up queries leave no entry beyond that budget; a search
 //! the cache cannot answer runs one at a time per address (`content::search::gate`). A page
-//! number without a query is redirected away. Also `/opensearch.xml`.
+//! number without a query is redirected away (by `web::canonical`: the route's `page`
+//! needs `q`). Also `/opensearch.xml`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -63,13 +64,7 @@ pub async fn index(
     req: HttpRequest,
     params: Params,
 ) -> Result<HttpResponse, PageError> {
-    let page = super::page_number(&params)?;
-    // A page of no query is the search form: one URL for it, never one per number.
-    if params.get("q").is_none() && params.get("page").is_some() {
-        return Ok(HttpResponse::PermanentRedirect()
-            .insert_header((actix_web::http::header::LOCATION, "/search/"))
-            .finish());
-    }
+    let page = params.page();
     // The same for every spelling of the request (`web::canonical`).
     let path = match (params.get("q"), page) {
         (None, _) => "/search/".to_string(),
