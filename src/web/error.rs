@@ -210,13 +210,23 @@ pub fn render_error_page<B: actix_web::body::MessageBody>(
                 .headers()
                 .get(header::CONTENT_TYPE)
                 .is_none_or(|v| v.as_bytes().starts_with(b"text/plain")));
-    if is_json || !(status == StatusCode::NOT_FOUND || status.is_server_error() || refused_body) {
+    // A method a route does not take (the router's 405 has no body).
+    let wrong_method = status == StatusCode::METHOD_NOT_ALLOWED;
+    if is_json
+        || !(status == StatusCode::NOT_FOUND
+            || status.is_server_error()
+            || refused_body
+            || wrong_method)
+    {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     if res.request().path().starts_with("/api/") {
         let message = match status {
             StatusCode::PAYLOAD_TOO_LARGE => {
                 "the request body is larger than this endpoint accepts".to_string()
+            }
+            StatusCode::METHOD_NOT_ALLOWED => {
+                format!("{} is not accepted at this path", res.request().method())
             }
             _ => detail
                 .map(|d| d.0)
@@ -225,6 +235,7 @@ pub fn render_error_page<B: actix_web::body::MessageBody>(
         let code = match status {
             StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
             StatusCode::NOT_FOUND => "not_found",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
             s if s.is_server_error() => "internal",
             _ => "bad_request",
         };
@@ -250,7 +261,9 @@ pub fn render_error_page<B: actix_web::body::MessageBody>(
     }
     let template = match status {
         StatusCode::NOT_FOUND => "errors/404.html",
-        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => "errors/refused.html",
+        StatusCode::BAD_REQUEST
+        | StatusCode::PAYLOAD_TOO_LARGE
+        | StatusCode::METHOD_NOT_ALLOWED => "errors/refused.html",
         _ => "errors/500.html",
     };
     let html = res
