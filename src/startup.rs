@@ -4,22 +4,16 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_session::config::CookieContentSecurity;
-use actix_session::SessionMiddleware;
-use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::Server;
-use actix_web::middleware::{from_fn, ErrorHandlers};
-use actix_web::{web, App, HttpServer};
-use sha2::{Digest, Sha512};
-use tracing_actix_web::TracingLogger;
+use actix_web::{web, HttpServer};
 
 use crate::cache::CacheManager;
 use crate::config::Config;
 use crate::content::views::ViewCounter;
 use crate::content::{seed, Repository};
 use crate::db::{self, Db, DbError};
+use crate::web::state::AppState;
 use crate::web::templates::{self, Assets};
-use crate::web::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -182,7 +176,9 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     let fragments =
         crate::web::fragments::registry(cache.clone(), &repo, templates::TEMPLATES, config.debug);
     Ok(AppState {
-        webhook_replays: Default::default(),
+        webhook_replays: crate::web::api::replay::ReplayGuard::new(
+            crate::web::api::webhook::MAX_AGE,
+        ),
         limits: crate::web::limits::Limits::new(config.workers),
         fragments,
         config: Arc::new(config),
@@ -192,6 +188,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         collapsing: Default::default(),
         warm_token: hex::encode(rand::random::<[u8; 16]>()),
         warming: Default::default(),
+        warm: crate::web::warm::run,
         tera: {
             // The templates, and the fragment cache's functions they call.
             let mut tera = templates::build()?;
@@ -205,79 +202,11 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     })
 }
 
-/// The cookie key: 64 bytes derived from SECRET_KEY, whatever its length.
-fn cookie_key(config: &Config) -> Key {
-    Key::from(&Sha512::digest(config.secret_key.expose().as_bytes()))
-}
-
-/// The application, as every worker serves it and as warming requests it in process.
-pub fn app(
-    state: web::Data<AppState>,
-) -> App<
-    impl actix_web::dev::ServiceFactory<
-        actix_web::dev::ServiceRequest,
-        Config = (),
-        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
-        Error = actix_web::Error,
-        InitError = (),
-    >,
-> {
-    let key = cookie_key(&state.config);
-    let secure = state.config.site_url.starts_with("https://");
-    // Kept in Redis when the cache is Redis, else in the cookie (see
-    // `web::session_store`); the cookie is encrypted with SECRET_KEY either way.
-    let storage = crate::web::session_store::SessionStorage::for_cache(&state.cache);
-    let lifetime =
-        actix_web::cookie::time::Duration::seconds(state.config.session_max_age.as_secs() as i64);
-    let session = SessionMiddleware::builder(storage, key)
-        .session_lifecycle(actix_session::config::BrowserSession::default().state_ttl(lifetime))
-        .cookie_name("folio_session".into())
-        .cookie_http_only(true)
-        .cookie_same_site(SameSite::Lax)
-        .cookie_secure(secure)
-        .cookie_content_security(CookieContentSecurity::Private)
-        .build();
-    // One per worker: cloning it for each request touches no shared counter.
-    let response_cache = std::rc::Rc::new(crate::web::response_cache(&state));
-    let early = response_cache.clone();
-    // Any admin form: a post of MAX_POST_BYTES, percent-encoded, and the other fields.
-    let forms = crate::web::error::form_config(state.config.max_post_bytes * 3 + 64 * 1024);
-    App::new()
-        // Innermost: routing sees GET for a HEAD request (see `head_as_get`).
-        .wrap(from_fn(crate::web::middleware::head_as_get))
-        .wrap(from_fn(crate::web::middleware::server_timing))
-        .wrap(from_fn(crate::web::http_cache::conditional_get))
-        .wrap(ErrorHandlers::new().default_handler(crate::web::error::render_error_page))
-        // Inside the session (an admin bypasses it), outside everything that renders.
-        .wrap(from_fn(move |req, next| {
-            response_cache.clone().handle(req, next)
-        }))
-        .wrap(session)
-        .wrap(actix_web::middleware::from_fn(
-            crate::web::middleware::request_id_header,
-        ))
-        .wrap(TracingLogger::default())
-        .wrap(from_fn(move |req, next| {
-            early.clone().handle_early(req, next)
-        }))
-        // Before the response cache: it keys on what this parses.
-        .wrap(from_fn(crate::web::canonical::check))
-        .wrap(crate::web::middleware::security_headers(
-            &state.config.site_url,
-        ))
-        .wrap(from_fn(crate::web::metrics::record_requests))
-        // Outermost: one line per request, whoever answered it.
-        .wrap(from_fn(crate::web::middleware::access_log))
-        .app_data(forms)
-        .app_data(state)
-        .configure(crate::web::configure)
-}
-
 fn run(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Server> {
     let workers = state.config.workers;
     let server = HttpServer::new({
         let state = state.clone();
-        move || app(state.clone())
+        move || crate::web::app::app(state.clone())
     })
     .workers(workers)
     .listen(listener)?

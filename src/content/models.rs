@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::schema::*;
 
+/// Posts per page on the blog, the tag pages and `/api/posts/`.
+pub const PER_PAGE: i64 = 20;
+
 #[derive(Debug, Clone, Serialize, Deserialize, Queryable, Selectable, PartialEq)]
 #[diesel(table_name = authors)]
 pub struct Author {

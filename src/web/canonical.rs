@@ -24,7 +24,113 @@ use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
 use crate::web::error::ApiError;
-use crate::web::routes::Param;
+
+/// A query parameter a route reads: every other one is ignored, and left out of the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Param {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Refused (400) without it.
+    pub required: bool,
+    /// Read only with this other parameter: without it the request is redirected (308)
+    /// to its URL without this one, so it names one resource, not one per value.
+    pub needs: Option<&'static str>,
+    /// For the API's description (OpenAPI).
+    pub doc: &'static str,
+}
+
+impl Param {
+    pub const fn optional(name: &'static str, kind: Kind, doc: &'static str) -> Param {
+        Param {
+            name,
+            kind,
+            required: false,
+            needs: None,
+            doc,
+        }
+    }
+    pub const fn required(self) -> Param {
+        Param {
+            required: true,
+            ..self
+        }
+    }
+    pub const fn needs(self, other: &'static str) -> Param {
+        Param {
+            needs: Some(other),
+            ..self
+        }
+    }
+}
+
+/// A parameter's type and bounds. A value out of them is refused with a 400 naming the
+/// parameter, before any handler or cache sees it (so it is never stored); bounds that
+/// only the content knows (the last page, whether a tag has a visible post) are the
+/// handler's, which answers 404 past them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A page number: an integer from 1 (`02` and `+2` are spellings of 2).
+    Page,
+    /// A slug: 1 to 100 lowercase letters, digits and hyphens.
+    Slug,
+    /// `true` or `false` (`1`/`0` and any case are spellings of them).
+    Flag,
+    /// Free text of 1 to `max_chars` characters.
+    Text { max_chars: usize },
+    /// A search query (`content::search::SearchQuery`): normalised here; one the parser
+    /// refuses is left to the handler, which keeps the reader's text in its answer.
+    Search,
+    /// One of these values.
+    OneOf(&'static [&'static str]),
+}
+
+pub const MAX_SLUG: usize = 100;
+
+impl Kind {
+    /// Why a required parameter of this kind that is absent is refused.
+    pub fn missing(self) -> &'static str {
+        match self {
+            Kind::Search => "type a word to search for",
+            _ => "is required",
+        }
+    }
+
+    /// The value as it is written canonically, or why it is refused.
+    pub fn canonical(self, value: &str) -> Result<String, String> {
+        match self {
+            Kind::Page => value
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .map(|n| n.to_string())
+                .ok_or_else(|| format!("must be a positive integer, got '{value}'")),
+            Kind::Slug if is_slug(value) => Ok(value.to_string()),
+            Kind::Slug => Err(format!(
+                "must be a slug (lowercase letters, digits, '-'; at most {MAX_SLUG}), got '{value}'"
+            )),
+            Kind::Flag => match value.to_ascii_lowercase().as_str() {
+                "true" | "1" => Ok("true".into()),
+                "false" | "0" => Ok("false".into()),
+                _ => Err(format!("must be true or false, got '{value}'")),
+            },
+            Kind::Text { max_chars } if value.chars().count() <= max_chars => Ok(value.to_string()),
+            Kind::Text { max_chars } => Err(format!("must be at most {max_chars} characters")),
+            Kind::Search => Ok(crate::content::search::SearchQuery::parse(value)
+                .map(|q| q.canonical().to_string())
+                .unwrap_or_else(|_| value.to_string())),
+            Kind::OneOf(values) if values.contains(&value) => Ok(value.to_string()),
+            Kind::OneOf(values) => Err(format!("'{value}' is not one of {}", values.join(", "))),
+        }
+    }
+}
+
+fn is_slug(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_SLUG
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
 
 /// The parameters a route reads, decoded, in the order of its `PARAMS` entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -76,18 +182,14 @@ impl Params {
         self.get(name).map(|v| v == "true")
     }
 
-    /// The request's parameters as `check` parsed them, or parsed now if `check` has not
-    /// run on it (a refused query then reads as none: `check` answers it).
-    pub fn of(req: &HttpRequest) -> Params {
-        if let Some(params) = req.extensions().get::<Params>() {
-            return params.clone();
-        }
-        Params::parse(req.path(), req.query_string()).unwrap_or_default()
+    /// The request's parameters as `check` parsed them; None if `check` did not run
+    /// on it.
+    pub fn of(req: &HttpRequest) -> Option<Params> {
+        req.extensions().get::<Params>().cloned()
     }
 
-    /// Parses a query string for the route at `path` by the route table's parameters.
-    pub fn parse(path: &str, query: &str) -> Result<Params, Refusal> {
-        let read: &[Param] = crate::web::routes::find(path).map_or(&[], |r| r.params);
+    /// Parses the query string of a request for `path`, whose route reads `read`.
+    pub fn parse(read: &[Param], path: &str, query: &str) -> Result<Params, Refusal> {
         let mut pairs: Vec<(&'static str, String)> = Vec::new();
         let mut respelled = false;
         if !query.is_empty() && !read.is_empty() {
@@ -209,11 +311,16 @@ fn decode_unreserved(raw: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The parameters each path's route reads (`web::routes::params_of`).
+pub type ParamsOf = fn(&str) -> &'static [Param];
+
 /// The middleware (see `startup`): redirects non-canonical spellings, refuses
-/// duplicated parameters, and leaves the parsed `Params` for everything inside.
+/// duplicated and out-of-bounds parameters, and leaves the parsed `Params` for
+/// everything inside.
 pub async fn check(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
+    params_of: ParamsOf,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let refusal = match canonical_path(req.path()) {
         Some(path) => {
@@ -225,7 +332,7 @@ pub async fn check(
         }
         // Left for everything inside, the response cache's key included (it stores
         // nothing for a request this has not checked).
-        None => match Params::parse(req.path(), req.query_string()) {
+        None => match Params::parse(params_of(req.path()), req.path(), req.query_string()) {
             Ok(params) => {
                 req.extensions_mut().insert(params);
                 None
@@ -265,61 +372,18 @@ impl FromRequest for Params {
     type Error = actix_web::Error;
     type Future = Ready<Result<Params, actix_web::Error>>;
 
+    /// A handler reached without `check` (a misbuilt app) fails loudly rather than
+    /// reading no parameter.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Ok(Params::of(req)))
+        ready(Params::of(req).ok_or_else(|| {
+            actix_web::error::ErrorInternalServerError("the canonical request layer did not run")
+        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_and_values_are_decoded_once_and_unread_parameters_dropped() {
-        let p = Params::parse("/api/posts/", "t%61g=ai%2Dtools&utm_source=x&P%41GE=3").unwrap();
-        assert_eq!(p.get("tag"), Some("ai-tools"));
-        assert_eq!(p.get("page"), None, "names are case-sensitive");
-        assert_eq!(p.query_string(), "tag=ai-tools");
-        let p = Params::parse("/api/posts/", "tag=x&page=2").unwrap();
-        let q = Params::parse("/api/posts/", "page=2&tag=x").unwrap();
-        assert_eq!(p, q);
-        assert_eq!(p.query_string(), "page=2&tag=x");
-        assert_eq!(Params::parse("/", "page=2").unwrap(), Params::default());
-        assert_eq!(
-            Params::parse("/blog/x/", "page=2").unwrap(),
-            Params::default()
-        );
-    }
-
-    #[test]
-    fn duplicates_are_refused_and_respellings_redirected() {
-        assert_eq!(
-            Params::parse("/api/posts/", "tag=a&t%61g=b"),
-            Err(Refusal::Duplicate("tag"))
-        );
-        assert_eq!(
-            Params::parse("/blog/", "page=0002"),
-            Err(Refusal::Redirect("/blog/?page=2".into()))
-        );
-        assert_eq!(
-            Params::parse("/blog/tag/rust/", "page=%2B2&x=1"),
-            Err(Refusal::Redirect("/blog/tag/rust/?page=2".into()))
-        );
-        assert_eq!(
-            Params::parse("/api/ai-tools/", "featured=1"),
-            Err(Refusal::Redirect("/api/ai-tools/?featured=true".into()))
-        );
-        // Out of bounds: refused, naming the parameter.
-        assert!(matches!(
-            Params::parse("/blog/", "page=0"),
-            Err(Refusal::Invalid("page", _))
-        ));
-        assert!(matches!(
-            Params::parse("/api/ai-tools/", "featured=yes"),
-            Err(Refusal::Invalid("featured", _))
-        ));
-        assert_eq!(Params::parse("/blog/", "page=").unwrap(), Params::default());
-    }
 
     #[test]
     fn paths_are_spelled_one_way() {

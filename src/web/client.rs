@@ -39,7 +39,7 @@ pub fn client_ip(
 /// `client_ip` of a request, as text (`unknown` without a peer address).
 pub fn of(req: &actix_web::HttpRequest) -> String {
     let trusted = req
-        .app_data::<actix_web::web::Data<crate::web::AppState>>()
+        .app_data::<actix_web::web::Data<crate::web::state::AppState>>()
         .map(|state| state.config.trusted_proxies.as_slice())
         .unwrap_or(&[]);
     client_ip(req.peer_addr(), req.headers(), trusted)

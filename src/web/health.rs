@@ -7,7 +7,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::web::AppState;
+use crate::web::state::AppState;
 
 fn no_store(status: actix_web::http::StatusCode) -> actix_web::HttpResponseBuilder {
     let mut res = HttpResponse::build(status);

@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::content::images::{Format, VARIANT_WIDTHS};
 use crate::content::markdown::parse_media_url;
 use crate::web::error::PageError;
-use crate::web::AppState;
+use crate::web::state::AppState;
 
 const FOREVER: &str = "public, max-age=31536000, immutable";
 

@@ -9,11 +9,8 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpResponse};
-use metrics::{counter, gauge, histogram};
+use metrics::histogram;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::web::AppState;
 
 /// Latency buckets, in seconds: 50 µs to 10 s.
 pub(crate) const BUCKETS: &[f64] = &[
@@ -47,11 +44,15 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// A path's route pattern, if it has one (`web::routes::pattern_of`).
+pub type PatternOf = fn(&str) -> Option<&'static str>;
+
 /// Records every request's duration by route pattern (never the raw path: the labels
 /// stay bounded), method and status. Outermost, so cache hits are measured too.
 pub async fn record_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
+    pattern_of: PatternOf,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     // Made-up methods share one label: clients must not be able to add series.
@@ -94,7 +95,7 @@ pub async fn record_requests(
         }
         // The route table's pattern: the same label whether the cache or a handler
         // answered (a cached answer never reaches actix's router).
-        let route = crate::web::routes::find(path).map_or("unmatched", |r| r.path);
+        let route = pattern_of(path).unwrap_or("unmatched");
         let histogram = histogram!(
             "folio_http_request_duration_seconds",
             "route" => route,
@@ -110,118 +111,14 @@ pub async fn record_requests(
     Ok(res)
 }
 
-/// `GET /metrics`.
-pub async fn metrics(
-    state: web::Data<AppState>,
-    req: actix_web::HttpRequest,
-) -> Result<HttpResponse, crate::web::error::ApiError> {
-    if state.config.metrics_require_token {
-        crate::web::api::cache::bearer(&req, &state)?;
-    }
-    // What costs a round trip (Redis INFO, database counts) at most once per
-    // `Scrapes::EVERY`, shared by every scrape meanwhile (the gauges keep the values);
-    // concurrent scrapes wait for one refresh.
-    let mut refreshed = state.scrapes.last.lock().await;
-    let dear = refreshed.is_none_or(|at| at.elapsed() >= Scrapes::EVERY);
-    if dear {
-        *refreshed = Some(std::time::Instant::now());
-    }
-    let handle = handle();
-    let cache = &state.cache;
-    let stats = cache.stats();
-    let backend = cache.backend_name();
-    for (name, value) in [
-        ("folio_cache_hits_total", stats.totals.hits),
-        ("folio_cache_misses_total", stats.totals.misses),
-        ("folio_cache_sets_total", stats.totals.sets),
-        ("folio_cache_deletes_total", stats.totals.deletes),
-        ("folio_cache_errors_total", stats.totals.errors),
-    ] {
-        counter!(name, "backend" => backend).absolute(value);
-    }
-    for family in &stats.families {
-        counter!("folio_cache_family_hits_total", "family" => family.name.clone())
-            .absolute(family.hits);
-        counter!("folio_cache_family_misses_total", "family" => family.name.clone())
-            .absolute(family.misses);
-    }
-    gauge!("folio_cache_hit_ratio", "window" => "lifetime").set(stats.hit_ratio);
-    for (window, seconds) in [("1m", 60), ("5m", 300), ("1h", 3600)] {
-        if let Some(ratio) = cache.window(seconds).hit_ratio {
-            gauge!("folio_cache_hit_ratio", "window" => window).set(ratio);
-        }
-    }
-    if let Some((entries, bytes, max)) = cache.local_size() {
-        gauge!("folio_cache_entries").set(entries as f64);
-        gauge!("folio_cache_bytes").set(bytes as f64);
-        gauge!("folio_cache_max_bytes").set(max as f64);
-    }
-    let health = cache.health();
-    gauge!("folio_cache_breaker_open").set(if health.breaker == "closed" { 0.0 } else { 1.0 });
-    counter!("folio_cache_breaker_trips_total").absolute(health.breaker_trips);
-    if health.near_enabled {
-        gauge!("folio_cache_near_entries").set(health.near_entries as f64);
-        gauge!("folio_cache_near_bytes").set(health.near_bytes as f64);
-    }
-    let warming = &state.warming;
-    counter!("folio_cache_warmed_total")
-        .absolute(warming.stored.load(std::sync::atomic::Ordering::Relaxed));
-    counter!("folio_cache_warmed_hit_total")
-        .absolute(warming.hit.load(std::sync::atomic::Ordering::Relaxed));
-    gauge!("folio_views_pending").set(state.views.pending() as f64);
-    counter!("folio_log_lines_dropped_total").absolute(crate::telemetry::dropped_lines());
-    if dear {
-        refresh_dear(&state).await;
-    }
-    drop(refreshed);
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .insert_header(("cache-control", "no-store"))
-        .body(handle.render()))
-}
-
 /// When `/metrics` last read what costs a round trip.
 #[derive(Default)]
 pub struct Scrapes {
-    last: tokio::sync::Mutex<Option<std::time::Instant>>,
+    pub(crate) last: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Scrapes {
     /// Prometheus scrapes every 15 s by default: one refresh per scrape, and 100
     /// scrapers hammering it cost one INFO every 5 s.
     pub const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-}
-
-/// The figures read from the database and Redis.
-async fn refresh_dear(state: &AppState) {
-    let cache = &state.cache;
-    // Due outbox rows: a write's invalidation the cache has not taken yet (alerted on
-    // when it stays above zero, deploy/prometheus/alerts.yml).
-    if let Ok(pending) = state.repo.pending_invalidations().await {
-        gauge!("folio_invalidations_pending").set(pending as f64);
-    }
-    // Edge caches: purges per edge (deploy/grafana/folio.json).
-    if let Some(edges) = state.repo.edges() {
-        for edge in edges.snapshot(&state.repo).await {
-            let name = edge.edge;
-            for (metric, value) in [
-                ("folio_edge_purge_requests_total", edge.requests),
-                ("folio_edge_purges_delivered_total", edge.delivered),
-                ("folio_edge_purges_coalesced_total", edge.coalesced),
-                ("folio_edge_purges_retried_total", edge.retried),
-                ("folio_edge_purge_failures_total", edge.failed),
-            ] {
-                counter!(metric, "edge" => name.clone()).absolute(value);
-            }
-            gauge!("folio_edge_purges_pending", "edge" => name.clone()).set(edge.pending as f64);
-            gauge!("folio_edge_purges_repeats_pending", "edge" => name)
-                .set(edge.repeats_pending as f64);
-        }
-    }
-    // The shared cache's own memory (Redis: summed over a cluster's masters).
-    if let Some(memory) = cache.server_memory().await {
-        gauge!("folio_cache_server_used_bytes").set(memory.used_bytes as f64);
-        gauge!("folio_cache_server_max_bytes").set(memory.max_bytes as f64);
-        counter!("folio_cache_server_evicted_keys_total").absolute(memory.evicted_keys);
-    }
 }

@@ -39,7 +39,7 @@ pub async fn server_timing(
     let started = Instant::now();
     let path = req.path().to_string();
     let state = req
-        .app_data::<actix_web::web::Data<crate::web::AppState>>()
+        .app_data::<actix_web::web::Data<crate::web::state::AppState>>()
         .cloned();
     let detailed = crate::web::session::is_admin(&req)
         || state.as_ref().is_some_and(|state| state.config.debug);
@@ -97,7 +97,10 @@ pub async fn access_log(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     // The site's own warm requests are not clients' (warming logs its summary).
-    if !crate::telemetry::access_log() || req.headers().contains_key(crate::web::warm::WARM_HEADER)
+    if !crate::telemetry::access_log()
+        || req
+            .headers()
+            .contains_key(crate::web::http_cache::WARM_HEADER)
     {
         return next.call(req).await;
     }

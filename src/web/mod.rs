@@ -4,10 +4,13 @@
 pub mod admin;
 pub mod analytics;
 pub mod api;
+pub mod app;
 pub mod canonical;
 pub mod client;
 pub mod csrf;
 pub mod error;
+pub mod error_page;
+pub mod files;
 pub mod fragments;
 pub mod health;
 pub mod http_cache;
@@ -17,6 +20,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod pages;
 pub mod routes;
+pub mod scrape;
 pub mod session;
 pub mod session_store;
 pub mod state;
@@ -105,25 +109,4 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
             .finish());
     }
     Err(PageError::NotFound.into())
-}
-
-/// `/favicon.ico`, which browsers and feed readers ask for whatever the page links: the
-/// site's icon (SVG, which they accept under this name), rather than a 404 per visit.
-/// Not content-addressed, so kept a day, not a year (pages link the hashed URL).
-pub(crate) async fn favicon() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("image/svg+xml")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
-        .body(include_str!("../../static/favicon.svg"))
-}
-
-pub(crate) async fn static_file(path: web::Path<String>) -> Result<HttpResponse, PageError> {
-    let (_, content_type, body) = templates::STATIC_FILES
-        .iter()
-        .find(|(name, _, _)| *name == path.as_str())
-        .ok_or(PageError::NotFound)?;
-    Ok(HttpResponse::Ok()
-        .content_type(*content_type)
-        .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
-        .body(*body))
 }

@@ -13,8 +13,9 @@
 use actix_web::{web, Resource};
 
 use crate::content::invalidation::CacheTag;
+pub use crate::web::canonical::{Kind, Param, MAX_SLUG};
 pub use crate::web::http_cache::matches_pattern;
-use crate::web::{admin, api, health, media, metrics, pages};
+use crate::web::{admin, api, files, health, media, pages, scrape};
 
 /// How a route's answers are cached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,113 +52,6 @@ pub enum Warm {
     Pages(u8),
     /// The most searched queries lately (first page).
     Searches(u8),
-}
-
-/// A query parameter a route reads: every other one is ignored, and left out of the key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Param {
-    pub name: &'static str,
-    pub kind: Kind,
-    /// Refused (400) without it.
-    pub required: bool,
-    /// Read only with this other parameter: without it the request is redirected (308)
-    /// to its URL without this one, so it names one resource, not one per value.
-    pub needs: Option<&'static str>,
-    /// For the API's description (OpenAPI).
-    pub doc: &'static str,
-}
-
-impl Param {
-    pub const fn optional(name: &'static str, kind: Kind, doc: &'static str) -> Param {
-        Param {
-            name,
-            kind,
-            required: false,
-            needs: None,
-            doc,
-        }
-    }
-    pub const fn required(self) -> Param {
-        Param {
-            required: true,
-            ..self
-        }
-    }
-    pub const fn needs(self, other: &'static str) -> Param {
-        Param {
-            needs: Some(other),
-            ..self
-        }
-    }
-}
-
-/// A parameter's type and bounds. A value out of them is refused with a 400 naming the
-/// parameter, before any handler or cache sees it (so it is never stored); bounds that
-/// only the content knows (the last page, whether a tag has a visible post) are the
-/// handler's, which answers 404 past them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A page number: an integer from 1 (`02` and `+2` are spellings of 2).
-    Page,
-    /// A slug: 1 to 100 lowercase letters, digits and hyphens.
-    Slug,
-    /// `true` or `false` (`1`/`0` and any case are spellings of them).
-    Flag,
-    /// Free text of 1 to `max_chars` characters.
-    Text { max_chars: usize },
-    /// A search query (`content::search::SearchQuery`): normalised here; one the parser
-    /// refuses is left to the handler, which keeps the reader's text in its answer.
-    Search,
-    /// One of these values.
-    OneOf(&'static [&'static str]),
-}
-
-pub const MAX_SLUG: usize = 100;
-
-impl Kind {
-    /// Why a required parameter of this kind that is absent is refused.
-    pub fn missing(self) -> &'static str {
-        match self {
-            Kind::Search => "type a word to search for",
-            _ => "is required",
-        }
-    }
-
-    /// The value as it is written canonically, or why it is refused.
-    pub fn canonical(self, value: &str) -> Result<String, String> {
-        match self {
-            Kind::Page => value
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .map(|n| n.to_string())
-                .ok_or_else(|| format!("must be a positive integer, got '{value}'")),
-            Kind::Slug if is_slug(value) => Ok(value.to_string()),
-            Kind::Slug => Err(format!(
-                "must be a slug (lowercase letters, digits, '-'; at most {MAX_SLUG}), got '{value}'"
-            )),
-            Kind::Flag => match value.to_ascii_lowercase().as_str() {
-                "true" | "1" => Ok("true".into()),
-                "false" | "0" => Ok("false".into()),
-                _ => Err(format!("must be true or false, got '{value}'")),
-            },
-            Kind::Text { max_chars } if value.chars().count() <= max_chars => Ok(value.to_string()),
-            Kind::Text { max_chars } => Err(format!("must be at most {max_chars} characters")),
-            Kind::Search => Ok(crate::content::search::SearchQuery::parse(value)
-                .map(|q| q.canonical().to_string())
-                .unwrap_or_else(|_| value.to_string())),
-            Kind::OneOf(values) if values.contains(&value) => Ok(value.to_string()),
-            Kind::OneOf(values) => Err(format!("'{value}' is not one of {}", values.join(", "))),
-        }
-    }
-}
-
-fn is_slug(value: &str) -> bool {
-    !value.is_empty()
-        && value.len() <= MAX_SLUG
-        && value
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 const PAGE: Param = Param::optional("page", Kind::Page, "Page number, from 1.");
@@ -199,6 +93,17 @@ impl Route {
 /// The route `path` is answered by, if any.
 pub fn find(path: &str) -> Option<&'static Route> {
     TABLE.iter().find(|r| r.matches(path))
+}
+
+/// The parameters the route at `path` reads (none for a path outside the table): what
+/// `web::canonical::check` is given.
+pub fn params_of(path: &str) -> &'static [Param] {
+    find(path).map_or(&[], |r| r.params)
+}
+
+/// The route's pattern, as `/metrics` labels it (`web::metrics::record_requests`).
+pub fn pattern_of(path: &str) -> Option<&'static str> {
+    find(path).map(|r| r.path)
 }
 
 /// Registers every route of the table with actix, in order.
@@ -269,7 +174,7 @@ pub static TABLE: &[Route] = &[
         cache: Api(&[T::ApiAiTools.name()]), warm: &[Warm::Path(2)]),
     route!("/api/search/", |r| r.get(api::search::search), params: &[QUERY.required(), PAGE],
         cache: Api(&[T::SearchResults.name()]), warm: &[Warm::Searches(2)]),
-    route!("/api/openapi.json", |r| r.get(api::openapi), params: &[], cache: Never, warm: &[]),
+    route!("/api/openapi.json", |r| r.get(openapi), params: &[], cache: Never, warm: &[]),
     // Operations (admins or CACHE_ADMIN_TOKEN): never stored.
     route!("/api/cache/invalidate/", |r| r.post(api::webhook::invalidate), params: &[], cache: Never, warm: &[]),
     route!("/api/cache/health/", |r| r.get(health::cache_health), params: &[], cache: Never, warm: &[]),
@@ -304,20 +209,20 @@ pub static TABLE: &[Route] = &[
             .post(admin::site::save_personal_info),
         params: &[], cache: Never, warm: &[]),
     route!("/admin/social-links/", |r| r
-            .get(admin::site::list::<admin::SocialLinks>)
-            .post(admin::site::create::<admin::SocialLinks>),
+            .get(admin::site::list::<admin::site::SocialLinks>)
+            .post(admin::site::create::<admin::site::SocialLinks>),
         params: &[], cache: Never, warm: &[]),
-    route!("/admin/social-links/{id}/", |r| r.post(admin::site::update::<admin::SocialLinks>),
+    route!("/admin/social-links/{id}/", |r| r.post(admin::site::update::<admin::site::SocialLinks>),
         params: &[], cache: Never, warm: &[]),
-    route!("/admin/social-links/{id}/delete/", |r| r.post(admin::site::delete::<admin::SocialLinks>),
+    route!("/admin/social-links/{id}/delete/", |r| r.post(admin::site::delete::<admin::site::SocialLinks>),
         params: &[], cache: Never, warm: &[]),
     route!("/admin/ai-tools/", |r| r
-            .get(admin::site::list::<admin::AiTools>)
-            .post(admin::site::create::<admin::AiTools>),
+            .get(admin::site::list::<admin::site::AiTools>)
+            .post(admin::site::create::<admin::site::AiTools>),
         params: &[], cache: Never, warm: &[]),
-    route!("/admin/ai-tools/{id}/", |r| r.post(admin::site::update::<admin::AiTools>),
+    route!("/admin/ai-tools/{id}/", |r| r.post(admin::site::update::<admin::site::AiTools>),
         params: &[], cache: Never, warm: &[]),
-    route!("/admin/ai-tools/{id}/delete/", |r| r.post(admin::site::delete::<admin::AiTools>),
+    route!("/admin/ai-tools/{id}/delete/", |r| r.post(admin::site::delete::<admin::site::AiTools>),
         params: &[], cache: Never, warm: &[]),
     route!("/admin/messages/", |r| r.get(admin::messages::list), params: &[], cache: Never, warm: &[]),
     route!("/admin/messages/{id}/read/", |r| r.post(admin::messages::mark_read),
@@ -325,16 +230,152 @@ pub static TABLE: &[Route] = &[
     // Operations and files.
     route!("/healthz", |r| r.get(health::healthz), params: &[], cache: Never, warm: &[]),
     route!("/readyz", |r| r.get(health::readyz), params: &[], cache: Never, warm: &[]),
-    route!("/metrics", |r| r.get(metrics::metrics), params: &[], cache: Never, warm: &[]),
+    route!("/metrics", |r| r.get(scrape::metrics), params: &[], cache: Never, warm: &[]),
     // Content-addressed and immutable: the edges' and browsers' to keep.
-    route!("/static/{file}", |r| r.get(super::static_file), params: &[], cache: Never, warm: &[]),
-    route!("/favicon.ico", |r| r.get(super::favicon), params: &[], cache: Never, warm: &[]),
+    route!("/static/{file}", |r| r.get(files::static_file), params: &[], cache: Never, warm: &[]),
+    route!("/favicon.ico", |r| r.get(files::favicon), params: &[], cache: Never, warm: &[]),
     route!("/media/{name}", |r| r.get(media::media), params: &[], cache: Never, warm: &[]),
 ];
+
+/// `GET /api/openapi.json`.
+pub(crate) async fn openapi() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().json(&*OPENAPI)
+}
+
+/// The description: the handlers' paths and schemas, with each route's query parameters
+/// and their bounds from the route table (`web::routes`), where the request is checked.
+pub static OPENAPI: std::sync::LazyLock<utoipa::openapi::OpenApi> =
+    std::sync::LazyLock::new(|| {
+        let mut doc = <api::ApiDoc as utoipa::OpenApi>::openapi();
+        for route in TABLE {
+            let Some(operation) = doc
+                .paths
+                .paths
+                .get_mut(route.path)
+                .and_then(|item| item.get.as_mut())
+            else {
+                continue;
+            };
+            let parameters = operation.parameters.get_or_insert_with(Vec::new);
+            parameters.extend(route.params.iter().map(query_parameter));
+        }
+        doc
+    });
+
+fn query_parameter(param: &Param) -> utoipa::openapi::path::Parameter {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{ObjectBuilder, Required, Type};
+    let schema = match param.kind {
+        Kind::Page => ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Int64,
+            )))
+            .minimum(Some(1)),
+        Kind::Slug => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(MAX_SLUG))
+            .pattern(Some("^[a-z0-9-]+$")),
+        Kind::Flag => ObjectBuilder::new().schema_type(Type::Boolean),
+        Kind::Text { max_chars } => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(max_chars)),
+        Kind::Search => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(crate::content::search::MAX_QUERY_CHARS)),
+        Kind::OneOf(values) => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(values.iter().copied())),
+    };
+    let mut doc = param.doc.to_string();
+    if let Some(needed) = param.needs {
+        doc.push_str(&format!(" Read only with `{needed}`."));
+    }
+    ParameterBuilder::new()
+        .name(param.name)
+        .parameter_in(ParameterIn::Query)
+        .required(match param.required {
+            true => Required::True,
+            false => Required::False,
+        })
+        .description(Some(doc))
+        .schema(Some(schema.build()))
+        .build()
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::web::canonical::{Params, Refusal};
+
+    #[test]
+    fn names_and_values_are_decoded_once_and_unread_parameters_dropped() {
+        let p = Params::parse(
+            params_of("/api/posts/"),
+            "/api/posts/",
+            "t%61g=ai%2Dtools&utm_source=x&P%41GE=3",
+        )
+        .unwrap();
+        assert_eq!(p.get("tag"), Some("ai-tools"));
+        assert_eq!(p.get("page"), None, "names are case-sensitive");
+        assert_eq!(p.query_string(), "tag=ai-tools");
+        let p = Params::parse(params_of("/api/posts/"), "/api/posts/", "tag=x&page=2").unwrap();
+        let q = Params::parse(params_of("/api/posts/"), "/api/posts/", "page=2&tag=x").unwrap();
+        assert_eq!(p, q);
+        assert_eq!(p.query_string(), "page=2&tag=x");
+        assert_eq!(
+            Params::parse(params_of("/"), "/", "page=2").unwrap(),
+            Params::default()
+        );
+        assert_eq!(
+            Params::parse(params_of("/blog/x/"), "/blog/x/", "page=2").unwrap(),
+            Params::default()
+        );
+    }
+
+    #[test]
+    fn duplicates_are_refused_and_respellings_redirected() {
+        assert_eq!(
+            Params::parse(params_of("/api/posts/"), "/api/posts/", "tag=a&t%61g=b"),
+            Err(Refusal::Duplicate("tag"))
+        );
+        assert_eq!(
+            Params::parse(params_of("/blog/"), "/blog/", "page=0002"),
+            Err(Refusal::Redirect("/blog/?page=2".into()))
+        );
+        assert_eq!(
+            Params::parse(
+                params_of("/blog/tag/rust/"),
+                "/blog/tag/rust/",
+                "page=%2B2&x=1"
+            ),
+            Err(Refusal::Redirect("/blog/tag/rust/?page=2".into()))
+        );
+        assert_eq!(
+            Params::parse(params_of("/api/ai-tools/"), "/api/ai-tools/", "featured=1"),
+            Err(Refusal::Redirect("/api/ai-tools/?featured=true".into()))
+        );
+        // Out of bounds: refused, naming the parameter.
+        assert!(matches!(
+            Params::parse(params_of("/blog/"), "/blog/", "page=0"),
+            Err(Refusal::Invalid("page", _))
+        ));
+        assert!(matches!(
+            Params::parse(
+                params_of("/api/ai-tools/"),
+                "/api/ai-tools/",
+                "featured=yes"
+            ),
+            Err(Refusal::Invalid("featured", _))
+        ));
+        assert_eq!(
+            Params::parse(params_of("/blog/"), "/blog/", "page=").unwrap(),
+            Params::default()
+        );
+    }
 
     #[test]
     fn patterns_match_one_segment_per_placeholder() {

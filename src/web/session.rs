@@ -70,7 +70,7 @@ impl SignedIn {
 }
 
 fn lifetimes_of(req: &actix_web::HttpRequest) -> Option<Lifetimes> {
-    let state = req.app_data::<actix_web::web::Data<crate::web::AppState>>()?;
+    let state = req.app_data::<actix_web::web::Data<crate::web::state::AppState>>()?;
     Some(Lifetimes::of(&state.config))
 }
 
@@ -134,4 +134,33 @@ pub fn sign_in(session: &Session, user: &str, generation: i32) -> Result<(), Str
     session
         .insert(ADMIN_KEY, SignedIn::new(user, generation))
         .map_err(|e| e.to_string())
+}
+
+/// `Authorization: Bearer <CACHE_ADMIN_TOKEN>`, compared in constant time.
+pub fn bearer(
+    req: &actix_web::HttpRequest,
+    state: &crate::web::state::AppState,
+) -> Result<(), crate::web::error::ApiError> {
+    use crate::web::error::ApiError;
+    use subtle::ConstantTimeEq;
+    let Some(given) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
+        return Err(ApiError::Unauthorized(
+            "send Authorization: Bearer <CACHE_ADMIN_TOKEN>".into(),
+        ));
+    };
+    let given = given
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let matches = |token: &crate::config::SecretKey| {
+        bool::from(token.expose().as_bytes().ct_eq(given.as_bytes()))
+    };
+    // The generated token is for this machine's command line: from a loopback peer.
+    let local = req.peer_addr().is_some_and(|a| a.ip().is_loopback())
+        && state.config.local_admin_token.as_ref().is_some_and(matches);
+    match state.config.cache_admin_token.as_ref().is_some_and(matches) || local {
+        true => Ok(()),
+        false => Err(ApiError::Forbidden("invalid bearer token".into())),
+    }
 }

@@ -12,6 +12,13 @@ use crate::content::Repository;
 use crate::web::fragments::Fragments;
 use crate::web::templates::Assets;
 
+/// Runs a warming (`web::warm::run`).
+pub type WarmFn =
+    fn(
+        actix_web::web::Data<AppState>,
+        crate::web::warm::report::WarmOptions,
+    ) -> futures_util::future::LocalBoxFuture<'static, crate::web::warm::report::WarmReport>;
+
 pub struct AppState {
     pub config: Arc<Config>,
     pub cache: CacheManager,
@@ -23,16 +30,18 @@ pub struct AppState {
     /// Marks this process's warm requests (random per process).
     pub warm_token: String,
     pub warming: Arc<crate::web::http_cache::WarmStats>,
+    /// Warming on demand (`POST /api/cache/warm/`).
+    pub warm: WarmFn,
     pub tera: Tera,
     pub fragments: Fragments,
-    pub webhook_replays: crate::web::api::webhook::ReplayGuard,
+    pub webhook_replays: crate::web::api::replay::ReplayGuard,
     /// Sign-in and contact-form limits.
     pub limits: crate::web::limits::Limits,
     pub assets: Assets,
     /// This instance's writer of the cache history (see `web::analytics`).
     pub analytics: Arc<crate::web::analytics::Analytics>,
     /// The statistics anonymous callers get (see `api::cache`).
-    pub public_stats: crate::web::api::cache::PublicStats,
+    pub public_stats: crate::web::api::public_stats::PublicStats,
     /// When `/metrics` last read Redis INFO and the database (see `web::metrics`).
     pub scrapes: crate::web::metrics::Scrapes,
 }

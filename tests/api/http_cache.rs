@@ -184,7 +184,9 @@ mod per_route_wrapper {
             // The canonical layer leaves the request's parameters for the key: without
             // it nothing would be stored.
             App::new()
-                .wrap(from_fn(folio::web::canonical::check))
+                .wrap(from_fn(|req, next| {
+                    folio::web::canonical::check(req, next, folio::web::routes::params_of)
+                }))
                 .service(
                     web::resource("/greeting/")
                         .wrap(from_fn(move |req, next| wrapper.clone().handle(req, next)))

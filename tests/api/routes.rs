@@ -226,7 +226,7 @@ async fn a_route_outside_the_table_is_never_stored() {
     let app = spawn_app_with(Backend::Sqlite, QUIET).await.unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
-    let service = test::init_service(folio::startup::app(app.state.clone()).route(
+    let service = test::init_service(folio::web::app::app(app.state.clone()).route(
         "/not-in-the-table/",
         web::get().to(move || {
             counter.fetch_add(1, Ordering::SeqCst);

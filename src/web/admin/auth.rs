@@ -17,7 +17,7 @@ use super::{csrf_refused, redirect, render_signed_out, CsrfOnly};
 use crate::web::csrf;
 use crate::web::error::PageError;
 use crate::web::limits::{Limits, LOGIN_PER_ACCOUNT, LOGIN_PER_ADDRESS};
-use crate::web::AppState;
+use crate::web::state::AppState;
 
 /// The largest sign-in form body accepted: a username, a password, the token and the
 /// return path, with room to spare.

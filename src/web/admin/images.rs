@@ -13,7 +13,7 @@ use crate::content::images::{self, ImageError};
 use crate::content::markdown::media_url;
 use crate::web::csrf;
 use crate::web::error::PageError;
-use crate::web::AppState;
+use crate::web::state::AppState;
 
 #[derive(Deserialize)]
 pub struct UploadQuery {

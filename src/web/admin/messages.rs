@@ -4,7 +4,7 @@ use serde::Deserialize;
 use super::{admin_context, csrf_refused, redirect, render, Admin};
 use crate::web::csrf;
 use crate::web::error::PageError;
-use crate::web::AppState;
+use crate::web::state::AppState;
 
 /// Messages per inbox page.
 pub const PER_PAGE: i64 = 25;

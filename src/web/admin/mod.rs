@@ -17,10 +17,9 @@ use tera::Context;
 
 use super::csrf;
 use super::error::PageError;
-use crate::web::AppState;
+use crate::web::state::AppState;
 
 pub use auth::hash_password;
-pub(crate) use site::{AiTools, SocialLinks};
 
 /// The signed-in admin and their session; extracting it from a request without a
 /// current sign-in (none, expired, signed out, account gone) redirects to the login

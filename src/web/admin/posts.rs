@@ -14,7 +14,7 @@ use crate::content::models::{split_list, PostInput, PostSummary};
 use crate::content::repository::is_unique_violation;
 use crate::web::csrf;
 use crate::web::error::PageError;
-use crate::web::AppState;
+use crate::web::state::AppState;
 
 /// The post form as submitted (checkboxes are absent when unticked).
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]

@@ -15,7 +15,7 @@ use crate::content::Repository;
 use crate::db::DbError;
 use crate::web::csrf;
 use crate::web::error::PageError;
-use crate::web::AppState;
+use crate::web::state::AppState;
 
 type Errors = BTreeMap<&'static str, String>;
 

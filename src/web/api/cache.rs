@@ -10,11 +10,10 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use crate::web::error::ApiError;
-use crate::web::warm::{self, WarmOptions};
-use crate::web::AppState;
+use crate::web::state::AppState;
+use crate::web::warm::report::WarmOptions;
 
 /// The windows the hit ratio is given over, in seconds.
 const WINDOWS: [(&str, u64); 3] = [("1m", 60), ("5m", 300), ("1h", 3600)];
@@ -85,7 +84,7 @@ async fn reader(
     state: &AppState,
 ) -> Result<Reader, ApiError> {
     if req.headers().contains_key(header::AUTHORIZATION) {
-        return bearer(req, state).map(|()| Reader::Admin);
+        return crate::web::session::bearer(req, state).map(|()| Reader::Admin);
     }
     let lifetimes = crate::web::session::Lifetimes::of(&state.config);
     Ok(
@@ -94,61 +93,6 @@ async fn reader(
             None => Reader::Anonymous,
         },
     )
-}
-
-/// `Authorization: Bearer <CACHE_ADMIN_TOKEN>`, compared in constant time.
-pub fn bearer(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let Some(given) = req.headers().get(header::AUTHORIZATION) else {
-        return Err(ApiError::Unauthorized(
-            "send Authorization: Bearer <CACHE_ADMIN_TOKEN>".into(),
-        ));
-    };
-    let given = given
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let matches = |token: &crate::config::SecretKey| {
-        bool::from(token.expose().as_bytes().ct_eq(given.as_bytes()))
-    };
-    // The generated token is for this machine's command line: from a loopback peer.
-    let local = req.peer_addr().is_some_and(|a| a.ip().is_loopback())
-        && state.config.local_admin_token.as_ref().is_some_and(matches);
-    match state.config.cache_admin_token.as_ref().is_some_and(matches) || local {
-        true => Ok(()),
-        false => Err(ApiError::Forbidden("invalid bearer token".into())),
-    }
-}
-
-/// What anonymous callers of the statistics get: this instance's totals, computed at
-/// most once a second whatever the request rate.
-#[derive(Default)]
-pub struct PublicStats {
-    last: parking_lot::Mutex<Option<(std::time::Instant, serde_json::Value)>>,
-}
-
-impl PublicStats {
-    fn get(&self, cache: &crate::cache::CacheManager) -> serde_json::Value {
-        let mut last = self.last.lock();
-        if let Some((at, body)) = last.as_ref() {
-            if at.elapsed() < std::time::Duration::from_secs(1) {
-                return body.clone();
-            }
-        }
-        let stats = cache.stats();
-        let body = json!({
-            "instance": {
-                "backend": cache.backend_name(),
-                "hits": stats.totals.hits,
-                "misses": stats.totals.misses,
-                "hit_ratio": stats.hit_ratio,
-            },
-            "health": { "breaker": cache.health().breaker },
-            "detail": "sign in as an admin, or send Authorization: Bearer <CACHE_ADMIN_TOKEN>, for the full statistics",
-        });
-        *last = Some((std::time::Instant::now(), body.clone()));
-        body
-    }
 }
 
 /// What `monitor` answers (the dashboard renders it too).
@@ -292,7 +236,7 @@ async fn stats_json(state: &AppState) -> serde_json::Value {
 /// Admins only (see the module comment): 401 without credentials, 403 with wrong ones.
 async fn authorize(req: &HttpRequest, session: &Session, state: &AppState) -> Result<(), ApiError> {
     if req.headers().contains_key(header::AUTHORIZATION) {
-        return bearer(req, state);
+        return crate::web::session::bearer(req, state);
     }
     let lifetimes = crate::web::session::Lifetimes::of(&state.config);
     if crate::web::session::signed_in(session, &state.repo, lifetimes)
@@ -336,7 +280,7 @@ pub async fn warm(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &session, &state).await?;
     let options: WarmOptions = json_body(&body)?;
-    let report = warm::warm(state.clone(), &options, &|_, _, _| {}).await;
+    let report = (state.warm)(state.clone(), options).await;
     Ok(HttpResponse::Ok().json(report))
 }
 

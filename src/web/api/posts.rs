@@ -1,10 +1,10 @@
 use actix_web::{web, HttpResponse};
 
 use super::dto::{PostDetailDto, PostList, PostListItem};
+use crate::content::models::PER_PAGE;
 use crate::web::canonical::Params;
 use crate::web::error::{ApiError, ErrorBody};
-use crate::web::pages::PER_PAGE;
-use crate::web::AppState;
+use crate::web::state::AppState;
 
 /// Published posts, newest first, 20 a page (parameters: `web::routes`).
 #[utoipa::path(get, path = "/api/posts/",

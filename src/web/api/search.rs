@@ -12,7 +12,7 @@ use crate::web::canonical::Params;
 use crate::web::error::{ApiError, ErrorBody};
 use crate::web::http_cache::DoNotStore;
 use crate::web::pages::search::answer;
-use crate::web::AppState;
+use crate::web::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SearchResult {

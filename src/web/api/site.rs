@@ -5,7 +5,7 @@ use crate::content::models::ToolFilter;
 use crate::web::canonical::Params;
 use crate::web::error::{ApiError, ErrorBody};
 use crate::web::http_cache::DoNotStore;
-use crate::web::AppState;
+use crate::web::state::AppState;
 
 /// The site owner's details.
 #[utoipa::path(get, path = "/api/personal-info/",

@@ -12,9 +12,9 @@ use super::{FragmentDef, Fragments, LoadFuture, Loader};
 use crate::cache::CacheManager;
 use crate::content::invalidation::{depends_on, post_tag};
 use crate::content::models::ToolFilter;
+use crate::content::models::PER_PAGE;
 use crate::content::Repository;
 use crate::db::DbError;
-use crate::web::pages::PER_PAGE;
 
 pub const RECENT_POSTS: i64 = 12;
 pub const POPULAR_POSTS: i64 = 8;

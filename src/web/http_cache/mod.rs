@@ -45,6 +45,20 @@ use crate::cache::{CacheManager, Key, TagTrace};
 use crate::content::views::ViewCounter;
 use crate::web::canonical::Params;
 
+/// Header of a warm request (`web::warm`); its value is the process's warm token.
+pub const WARM_HEADER: &str = "x-folio-warm";
+/// With a valid `WARM_HEADER`: rebuild and store even if a fresh copy exists.
+pub const FORCE_HEADER: &str = "x-folio-warm-force";
+
+/// Whether a request is this process's warm request (it counts no view and no search).
+pub fn is_warm_request(req: &actix_web::HttpRequest, token: &str) -> bool {
+    !token.is_empty()
+        && req
+            .headers()
+            .get(WARM_HEADER)
+            .is_some_and(|v| v.as_bytes() == token.as_bytes())
+}
+
 #[derive(Clone)]
 pub struct ResponseCache {
     cache: CacheManager,
@@ -113,7 +127,7 @@ impl ResponseCache {
         // `no-store` only keeps its own miss from being stored (see `handle`).
         let eligible = (head || req.method() == Method::GET)
             && !headers.contains_key(header::COOKIE)
-            && !headers.contains_key(crate::web::warm::WARM_HEADER);
+            && !headers.contains_key(WARM_HEADER);
         let policies = self.policies.clone();
         let policy = match policies.iter().find(|(m, _)| m.matches(req.path())) {
             Some((_, policy)) if eligible => policy,
@@ -214,9 +228,9 @@ impl ResponseCache {
         let warm = !self.warm_token.is_empty()
             && req
                 .headers()
-                .get(crate::web::warm::WARM_HEADER)
+                .get(WARM_HEADER)
                 .is_some_and(|v| v.as_bytes() == self.warm_token.as_bytes());
-        let force = warm && req.headers().contains_key(crate::web::warm::FORCE_HEADER);
+        let force = warm && req.headers().contains_key(FORCE_HEADER);
         let (mut req, mut stale) = if force {
             (req, None)
         } else if let Some(looked_up) = looked_up {
@@ -411,7 +425,7 @@ impl ResponseCache {
                     && !meta
                         .hit_counted
                         .swap(true, std::sync::atomic::Ordering::Relaxed)
-                    && !req.headers().contains_key(crate::web::warm::WARM_HEADER)
+                    && !req.headers().contains_key(WARM_HEADER)
                 {
                     self.warming.hit(key.as_str());
                 }

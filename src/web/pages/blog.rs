@@ -6,7 +6,7 @@ use crate::content::models::PostDetail;
 use crate::web::canonical::Params;
 use crate::web::error::PageError;
 use crate::web::http_cache::ViewOf;
-use crate::web::AppState;
+use crate::web::state::AppState;
 
 pub async fn list(state: web::Data<AppState>, params: Params) -> Result<HttpResponse, PageError> {
     let number = params.page();

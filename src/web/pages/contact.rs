@@ -11,7 +11,7 @@ use super::{base_context, render};
 use crate::content::models::NewContactMessage;
 use crate::web::csrf;
 use crate::web::error::PageError;
-use crate::web::AppState;
+use crate::web::state::AppState;
 
 pub const MAX_NAME: usize = 100;
 pub const MAX_EMAIL: usize = 254;

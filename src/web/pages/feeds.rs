@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use tera::Context;
 
 use crate::web::error::PageError;
-use crate::web::AppState;
+use crate::web::state::AppState;
 
 const FEED_ENTRIES: i64 = 20;
 

@@ -2,7 +2,7 @@ use actix_web::{web, HttpResponse};
 
 use super::{base_context, render};
 use crate::web::error::PageError;
-use crate::web::AppState;
+use crate::web::state::AppState;
 
 /// Everything on the home page is a cached fragment: nothing is loaded here, and a warm
 /// page runs no query at all.

@@ -13,10 +13,9 @@ use actix_web::HttpResponse;
 use tera::Context;
 
 use super::error::PageError;
-use crate::web::AppState;
+use crate::web::state::AppState;
 
-/// Posts per page on the blog and tag pages.
-pub const PER_PAGE: i64 = 20;
+pub use crate::content::models::PER_PAGE;
 
 /// The site's name and headline, from the owner's details ("Folio" before there are any).
 pub fn insert_site_identity(

@@ -18,7 +18,7 @@ use crate::db::DbError;
 use crate::web::canonical::Params;
 use crate::web::error::PageError;
 use crate::web::http_cache::DoNotStore;
-use crate::web::AppState;
+use crate::web::state::AppState;
 
 /// Results per page, on the page and in the API.
 pub const PER_PAGE: i64 = 10;
@@ -40,7 +40,7 @@ pub(crate) async fn answer(
         Ok(query) => query,
         Err(e) => return Ok(Err(e)),
     };
-    let (popular, client) = match crate::web::warm::is_warm_request(req, &state.warm_token) {
+    let (popular, client) = match crate::web::http_cache::is_warm_request(req, &state.warm_token) {
         true => (true, None),
         false => {
             let trusted = &state.config.trusted_proxies;

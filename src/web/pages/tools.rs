@@ -2,7 +2,7 @@ use actix_web::{web, HttpResponse};
 
 use super::{base_context, render};
 use crate::web::error::PageError;
-use crate::web::AppState;
+use crate::web::state::AppState;
 
 pub async fn index(state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
     let mut ctx = base_context(&state, "tools", "/tools/").await?;

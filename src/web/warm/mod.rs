@@ -11,130 +11,21 @@
 //! requests are marked (`x-folio-warm` with the process's token), so they count no view
 //! and `force` can rewrite entries that exist.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use actix_service::IntoServiceFactory as _;
 use actix_web::dev::{AppConfig, Service, ServiceFactory};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web;
-use serde::{Deserialize, Serialize};
 
 use crate::db::DbError;
-use crate::web::AppState;
+use crate::web::state::AppState;
 
-/// Header of a warm request; its value is the process's `warm_token`.
-pub const WARM_HEADER: &str = "x-folio-warm";
-/// With a valid `WARM_HEADER`: rebuild and store even if a fresh copy exists.
-pub const FORCE_HEADER: &str = "x-folio-warm-force";
+pub mod report;
 
-/// Which part of the site to warm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum WarmType {
-    #[default]
-    All,
-    /// Home, about, tools, feed, sitemap.
-    Main,
-    /// `/blog/…`.
-    Blog,
-    /// `/api/…`.
-    Api,
-    /// The most searched queries lately (`/search/`, `/api/search/`).
-    Search,
-}
+pub use crate::web::http_cache::{is_warm_request, FORCE_HEADER, WARM_HEADER};
 
-impl WarmType {
-    fn of(path: &str) -> WarmType {
-        if path.starts_with("/search/") || path.starts_with("/api/search/") {
-            WarmType::Search
-        } else if path.starts_with("/api/") {
-            WarmType::Api
-        } else if path.starts_with("/blog/") {
-            WarmType::Blog
-        } else {
-            WarmType::Main
-        }
-    }
-    fn name(self) -> &'static str {
-        match self {
-            WarmType::All => "all",
-            WarmType::Main => "main",
-            WarmType::Blog => "blog",
-            WarmType::Api => "api",
-            WarmType::Search => "search",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WarmOptions {
-    #[serde(rename = "type", default)]
-    pub kind: WarmType,
-    #[serde(default)]
-    pub force: bool,
-    /// Stop after this long (seconds).
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: u64,
-    /// Warm priorities 1..=this (1: the critical path only).
-    #[serde(default = "default_priority")]
-    pub max_priority: u8,
-}
-
-fn default_timeout() -> u64 {
-    120
-}
-fn default_priority() -> u8 {
-    4
-}
-
-impl Default for WarmOptions {
-    fn default() -> Self {
-        WarmOptions {
-            kind: WarmType::All,
-            force: false,
-            timeout_secs: default_timeout(),
-            max_priority: default_priority(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Counts {
-    pub warmed: u64,
-    /// Already warm (served from the cache).
-    pub skipped: u64,
-    pub failed: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Failure {
-    pub path: String,
-    pub error: String,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct WarmReport {
-    /// Per type (`main`, `blog`, `api`) and per priority (`p1`…).
-    pub by_type: BTreeMap<String, Counts>,
-    pub by_priority: BTreeMap<String, Counts>,
-    pub failures: Vec<Failure>,
-    /// Why it stopped before the end, if it did.
-    pub stopped: Option<String>,
-    pub items: u64,
-    pub duration_ms: u64,
-}
-
-impl WarmReport {
-    pub fn totals(&self) -> Counts {
-        self.by_type.values().fold(Counts::default(), |mut t, c| {
-            t.warmed += c.warmed;
-            t.skipped += c.skipped;
-            t.failed += c.failed;
-            t
-        })
-    }
-}
+pub use self::report::{Counts, Failure, WarmOptions, WarmReport, WarmType};
 
 /// Most requests in flight at once, and the slow-down that halves them.
 const MAX_CONCURRENCY: usize = 4;
@@ -182,7 +73,7 @@ pub async fn plan(state: &AppState, kind: WarmType) -> Result<Vec<(u8, String)>,
                 }
                 Warm::Tags(p) => plan.extend(tags.iter().map(|t| (p, with(&t.slug)))),
                 Warm::Pages(p) => {
-                    let per_page = crate::web::pages::PER_PAGE;
+                    let per_page = crate::content::models::PER_PAGE;
                     let pages = (posts.len() as i64 + per_page - 1) / per_page;
                     plan.extend((2..=pages).map(|n| (p, format!("{}?page={n}", route.path))));
                 }
@@ -221,7 +112,7 @@ pub async fn warm(
         .into_iter()
         .filter(|(p, _)| *p <= options.max_priority)
         .collect();
-    let app = match crate::startup::app(state.clone())
+    let app = match crate::web::app::app(state.clone())
         .into_factory()
         .new_service(AppConfig::default())
         .await
@@ -317,15 +208,6 @@ pub async fn warm(
     report
 }
 
-/// Whether a request is this process's warm request (it counts no view and no search).
-pub fn is_warm_request(req: &actix_web::HttpRequest, token: &str) -> bool {
-    !token.is_empty()
-        && req
-            .headers()
-            .get(WARM_HEADER)
-            .is_some_and(|v| v.as_bytes() == token.as_bytes())
-}
-
 /// A GET of `path` marked as this process's warm request (and a prefetch: no view).
 fn warm_request(path: &str, token: &str, force: bool) -> Option<actix_http::Request> {
     let mut req = actix_http::Request::new();
@@ -404,4 +286,13 @@ pub fn after_invalidations(state: web::Data<AppState>) {
             );
         }
     });
+}
+
+/// `warm` as `AppState::warm` holds it: the admin endpoint warms through it (warming
+/// builds the app that holds that endpoint, so the endpoint cannot call `warm` itself).
+pub fn run(
+    state: web::Data<AppState>,
+    options: WarmOptions,
+) -> futures_util::future::LocalBoxFuture<'static, WarmReport> {
+    Box::pin(async move { warm(state, &options, &|_, _, _| {}).await })
 }
