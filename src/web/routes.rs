@@ -3,11 +3,11 @@
 //! how long edges keep them and when warming visits it.
 //!
 //! Everything else is derived from it: the actix routes (`configure`), the canonical
-//! request and the key (`web::canonical` reads `params`), the response-cache policies
-//! (`web::response_cache` reads `cache`), the tags an API answer depends on, the warm
-//! plan (`web::warm::plan` reads `warm`), the OpenAPI parameter schemas
-//! (`api::openapi`) and the route label of `/metrics` (`find`). A route must say how it
-//! is cached — `cache` has no default — and only the routes here are cached at all: a
+//! request and the key (`web::canonical` is given `params_of`), the response-cache
+//! policies (`web::cache_policies` reads `cache`), the tags an API answer depends on,
+//! the warm plan (`web::warm::plan` reads `warm`), the OpenAPI parameter schemas
+//! (`OPENAPI`) and the route label of `/metrics` (`pattern_of`). A route must say how
+//! it is cached — `cache` has no default — and only the routes here are cached at all: a
 //! handler registered anywhere else is never stored.
 
 use actix_web::{web, Resource};
@@ -23,7 +23,8 @@ pub enum Caching {
     /// Stored whole for anonymous readers; what it depends on is traced as it renders.
     Page,
     /// Stored whole for every client (admins bypass it), depending on these tags besides
-    /// the traced ones; clients may keep it `API_MAX_AGE`.
+    /// the traced ones; clients may keep it `API_MAX_AGE` (never past the next scheduled
+    /// publication).
     Api(&'static [&'static str]),
     /// Never stored (forms, the admin, per-visitor or secret answers).
     Never,

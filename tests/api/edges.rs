@@ -231,6 +231,29 @@ pub(crate) async fn settled() {
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
 }
 
+/// `url` answers from `cached` as from `uncached` (status, redirect, body), the first
+/// time and again (from the cache); `from` says what drew it.
+pub(crate) async fn answers_as_uncached(
+    cached: &TestApp,
+    uncached: &TestApp,
+    url: &str,
+    from: &str,
+) {
+    let expected = answer(uncached, url).await;
+    for round in ["first", "again"] {
+        let got = answer(cached, url).await;
+        assert_eq!(
+            (got.0, &got.1),
+            (expected.0, &expected.1),
+            "{url} ({round}) from {from}"
+        );
+        assert!(
+            got.2 == expected.2,
+            "{url} ({round}): the body differs from the uncached one"
+        );
+    }
+}
+
 /// The property: for random spellings of the site's URLs, the answer with the cache on
 /// equals the answer of an instance with no cache on the same database, the first time
 /// and from the cache; and the keys stored stay those of the canonical URLs.
@@ -253,20 +276,7 @@ async fn every_spelling_gets_the_uncached_answer(cached: TestApp) {
     settled().await;
     let canonical_keys = stored_keys(&cached).await;
     for case in samples(spelled(), 160) {
-        let url = case.url();
-        let expected = answer(&uncached, &url).await;
-        for round in ["first", "again"] {
-            let got = answer(&cached, &url).await;
-            assert_eq!(
-                (got.0, &got.1),
-                (expected.0, &expected.1),
-                "{url} ({round}) from {case:?}"
-            );
-            assert!(
-                got.2 == expected.2,
-                "{url} ({round}): the body differs from the uncached one"
-            );
-        }
+        answers_as_uncached(&cached, &uncached, &case.url(), &format!("{case:?}")).await;
     }
     let after = stored_keys(&cached).await;
     assert!(
