@@ -88,7 +88,8 @@ struct Spent {
 }
 
 /// The one access line of each request (`ACCESS_LOG=off`: none), written outermost so
-/// a response-cache hit, a redirect and an error each get theirs: request id, method,
+/// a response-cache hit, a redirect and an error each get theirs (and an `X-Request-Id`
+/// if the request-id layer, inside the response cache, did not give one): request id, method,
 /// path, status, cache outcome (`X-Cache`), duration, and for a rendered answer the
 /// database, cache and render times. The line goes to the log's own thread (see
 /// `telemetry`); the worker only formats it.
@@ -97,15 +98,27 @@ pub async fn access_log(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     // The site's own warm requests are not clients' (warming logs its summary).
-    if !crate::telemetry::access_log()
-        || req
-            .headers()
-            .contains_key(crate::web::http_cache::WARM_HEADER)
+    if req
+        .headers()
+        .contains_key(crate::web::http_cache::WARM_HEADER)
     {
         return next.call(req).await;
     }
     let started = Instant::now();
-    let res = next.call(req).await?;
+    let mut res = next.call(req).await?;
+    // An answer sent before the request-id layer (a stored one) gets its id here.
+    if !res.headers().contains_key("x-request-id") {
+        let id = uuid::Uuid::new_v4();
+        let mut text = uuid::Uuid::encode_buffer();
+        let text = id.hyphenated().encode_lower(&mut text);
+        if let Ok(value) = HeaderValue::from_str(text) {
+            res.headers_mut()
+                .insert(HeaderName::from_static("x-request-id"), value);
+        }
+    }
+    if !crate::telemetry::access_log() {
+        return Ok(res);
+    }
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     let header = |name: &str| {
         res.headers()

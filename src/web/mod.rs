@@ -78,7 +78,10 @@ pub fn response_cache(state: &AppState) -> ResponseCache {
         state.cache.clone(),
         policies,
         session::is_admin,
-        state.views.clone(),
+        {
+            let views = state.views.clone();
+            std::sync::Arc::new(move |post| views.record(post))
+        },
         state.collapsing.clone(),
         state.warm_token.as_str().into(),
         state.warming.clone(),

@@ -174,7 +174,7 @@ mod per_route_wrapper {
             cache.clone(),
             vec![(PathMatch::Prefix("/".into()), policy)],
             nobody_is_admin,
-            Default::default(),
+            Arc::new(|_| {}),
             Default::default(),
             "".into(),
             Default::default(),

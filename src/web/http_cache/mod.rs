@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use actix_web::body::{self, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::HttpMessage;
@@ -42,7 +42,6 @@ use self::stored::{
     cache_headers, now_ms, respond, with_outcome, Outcome, ResponseMeta, KEPT_HEADERS,
 };
 use crate::cache::{CacheManager, Key, TagTrace};
-use crate::content::views::ViewCounter;
 use crate::web::canonical::Params;
 
 /// Header of a warm request (`web::warm`); its value is the process's warm token.
@@ -59,13 +58,16 @@ pub fn is_warm_request(req: &actix_web::HttpRequest, token: &str) -> bool {
             .is_some_and(|v| v.as_bytes() == token.as_bytes())
 }
 
+/// Told each post view the cache counts (see `ViewOf`): the site's view counter.
+pub type ViewSink = Arc<dyn Fn(i32) + Send + Sync>;
+
 #[derive(Clone)]
 pub struct ResponseCache {
     cache: CacheManager,
     /// The first match wins.
     policies: Rc<Vec<(PathMatch, ResponsePolicy)>>,
     is_admin: IsAdmin,
-    views: Arc<ViewCounter>,
+    views: ViewSink,
     collapsing: Arc<Collapsing>,
     /// Marks warm requests (see `web::warm`).
     warm_token: Arc<str>,
@@ -86,7 +88,7 @@ impl ResponseCache {
         cache: CacheManager,
         policies: Vec<(PathMatch, ResponsePolicy)>,
         is_admin: IsAdmin,
-        views: Arc<ViewCounter>,
+        views: ViewSink,
         collapsing: Arc<Collapsing>,
         warm_token: Arc<str>,
         warming: Arc<WarmStats>,
@@ -107,7 +109,7 @@ impl ResponseCache {
     fn count_view(&self, head: bool, req: &HeaderMap, status: StatusCode, view_of: Option<i32>) {
         if let Some(id) = view_of.filter(|_| !head && status == StatusCode::OK && !is_prefetch(req))
         {
-            self.views.record(id);
+            (self.views)(id);
         }
     }
 
@@ -153,17 +155,8 @@ impl ResponseCache {
             .stored_answer(req, &key, policy, &conditions, head, false)
             .await
         {
-            Ok(mut res) => {
-                // What the request-id layer would have given it (the access line reads it).
-                let id = uuid::Uuid::new_v4();
-                let mut text = uuid::Uuid::encode_buffer();
-                let text = id.hyphenated().encode_lower(&mut text);
-                if let Ok(value) = HeaderValue::from_str(text) {
-                    res.headers_mut()
-                        .insert(HeaderName::from_static("x-request-id"), value);
-                }
-                Ok(res)
-            }
+            // Outside the request-id layer: the access-log layer gives it its id.
+            Ok(res) => Ok(res),
             Err((req, stale)) => {
                 req.extensions_mut().insert(LookedUp { key, stale });
                 Ok(next.call(req).await?.map_into_boxed_body())
