@@ -142,8 +142,23 @@ pub fn start(
         Some(base) => (base, true),
         None => (name, false),
     };
+    // Each server on its own copy of the seeded database: one database is one cache's
+    // (servers on other caches are refused, see `repository::cache_site`).
+    let own_db = match db.strip_prefix("sqlite://") {
+        Some(path) => {
+            let copy = dir.join(format!("{full}.db"));
+            for suffix in ["", "-wal", "-shm"] {
+                let from = format!("{path}{suffix}");
+                if std::path::Path::new(&from).exists() {
+                    std::fs::copy(&from, format!("{}{suffix}", copy.display())).unwrap();
+                }
+            }
+            format!("sqlite://{}", copy.display())
+        }
+        None => db.to_string(),
+    };
     cmd.arg("serve")
-        .env("DATABASE_URL", db)
+        .env("DATABASE_URL", &own_db)
         .env("DATA_DIR", dir)
         .env("BIND", format!("127.0.0.1:{port}"))
         .env_remove("RUST_LOG")

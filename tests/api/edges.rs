@@ -537,7 +537,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 /// `n` requests for things that do not exist (posts, tags, filters, pages, searches,
-/// images), 32 at once.
+/// pages of the search form, images), 32 at once.
 async fn junk(client: &reqwest::Client, base: &str, from: usize, n: usize) {
     use futures_util::StreamExt;
     futures_util::stream::iter(from..from + n)
@@ -555,6 +555,8 @@ async fn junk(client: &reqwest::Client, base: &str, from: usize, n: usize) {
                 7 => format!("/api/search/?q=made+up+{i}"),
                 // Images by made-up names (well-formed ones: they reach the database).
                 8 => format!("/media/{i:032x}-480w.jpg"),
+                // Pages of the search form without a query (redirected to the form).
+                _ if i % 20 == 9 => format!("/search/?page={i}"),
                 _ => format!("/api/posts/?utm_source=x{i}&p%61ge=1"),
             };
             let (client, url) = (client.clone(), format!("{base}{path}"));

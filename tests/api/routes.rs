@@ -193,6 +193,13 @@ async fn table_requests_answer_as_uncached_in_process() {
 }
 
 #[actix_web::test]
+async fn table_requests_answer_as_uncached_in_process_on_postgres() {
+    if let Some(app) = spawn_app_with(Backend::Postgres, QUIET).await {
+        table_requests_answer_as_uncached_and_store_within_bounds(app).await
+    }
+}
+
+#[actix_web::test]
 async fn table_requests_answer_as_uncached_on_redis() {
     if let Some(url) = test_redis_url() {
         crate::helpers::run_on_shared_cache(
