@@ -314,7 +314,7 @@ fn decode_unreserved(raw: &str) -> Option<String> {
 /// The parameters each path's route reads (`web::routes::params_of`).
 pub type ParamsOf = fn(&str) -> &'static [Param];
 
-/// The middleware (see `startup`): redirects non-canonical spellings, refuses
+/// The middleware (see `web::app`): redirects non-canonical spellings, refuses
 /// duplicated and out-of-bounds parameters, and leaves the parsed `Params` for
 /// everything inside.
 pub async fn check(

@@ -113,7 +113,7 @@ impl ResponseCache {
         }
     }
 
-    /// The outer layer (see `startup`): a request without a cookie has no session, so
+    /// The outer layer (see `web::app`): a request without a cookie has no session, so
     /// it is no admin's, and a stored answer for it is sent from here, before the
     /// session, tracing and request-id layers — as a cache in front of the app would.
     /// Anything else, and every miss, goes on to `handle`, which does not look the key
@@ -164,7 +164,7 @@ impl ResponseCache {
         }
     }
 
-    /// The middleware body; use with `actix_web::middleware::from_fn` (see `startup`).
+    /// The middleware body; use with `actix_web::middleware::from_fn` (see `web::app`).
     pub async fn handle(
         self: Rc<Self>,
         req: ServiceRequest,
