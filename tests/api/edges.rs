@@ -231,6 +231,18 @@ pub(crate) async fn settled() {
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
 }
 
+/// An instance with no cache on `cached`'s database, its views written only at the end
+/// and its links naming the same site: what `cached` must answer like.
+pub(crate) async fn uncached_beside(cached: &TestApp) -> TestApp {
+    cached
+        .second_instance(&[
+            ("CACHE_URL", "none"),
+            ("VIEW_FLUSH_INTERVAL", "100000"),
+            ("SITE_URL", "http://folio.test"),
+        ])
+        .await
+}
+
 /// `url` answers from `cached` as from `uncached` (status, redirect, body), the first
 /// time and again (from the cache); `from` says what drew it.
 pub(crate) async fn answers_as_uncached(
@@ -258,13 +270,7 @@ pub(crate) async fn answers_as_uncached(
 /// equals the answer of an instance with no cache on the same database, the first time
 /// and from the cache; and the keys stored stay those of the canonical URLs.
 async fn every_spelling_gets_the_uncached_answer(cached: TestApp) {
-    let uncached = cached
-        .second_instance(&[
-            ("CACHE_URL", "none"),
-            ("VIEW_FLUSH_INTERVAL", "100000"),
-            ("SITE_URL", "http://folio.test"),
-        ])
-        .await;
+    let uncached = uncached_beside(&cached).await;
     for (path, params) in TARGETS {
         let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let url = format!("{path}?{}", query.join("&"));

@@ -9,7 +9,7 @@
 
 use proptest::prelude::*;
 
-use crate::edges::{answer, answers_as_uncached, settled, stored_keys, QUIET};
+use crate::edges::{answer, answers_as_uncached, settled, stored_keys, uncached_beside, QUIET};
 use crate::fuzz::samples;
 use crate::helpers::{spawn_app_with, test_redis_url, Backend, TestApp};
 use folio::web::routes::{Caching, Kind, TABLE};
@@ -156,13 +156,7 @@ async fn names(app: &TestApp) -> Names {
 /// (a) and (b): cache on = cache off for every request drawn; keys stay those of the
 /// existing URLs (plus the search budget).
 async fn table_requests_answer_as_uncached_and_store_within_bounds(cached: TestApp) {
-    let uncached = cached
-        .second_instance(&[
-            ("CACHE_URL", "none"),
-            ("VIEW_FLUSH_INTERVAL", "100000"),
-            ("SITE_URL", "http://folio.test"),
-        ])
-        .await;
+    let uncached = uncached_beside(&cached).await;
     let names = names(&cached).await;
     for url in existing_urls(&names) {
         answer(&cached, &url).await;
