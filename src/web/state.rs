@@ -42,6 +42,6 @@ pub struct AppState {
     pub analytics: Arc<crate::web::analytics::Analytics>,
     /// The statistics anonymous callers get (see `api::cache`).
     pub public_stats: crate::web::api::public_stats::PublicStats,
-    /// When `/metrics` last read Redis INFO and the database (see `web::metrics`).
+    /// When `/metrics` last read Redis INFO and the database (see `web::scrape`).
     pub scrapes: crate::web::metrics::Scrapes,
 }
