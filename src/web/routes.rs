@@ -86,9 +86,6 @@ impl Route {
     pub fn matches(&self, path: &str) -> bool {
         matches_pattern(self.path, path)
     }
-    pub fn param(&self, name: &str) -> Option<&'static Param> {
-        self.params.iter().find(|p| p.name == name)
-    }
 }
 
 /// The route `path` is answered by, if any.
