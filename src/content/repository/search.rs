@@ -171,9 +171,12 @@ const SQLITE: Dialect = Dialect {
              WHERE p.published = 1 AND p.published_at <= CURRENT_TIMESTAMP \
              AND p.id IN (SELECT rowid FROM post_search WHERE post_search MATCH ?) \
              ORDER BY p.published_at DESC, p.id DESC LIMIT ? OFFSET ?",
+    // `+rowid`: the list filters one evaluation of the match. Offered to FTS5 as
+    // `rowid =`, it evaluated the whole expression again per post (12 words, 10 posts:
+    // 5.7–9.4 ms against 2.2–2.7 at 10,000 posts).
     snippets: "SELECT rowid AS id, \
                snippet(post_search, -1, char(57344), char(57345), '…', 24) AS snippet \
-               FROM post_search WHERE post_search MATCH ? AND rowid IN ({ids})",
+               FROM post_search WHERE post_search MATCH ? AND +rowid IN ({ids})",
 };
 
 const POSTGRES: Dialect = Dialect {
