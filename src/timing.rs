@@ -29,12 +29,15 @@ pub enum Phase {
 }
 
 /// A database access from `site` took `elapsed` (outside a request: nothing).
-pub fn add_db(elapsed: Duration, site: &'static str) {
-    let _ = CURRENT.try_with(|t| {
-        t.db_us.fetch_add(elapsed.as_micros() as u64, Relaxed);
-        t.db_queries.fetch_add(1, Relaxed);
-        t.db_sites.lock().push(site);
-    });
+/// Returns whether a request was being answered (background tasks have no timing).
+pub fn add_db(elapsed: Duration, site: &'static str) -> bool {
+    CURRENT
+        .try_with(|t| {
+            t.db_us.fetch_add(elapsed.as_micros() as u64, Relaxed);
+            t.db_queries.fetch_add(1, Relaxed);
+            t.db_sites.lock().push(site);
+        })
+        .is_ok()
 }
 
 /// Adds to the current request's timing; outside a request it does nothing.
