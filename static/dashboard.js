@@ -111,10 +111,16 @@
       edges.textContent = "";
       s.edges.forEach(function (e) {
         var tr = document.createElement("tr");
+        // Path edges (nginx, CloudFront) count the paths sent; CloudFront bills past 1,000 a month.
+        var paths = e.paths_this_month === null || e.paths_this_month === undefined ? "–" : e.paths_this_month;
         [e.edge, e.requests, e.delivered, e.coalesced, e.retried, e.failed, e.pending,
-         e.repeats_pending, e.last_error || "–"].forEach(function (v) {
+         e.repeats_pending, paths, e.last_error || "–"].forEach(function (v) {
           var td = document.createElement("td"); td.textContent = String(v); tr.appendChild(td);
         });
+        if (e.warning) {
+          tr.children[8].textContent = paths + " ⚠ " + e.warning;
+          tr.children[8].className = "warning";
+        }
         edges.appendChild(tr);
       });
     }

@@ -1,5 +1,5 @@
-//! `EDGE_*`, `FASTLY_*`, `CLOUDFLARE_*`: the edge caches in front of the site and their
-//! credentials (what is done with them is `crate::edge`'s).
+//! `EDGE_*`, `FASTLY_*`, `CLOUDFLARE_*`, `AWS_*`: the edge caches in front of the site
+//! and their credentials (what is done with them is `crate::edge`'s).
 
 use std::time::Duration;
 
@@ -14,6 +14,12 @@ pub enum EdgeUrl {
     Fastly { service: String },
     /// `cloudflare://ZONE_ID`: Cloudflare's purge-by-cache-tag API.
     Cloudflare { zone: String },
+    /// `nginx://host:port`: nginx's `proxy_cache` with `ngx_cache_purge`, purged by path
+    /// (`PURGE /path`, the shipped `deploy/nginx/folio-cache.conf`).
+    Nginx { host_port: String },
+    /// `cloudfront://DISTRIBUTION_ID`: Amazon CloudFront, purged by path
+    /// (`CreateInvalidation`, signed with AWS Signature Version 4).
+    CloudFront { distribution: String },
 }
 
 impl EdgeUrl {
@@ -21,23 +27,27 @@ impl EdgeUrl {
         let raw = raw.trim();
         let (scheme, rest) = raw
             .split_once("://")
-            .ok_or_else(|| format!("{raw:?}: expected varnish://host:port, fastly://SERVICE_ID or cloudflare://ZONE_ID"))?;
+            .ok_or_else(|| format!("{raw:?}: expected varnish://host:port, nginx://host:port, fastly://SERVICE_ID, cloudflare://ZONE_ID or cloudfront://DISTRIBUTION_ID"))?;
         let rest = rest.trim_end_matches('/');
         let id_ok = !rest.is_empty()
             && rest
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
         match scheme {
-            "varnish" => {
+            "varnish" | "nginx" => {
                 let url = url::Url::parse(&format!("http://{rest}"))
                     .map_err(|e| format!("{raw:?}: {e}"))?;
                 // `url` hides an explicit default port (80): it must still be written.
                 let port = url.port().or_else(|| rest.ends_with(":80").then_some(80));
                 match (url.host_str(), port, url.path()) {
-                    (Some(host), Some(port), "/") => Ok(EdgeUrl::Varnish {
-                        host_port: format!("{host}:{port}"),
-                    }),
-                    _ => Err(format!("{raw:?}: expected varnish://host:port")),
+                    (Some(host), Some(port), "/") => {
+                        let host_port = format!("{host}:{port}");
+                        Ok(match scheme {
+                            "varnish" => EdgeUrl::Varnish { host_port },
+                            _ => EdgeUrl::Nginx { host_port },
+                        })
+                    }
+                    _ => Err(format!("{raw:?}: expected {scheme}://host:port")),
                 }
             }
             "fastly" if id_ok => Ok(EdgeUrl::Fastly {
@@ -46,9 +56,14 @@ impl EdgeUrl {
             "cloudflare" if id_ok => Ok(EdgeUrl::Cloudflare {
                 zone: rest.to_string(),
             }),
-            "fastly" | "cloudflare" => Err(format!("{raw:?}: the id is letters, digits, - and _")),
+            "cloudfront" if id_ok => Ok(EdgeUrl::CloudFront {
+                distribution: rest.to_string(),
+            }),
+            "fastly" | "cloudflare" | "cloudfront" => {
+                Err(format!("{raw:?}: the id is letters, digits, - and _"))
+            }
             _ => Err(format!(
-                "{raw:?}: unknown edge {scheme:?} (varnish, fastly or cloudflare)"
+                "{raw:?}: unknown edge {scheme:?} (varnish, nginx, fastly, cloudflare or cloudfront)"
             )),
         }
     }
@@ -59,6 +74,35 @@ impl EdgeUrl {
             EdgeUrl::Varnish { host_port } => format!("varnish://{host_port}"),
             EdgeUrl::Fastly { service } => format!("fastly://{service}"),
             EdgeUrl::Cloudflare { zone } => format!("cloudflare://{zone}"),
+            EdgeUrl::Nginx { host_port } => format!("nginx://{host_port}"),
+            EdgeUrl::CloudFront { distribution } => format!("cloudfront://{distribution}"),
+        }
+    }
+
+    /// Whether it is purged by path (it reads no tag header).
+    pub fn by_path(&self) -> bool {
+        matches!(self, EdgeUrl::Nginx { .. } | EdgeUrl::CloudFront { .. })
+    }
+}
+
+/// AWS credentials for CloudFront, from the usual variables.
+#[derive(Clone, Debug)]
+pub struct AwsConfig {
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<SecretKey>,
+    /// Temporary credentials (an assumed role) come with one.
+    pub session_token: Option<SecretKey>,
+    /// CloudFront's API (`AWS_ENDPOINT_URL_CLOUDFRONT`, or `AWS_ENDPOINT_URL`).
+    pub cloudfront_api: String,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        AwsConfig {
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+            cloudfront_api: "https://cloudfront.amazonaws.com".into(),
         }
     }
 }
@@ -73,6 +117,10 @@ pub struct EdgeConfig {
     pub fastly_api: String,
     pub cloudflare_token: Option<SecretKey>,
     pub cloudflare_api: String,
+    pub aws: AwsConfig,
+    /// Paths recorded for the path edges (nginx, CloudFront) at most; past it, a new
+    /// path is not for them (`s-maxage=0`), since it could not be purged.
+    pub path_budget: u64,
     /// How long an edge keeps a page (`s-maxage`); purges end it sooner.
     pub ttl: Duration,
     /// How long an edge may serve a page stale while it fetches a new one.
@@ -114,6 +162,15 @@ impl EdgeConfig {
                 ));
             }
             check_tls("CLOUDFLARE_API_URL", &self.cloudflare_api)?;
+        }
+        if has(|e| matches!(e, EdgeUrl::CloudFront { .. })) {
+            if self.aws.access_key_id.is_none() || self.aws.secret_access_key.is_none() {
+                return Err((
+                    "AWS_ACCESS_KEY_ID",
+                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set with a cloudfront:// edge".into(),
+                ));
+            }
+            check_tls("AWS_ENDPOINT_URL_CLOUDFRONT", &self.aws.cloudfront_api)?;
         }
         Ok(())
     }

@@ -300,7 +300,7 @@ pub struct Settings {
     /// Seconds between two writes of this instance's cache history to the database (per-minute rows; 1 to 60).
     #[arg(long, global = true, env = "HISTORY_FLUSH_INTERVAL", value_name = "HISTORY_FLUSH_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=60))]
     pub history_flush_interval: u64,
-    /// Edge caches in front of the site, comma-separated: varnish://host:port, fastly://SERVICE_ID, cloudflare://ZONE_ID; each gets tag headers and durable purges.
+    /// Edge caches in front of the site, comma-separated: varnish://host:port, fastly://SERVICE_ID, cloudflare://ZONE_ID (purged by tag), nginx://host:port, cloudfront://DISTRIBUTION_ID (purged by path); purges are durable.
     #[arg(long, global = true, env = "EDGE_CACHE_URLS", value_name = "EDGE_CACHE_URLS", value_delimiter = ',', value_parser = self::edge::EdgeUrl::parse)]
     pub edge_cache_urls: Vec<self::edge::EdgeUrl>,
     /// Shared secret sent with Varnish purges (`X-Purge-Secret`; the VCL checks it; ≥ 16 characters).
@@ -366,6 +366,24 @@ pub struct Settings {
     /// Cloudflare's API.
     #[arg(long, global = true, env = "CLOUDFLARE_API_URL", value_name = "CLOUDFLARE_API_URL", default_value = "https://api.cloudflare.com/client/v4", value_parser = parse_site_url)]
     pub cloudflare_api_url: String,
+    /// AWS access key for a cloudfront:// edge (cloudfront:CreateInvalidation).
+    #[arg(long, global = true, env = "AWS_ACCESS_KEY_ID", value_name = "AWS_ACCESS_KEY_ID", value_parser = parse_api_token)]
+    pub aws_access_key_id: Option<SecretKey>,
+    /// Its secret.
+    #[arg(long, global = true, env = "AWS_SECRET_ACCESS_KEY", value_name = "AWS_SECRET_ACCESS_KEY", value_parser = parse_api_token, hide_env_values = true)]
+    pub aws_secret_access_key: Option<SecretKey>,
+    /// With temporary credentials (an assumed role): their session token.
+    #[arg(long, global = true, env = "AWS_SESSION_TOKEN", value_name = "AWS_SESSION_TOKEN", value_parser = parse_api_token, hide_env_values = true)]
+    pub aws_session_token: Option<SecretKey>,
+    /// CloudFront's API, for a stand-in [default: $AWS_ENDPOINT_URL, else https://cloudfront.amazonaws.com]
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL_CLOUDFRONT", value_name = "AWS_ENDPOINT_URL_CLOUDFRONT", value_parser = parse_site_url)]
+    pub aws_endpoint_url_cloudfront: Option<String>,
+    /// Every AWS API's endpoint, for a stand-in (AWS's own convention).
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "AWS_ENDPOINT_URL", value_parser = parse_site_url)]
+    pub aws_endpoint_url: Option<String>,
+    /// Paths remembered for the path edges (nginx://, cloudfront://) to purge; past it a new path is sent with s-maxage=0.
+    #[arg(long, global = true, env = "EDGE_PATHS_MAX", value_name = "EDGE_PATHS_MAX", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub edge_paths_max: u64,
     /// Listen address, host:port (port 0 picks a free one).
     #[arg(long, global = true, env = "BIND", value_name = "BIND", default_value = DEFAULT_BIND, value_parser = parse_bind)]
     pub bind: String,
@@ -579,6 +597,16 @@ impl Config {
                 fastly_api: s.fastly_api_url,
                 cloudflare_token: s.cloudflare_api_token,
                 cloudflare_api: s.cloudflare_api_url,
+                aws: self::edge::AwsConfig {
+                    access_key_id: s.aws_access_key_id.map(|k| k.0),
+                    secret_access_key: s.aws_secret_access_key,
+                    session_token: s.aws_session_token,
+                    cloudfront_api: s
+                        .aws_endpoint_url_cloudfront
+                        .or(s.aws_endpoint_url)
+                        .unwrap_or_else(|| self::edge::AwsConfig::default().cloudfront_api),
+                },
+                path_budget: s.edge_paths_max,
                 ttl: Duration::from_secs(s.edge_ttl),
                 stale_while_revalidate: Duration::from_secs(s.edge_stale_while_revalidate),
                 stale_if_error: Duration::from_secs(s.edge_stale_if_error),

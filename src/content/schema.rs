@@ -172,6 +172,25 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// URLs the path edges may hold, per tag their answer was built from (see `edge::paths`).
+    edge_paths (tag, path) {
+        tag -> Text,
+        path -> Text,
+        /// After this no edge can still hold the answer recorded.
+        until -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Paths sent to each path edge per month (`YYYY-MM`, UTC).
+    edge_usage (edge, month) {
+        edge -> Text,
+        month -> Text,
+        paths -> BigInt,
+    }
+}
+
+diesel::table! {
     /// Cache analytics per minute and per hour, per instance (see `web::analytics`).
     cache_rollups (id) {
         id -> Integer,

@@ -9,6 +9,10 @@
 //! at most `write_wait`: with the edges up, the next read through them is fresh when
 //! the write returns; with an edge down, the write returns anyway and the rows wait.
 //!
+//! The path edges (nginx, CloudFront) are sent the paths recorded under the rows' tags
+//! (`paths`), read when the round runs: a second purge finds the paths of fills that
+//! raced the first one.
+//!
 //! Claims are leases: rows are due again at the lease's end, so a process that dies
 //! mid-round leaves nothing stuck, and two instances never send the same row at once.
 //! A write's rows are its own process's from the start (so it can wait for them);
@@ -20,6 +24,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::paths::EdgePaths;
 use super::purge::Purger;
 use super::{edge_token, edge_token_hashed, EdgeConfig, EdgeUrl};
 use crate::cache::KeyMaker;
@@ -31,6 +36,13 @@ use crate::content::Repository;
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// How long a claim keeps rows from other instances.
 const LEASE: Duration = Duration::from_secs(30);
+/// How often the path records no edge needs any more are deleted (and the rest counted).
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How long CloudFront's rows gather before they are sent: each invalidation is billed
+/// by its paths and CloudFront runs few at once, so a burst of writes is one.
+const CLOUDFRONT_GATHER: Duration = Duration::from_secs(1);
+/// CloudFront's free invalidation paths a month; the dashboard warns from 80 % of it.
+pub const CLOUDFRONT_FREE_PATHS: i64 = 1000;
 
 /// Counters of one edge, since this process started.
 #[derive(Debug, Default)]
@@ -62,11 +74,18 @@ pub struct EdgeSnapshot {
     /// Rows acknowledged once, waiting for their second purge.
     pub repeats_pending: i64,
     pub last_error: Option<String>,
+    /// A path edge (nginx, CloudFront): the paths it was sent this month (UTC), by
+    /// every instance.
+    pub paths_this_month: Option<i64>,
+    /// CloudFront, near or past the month's free invalidation paths.
+    pub warning: Option<String>,
 }
 
 /// The configured edges, their client and counters, and the delivery task's signals.
 pub struct Edges {
     edges: Vec<(EdgeUrl, String, EdgeStats)>,
+    /// With a path edge: the paths answers were sent under (see `paths`).
+    paths: Option<EdgePaths>,
     keys: KeyMaker,
     purger: Purger,
     repeat_after: Duration,
@@ -93,6 +112,11 @@ impl Edges {
                 .iter()
                 .map(|e| (e.clone(), e.name(), EdgeStats::default()))
                 .collect(),
+            paths: config
+                .edges
+                .iter()
+                .any(EdgeUrl::by_path)
+                .then(|| EdgePaths::new(config.path_budget)),
             keys: KeyMaker::new(key_prefix, 0),
             purger: Purger::new(config.clone()),
             repeat_after: config.repeat_after,
@@ -125,6 +149,11 @@ impl Edges {
             .collect()
     }
 
+    /// With a path edge (nginx, CloudFront): where answers' paths are recorded.
+    pub fn paths(&self) -> Option<&EdgePaths> {
+        self.paths.as_ref()
+    }
+
     /// Starts a round soon (rows were written).
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -148,12 +177,19 @@ impl Edges {
         let edges = self.clone();
         edges.running.store(true, Ordering::Release);
         tokio::spawn(async move {
+            let mut swept: Option<std::time::Instant> = None;
             loop {
                 tokio::select! {
                     _ = edges.wake.notified() => {}
                     _ = tokio::time::sleep(POLL_EVERY) => {}
                 }
                 let Some(repo) = repo_of() else { break };
+                if let Some(paths) = &edges.paths {
+                    if swept.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
+                        paths.sweep(&repo).await;
+                        swept = Some(std::time::Instant::now());
+                    }
+                }
                 let round = edges.started.fetch_add(1, Ordering::SeqCst) + 1;
                 edges.round(&repo).await;
                 edges.done.send_replace(round);
@@ -172,6 +208,18 @@ impl Edges {
     }
 
     async fn deliver(&self, repo: &Repository, edge: &EdgeUrl, name: &str, stats: &EdgeStats) {
+        if matches!(edge, EdgeUrl::CloudFront { .. }) {
+            let gathered = chrono::Duration::from_std(CLOUDFRONT_GATHER).unwrap_or_default();
+            match repo.oldest_edge_purge(name, &self.claimant).await {
+                Ok(Some(oldest)) if now() - oldest >= gathered => {}
+                // Nothing due, or the burst is still gathering: a later round sends it.
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::debug!(edge = name, error = %e, "edge purges not read");
+                    return;
+                }
+            }
+        }
         let claim = format!(
             "{}-{}",
             self.claimant,
@@ -188,9 +236,29 @@ impl Edges {
                 return;
             }
         };
-        let tokens = self.tokens(&rows);
-        let recorded = match self.purger.purge(edge, &tokens).await {
-            Ok(requests) => {
+        let items = match edge.by_path() {
+            false => Ok(self.tokens(&rows)),
+            true => repo.edge_paths_of(&self.tag_keys(&rows)).await,
+        };
+        let sent = match items {
+            Ok(items) if items.is_empty() => Ok(Default::default()),
+            Ok(items) => self.purger.purge(edge, &items).await,
+            Err(e) => Err(super::purge::Refused {
+                reason: format!("the paths to purge could not be read: {e}"),
+                retry_after: None,
+            }),
+        };
+        let recorded = match sent {
+            Ok(sent) => {
+                let requests = sent.requests;
+                if matches!(edge, EdgeUrl::CloudFront { .. }) && sent.items > 0 {
+                    if let Err(e) = repo
+                        .add_edge_usage(name, &this_month(), sent.items as i64)
+                        .await
+                    {
+                        tracing::warn!(edge = name, error = %e, "invalidation paths not counted");
+                    }
+                }
                 let n = rows.len() as u64;
                 stats.requests.fetch_add(requests as u64, Ordering::Relaxed);
                 stats.delivered.fetch_add(n, Ordering::Relaxed);
@@ -203,7 +271,7 @@ impl Edges {
                 tracing::debug!(
                     edge = name,
                     rows = n,
-                    tags = tokens.len(),
+                    items = sent.items,
                     requests,
                     "edge purged"
                 );
@@ -230,16 +298,24 @@ impl Edges {
 
     /// Each distinct tag of `rows`, in both the forms a stored page may carry.
     fn tokens(&self, rows: &[Claimed]) -> Vec<String> {
+        let keys = self.tag_keys(rows);
+        let mut tokens = Vec::with_capacity(keys.len() * 2);
+        for key in &keys {
+            tokens.push(edge_token(key).to_string());
+            tokens.push(edge_token_hashed(key));
+        }
+        tokens
+    }
+
+    /// The tag key of each distinct tag of `rows`.
+    fn tag_keys(&self, rows: &[Claimed]) -> Vec<String> {
         let mut tags: Vec<&str> = rows.iter().flat_map(|r| r.1.split(' ')).collect();
         tags.sort_unstable();
         tags.dedup();
-        let mut tokens = Vec::with_capacity(tags.len() * 2);
-        for tag in tags.into_iter().filter(|t| !t.is_empty()) {
-            let key = self.keys.tag_key(tag);
-            tokens.push(edge_token(&key).to_string());
-            tokens.push(edge_token_hashed(&key));
-        }
-        tokens
+        tags.into_iter()
+            .filter(|t| !t.is_empty())
+            .map(|tag| self.keys.tag_key(tag))
+            .collect()
     }
 
     /// Every edge's counters, with the rows still owed (from the database).
@@ -252,9 +328,18 @@ impl Edges {
                 .map(|(_, _, n)| *n)
                 .sum()
         };
+        let month = this_month();
+        let mut usage = Vec::new();
+        for (edge, name, _) in &self.edges {
+            usage.push(match edge.by_path() {
+                true => repo.edge_usage(name, &month).await.ok(),
+                false => None,
+            });
+        }
         self.edges
             .iter()
-            .map(|(_, name, s)| EdgeSnapshot {
+            .zip(usage)
+            .map(|((edge, name, s), paths_this_month)| EdgeSnapshot {
                 edge: name.clone(),
                 requests: s.requests.load(Ordering::Relaxed),
                 delivered: s.delivered.load(Ordering::Relaxed),
@@ -264,9 +349,24 @@ impl Edges {
                 pending: owed(name, 1),
                 repeats_pending: owed(name, 2),
                 last_error: s.last_error.lock().clone(),
+                warning: match (edge, paths_this_month) {
+                    (EdgeUrl::CloudFront { .. }, Some(n)) if n >= CLOUDFRONT_FREE_PATHS => Some(format!(
+                        "{n} invalidation paths this month: past CloudFront's {CLOUDFRONT_FREE_PATHS} free ones, each is billed"
+                    )),
+                    (EdgeUrl::CloudFront { .. }, Some(n)) if n * 5 >= CLOUDFRONT_FREE_PATHS * 4 => Some(format!(
+                        "{n} invalidation paths this month: near CloudFront's {CLOUDFRONT_FREE_PATHS} free ones"
+                    )),
+                    _ => None,
+                },
+                paths_this_month,
             })
             .collect()
     }
+}
+
+/// The current month, UTC (`YYYY-MM`): how invalidation paths are counted.
+fn this_month() -> String {
+    now().format("%Y-%m").to_string()
 }
 
 fn later(after: Duration) -> chrono::NaiveDateTime {

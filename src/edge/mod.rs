@@ -1,6 +1,7 @@
 //! Edge caches in front of the site — Varnish (xkey), Fastly (`Surrogate-Key`),
-//! Cloudflare (`Cache-Tag`) — kept coherent with the data by the same tags the response
-//! cache traces.
+//! Cloudflare (`Cache-Tag`) by tag, nginx (`ngx_cache_purge`) and CloudFront
+//! (`CreateInvalidation`) by path — kept coherent with the data by the same tags the
+//! response cache traces.
 //!
 //! Two halves. **Headers** (`EdgeHeaders`): every stored page or API answer names, in
 //! each configured edge's tag header, the tags it was built from, and gets an edge
@@ -12,9 +13,15 @@
 //! and delivered, coalesced, retried with backoff, then repeated once after
 //! `EDGE_PURGE_REPEAT_AFTER` (a fill that left the site before the write and reached the
 //! edge after the first purge is dropped by the second).
+//!
+//! The path edges read no tags: a stored answer sent to them is first recorded
+//! (`paths`: its URL under each of its tags, in the database, for longer than any edge
+//! may keep it), and their purge of a write's tags is the URLs recorded under them.
 
 pub mod delivery;
+pub mod paths;
 mod purge;
+mod sigv4;
 
 use std::sync::Arc;
 
@@ -24,12 +31,13 @@ use sha2::{Digest, Sha256};
 pub use self::delivery::{EdgeStats, Edges};
 pub use crate::config::edge::{EdgeConfig, EdgeUrl};
 
-/// The tag header an edge reads.
-fn header_of(edge: &EdgeUrl) -> TagHeader {
+/// The tag header an edge reads; none for the edges purged by path.
+fn header_of(edge: &EdgeUrl) -> Option<TagHeader> {
     match edge {
-        EdgeUrl::Varnish { .. } => TagHeader::XKEY,
-        EdgeUrl::Fastly { .. } => TagHeader::SURROGATE_KEY,
-        EdgeUrl::Cloudflare { .. } => TagHeader::CACHE_TAG,
+        EdgeUrl::Varnish { .. } => Some(TagHeader::XKEY),
+        EdgeUrl::Fastly { .. } => Some(TagHeader::SURROGATE_KEY),
+        EdgeUrl::Cloudflare { .. } => Some(TagHeader::CACHE_TAG),
+        EdgeUrl::Nginx { .. } | EdgeUrl::CloudFront { .. } => None,
     }
 }
 
@@ -92,29 +100,33 @@ pub struct EdgeHeaders {
     surrogate_control: HeaderValue,
     /// `, stale-while-revalidate=…, stale-if-error=…` after `max-age` in the above.
     stale: String,
+    /// Those two, in seconds together: how long past `ttl` an edge may still serve it.
+    grace: u64,
 }
 
 impl EdgeHeaders {
     /// None without edges: nothing is added, and no tag header reaches a browser.
     pub fn new(config: &EdgeConfig) -> Option<Arc<EdgeHeaders>> {
-        let mut headers: Vec<TagHeader> = config.edges.iter().map(header_of).collect();
-        headers.dedup();
-        if headers.is_empty() {
+        if config.edges.is_empty() {
             return None;
         }
+        let mut headers: Vec<TagHeader> = config.edges.iter().filter_map(header_of).collect();
+        headers.dedup();
         let stale = format!(
             ", stale-while-revalidate={}, stale-if-error={}",
             config.stale_while_revalidate.as_secs(),
             config.stale_if_error.as_secs()
         );
+        let grace = (config.stale_while_revalidate + config.stale_if_error).as_secs();
         Some(Arc::new(EdgeHeaders::with_ttl(
             headers,
             config.ttl.as_secs(),
             stale,
+            grace,
         )))
     }
 
-    fn with_ttl(headers: Vec<TagHeader>, ttl: u64, stale: String) -> EdgeHeaders {
+    fn with_ttl(headers: Vec<TagHeader>, ttl: u64, stale: String, grace: u64) -> EdgeHeaders {
         EdgeHeaders {
             headers,
             ttl,
@@ -122,7 +134,13 @@ impl EdgeHeaders {
             surrogate_control: HeaderValue::from_str(&format!("max-age={ttl}{stale}"))
                 .expect("digits"),
             stale,
+            grace,
         }
+    }
+
+    /// The longest an edge may keep, and serve, an answer it was sent.
+    pub fn kept_at_most(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.ttl + self.grace)
     }
 
     /// The same headers with an edge lifetime of at most `seconds` (a route's own, see
@@ -133,6 +151,7 @@ impl EdgeHeaders {
                 self.headers.clone(),
                 seconds,
                 self.stale.clone(),
+                self.grace,
             )),
             false => self.clone(),
         }
@@ -159,6 +178,7 @@ impl EdgeHeaders {
 
     /// The headers of a page built from `tag_keys` (sorted, distinct); None when even
     /// hashed they would pass an edge's limit (the page is then not for the edges).
+    /// With only path edges, none: they keep what `Cache-Control` allows.
     pub fn for_tags<'a>(
         &self,
         tag_keys: impl Iterator<Item = &'a str> + Clone,
@@ -180,6 +200,9 @@ impl EdgeHeaders {
                 HeaderName::from_static(header.name),
                 HeaderValue::from_str(&value).ok()?,
             ));
+        }
+        if self.headers.is_empty() {
+            return Some(out);
         }
         out.push((
             HeaderName::from_static("surrogate-control"),
@@ -212,6 +235,8 @@ mod tests {
                 " cloudflare://023e105f4ecef8ad9ca31a8372d0c353 ",
                 "cloudflare://023e105f4ecef8ad9ca31a8372d0c353",
             ),
+            ("nginx://127.0.0.1:8080/", "nginx://127.0.0.1:8080"),
+            ("cloudfront://E2QWRUHAPOMQZL", "cloudfront://E2QWRUHAPOMQZL"),
         ] {
             assert_eq!(EdgeUrl::parse(raw).map(|e| e.name()), Ok(name.to_string()));
         }
@@ -222,6 +247,8 @@ mod tests {
             "fastly://a/b",
             "cloudflare://z?x=1",
             "akamai://x",
+            "nginx://host",
+            "cloudfront://E2/x",
             "127.0.0.1:6081",
         ] {
             assert!(EdgeUrl::parse(bad).is_err(), "{bad} accepted");

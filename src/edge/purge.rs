@@ -6,6 +6,13 @@
 //!   token in `Fastly-Key` (purge by surrogate key, batched).
 //! - Cloudflare: `POST /zones/{zone}/purge_cache` with `{"tags": […]}` (up to 100 per
 //!   request) and `Authorization: Bearer`; 429 carries `Retry-After`.
+//! - nginx with `ngx_cache_purge` (the shipped `deploy/nginx/folio-cache.conf`): one
+//!   `PURGE /_purge/path?query` per path; 200 (purged) or 404 (not held) acknowledge
+//!   it. No secret: the purge location takes the app's addresses only.
+//! - CloudFront: `POST /2020-05-31/distribution/{id}/invalidation` with an
+//!   `InvalidationBatch` of paths (coalesced, see `paths::invalidation_paths`), signed
+//!   with AWS Signature Version 4. One invalidation at a time per distribution: while
+//!   the last one this process sent is `InProgress`, the next waits.
 //!
 //! An edge acknowledges with a 2xx (Cloudflare: and `"success": true`); anything else
 //! is a failure the caller retries.
@@ -19,6 +26,13 @@ use super::{EdgeConfig, EdgeUrl};
 const VARNISH_HEADER_BYTES: usize = 6000;
 const FASTLY_KEYS_PER_REQUEST: usize = 256;
 const CLOUDFLARE_TAGS_PER_REQUEST: usize = 100;
+/// nginx purges sent at once.
+const NGINX_CONCURRENT: usize = 16;
+/// Paths per CloudFront invalidation: each path past the month's first 1,000 is billed,
+/// so past this the paths are merged into wildcards (`paths::invalidation_paths`).
+pub(super) const CLOUDFRONT_PATHS: usize = 100;
+/// How long to wait before asking again whether an invalidation is done.
+const CLOUDFRONT_IN_PROGRESS_WAIT: Duration = Duration::from_secs(10);
 
 /// Why a purge was not acknowledged, and when the edge asked to be tried again.
 #[derive(Debug)]
@@ -36,10 +50,19 @@ impl Refused {
     }
 }
 
+/// What an edge acknowledged: requests sent, and paths (or tags) they named.
+#[derive(Debug, Default)]
+pub(super) struct Sent {
+    pub(super) requests: usize,
+    pub(super) items: usize,
+}
+
 /// Sends purges; holds the HTTP client and credentials.
 pub(super) struct Purger {
     client: reqwest::Client,
     config: EdgeConfig,
+    /// Per CloudFront distribution: the invalidation last sent, while it may still run.
+    in_progress: parking_lot::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl Purger {
@@ -53,19 +76,66 @@ impl Purger {
             .connect_timeout(Duration::from_secs(2))
             .build()
             .expect("an HTTP client without TLS settings builds");
-        Purger { client, config }
+        Purger {
+            client,
+            config,
+            in_progress: Default::default(),
+        }
     }
 
-    /// Purges `tokens` from `edge`, in as many requests as its limits need; returns how
-    /// many requests were sent.
-    pub(super) async fn purge(&self, edge: &EdgeUrl, tokens: &[String]) -> Result<usize, Refused> {
-        let span = tracing::debug_span!("edge.purge", edge = ?edge, tags = tokens.len());
-        self.send(edge, tokens).instrument(span).await
+    /// Purges `items` from `edge` — tags for the tag edges, paths for nginx and
+    /// CloudFront — in as many requests as its limits need.
+    pub(super) async fn purge(&self, edge: &EdgeUrl, items: &[String]) -> Result<Sent, Refused> {
+        let span = tracing::debug_span!("edge.purge", edge = ?edge, items = items.len());
+        self.send(edge, items).instrument(span).await
     }
 
-    async fn send(&self, edge: &EdgeUrl, tokens: &[String]) -> Result<usize, Refused> {
+    async fn send(&self, edge: &EdgeUrl, tokens: &[String]) -> Result<Sent, Refused> {
         let mut requests = 0;
         match edge {
+            EdgeUrl::Nginx { host_port } => {
+                for chunk in tokens.chunks(NGINX_CONCURRENT) {
+                    let sent = chunk.iter().map(|path| {
+                        let req = self.client.request(
+                            reqwest::Method::from_bytes(b"PURGE").expect("a token"),
+                            format!("http://{host_port}/_purge{path}"),
+                        );
+                        async move {
+                            let res = traced(req)
+                                .send()
+                                .await
+                                .map_err(|e| Refused::new(format!("not sent: {e}")))?;
+                            match res.status().as_u16() {
+                                // Purged, or not held: either way nginx no longer has it.
+                                200 => Ok(()),
+                                // Not held — unless the site itself answered: nginx
+                                // has no purge location and passed it on.
+                                404 if !res.headers().contains_key("x-request-id") => Ok(()),
+                                404 => Err(Refused::new(
+                                    "nginx passed the purge to the site: no /_purge/ location (deploy/nginx/folio-cache.conf)",
+                                )),
+                                _ => check(Ok(res)).await.map(|_| ()),
+                            }
+                        }
+                    });
+                    for result in futures_util::future::join_all(sent).await {
+                        result?;
+                    }
+                    requests += chunk.len();
+                }
+                return Ok(Sent {
+                    requests,
+                    items: tokens.len(),
+                });
+            }
+            EdgeUrl::CloudFront { distribution } => {
+                let items = super::paths::invalidation_paths(tokens, CLOUDFRONT_PATHS);
+                self.invalidate(distribution, &items).await?;
+                return Ok(Sent {
+                    requests: 1,
+                    items: items.len(),
+                });
+            }
             EdgeUrl::Varnish { host_port } => {
                 let secret = self.config.purge_secret.as_ref().map(|s| s.expose());
                 for chunk in chunks_by_bytes(tokens, VARNISH_HEADER_BYTES) {
@@ -118,8 +188,122 @@ impl Purger {
                 }
             }
         }
-        Ok(requests)
+        Ok(Sent {
+            requests,
+            items: tokens.len(),
+        })
     }
+
+    /// One CloudFront invalidation of `paths`, once the last one this process sent to
+    /// the distribution is done.
+    async fn invalidate(&self, distribution: &str, paths: &[String]) -> Result<(), Refused> {
+        let last = self.in_progress.lock().get(distribution).cloned();
+        if let Some(id) = last {
+            let path = format!("/2020-05-31/distribution/{distribution}/invalidation/{id}");
+            let req = self.signed(reqwest::Method::GET, &path, None)?;
+            match check(traced(req).send().await).await {
+                Ok(body) if xml_text(&body, "Status").as_deref() == Some("InProgress") => {
+                    return Err(Refused {
+                        reason: format!("invalidation {id} is still in progress"),
+                        retry_after: Some(CLOUDFRONT_IN_PROGRESS_WAIT),
+                    });
+                }
+                // Done, or not known any more: CloudFront refuses a batch past its limits.
+                _ => {
+                    self.in_progress.lock().remove(distribution);
+                }
+            }
+        }
+        let mut body = String::from(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<InvalidationBatch xmlns=\"http://cloudfront.amazonaws.com/doc/2020-05-31/\">",
+        );
+        body.push_str(&format!(
+            "<Paths><Quantity>{}</Quantity><Items>",
+            paths.len()
+        ));
+        for p in paths {
+            body.push_str(&format!("<Path>{}</Path>", xml_escape(p)));
+        }
+        // Unique per batch: CloudFront takes a repeated reference for the same batch.
+        body.push_str(&format!(
+            "</Items></Paths><CallerReference>folio-{}</CallerReference></InvalidationBatch>",
+            hex::encode(rand::random::<[u8; 12]>())
+        ));
+        let path = format!("/2020-05-31/distribution/{distribution}/invalidation");
+        let req = self.signed(reqwest::Method::POST, &path, Some(body.into_bytes()))?;
+        let answer = check(traced(req).send().await).await?;
+        if xml_text(&answer, "Status").as_deref() == Some("InProgress") {
+            if let Some(id) = xml_text(&answer, "Id") {
+                self.in_progress.lock().insert(distribution.to_string(), id);
+            }
+        }
+        Ok(())
+    }
+
+    /// A request to CloudFront's API, signed (`sigv4`); `body` is XML.
+    fn signed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<reqwest::RequestBuilder, Refused> {
+        let aws = &self.config.aws;
+        let api = aws.cloudfront_api.trim_end_matches('/');
+        let url = url::Url::parse(&format!("{api}{path}"))
+            .map_err(|e| Refused::new(format!("{api}: {e}")))?;
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => return Err(Refused::new(format!("{api}: no host"))),
+        };
+        let credentials = super::sigv4::Credentials {
+            access_key_id: aws.access_key_id.as_deref().unwrap_or(""),
+            secret_access_key: aws
+                .secret_access_key
+                .as_ref()
+                .map(|s| s.expose())
+                .unwrap_or(""),
+            session_token: aws.session_token.as_ref().map(|s| s.expose()),
+            // CloudFront is global: its API is signed for us-east-1 whatever AWS_REGION says.
+            region: "us-east-1",
+            service: "cloudfront",
+        };
+        let body = body.unwrap_or_default();
+        let mut headers = vec![("host", host.as_str())];
+        if !body.is_empty() {
+            headers.push(("content-type", "text/xml"));
+        }
+        let signed = super::sigv4::sign(
+            &credentials,
+            method.as_str(),
+            url.path(),
+            &headers,
+            &body,
+            chrono::Utc::now(),
+        );
+        let mut req = self.client.request(method, url);
+        for (name, value) in headers.iter().filter(|(n, _)| *n != "host") {
+            req = req.header(*name, *value);
+        }
+        for (name, value) in signed {
+            req = req.header(name, value);
+        }
+        Ok(req.body(body))
+    }
+}
+
+/// The text of the first `<name>` element of an XML answer.
+fn xml_text(body: &[u8], name: &str) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find(&format!("<{name}>"))? + name.len() + 2;
+    let end = start + text[start..].find(&format!("</{name}>"))?;
+    Some(text[start..end].trim().to_string())
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A 2xx's body, or why not.

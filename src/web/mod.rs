@@ -86,6 +86,15 @@ pub fn response_cache(state: &AppState) -> ResponseCache {
         state.warm_token.as_str().into(),
         state.warming.clone(),
     )
+    .with_path_edges(
+        state
+            .repo
+            .edges()
+            .map(|edges| crate::web::http_cache::PathEdges {
+                edges: edges.clone(),
+                repo: state.repo.clone(),
+            }),
+    )
 }
 
 /// The routes: the table's (`routes`), and the answer to any other path.

@@ -30,6 +30,7 @@ mod monitoring;
 mod otel;
 mod page_cache;
 mod pages;
+mod path_edges;
 mod publishing;
 mod redis_cluster;
 mod redis_server;

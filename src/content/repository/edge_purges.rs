@@ -99,6 +99,23 @@ impl Repository {
         })
     }
 
+    /// When the oldest row this edge's `claim_edge_purges` would take was written.
+    pub async fn oldest_edge_purge(
+        &self,
+        edge: &str,
+        owner: &str,
+    ) -> RepoResult<Option<NaiveDateTime>> {
+        let at = now();
+        with_conn!(self.db, |conn| {
+            Ok(edge_purges::table
+                .filter(edge_purges::edge.eq(edge))
+                .filter(edge_purges::due_at.le(at).or(edge_purges::claim.eq(owner)))
+                .select(diesel::dsl::min(edge_purges::created_at))
+                .first::<Option<NaiveDateTime>>(conn)
+                .await?)
+        })
+    }
+
     /// The edge acknowledged these rows' purge: first rounds are due again at
     /// `repeat_at` as second rounds, second rounds are done.
     pub async fn edge_purges_acknowledged(

@@ -58,6 +58,13 @@ pub fn is_warm_request(req: &actix_web::HttpRequest, token: &str) -> bool {
             .is_some_and(|v| v.as_bytes() == token.as_bytes())
 }
 
+/// Whether a request's query is spelled as its canonical one (`web::canonical`).
+fn canonically_spelled(req: &actix_web::HttpRequest) -> bool {
+    req.extensions()
+        .get::<Params>()
+        .is_some_and(|p| p.query_string() == req.query_string())
+}
+
 /// Told each post view the cache counts (see `ViewOf`): the site's view counter.
 pub type ViewSink = Arc<dyn Fn(i32) + Send + Sync>;
 
@@ -74,6 +81,16 @@ pub struct ResponseCache {
     warming: Arc<WarmStats>,
     /// With edge caches: answers outside every policy are marked not for them.
     edges: bool,
+    /// With a path edge (nginx, CloudFront): where a stored answer's path is recorded
+    /// before it is first sent for the edges to keep (see `edge::paths`).
+    paths: Option<PathEdges>,
+}
+
+/// The path edges' recorder, and the database it records in.
+#[derive(Clone)]
+pub struct PathEdges {
+    pub edges: Arc<crate::edge::Edges>,
+    pub repo: crate::content::Repository,
 }
 
 /// Left by `handle_early` on a request whose stored answer it could not send.
@@ -102,6 +119,27 @@ impl ResponseCache {
             collapsing,
             warm_token,
             warming,
+            paths: None,
+        }
+    }
+
+    /// Records the paths of answers sent for the path edges to keep, if any is configured.
+    pub fn with_path_edges(mut self, paths: Option<PathEdges>) -> Self {
+        self.paths = paths.filter(|p| p.edges.paths().is_some());
+        self
+    }
+
+    /// With a path edge, an answer to a spelling of its URL other than the canonical
+    /// one (an ignored parameter, another encoding) is not for the edges: they would
+    /// keep it under that spelling, which no record names.
+    fn spelled_for_path_edges(&self, res: &mut ServiceResponse<BoxBody>, policy: &ResponsePolicy) {
+        let (Some(_), Some(edge)) = (&self.paths, &policy.edge) else {
+            return;
+        };
+        if !canonically_spelled(res.request()) {
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, edge.untagged.clone());
+            not_for_edges(res.headers_mut());
         }
     }
 
@@ -316,8 +354,21 @@ impl ResponseCache {
         // With edges, only an answer still current is stored and tagged: one built from
         // data a write changed meanwhile would reach them after that write's purge. (Its
         // entry here would never be served either: it is stored under old versions.)
-        let for_edges =
+        let mut for_edges =
             policy.edge.is_some() && stored && self.cache.trace_is_current(&trace).await;
+        // The path edges find an answer again by its URL: recorded before it leaves.
+        if let (true, Some(paths), Some(edge)) = (for_edges, &self.paths, &policy.edge) {
+            let tags: Vec<String> = trace.tag_keys().map(|(key, _)| key.to_string()).collect();
+            let lifetime = policy.ttl + policy.stale_if_error + edge.headers.kept_at_most();
+            let path = res.request().uri().path_and_query().map(|p| p.as_str());
+            for_edges = canonically_spelled(res.request())
+                && match (path, paths.edges.paths()) {
+                    (Some(path), Some(recorder)) => {
+                        recorder.record(&paths.repo, path, &tags, lifetime).await
+                    }
+                    _ => false,
+                };
+        }
         if policy.edge.is_some() && !for_edges {
             stored = false;
         }
@@ -409,7 +460,9 @@ impl ResponseCache {
         let modified = last_modified(meta.stored_at_ms, now);
         if conditions.not_modified(&meta.etag, modified) {
             let res = respond(&meta, None, policy, now);
-            return Ok(with_outcome(req.into_response(res), hit));
+            let mut res = with_outcome(req.into_response(res), hit);
+            self.spelled_for_path_edges(&mut res, policy);
+            return Ok(res);
         }
         match self.body(policy, &meta).await {
             Some(body) => {
@@ -423,7 +476,9 @@ impl ResponseCache {
                     self.warming.hit(key.as_str());
                 }
                 let res = respond(&meta, Some(body), policy, now);
-                Ok(with_outcome(req.into_response(res), hit))
+                let mut res = with_outcome(req.into_response(res), hit);
+                self.spelled_for_path_edges(&mut res, policy);
+                Ok(res)
             }
             // The body was evicted before its metadata: rebuild.
             None => Err((req, None)),

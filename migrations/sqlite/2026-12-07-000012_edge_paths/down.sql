@@ -1,0 +1,2 @@
+DROP TABLE edge_usage;
+DROP TABLE edge_paths;
