@@ -86,7 +86,16 @@ impl Purger {
     /// Purges `items` from `edge` — tags for the tag edges, paths for nginx and
     /// CloudFront — in as many requests as its limits need.
     pub(super) async fn purge(&self, edge: &EdgeUrl, items: &[String]) -> Result<Sent, Refused> {
-        let span = tracing::debug_span!("edge.purge", edge = ?edge, items = items.len());
+        let span = tracing::debug_span!(
+            "edge.purge",
+            edge = ?edge,
+            tags = tracing::field::Empty,
+            paths = tracing::field::Empty,
+        );
+        match edge.by_path() {
+            true => span.record("paths", items.len()),
+            false => span.record("tags", items.len()),
+        };
         self.send(edge, items).instrument(span).await
     }
 
