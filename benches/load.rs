@@ -11,12 +11,13 @@
 //! a file); `<backend>-quiet` is the same backend with `ACCESS_LOG=off`.
 //!
 //! Knobs: BENCH_BACKENDS (memory,memory-quiet,redis,redis-quiet,redis-no-near,cluster,none,
-//! varnish, memory-otel, baseline; `memory-otel` exports every span over OTLP to a receiver that drops them
+//! varnish, nginx, memory-otel, baseline; `memory-otel` exports every span over OTLP to a receiver that drops them
 //! (a build with `--features otel`), `baseline` is another build given by BENCH_BASELINE
 //! (a path to its `folio`), e.g. the commit before a change; `cluster` runs
 //! on a 3-master Redis Cluster the benchmark starts on free ports, `varnish` is Varnish
 //! with the shipped VCL in front of the in-process server, its CPU and the server's
-//! counted together), BENCH_CONNECTIONS
+//! counted together, `nginx` the same with nginx's proxy_cache and the shipped
+//! `deploy/nginx/folio-cache.conf`), BENCH_CONNECTIONS
 //! (32,256,512), BENCH_TARGETS (`/,/blog/,post,/api/posts/,304:/,304:/api/posts/`;
 //! `post` is the newest post's page, `304:` sends the page's ETag in If-None-Match),
 //! BENCH_DURATION (seconds, 5), BENCH_ROUNDS (3), BENCH_POSTS (200), BENCH_REDIS_URL
@@ -162,7 +163,7 @@ fn main() {
     }
     let backends = env_list(
         "BENCH_BACKENDS",
-        "memory,memory-quiet,redis,redis-quiet,redis-no-near,cluster,none,varnish",
+        "memory,memory-quiet,redis,redis-quiet,redis-no-near,cluster,none,varnish,nginx",
     );
     let connections: Vec<u64> = env_list("BENCH_CONNECTIONS", "32,256,512")
         .iter()
@@ -221,6 +222,23 @@ fn main() {
                     eprintln!("varnish skipped: varnishd is not installed (apt-get install varnish varnish-modules)");
                 }
                 varnish
+            }
+            // nginx's proxy_cache (the shipped file) in front of the in-process server.
+            ("nginx", _) => {
+                let port = free_port();
+                let edge = format!("nginx://127.0.0.1:{port}");
+                let app = start(
+                    "memory-behind-nginx",
+                    &dir,
+                    &db,
+                    &redis_url,
+                    &[("EDGE_CACHE_URLS", &edge)],
+                );
+                let nginx = start_nginx(&dir, port, app);
+                if nginx.is_none() {
+                    eprintln!("nginx skipped: nginx or its purge module is not installed (apt-get install nginx libnginx-mod-http-cache-purge)");
+                }
+                nginx
             }
             (b, _) => Some(start(b, &dir, &db, &redis_url, &[])),
         })

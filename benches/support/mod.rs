@@ -177,7 +177,9 @@ pub fn start(
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
     match name {
-        "memory" | "memory-behind-varnish" | "baseline" => cmd.env("CACHE_URL", "memory://"),
+        "memory" | "memory-behind-varnish" | "memory-behind-nginx" | "baseline" => {
+            cmd.env("CACHE_URL", "memory://")
+        }
         // Tracing on: every span exported over OTLP/HTTP to a receiver that drops them.
         "memory-otel" => cmd.env("CACHE_URL", "memory://").env(
             "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -257,6 +259,68 @@ pub fn start_varnish(
     let deadline = Instant::now() + Duration::from_secs(30);
     while status_of(port, "/healthz", "X-Bench: 1") != 200 {
         assert!(Instant::now() < deadline, "Varnish did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Some(server)
+}
+
+/// nginx with the shipped `deploy/nginx/folio-cache.conf` (its cache in `dir`, its
+/// upstream `app`) in front of `app`, once it answers; None without nginx and its
+/// purge module.
+pub fn start_nginx(dir: &std::path::Path, port: u16, app: Server) -> Option<Server> {
+    const MODULE: &str = "/usr/lib/nginx/modules/ngx_http_cache_purge_module.so";
+    let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())?;
+    if !std::path::Path::new(MODULE).exists() {
+        return None;
+    }
+    let block = |text: &str, name: &str, with: &str| {
+        let (head, rest) = text.split_once(&format!("# BEGIN {name}")).unwrap();
+        let (_, tail) = rest.split_once(&format!("# END {name}")).unwrap();
+        format!("{head}{with}{tail}")
+    };
+    let d = dir.join("nginx");
+    std::fs::create_dir_all(&d).unwrap();
+    let d = d.display();
+    let site = include_str!("../../deploy/nginx/folio-cache.conf");
+    let site = block(site, "cache path", &format!("proxy_cache_path {d}/cache levels=1:2 keys_zone=folio:10m max_size=256m inactive=1d use_temp_path=off;\n"));
+    let site = block(
+        &site,
+        "upstream",
+        &format!(
+            "upstream folio {{ server 127.0.0.1:{}; keepalive 16; }}\n",
+            app.port
+        ),
+    );
+    let site = block(&site, "listen", &format!("listen 127.0.0.1:{port};\n"));
+    let conf = format!(
+        "load_module {MODULE};\ndaemon off; worker_processes auto; pid {d}/nginx.pid; error_log {d}/error.log warn;\nevents {{ worker_connections 1024; }}\nhttp {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n{site}\n}}\n"
+    );
+    let file = dir.join("nginx.conf");
+    std::fs::write(&file, conf).unwrap();
+    let log = dir.join("nginx.log");
+    let child = Command::new(nginx)
+        .arg("-p")
+        .arg(dir.join("nginx"))
+        .arg("-e")
+        .arg(dir.join("nginx").join("error.log"))
+        .arg("-c")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .ok()?;
+    let server = Server {
+        name: "nginx".into(),
+        child,
+        port,
+        log,
+        behind: Some(Box::new(app)),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status_of(port, "/healthz", "X-Bench: 1") != 200 {
+        assert!(Instant::now() < deadline, "nginx did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
     Some(server)

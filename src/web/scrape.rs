@@ -99,6 +99,10 @@ async fn refresh_dear(state: &AppState) {
                 counter!(metric, "edge" => name.clone()).absolute(value);
             }
             gauge!("folio_edge_purges_pending", "edge" => name.clone()).set(edge.pending as f64);
+            // Path edges: the month's paths (CloudFront bills past 1,000 a month).
+            if let Some(paths) = edge.paths_this_month {
+                gauge!("folio_edge_paths_this_month", "edge" => name.clone()).set(paths as f64);
+            }
             gauge!("folio_edge_purges_repeats_pending", "edge" => name)
                 .set(edge.repeats_pending as f64);
         }

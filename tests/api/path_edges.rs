@@ -641,6 +641,13 @@ async fn cloudfront_gets_one_signed_coalesced_invalidation_per_burst() {
         "the month's paths are what CloudFront was sent: {s}"
     );
     assert_eq!(s["failed"], 0, "{s}");
+    // And /metrics, for the alert past 800 (deploy/prometheus/alerts.yml).
+    let text = app.metrics().await.text().await.unwrap();
+    let line = format!(
+        "folio_edge_paths_this_month{{edge=\"cloudfront://{}\"}} {counted}",
+        moto.distribution
+    );
+    assert!(text.contains(&line), "{line} in:\n{text}");
 
     // A wrong secret: the stand-in refuses the signature, the purge stays owed.
     let mut wrong = vars.clone();
