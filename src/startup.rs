@@ -171,6 +171,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     }
     let analytics = Arc::new(crate::web::analytics::Analytics::new());
     analytics.start(repo.clone(), config.history_flush_interval);
+    let demand = Arc::new(crate::web::demand::Demand::default());
+    demand.start(repo.clone(), config.history_flush_interval);
     let views = Arc::new(ViewCounter::default());
     views.start(repo.clone(), config.view_flush_interval);
     let fragments =
@@ -199,6 +201,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         public_stats: Default::default(),
         scrapes: Default::default(),
         analytics,
+        demand,
     })
 }
 

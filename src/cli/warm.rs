@@ -23,9 +23,19 @@ pub struct WarmArgs {
     /// With `memory://`: the running server to ask [default: http://$BIND]
     #[arg(long)]
     pub url: Option<String>,
+    /// Print the top of the plan, with what readers are expected to ask for and what
+    /// each miss costs (the demand model), and warm nothing.
+    #[arg(long)]
+    pub explain: bool,
 }
 
+/// Items `--explain` prints.
+const EXPLAINED: usize = 25;
+
 pub fn run(config: Config, args: WarmArgs) -> anyhow::Result<()> {
+    if args.explain {
+        return explain(config, args.kind);
+    }
     let options = WarmOptions {
         kind: args.kind,
         force: args.force,
@@ -163,6 +173,54 @@ fn warm_here(config: Config, args: &WarmArgs, options: &WarmOptions) -> anyhow::
         }
         state.cache.flush_stats().await;
         Ok(report)
+    })
+}
+
+/// The plan's top, as `warm` would follow it, read from the database (no server needed).
+fn explain(config: Config, kind: WarmType) -> anyhow::Result<()> {
+    let config = Config {
+        warm_on_start: false,
+        warm_after_invalidation: false,
+        seed_on_empty: false,
+        ..config
+    };
+    actix_web::rt::System::new().block_on(async {
+        let state = crate::startup::build_state(config).await?;
+        let plan = crate::web::warm::plan(&state, kind).await?;
+        let modelled = plan.iter().filter(|p| p.predicted.is_some()).count();
+        println!(
+            "{} items; the demand model knows {modelled} of them{}",
+            plan.len(),
+            match modelled {
+                0 => " (no readers counted yet: the fixed plan, by page kind)",
+                _ => " (they come first, by value)",
+            }
+        );
+        println!(
+            "{:>4} {:>3} {:>10} {:>8} {:>8}  path",
+            "#", "pri", "expected", "miss ms", "value"
+        );
+        for (i, p) in plan.iter().take(EXPLAINED).enumerate() {
+            match p.predicted {
+                Some((expected, cost, value)) => println!(
+                    "{:>4} {:>3} {expected:>10.2} {cost:>8.2} {value:>8.2}  {}",
+                    i + 1,
+                    p.priority,
+                    p.path
+                ),
+                None => println!(
+                    "{:>4} {:>3} {:>10} {:>8} {:>8}  {}",
+                    i + 1,
+                    p.priority,
+                    "–",
+                    "–",
+                    "fixed",
+                    p.path
+                ),
+            }
+        }
+        println!("expected: requests before its entry expires; value: ms of rendering a warm entry spares (the chance of a read before expiry × a miss's cost)");
+        Ok(())
     })
 }
 

@@ -191,6 +191,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// Requests per URL and hour, every instance's summed (see `web::demand`).
+    demand (path, hour) {
+        path -> Text,
+        hour -> Timestamp,
+        requests -> BigInt,
+        misses -> BigInt,
+        /// The misses' render time, summed.
+        miss_ms -> Double,
+    }
+}
+
+diesel::table! {
     /// Cache analytics per minute and per hour, per instance (see `web::analytics`).
     cache_rollups (id) {
         id -> Integer,

@@ -8,6 +8,7 @@ pub mod app;
 pub mod canonical;
 pub mod client;
 pub mod csrf;
+pub mod demand;
 pub mod error;
 pub mod error_page;
 pub mod files;
@@ -86,6 +87,7 @@ pub fn response_cache(state: &AppState) -> ResponseCache {
         state.warm_token.as_str().into(),
         state.warming.clone(),
     )
+    .with_demand(state.demand.clone())
     .with_path_edges(
         state
             .repo

@@ -40,6 +40,8 @@ pub struct AppState {
     pub assets: Assets,
     /// This instance's writer of the cache history (see `web::analytics`).
     pub analytics: Arc<crate::web::analytics::Analytics>,
+    /// What readers ask for, per URL (see `web::demand`): warming follows it.
+    pub demand: Arc<crate::web::demand::Demand>,
     /// The statistics anonymous callers get (see `api::cache`).
     pub public_stats: crate::web::api::public_stats::PublicStats,
     /// When `/metrics` last read Redis INFO and the database (see `web::scrape`).

@@ -240,3 +240,85 @@ async fn the_warm_command_warms_a_shared_redis() {
     app.state.cache.clear().await;
     app.state.cache.reset_site_stats().await;
 }
+
+/// Warming follows what readers ask for (`web::demand`): a post the fixed plan warms
+/// last comes first once readers have read it often; the counts live in the database,
+/// so another instance (or the same site after a restart) plans the same, and
+/// `folio warm --explain` shows why.
+#[actix_web::test]
+async fn warming_follows_what_readers_ask_for() {
+    use folio::web::warm::{plan, WarmType};
+    let quiet = [("HISTORY_FLUSH_INTERVAL", "1"), ("WARM_ON_START", "false")];
+    let app = spawn_app_with(Backend::Sqlite, &quiet).await.unwrap();
+    // A new site: the fixed plan, by page kind.
+    let fixed = plan(&app.state, WarmType::All).await.unwrap();
+    assert!(fixed.iter().all(|p| p.predicted.is_none()));
+    let last_post = fixed
+        .iter()
+        .rev()
+        .map(|p| p.path.clone())
+        .find(|p| p.starts_with("/blog/") && p.matches('/').count() == 3 && !p.contains("/tag/"))
+        .expect("a post in the plan");
+    let client = reqwest::Client::new();
+    for _ in 0..40 {
+        let res = client.get(app.url(&last_post)).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    for _ in 0..5 {
+        client.get(app.url("/about/")).send().await.unwrap();
+    }
+    // Counted, then written within a flush (a second).
+    let started = Instant::now();
+    let planned = loop {
+        let planned = plan(&app.state, WarmType::All).await.unwrap();
+        if planned.iter().any(|p| p.predicted.is_some()) {
+            break planned;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no demand counted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        planned[0].path,
+        last_post,
+        "the most read first: {:?}",
+        &planned[..3]
+    );
+    assert_eq!(planned[0].priority, 1);
+    let (expected, cost, value) = planned[0].predicted.unwrap();
+    assert!(
+        expected > 0.5 && cost > 0.0 && value > 0.0,
+        "{:?}",
+        planned[0]
+    );
+    assert!(planned.iter().position(|p| p.path == "/about/").unwrap() < 5);
+    // Nothing dropped or added: the model orders the fixed plan.
+    let mut a: Vec<&str> = fixed.iter().map(|p| p.path.as_str()).collect();
+    let mut b: Vec<&str> = planned.iter().map(|p| p.path.as_str()).collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+
+    let second = app.second_instance(&quiet).await;
+    let again = plan(&second.state, WarmType::All).await.unwrap();
+    assert_eq!(
+        again[0].path, last_post,
+        "the model is shared through the database"
+    );
+
+    let db = app.state.config.database_url.to_url();
+    let (ok, out, err) = crate::monitoring::folio(
+        &["warm", "--explain"],
+        &[("DATABASE_URL", db.as_str()), ("SEED_ON_EMPTY", "false")],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let first = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap_or_else(|| panic!("no first item:\n{out}"));
+    assert!(first.ends_with(&last_post), "{out}");
+    assert!(out.contains("the demand model knows"), "{out}");
+}

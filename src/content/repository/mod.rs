@@ -69,6 +69,7 @@ macro_rules! transact {
 mod admins;
 mod authors;
 pub mod cache_site;
+pub mod demand;
 pub mod edge_paths;
 pub mod edge_purges;
 pub mod images;

@@ -84,6 +84,8 @@ pub struct ResponseCache {
     /// With a path edge (nginx, CloudFront): where a stored answer's path is recorded
     /// before it is first sent for the edges to keep (see `edge::paths`).
     paths: Option<PathEdges>,
+    /// Counts what readers ask for (see `web::demand`).
+    demand: Option<Arc<crate::web::demand::Demand>>,
 }
 
 /// The path edges' recorder, and the database it records in.
@@ -120,6 +122,23 @@ impl ResponseCache {
             warm_token,
             warming,
             paths: None,
+            demand: None,
+        }
+    }
+
+    /// Counts each answer to a reader for the demand model warming follows.
+    pub fn with_demand(mut self, demand: Arc<crate::web::demand::Demand>) -> Self {
+        self.demand = Some(demand);
+        self
+    }
+
+    /// Counts an answer to a reader (not to warming).
+    fn observe(&self, req: &actix_web::HttpRequest, miss: Option<std::time::Duration>) {
+        if let Some(demand) = &self.demand {
+            if !req.headers().contains_key(WARM_HEADER) {
+                let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                demand.observe(path, miss);
+            }
         }
     }
 
@@ -409,6 +428,7 @@ impl ResponseCache {
         };
         self.cache
             .record_fill(policy.family, render_started.elapsed());
+        self.observe(&req, Some(render_started.elapsed()));
         if stored {
             // The body first: metadata must never point at a body that is not there.
             let keep = Some(policy.ttl + policy.stale_if_error);
@@ -462,6 +482,7 @@ impl ResponseCache {
             let res = respond(&meta, None, policy, now);
             let mut res = with_outcome(req.into_response(res), hit);
             self.spelled_for_path_edges(&mut res, policy);
+            self.observe(res.request(), None);
             return Ok(res);
         }
         match self.body(policy, &meta).await {
@@ -478,6 +499,7 @@ impl ResponseCache {
                 let res = respond(&meta, Some(body), policy, now);
                 let mut res = with_outcome(req.into_response(res), hit);
                 self.spelled_for_path_edges(&mut res, policy);
+                self.observe(res.request(), None);
                 Ok(res)
             }
             // The body was evicted before its metadata: rebuild.

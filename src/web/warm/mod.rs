@@ -3,7 +3,9 @@
 //! (no HTTP, no second copy of any query or template) — by priority:
 //! 1 the critical path (home and the navigation it carries), 2 high traffic (blog,
 //! about, tools, recent and popular posts, the API lists), 3 heavy queries (tag pages,
-//! later blog pages, feed, sitemap), 4 every post in the sitemap.
+//! later blog pages, feed, sitemap), 4 every post in the sitemap. Once readers have been
+//! counted (`web::demand`), the URLs they are expected to ask for, at the highest
+//! rendering cost, come first instead (`plan`).
 //!
 //! It must not hurt the site it warms: a few requests at a time, fewer (and a pause)
 //! when its requests get slower than they started, and it stops before an in-process
@@ -32,12 +34,14 @@ const MAX_CONCURRENCY: usize = 4;
 const SLOWDOWN: u32 = 4;
 /// How many of the most searched queries are warmed.
 const SEARCHES_WARMED: usize = 10;
+/// URLs the demand model puts first (at the first priority): re-warmed after writes too.
+const DEMAND_FIRST: usize = 100;
 /// Share of an in-process cache's bound past which warming stops.
 const FULL: f64 = 0.9;
 
 /// The paths to warm, by priority, from each route's `warm` in the route table
 /// (`web::routes`); what they expand to is read through the repository (cached reads).
-pub async fn plan(state: &AppState, kind: WarmType) -> Result<Vec<(u8, String)>, DbError> {
+pub async fn fixed_plan(state: &AppState, kind: WarmType) -> Result<Vec<(u8, String)>, DbError> {
     use crate::web::routes::{Warm, TABLE};
     let repo = &state.repo;
     let recent = repo
@@ -93,6 +97,79 @@ pub async fn plan(state: &AppState, kind: WarmType) -> Result<Vec<(u8, String)>,
     Ok(plan)
 }
 
+/// An item of the plan, and what the demand model says of it.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub priority: u8,
+    pub path: String,
+    /// Requests expected before its entry expires, what a miss costs (ms) and the
+    /// value of warming it (`web::demand`): None where the model has no data.
+    pub predicted: Option<(f64, f64, f64)>,
+}
+
+/// The fixed plan (`fixed_plan`) in the order the demand model gives (`web::demand`):
+/// its `DEMAND_FIRST` most valuable URLs first, at the first priority, then within each
+/// priority the rest by value, then those the model has not seen. A new site (no
+/// counts yet) gets the fixed plan as it is. The model only reorders: a URL it knows
+/// that the fixed plan does not (a post since deleted) is not warmed.
+pub async fn plan(state: &AppState, kind: WarmType) -> Result<Vec<Planned>, DbError> {
+    let fixed = fixed_plan(state, kind).await?;
+    let now = crate::content::repository::now();
+    let model = match crate::web::demand::model(&state.repo, now).await {
+        Ok(model) => model,
+        Err(e) => {
+            tracing::warn!(error = %e, "the demand model could not be read; the fixed plan is used");
+            Vec::new()
+        }
+    };
+    let policies = crate::web::cache_policies(state);
+    let ttl_of = |path: &str| {
+        let bare = path.split('?').next().unwrap_or(path);
+        policies
+            .iter()
+            .find(|(m, _)| m.matches(bare))
+            .map(|(_, p)| p.ttl)
+            .unwrap_or(state.config.page_cache_ttl)
+    };
+    let by_path: std::collections::HashMap<&str, &crate::web::demand::Predicted> =
+        model.iter().map(|p| (p.path.as_str(), p)).collect();
+    let mut planned: Vec<Planned> = fixed
+        .into_iter()
+        .map(|(priority, path)| {
+            let predicted = by_path.get(path.as_str()).map(|p| {
+                let ttl = ttl_of(&path);
+                (p.expected(ttl), p.miss_ms, p.value(ttl))
+            });
+            Planned {
+                priority,
+                path,
+                predicted,
+            }
+        })
+        .collect();
+    if model.is_empty() {
+        return Ok(planned);
+    }
+    let value = |p: &Planned| p.predicted.map_or(-1.0, |(_, _, v)| v);
+    let mut ranked: Vec<usize> = (0..planned.len())
+        .filter(|i| planned[*i].predicted.is_some())
+        .collect();
+    ranked.sort_by(|a, b| value(&planned[*b]).total_cmp(&value(&planned[*a])));
+    for i in ranked.into_iter().take(DEMAND_FIRST) {
+        planned[i].priority = 0;
+    }
+    // Stable: the fixed order stays among equals (and for what the model has not seen).
+    planned.sort_by(|a, b| {
+        a.priority
+            .cmp(&b.priority)
+            .then(value(b).total_cmp(&value(a)))
+    });
+    for p in planned.iter_mut().filter(|p| p.priority == 0) {
+        p.priority = 1;
+    }
+    Ok(planned)
+}
+
 /// Warms by priority (see the module comment); `progress(done, total, path)` after each.
 pub async fn warm(
     state: web::Data<AppState>,
@@ -110,7 +187,8 @@ pub async fn warm(
     };
     let plan: Vec<(u8, String)> = plan
         .into_iter()
-        .filter(|(p, _)| *p <= options.max_priority)
+        .filter(|p| p.priority <= options.max_priority)
+        .map(|p| (p.priority, p.path))
         .collect();
     let app = match crate::web::app::app(state.clone())
         .into_factory()
