@@ -103,6 +103,9 @@ impl Application {
         if let Err(e) = state.analytics.flush(&state.repo).await {
             tracing::warn!(error = %e, "the last minute of cache history was not written");
         }
+        if let Err(e) = state.demand.flush(&state.repo).await {
+            tracing::warn!(error = %e, "the last counts of demand were not written");
+        }
         served
     }
 }
