@@ -196,17 +196,7 @@ fn main() {
         .unwrap_or(1.0);
     let dir = std::env::temp_dir().join(format!("folio-demand-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let seeded = dir.join("seeded.db");
-    let db = format!("sqlite://{}", seeded.display());
-    let status = folio()
-        .args(["seed", "--posts", &posts_n.to_string()])
-        .env("DATABASE_URL", &db)
-        .env("DATA_DIR", &dir)
-        .env("CACHE_URL", "none")
-        .env("RUST_LOG", "warn")
-        .status()
-        .expect("seed");
-    assert!(status.success(), "seeding failed");
+    let db = seed(&dir, &dir.join("seeded.db"), posts_n);
     let quiet = [
         ("ACCESS_LOG", "off"),
         ("HISTORY_FLUSH_INTERVAL", "1"),

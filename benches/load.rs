@@ -180,16 +180,7 @@ fn main() {
 
     let dir = std::env::temp_dir().join(format!("folio-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let db = format!("sqlite://{}", dir.join("bench.db").display());
-    let seeded = folio()
-        .args(["seed", "--posts", &env_num("BENCH_POSTS", 200).to_string()])
-        .env("DATABASE_URL", &db)
-        .env("DATA_DIR", &dir)
-        .env("CACHE_URL", "none")
-        .env("RUST_LOG", "warn")
-        .status()
-        .expect("seed");
-    assert!(seeded.success(), "seeding failed");
+    let db = seed(&dir, &dir.join("bench.db"), env_num("BENCH_POSTS", 200));
 
     let mut backends = backends;
     if !backends.iter().any(|b| b == "memory") {

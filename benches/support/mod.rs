@@ -249,8 +249,14 @@ pub fn start_varnish(
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .ok()?;
+    Some(in_front("varnish", child, port, log, app))
+}
+
+/// An edge (`child`, listening on `port`) in front of `app`, once `/healthz` answers
+/// through it: its CPU and the app's are counted together.
+fn in_front(name: &str, child: Child, port: u16, log: std::path::PathBuf, app: Server) -> Server {
     let server = Server {
-        name: "varnish".into(),
+        name: name.into(),
         child,
         port,
         log,
@@ -258,10 +264,10 @@ pub fn start_varnish(
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while status_of(port, "/healthz", "X-Bench: 1") != 200 {
-        assert!(Instant::now() < deadline, "Varnish did not start");
+        assert!(Instant::now() < deadline, "{name} did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
-    Some(server)
+    server
 }
 
 /// nginx with the shipped `deploy/nginx/folio-cache.conf` (its cache in `dir`, its
@@ -311,19 +317,22 @@ pub fn start_nginx(dir: &std::path::Path, port: u16, app: Server) -> Option<Serv
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .ok()?;
-    let server = Server {
-        name: "nginx".into(),
-        child,
-        port,
-        log,
-        behind: Some(Box::new(app)),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while status_of(port, "/healthz", "X-Bench: 1") != 200 {
-        assert!(Instant::now() < deadline, "nginx did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Some(server)
+    Some(in_front("nginx", child, port, log, app))
+}
+
+/// A SQLite database at `file` with the fixtures and `posts` generated posts (no cache).
+pub fn seed(dir: &std::path::Path, file: &std::path::Path, posts: u64) -> String {
+    let db = format!("sqlite://{}", file.display());
+    let seeded = folio()
+        .args(["seed", "--posts", &posts.to_string()])
+        .env("DATABASE_URL", &db)
+        .env("DATA_DIR", dir)
+        .env("CACHE_URL", "none")
+        .env("RUST_LOG", "warn")
+        .status()
+        .expect("seed");
+    assert!(seeded.success(), "seeding failed");
+    db
 }
 
 pub fn redis_pid(url: &str) -> Option<u32> {

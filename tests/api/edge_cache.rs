@@ -23,11 +23,11 @@ fn varnish_vars(port: u16) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn refs<'a>(vars: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+pub(crate) fn refs<'a>(vars: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     vars.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
-fn header(res: &reqwest::Response, name: &str) -> String {
+pub(crate) fn header(res: &reqwest::Response, name: &str) -> String {
     res.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -36,7 +36,7 @@ fn header(res: &reqwest::Response, name: &str) -> String {
 }
 
 /// The edge statistics of `app` for its one edge.
-async fn edge_stats(app: &TestApp) -> serde_json::Value {
+pub(crate) async fn edge_stats(app: &TestApp) -> serde_json::Value {
     let (status, body) = app.get_admin_json("/api/cache/stats/").await;
     assert_eq!(status, 200);
     body["edges"][0].clone()
@@ -58,7 +58,7 @@ async fn settled(app: &TestApp) -> serde_json::Value {
 }
 
 /// Polls `check` until it holds (or fails after `within`).
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use folio::content::invalidation::Model;
 
+use crate::edge_cache::{edge_stats, eventually, header, refs};
 use crate::faults::{version_in, write, CASES};
 use crate::helpers::{services_required, skip, spawn_app_with, Backend, TestApp};
 use crate::varnish::free_port;
@@ -168,36 +169,6 @@ fn vars(edge: String) -> Vec<(&'static str, String)> {
         ("EDGE_PURGE_REPEAT_AFTER_MS", "300".to_string()),
         ("EDGE_PURGE_RETRY_MAX", "1".to_string()),
     ]
-}
-
-fn refs<'a>(vars: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    vars.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
-fn header(res: &reqwest::Response, name: &str) -> String {
-    res.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
-}
-
-async fn edge_stats(app: &TestApp) -> serde_json::Value {
-    let (status, body) = app.get_admin_json("/api/cache/stats/").await;
-    assert_eq!(status, 200);
-    body["edges"][0].clone()
-}
-
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Reads `path` through nginx until it is an nginx hit; returns that response.

@@ -247,9 +247,20 @@ async fn the_warm_command_warms_a_shared_redis() {
 /// `folio warm --explain` shows why.
 #[actix_web::test]
 async fn warming_follows_what_readers_ask_for() {
+    follows_what_readers_ask_for(Backend::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn warming_follows_what_readers_ask_for_postgres() {
+    follows_what_readers_ask_for(Backend::Postgres).await;
+}
+
+async fn follows_what_readers_ask_for(backend: Backend) {
     use folio::web::warm::{plan, WarmType};
     let quiet = [("HISTORY_FLUSH_INTERVAL", "1"), ("WARM_ON_START", "false")];
-    let app = spawn_app_with(Backend::Sqlite, &quiet).await.unwrap();
+    let Some(app) = spawn_app_with(backend, &quiet).await else {
+        return;
+    };
     // A new site: the fixed plan, by page kind.
     let fixed = plan(&app.state, WarmType::All).await.unwrap();
     assert!(fixed.iter().all(|p| p.predicted.is_none()));
@@ -271,7 +282,12 @@ async fn warming_follows_what_readers_ask_for() {
     let started = Instant::now();
     let planned = loop {
         let planned = plan(&app.state, WarmType::All).await.unwrap();
-        if planned.iter().any(|p| p.predicted.is_some()) {
+        let counted = |path: &str| {
+            planned
+                .iter()
+                .any(|p| p.path == path && p.predicted.is_some())
+        };
+        if counted(&last_post) && counted("/about/") {
             break planned;
         }
         assert!(

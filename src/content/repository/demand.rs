@@ -19,33 +19,38 @@ pub struct Counted {
 }
 
 impl Repository {
-    /// Adds `counts` (path, counted) to `hour`'s rows.
+    /// Adds `counts` (path, counted) to `hour`'s rows, in one transaction: the model
+    /// never reads half a flush.
     pub async fn add_demand(
         &self,
         hour: NaiveDateTime,
         counts: &[(String, Counted)],
     ) -> RepoResult<()> {
+        use diesel_async::AsyncConnection as _;
         with_conn!(self.db, |conn| {
-            for (path, c) in counts {
-                diesel::insert_into(demand::table)
-                    .values((
-                        demand::path.eq(path),
-                        demand::hour.eq(hour),
-                        demand::requests.eq(c.requests),
-                        demand::misses.eq(c.misses),
-                        demand::miss_ms.eq(c.miss_ms),
-                    ))
-                    .on_conflict((demand::path, demand::hour))
-                    .do_update()
-                    .set((
-                        demand::requests.eq(demand::requests + excluded(demand::requests)),
-                        demand::misses.eq(demand::misses + excluded(demand::misses)),
-                        demand::miss_ms.eq(demand::miss_ms + excluded(demand::miss_ms)),
-                    ))
-                    .execute(conn)
-                    .await?;
-            }
-            Ok::<_, DbError>(())
+            conn.transaction::<_, DbError, _>(async |conn| {
+                for (path, c) in counts {
+                    diesel::insert_into(demand::table)
+                        .values((
+                            demand::path.eq(path),
+                            demand::hour.eq(hour),
+                            demand::requests.eq(c.requests),
+                            demand::misses.eq(c.misses),
+                            demand::miss_ms.eq(c.miss_ms),
+                        ))
+                        .on_conflict((demand::path, demand::hour))
+                        .do_update()
+                        .set((
+                            demand::requests.eq(demand::requests + excluded(demand::requests)),
+                            demand::misses.eq(demand::misses + excluded(demand::misses)),
+                            demand::miss_ms.eq(demand::miss_ms + excluded(demand::miss_ms)),
+                        ))
+                        .execute(conn)
+                        .await?;
+                }
+                Ok(())
+            })
+            .await
         })
     }
 
