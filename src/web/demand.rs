@@ -9,7 +9,8 @@
 //! **Bounded.** An instance tracks at most `TRACKED` URLs between two flushes
 //! (Space-Saving: a new URL replaces the least counted one and inherits its count, so
 //! the most asked are kept, each over-counted by at most the smallest count). The table
-//! keeps `KEPT_DAYS`.
+//! holds at most `PER_HOUR` URLs an hour (the most asked of each flush first) and keeps
+//! `KEPT_DAYS`.
 //!
 //! **Explainable.** Per URL it gives requests per hour over the last hour, over the last
 //! day, and over the same two hours of the week (this one and the next) in the last
@@ -31,6 +32,8 @@ use crate::db::DbError;
 
 /// URLs an instance tracks between two flushes.
 pub const TRACKED: usize = 1024;
+/// URLs the table holds per hour, every instance's together (see `add_demand`).
+pub const PER_HOUR: i64 = 2048;
 /// Days of counts kept: four weeks of the same hour of the week, and a day's margin.
 const KEPT_DAYS: i64 = 29;
 
@@ -106,7 +109,7 @@ impl Demand {
             return Ok(());
         }
         let now = crate::content::repository::now();
-        repo.add_demand(hour_of(now), &counts).await
+        repo.add_demand(hour_of(now), &counts, PER_HOUR).await
     }
 }
 

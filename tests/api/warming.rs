@@ -338,3 +338,42 @@ async fn follows_what_readers_ask_for(backend: Backend) {
     assert!(first.ends_with(&last_post), "{out}");
     assert!(out.contains("the demand model knows"), "{out}");
 }
+
+/// What visitors invent cannot grow the demand table: an hour holds at most its budget
+/// of URLs, the most asked first, and the URLs it holds keep counting.
+#[actix_web::test]
+async fn demand_rows_per_hour_stay_within_their_budget() {
+    use folio::content::repository::demand::Counted;
+    let app = spawn_app_with(Backend::Sqlite, &[]).await.unwrap();
+    let repo = &app.state.repo;
+    let hour = chrono::NaiveDate::from_ymd_opt(2026, 12, 1)
+        .unwrap()
+        .and_hms_opt(10, 0, 0)
+        .unwrap();
+    let counted = |requests| Counted {
+        requests,
+        misses: 1,
+        miss_ms: 2.0,
+    };
+    let first: Vec<(String, Counted)> = (0..10)
+        .map(|i| (format!("/junk/{i}"), counted(1)))
+        .chain([("/".to_string(), counted(50))])
+        .collect();
+    repo.add_demand(hour, &first, 4).await.unwrap();
+    let held = repo.demand_since(hour, None).await.unwrap();
+    assert_eq!(held.len(), 4, "{held:?}");
+    assert!(held.iter().any(|(p, c)| p == "/" && c.requests == 50));
+    // A full hour: new URLs are left out, those it holds still count.
+    let kept: Vec<String> = held.iter().map(|(p, _)| p.clone()).collect();
+    let second: Vec<(String, Counted)> = kept
+        .iter()
+        .map(|p| (p.clone(), counted(1)))
+        .chain((10..20).map(|i| (format!("/junk/{i}"), counted(5))))
+        .collect();
+    repo.add_demand(hour, &second, 4).await.unwrap();
+    let held = repo.demand_since(hour, None).await.unwrap();
+    assert_eq!(held.len(), 4);
+    let root = held.iter().find(|(p, _)| p == "/").unwrap();
+    assert_eq!(root.1.requests, 51);
+    assert_eq!(root.1.misses, 2);
+}

@@ -2,7 +2,6 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
 
 use super::{RepoResult, Repository};
@@ -20,16 +19,52 @@ pub struct Counted {
 
 impl Repository {
     /// Adds `counts` (path, counted) to `hour`'s rows, in one transaction: the model
-    /// never reads half a flush.
+    /// never reads half a flush. An hour holds at most `per_hour` URLs: past it, a URL
+    /// not yet counted that hour is left out (the most asked are written first), so
+    /// URLs visitors invent cannot grow the table beyond `per_hour` × the hours kept.
     pub async fn add_demand(
         &self,
         hour: NaiveDateTime,
         counts: &[(String, Counted)],
+        per_hour: i64,
     ) -> RepoResult<()> {
         use diesel_async::AsyncConnection as _;
+        let mut counts: Vec<&(String, Counted)> = counts.iter().collect();
+        counts.sort_by_key(|(_, c)| std::cmp::Reverse(c.requests));
         with_conn!(self.db, |conn| {
             conn.transaction::<_, DbError, _>(async |conn| {
-                for (path, c) in counts {
+                // Counted after the first update: on SQLite a write must come first, so
+                // the transaction waits for the write lock instead of failing to upgrade.
+                let mut held: Option<i64> = None;
+                for (path, c) in &counts {
+                    let updated = diesel::update(
+                        demand::table
+                            .filter(demand::path.eq(path))
+                            .filter(demand::hour.eq(hour)),
+                    )
+                    .set((
+                        demand::requests.eq(demand::requests + c.requests),
+                        demand::misses.eq(demand::misses + c.misses),
+                        demand::miss_ms.eq(demand::miss_ms + c.miss_ms),
+                    ))
+                    .execute(conn)
+                    .await?;
+                    if updated > 0 {
+                        continue;
+                    }
+                    let held = match &mut held {
+                        Some(held) => held,
+                        None => held.insert(
+                            demand::table
+                                .filter(demand::hour.eq(hour))
+                                .count()
+                                .get_result(conn)
+                                .await?,
+                        ),
+                    };
+                    if *held >= per_hour {
+                        continue;
+                    }
                     diesel::insert_into(demand::table)
                         .values((
                             demand::path.eq(path),
@@ -38,15 +73,9 @@ impl Repository {
                             demand::misses.eq(c.misses),
                             demand::miss_ms.eq(c.miss_ms),
                         ))
-                        .on_conflict((demand::path, demand::hour))
-                        .do_update()
-                        .set((
-                            demand::requests.eq(demand::requests + excluded(demand::requests)),
-                            demand::misses.eq(demand::misses + excluded(demand::misses)),
-                            demand::miss_ms.eq(demand::miss_ms + excluded(demand::miss_ms)),
-                        ))
                         .execute(conn)
                         .await?;
+                    *held += 1;
                 }
                 Ok(())
             })
