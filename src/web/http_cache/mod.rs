@@ -132,14 +132,19 @@ impl ResponseCache {
         self
     }
 
-    /// Counts an answer to a reader (not to warming).
+    /// Counts an answer to a reader (not to warming), under its canonical URL only: the
+    /// one warming requests, and not one per parameter a visitor adds.
     fn observe(&self, req: &actix_web::HttpRequest, miss: Option<std::time::Duration>) {
-        if let Some(demand) = &self.demand {
-            if !req.headers().contains_key(WARM_HEADER) {
-                let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-                demand.observe(path, miss);
-            }
+        let Some(demand) = &self.demand else {
+            return;
+        };
+        if req.headers().contains_key(WARM_HEADER)
+            || (!req.query_string().is_empty() && !canonically_spelled(req))
+        {
+            return;
         }
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        demand.observe(path, miss);
     }
 
     /// Records the paths of answers sent for the path edges to keep, if any is configured.
