@@ -152,13 +152,13 @@ impl Predicted {
 pub async fn model(repo: &Repository, now: NaiveDateTime) -> Result<Vec<Predicted>, DbError> {
     let hour = hour_of(now);
     let into_hour = (now - hour).num_seconds().max(60) as f64;
-    let last_hour = repo.demand_since(hour - TimeDelta::hours(1), None).await?;
-    if last_hour.is_empty() && repo.demand_oldest().await?.is_none() {
+    // No counts at all: a new site.
+    let Some(oldest) = repo.demand_oldest().await? else {
         return Ok(Vec::new());
-    }
+    };
+    let last_hour = repo.demand_since(hour - TimeDelta::hours(1), None).await?;
     let last_day = repo.demand_since(now - TimeDelta::hours(24), None).await?;
     let kept = now - TimeDelta::days(KEPT_DAYS);
-    let oldest = repo.demand_oldest().await?.unwrap_or(now);
     // This hour and the next, one to four weeks ago: as many weeks as there are counts.
     let weeks: Vec<NaiveDateTime> = (1..=4)
         .map(|week| hour - TimeDelta::weeks(week))
